@@ -1,0 +1,63 @@
+# Every target installs what it uses first, so a fresh clone needs nothing else.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+UV ?= uv
+CACHE ?= $(or $(DTPOC_CACHE_DIR),$(HOME)/.cache/dtpoc)
+
+.PHONY: help bootstrap sync generate check-generated lint format typecheck buf-lint helm-lint check test run bench testbin
+
+help:
+	@echo "make run        start the platform on this machine and run the sample analysis"
+	@echo "make test       install what is missing, build the test servers, run the tests"
+	@echo "make check      ruff, mypy, buf lint/format, helm lint, generated code up to date"
+	@echo "make generate   regenerate the Python API package from protos/"
+
+bootstrap:
+	@command -v $(UV) >/dev/null || python3 -m pip install --quiet 'uv>=0.5'
+
+sync: bootstrap
+	@$(UV) sync --frozen --quiet
+
+testbin:
+	@tools/testbin/build
+
+generate: sync
+	@$(UV) run python tools/generate.py
+
+check-generated: generate
+	@git diff --exit-code --stat -- libs/api/src || (echo "generated code differs from protos/: run make generate and commit" >&2; exit 1)
+	@test -z "$$(git status --porcelain -- libs/api/src)" || (echo "untracked generated files: run make generate and commit" >&2; git status --porcelain -- libs/api/src; exit 1)
+
+lint: sync
+	@$(UV) run ruff check .
+	@$(UV) run ruff format --check .
+
+format: sync
+	@$(UV) run ruff format .
+	@$(UV) run ruff check --fix .
+
+typecheck: sync
+	@$(UV) run mypy libs/common/src services/files/src services/orchestrator/src services/operator/src gateway/src tools/generate.py
+
+buf-lint: generate
+	@tools/testbin/build buf >&2
+	@BUF=$$(ls -d $(CACHE)/bin/buf-*/buf | sort -V | tail -1); \
+	  $$BUF lint && $$BUF format --diff --exit-code protos
+
+helm-lint:
+	@if [ -f infra/Chart.yaml ]; then \
+	  tools/testbin/build helm >&2; \
+	  HELM=$$(ls -d $(CACHE)/bin/helm-*/helm | sort -V | tail -1); \
+	  $$HELM lint --strict infra; \
+	fi
+
+check: lint typecheck buf-lint helm-lint check-generated
+
+test: sync testbin
+	@$(UV) run pytest $(PYTEST_ARGS)
+
+run: sync
+	@$(UV) run python -m dtpoc_local $(RUN_ARGS)
+
+bench: sync testbin
+	@for b in bench/*.py; do echo "== $$b"; $(UV) run python $$b || exit 1; done

@@ -1,0 +1,81 @@
+"""Domain errors, one type per kind of failure, mapped once to gRPC status.
+
+Services raise these; :func:`grpc_code` maps them at the server edge and
+the gateway maps gRPC status to HTTP. Messages are written for the caller:
+they never carry exception text or stack traces of the server.
+"""
+
+from __future__ import annotations
+
+import grpc
+
+
+class DomainError(Exception):
+    """Base of every error a caller is meant to see."""
+
+    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class InvalidArgument(DomainError):
+    """The request is malformed; ``field`` names the offending field."""
+
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class NotFound(DomainError):
+    """The named thing does not exist."""
+
+    code = grpc.StatusCode.NOT_FOUND
+
+
+class AlreadyExists(DomainError):
+    """The thing to create exists already."""
+
+    code = grpc.StatusCode.ALREADY_EXISTS
+
+
+class FailedPrecondition(DomainError):
+    """The system is not in a state that allows the operation."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class TooLarge(DomainError):
+    """A size limit was exceeded."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class Unavailable(DomainError):
+    """A dependency (database, cluster, another service) cannot be reached."""
+
+    code = grpc.StatusCode.UNAVAILABLE
+
+
+class Unimplemented(DomainError):
+    """The operation is declared but not implemented."""
+
+    code = grpc.StatusCode.UNIMPLEMENTED
+
+
+class Aborted(DomainError):
+    """A concurrent change got there first; retrying may succeed."""
+
+    code = grpc.StatusCode.ABORTED
+
+
+def grpc_code(error: DomainError) -> grpc.StatusCode:
+    """The gRPC status code a domain error is answered with."""
+    return error.code
+
+
+def describe(error: DomainError) -> str:
+    """The message sent to the caller: the field first when one is named."""
+    if error.field:
+        return f"{error.field}: {error.message}"
+    return error.message

@@ -1,0 +1,38 @@
+"""One settings object per process, read from ``DTPOC_*`` environment variables.
+
+Each service subclasses :class:`BaseServiceSettings` with its own prefix
+(``DTPOC_FILES_``, ``DTPOC_ORCHESTRATOR_``...). No default names a remote
+host or holds a credential: addresses default to loopback for a local run.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class BaseServiceSettings(BaseSettings):
+    """Settings every gRPC service shares."""
+
+    model_config = SettingsConfigDict(env_prefix="DTPOC_", extra="ignore")
+
+    #: Address the gRPC server listens on (``host:port``); port 0 picks a free one.
+    listen: str = "127.0.0.1:0"
+    #: Log level name.
+    log_level: str = "INFO"
+    #: Seconds in-flight calls get to finish on shutdown.
+    shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+    #: Largest gRPC message accepted or sent, in bytes.
+    max_message_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
+
+
+class MongoSettings(BaseSettings):
+    """Where MongoDB is. The URI carries credentials when there are any, so
+    it comes from the environment (or a mounted secret), never from code."""
+
+    model_config = SettingsConfigDict(env_prefix="DTPOC_", extra="ignore")
+
+    #: MongoDB connection string, e.g. ``mongodb://127.0.0.1:27017/``.
+    mongodb_uri: str = "mongodb://127.0.0.1:27017/"
+    #: Milliseconds to wait for a server before a call answers UNAVAILABLE.
+    mongodb_timeout_ms: int = Field(default=5000, gt=0)
