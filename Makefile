@@ -57,7 +57,7 @@ test: sync testbin
 	@$(UV) run pytest $(PYTEST_ARGS)
 
 run: sync
-	@$(UV) run python -m dtpoc_local $(RUN_ARGS)
+	@$(UV) run python tools/run_local.py $(RUN_ARGS)
 
 bench: sync testbin
 	@for b in bench/*.py; do echo "== $$b"; $(UV) run python $$b || exit 1; done
