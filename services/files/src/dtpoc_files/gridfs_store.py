@@ -1,0 +1,467 @@
+"""GridFS adapter: files and chunks in MongoDB, written and read as they stream.
+
+Storage layout
+--------------
+Files are stored in the standard GridFS layout (``<bucket>.files`` and
+``<bucket>.chunks``, GridFS spec fields), so that any driver's GridFS
+(``gridfs.GridFSBucket``, Mongo Express, the original service) reads them
+and files they wrote are served here. Two side collections hold what GridFS
+has no place for:
+
+``<bucket>.pending_uploads``
+    One document per upload in progress: ``{_id: <file id>, filename,
+    started_at, heartbeat_at}``.
+``<bucket>.sha256``
+    The content-identity claims: ``{_id: <sha256 hex>, file_id}``. Using the
+    digest as ``_id`` makes uniqueness the database's job with nothing but the
+    ``_id`` index, which every MongoDB-wire server enforces. (FerretDB 1.24
+    does not implement ``partialFilterExpression``, so a unique index on
+    ``metadata.sha256`` that tolerates legacy files without the field is not
+    available; ``tests/files/test_ferretdb_support.py`` shows it.)
+
+Why not ``AsyncGridIn``/``AsyncGridOut``
+----------------------------------------
+pymongo 4.20's ``AsyncGridIn`` buffers chunk documents until 48 MB
+(``MAX_MESSAGE_SIZE``) have gathered before one ``insert_many``, and
+``AsyncGridOut`` reads chunks through a cursor without a batch size (a first
+batch of 101 chunks, about 25 MiB) sorted by ``n`` (which FerretDB performs in
+its own memory for the whole file). Both break "memory bounded by a few
+chunks", so this module writes and reads the GridFS documents itself, one
+incoming message's chunks per ``insert_many`` and a few chunks per read
+batch. Deletion uses :class:`gridfs.AsyncGridFSBucket` unchanged.
+
+Visibility and crash safety
+---------------------------
+A file is visible exactly when its ``<bucket>.files`` document exists; GridFS
+readers never look at chunks without one. An upload therefore goes:
+
+1. insert the pending-upload record (before any chunk exists, so that no
+   chunk is ever written that no record points at);
+2. insert chunks as the bytes arrive, under the new file id; a heartbeat task
+   refreshes ``heartbeat_at`` while the upload runs;
+3. at the end, claim the sha256 (insert into ``<bucket>.sha256``). If the
+   content is claimed by a visible file already, the upload is a duplicate:
+   its chunks and record are deleted and the existing file is answered. If
+   the claim belongs to an upload that is still finishing, wait for it; if
+   to one that died, remove the stale claim and claim again;
+4. insert the files document (the file becomes visible), then delete the
+   pending record.
+
+Any failure before step 4 (size limit, wrong sha256, client gone, database
+error) deletes the upload's chunks, claim and pending record before the
+error is answered. If the server itself dies, the pending record remains
+with a heartbeat that stops advancing; :meth:`GridFSStore.sweep_abandoned_uploads`
+(run at start and periodically) deletes the chunks and claim of every upload
+whose heartbeat is older than ``pending_upload_stale_seconds`` and has no
+files document, and forgets the record of one that does (it crashed after
+step 4). Two identical uploads racing each other can both pass step 2 but
+only one wins the claim, so only one becomes visible.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+from collections.abc import AsyncIterator, Iterator, Mapping
+from typing import Any
+
+import gridfs
+import pymongo
+from bson import Int64, ObjectId
+from gridfs import errors as gridfs_errors
+from pymongo import errors as mongo_errors
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+
+from dtpoc_common import errors
+from dtpoc_common import logging as dlog
+from dtpoc_files import domain
+
+log = dlog.get_logger(__name__)
+
+UNREACHABLE_MESSAGE = "the files database cannot be reached; try again later"
+#: How long a duplicate upload waits for an identical one that is finishing.
+CLAIM_WAIT_SECONDS = 30.0
+#: Chunks per read batch: bounds download memory to a few chunks.
+READ_BATCH_CHUNKS = 4
+
+
+class CorruptFile(Exception):
+    """A stored file's chunks do not add up to its length (not the caller's fault)."""
+
+
+@contextlib.contextmanager
+def database_errors() -> Iterator[None]:
+    """Answer UNAVAILABLE, with a message that says so, when MongoDB cannot be reached."""
+    try:
+        yield
+    except mongo_errors.ConnectionFailure as exc:
+        log.warning("files database unreachable", error_type=type(exc).__name__)
+        raise errors.Unavailable(UNREACHABLE_MESSAGE) from exc
+
+
+def open_client(uri: str, *, timeout_ms: int) -> pymongo.AsyncMongoClient[dict[str, Any]]:
+    """A client that gives up on an unreachable server after ``timeout_ms``."""
+    return pymongo.AsyncMongoClient(
+        uri,
+        serverSelectionTimeoutMS=timeout_ms,
+        connectTimeoutMS=timeout_ms,
+        tz_aware=True,
+        appname="dtpoc-files",
+    )
+
+
+def _now() -> datetime.datetime:
+    # BSON dates have millisecond precision; truncate so that what we hold is
+    # what a reader gets back (page tokens compare upload dates exactly).
+    moment = datetime.datetime.now(tz=datetime.UTC)
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+def record_from_document(document: Mapping[str, Any]) -> domain.FileRecord:
+    """A files document as a :class:`~dtpoc_files.domain.FileRecord`."""
+    metadata = document.get("metadata")
+    upload_date = document.get("uploadDate")
+    if not isinstance(upload_date, datetime.datetime):
+        upload_date = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+    return domain.FileRecord(
+        file_id=str(document["_id"]),
+        filename=str(document.get("filename") or ""),
+        length=int(document.get("length") or 0),
+        upload_date=upload_date,
+        metadata=dict(metadata) if isinstance(metadata, Mapping) else {},
+        chunk_size=int(document.get("chunkSize") or 0),
+    )
+
+
+class GridFSStore:
+    """The files of one GridFS bucket, plus this service's upload bookkeeping."""
+
+    def __init__(
+        self,
+        database: AsyncDatabase[dict[str, Any]],
+        *,
+        bucket: str,
+        chunk_bytes: int,
+        pending_stale_seconds: float,
+    ) -> None:
+        self._database = database
+        self._bucket_name = bucket
+        self._chunk_bytes = chunk_bytes
+        self._pending_stale = datetime.timedelta(seconds=pending_stale_seconds)
+        self.files: AsyncCollection[dict[str, Any]] = database[f"{bucket}.files"]
+        self.chunks: AsyncCollection[dict[str, Any]] = database[f"{bucket}.chunks"]
+        self.pending: AsyncCollection[dict[str, Any]] = database[f"{bucket}.pending_uploads"]
+        self.claims: AsyncCollection[dict[str, Any]] = database[f"{bucket}.sha256"]
+        self._indexes_ready = False
+        self._index_lock = asyncio.Lock()
+
+    @property
+    def pending_stale_after(self) -> datetime.timedelta:
+        return self._pending_stale
+
+    async def ensure_indexes(self) -> None:
+        """Create the GridFS spec indexes and this service's own (idempotent)."""
+        if self._indexes_ready:
+            return
+        async with self._index_lock:
+            if self._indexes_ready:
+                return
+            with database_errors():
+                # The two indexes the GridFS spec asks drivers to create.
+                await self.chunks.create_index([("files_id", 1), ("n", 1)], unique=True)
+                await self.files.create_index([("filename", 1), ("uploadDate", 1)])
+                # Listing newest first, keyset pagination, dedup and filters.
+                await self.files.create_index([("uploadDate", -1), ("_id", -1)])
+                await self.files.create_index([("metadata.sha256", 1)])
+                await self.files.create_index(
+                    [("metadata.service_id", 1), ("metadata.replica_index", 1)]
+                )
+                await self.claims.create_index([("file_id", 1)])
+                await self.pending.create_index([("heartbeat_at", 1)])
+            self._indexes_ready = True
+
+    async def get(self, file_id: str) -> domain.FileRecord:
+        """The record of a visible file, or NOT_FOUND."""
+        with database_errors():
+            document = await self.files.find_one({"_id": ObjectId(file_id)})
+        if document is None:
+            raise errors.NotFound(f"file {file_id} does not exist", field="file_id")
+        return record_from_document(document)
+
+    async def list(self, query: domain.ListQuery) -> tuple[list[domain.FileRecord], bool]:
+        """One page of records, newest first, and whether more follow."""
+        selector: dict[str, Any] = {}
+        if query.filter.service_id is not None:
+            selector["metadata.service_id"] = query.filter.service_id
+        if query.filter.replica_index is not None:
+            selector["metadata.replica_index"] = query.filter.replica_index
+        if query.filter.filename is not None:
+            selector["filename"] = query.filter.filename
+        if query.after is not None:
+            after_id = ObjectId(query.after.file_id)
+            selector["$or"] = [
+                {"uploadDate": {"$lt": query.after.upload_date}},
+                {"uploadDate": query.after.upload_date, "_id": {"$lt": after_id}},
+            ]
+        cursor = (
+            self.files.find(selector)
+            .sort([("uploadDate", -1), ("_id", -1)])
+            .skip(query.skip)
+            .limit(query.limit + 1)
+        )
+        with database_errors():
+            documents = await cursor.to_list()
+        records = [record_from_document(doc) for doc in documents[: query.limit]]
+        return records, len(documents) > query.limit
+
+    async def read_range(
+        self, record: domain.FileRecord, byte_range: domain.ByteRange, *, piece_bytes: int
+    ) -> AsyncIterator[bytes]:
+        """The bytes of ``byte_range`` in pieces of ``piece_bytes`` (the last may be shorter).
+
+        Reads a few chunks per batch from the chunk holding ``offset`` on.
+        Chunks are asked for without a sort (FerretDB sorts a whole file in
+        memory) and checked to arrive in order; should a server answer them
+        out of order, the read continues with a sorted cursor from there.
+        """
+        if byte_range.length == 0:
+            return
+        chunk_size = record.chunk_size
+        if chunk_size <= 0:
+            raise CorruptFile(f"file {record.file_id} has no chunk size")
+        oid = ObjectId(record.file_id)
+        next_n = byte_range.offset // chunk_size
+        skip = byte_range.offset - next_n * chunk_size
+        remaining = byte_range.length
+        pending = bytearray()
+        sorted_cursor = False
+        while remaining > 0:
+            restart = False
+            cursor = self.chunks.find(
+                {"files_id": oid, "n": {"$gte": next_n}},
+                projection={"_id": 0, "n": 1, "data": 1},
+                sort=[("n", 1)] if sorted_cursor else None,
+                batch_size=READ_BATCH_CHUNKS,
+            )
+            try:
+                with database_errors():
+                    async for chunk in cursor:
+                        if chunk["n"] != next_n:
+                            if sorted_cursor:
+                                raise CorruptFile(
+                                    f"file {record.file_id}: chunk {next_n} is missing"
+                                )
+                            if chunk["n"] < next_n:
+                                continue
+                            restart = sorted_cursor = True
+                            break
+                        data = memoryview(chunk["data"])[skip:]
+                        skip = 0
+                        taken = data[:remaining]
+                        pending += taken
+                        remaining -= len(taken)
+                        next_n += 1
+                        while len(pending) >= piece_bytes:
+                            piece = bytes(pending[:piece_bytes])
+                            del pending[:piece_bytes]
+                            yield piece
+                        if remaining == 0:
+                            break
+            finally:
+                await cursor.close()
+            if remaining > 0 and not restart:
+                if not sorted_cursor:
+                    sorted_cursor = True
+                    continue
+                raise CorruptFile(
+                    f"file {record.file_id}: chunks end {remaining} bytes before its length"
+                )
+        if pending:
+            yield bytes(pending)
+
+    async def delete(self, file_id: str) -> None:
+        """Delete a visible file, its chunks and its content claim; NOT_FOUND if absent."""
+        oid = ObjectId(file_id)
+        bucket = gridfs.AsyncGridFSBucket(self._database, bucket_name=self._bucket_name)
+        with database_errors():
+            try:
+                await bucket.delete(oid)
+            except gridfs_errors.NoFile as exc:
+                raise errors.NotFound(f"file {file_id} does not exist", field="file_id") from exc
+            await self.claims.delete_many({"file_id": oid})
+
+    async def begin_upload(self, *, filename: str) -> PendingUpload:
+        """Register a new upload (not visible) that chunks can be written to."""
+        await self.ensure_indexes()
+        upload = PendingUpload(self, file_id=ObjectId(), chunk_bytes=self._chunk_bytes)
+        now = _now()
+        with database_errors():
+            await self.pending.insert_one(
+                {
+                    "_id": upload.file_id,
+                    "filename": filename,
+                    "started_at": now,
+                    "heartbeat_at": now,
+                }
+            )
+        upload.start_heartbeat(interval=max(1.0, self._pending_stale.total_seconds() / 4))
+        return upload
+
+    async def is_upload_alive(self, file_id: ObjectId) -> bool:
+        """Whether an upload's server still beats its heartbeat."""
+        record = await self.pending.find_one({"_id": file_id})
+        if record is None:
+            return False
+        beat = record.get("heartbeat_at")
+        return isinstance(beat, datetime.datetime) and _now() - beat < self._pending_stale
+
+    async def sweep_abandoned_uploads(self) -> int:
+        """Remove what uploads of crashed servers left behind; answer how many."""
+        await self.ensure_indexes()
+        cutoff = _now() - self._pending_stale
+        swept = 0
+        with database_errors():
+            stale = await self.pending.find({"heartbeat_at": {"$lt": cutoff}}).to_list()
+            for record in stale:
+                file_id = record["_id"]
+                if await self.files.find_one({"_id": file_id}, projection={"_id": 1}) is None:
+                    await self.chunks.delete_many({"files_id": file_id})
+                    await self.claims.delete_many({"file_id": file_id})
+                    log.info("abandoned upload removed", file_id=str(file_id))
+                await self.pending.delete_one({"_id": file_id, "heartbeat_at": {"$lt": cutoff}})
+                swept += 1
+        return swept
+
+
+class PendingUpload:
+    """An upload in progress: chunks written so far, not visible to anyone.
+
+    Holds at most one partial chunk between writes; every full chunk goes to
+    the database before :meth:`write` returns.
+    """
+
+    def __init__(self, store: GridFSStore, *, file_id: ObjectId, chunk_bytes: int) -> None:
+        self._store = store
+        self.file_id = file_id
+        self._chunk_bytes = chunk_bytes
+        self._buffer = bytearray()
+        self._next_n = 0
+        self._heartbeat: asyncio.Task[None] | None = None
+
+    def start_heartbeat(self, *, interval: float) -> None:
+        self._heartbeat = asyncio.create_task(self._beat(interval))
+
+    async def _beat(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self._store.pending.update_one(
+                    {"_id": self.file_id}, {"$set": {"heartbeat_at": _now()}}
+                )
+            except mongo_errors.PyMongoError as exc:
+                log.warning(
+                    "upload heartbeat failed", file_id=str(self.file_id), error=type(exc).__name__
+                )
+
+    async def _stop_heartbeat(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
+            self._heartbeat = None
+
+    async def write(self, data: bytes) -> None:
+        """Store ``data`` after what was written before."""
+        self._buffer += data
+        size = self._chunk_bytes
+        if len(self._buffer) < size:
+            return
+        full = len(self._buffer) // size * size
+        documents = [
+            self._chunk_document(bytes(self._buffer[start : start + size]))
+            for start in range(0, full, size)
+        ]
+        del self._buffer[:full]
+        with database_errors():
+            await self._store.chunks.insert_many(documents, ordered=True)
+
+    def _chunk_document(self, data: bytes) -> dict[str, Any]:
+        document = {"files_id": self.file_id, "n": self._next_n, "data": data}
+        self._next_n += 1
+        return document
+
+    async def commit(
+        self, *, filename: str, metadata: Mapping[str, Any], digest: domain.Digest
+    ) -> domain.UploadOutcome:
+        """Make the upload visible, or answer the identical file already stored.
+
+        The caller discards the upload if this raises.
+        """
+        with database_errors():
+            if self._buffer:
+                await self._store.chunks.insert_one(self._chunk_document(bytes(self._buffer)))
+                self._buffer.clear()
+            existing = await self._claim(digest.sha256)
+            if existing is not None:
+                await self.discard()
+                return domain.UploadOutcome(record=existing, deduplicated=True)
+            document = {
+                "_id": self.file_id,
+                "length": Int64(digest.length),
+                "chunkSize": self._chunk_bytes,
+                "uploadDate": _now(),
+                "filename": filename,
+                "metadata": dict(metadata),
+            }
+            await self._store.files.insert_one(document)
+            await self._stop_heartbeat()
+            await self._store.pending.delete_one({"_id": self.file_id})
+        return domain.UploadOutcome(record=record_from_document(document), deduplicated=False)
+
+    async def _claim(self, sha256: str) -> domain.FileRecord | None:
+        """Claim the content for this upload; answer the existing file if it is taken."""
+        store = self._store
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CLAIM_WAIT_SECONDS
+        while True:
+            claim = await store.claims.find_one({"_id": sha256})
+            if claim is not None:
+                owner = claim["file_id"]
+                existing = await store.files.find_one({"_id": owner})
+                if existing is not None:
+                    return record_from_document(existing)
+                if await store.is_upload_alive(owner):
+                    # An identical upload claimed first and is finishing.
+                    if loop.time() > deadline:
+                        raise errors.Aborted(
+                            "an identical upload is still being stored; retry shortly"
+                        )
+                    await asyncio.sleep(0.05)
+                    continue
+                await store.claims.delete_one({"_id": sha256, "file_id": owner})
+                continue
+            legacy = await store.files.find_one({"metadata.sha256": sha256})
+            try:
+                await store.claims.insert_one(
+                    {
+                        "_id": sha256,
+                        "file_id": legacy["_id"] if legacy is not None else self.file_id,
+                        "claimed_at": _now(),
+                    }
+                )
+            except mongo_errors.DuplicateKeyError:
+                continue
+            return record_from_document(legacy) if legacy is not None else None
+
+    async def discard(self) -> None:
+        """Delete everything this upload stored; safe to call more than once."""
+        await self._stop_heartbeat()
+        self._buffer.clear()
+        store = self._store
+        with database_errors():
+            await store.files.delete_one({"_id": self.file_id})
+            await store.chunks.delete_many({"files_id": self.file_id})
+            await store.claims.delete_many({"file_id": self.file_id})
+            await store.pending.delete_one({"_id": self.file_id})
