@@ -1,0 +1,268 @@
+"""A real Kubernetes control plane on loopback: etcd, kube-apiserver, kube-controller-manager.
+
+There is no scheduler and no kubelet (no container runtime here): pods stay
+Pending until a test plays the kubelet's part with
+:mod:`tests.realdeps.kubelet_double`. Everything else is the real thing:
+RBAC authorization, admission (including ServiceAccount), CRDs, and the
+controllers that Jobs, CronJobs, Deployments and namespaces need.
+"""
+
+from __future__ import annotations
+
+import base64
+import ssl
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from tests.realdeps import binaries, ports, processes
+from tests.realdeps.pki import CertPair, ControlPlanePki, generate_control_plane_pki
+
+SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
+"""Cluster IPs are bookkeeping only here: nothing routes to them."""
+FIRST_SERVICE_IP = "10.0.0.1"
+SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
+
+CONTROLLERS = (
+    "serviceaccount-token-controller",
+    "serviceaccount-controller",
+    "root-ca-certificate-publisher-controller",
+    "namespace-controller",
+    "garbage-collector-controller",
+    "job-controller",
+    "cronjob-controller",
+    "ttl-after-finished-controller",
+    "deployment-controller",
+    "replicaset-controller",
+    "endpoints-controller",
+    "endpointslice-controller",
+)
+"""Controllers the platform relies on; node, volume and cloud controllers stay off."""
+
+ETCD_READY_TIMEOUT = 30.0
+APISERVER_READY_TIMEOUT = 120.0
+CONTROLLER_MANAGER_READY_TIMEOUT = 60.0
+
+
+@dataclass
+class ControlPlane:
+    """The running processes and the files a client needs to reach them."""
+
+    server: str
+    admin_kubeconfig: Path
+    pki: ControlPlanePki
+    etcd: processes.ServerProcess
+    apiserver: processes.ServerProcess
+    controller_manager: processes.ServerProcess
+
+    def stop(self) -> None:
+        """Stop in reverse start order, so no component logs its peers' deaths first."""
+        for server in (self.controller_manager, self.apiserver, self.etcd):
+            server.stop()
+
+
+def write_kubeconfig(path: Path, *, server: str, ca: Path, client: CertPair, user: str) -> Path:
+    """A kubeconfig with embedded certificates, so it works from any directory."""
+
+    def b64(p: Path) -> str:
+        return base64.b64encode(p.read_bytes()).decode()
+
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "dtpoc-test",
+                "cluster": {"server": server, "certificate-authority-data": b64(ca)},
+            }
+        ],
+        "users": [
+            {
+                "name": user,
+                "user": {
+                    "client-certificate-data": b64(client.cert_path),
+                    "client-key-data": b64(client.key_path),
+                },
+            }
+        ],
+        "contexts": [{"name": "dtpoc-test", "context": {"cluster": "dtpoc-test", "user": user}}],
+        "current-context": "dtpoc-test",
+    }
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    path.chmod(0o600)
+    return path
+
+
+def _https_ok(url: str, context: ssl.SSLContext) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2, context=context) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, ConnectionError, TimeoutError, ssl.SSLError):
+        return False
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return False
+
+
+def _start_etcd(workdir: Path) -> tuple[processes.ServerProcess, str]:
+    client_port, peer_port = ports.free_ports(2)
+    client_url = f"http://{ports.LOOPBACK}:{client_port}"
+    peer_url = f"http://{ports.LOOPBACK}:{peer_port}"
+    etcd = processes.ServerProcess(
+        name="etcd",
+        argv=[
+            str(binaries.path("etcd")),
+            "--name=dtpoc-test",
+            f"--data-dir={workdir / 'etcd-data'}",
+            f"--listen-client-urls={client_url}",
+            f"--advertise-client-urls={client_url}",
+            f"--listen-peer-urls={peer_url}",
+            f"--initial-advertise-peer-urls={peer_url}",
+            f"--initial-cluster=dtpoc-test={peer_url}",
+            # Test data is thrown away: skip fsync, which dominates etcd latency on VMs.
+            "--unsafe-no-fsync=true",
+            "--log-level=warn",
+        ],
+        log_path=workdir / "etcd.log",
+    ).start()
+    etcd.wait_ready(
+        lambda: _http_ok(f"{client_url}/health"),
+        timeout=ETCD_READY_TIMEOUT,
+        what=f"{client_url}/health",
+    )
+    return etcd, client_url
+
+
+def _start_apiserver(
+    workdir: Path, *, pki: ControlPlanePki, etcd_url: str
+) -> tuple[processes.ServerProcess, str]:
+    port = ports.free_port()
+    server = f"https://{ports.LOOPBACK}:{port}"
+    apiserver = processes.ServerProcess(
+        name="kube-apiserver",
+        argv=[
+            str(binaries.path("kube-apiserver")),
+            f"--etcd-servers={etcd_url}",
+            f"--bind-address={ports.LOOPBACK}",
+            f"--advertise-address={ports.LOOPBACK}",
+            f"--secure-port={port}",
+            f"--cert-dir={workdir / 'apiserver-certs'}",
+            f"--tls-cert-file={pki.apiserver.cert_path}",
+            f"--tls-private-key-file={pki.apiserver.key_path}",
+            f"--client-ca-file={pki.ca.cert_path}",
+            "--authorization-mode=RBAC",
+            "--anonymous-auth=false",
+            f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
+            f"--service-account-key-file={pki.service_account_pub_path}",
+            f"--service-account-signing-key-file={pki.service_account_key_path}",
+            f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
+            "--allow-privileged=true",
+            # The "kubernetes" Service cannot have a loopback endpoint; nothing in-cluster
+            # needs to reach the apiserver through it here.
+            "--endpoint-reconciler-type=none",
+            "--enable-priority-and-fairness=false",
+            "--profiling=false",
+            "--v=1",
+        ],
+        log_path=workdir / "kube-apiserver.log",
+    ).start()
+    context = ssl.create_default_context(cafile=str(pki.ca.cert_path))
+    context.load_cert_chain(str(pki.admin.cert_path), str(pki.admin.key_path))
+    apiserver.wait_ready(
+        lambda: _https_ok(f"{server}/readyz", context),
+        timeout=APISERVER_READY_TIMEOUT,
+        what=f"{server}/readyz",
+    )
+    return apiserver, server
+
+
+def _start_controller_manager(
+    workdir: Path, *, pki: ControlPlanePki, server: str
+) -> processes.ServerProcess:
+    kubeconfig = write_kubeconfig(
+        workdir / "controller-manager.kubeconfig",
+        server=server,
+        ca=pki.ca.cert_path,
+        client=pki.controller_manager,
+        user="system:kube-controller-manager",
+    )
+    port = ports.free_port()
+    controller_manager = processes.ServerProcess(
+        name="kube-controller-manager",
+        argv=[
+            str(binaries.path("kube-controller-manager")),
+            f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}",
+            f"--authorization-kubeconfig={kubeconfig}",
+            f"--bind-address={ports.LOOPBACK}",
+            f"--secure-port={port}",
+            f"--cert-dir={workdir / 'controller-manager-certs'}",
+            "--leader-elect=false",
+            f"--controllers={','.join(CONTROLLERS)}",
+            f"--service-account-private-key-file={pki.service_account_key_path}",
+            f"--root-ca-file={pki.ca.cert_path}",
+            "--use-service-account-credentials=true",
+            "--profiling=false",
+            "--v=1",
+        ],
+        log_path=workdir / "kube-controller-manager.log",
+    ).start()
+    # Its serving certificate is self-signed; /healthz is all that is read here.
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    controller_manager.wait_ready(
+        lambda: _https_ok(f"https://{ports.LOOPBACK}:{port}/healthz", context),
+        timeout=CONTROLLER_MANAGER_READY_TIMEOUT,
+        what="/healthz",
+    )
+    return controller_manager
+
+
+def start_control_plane(workdir: Path) -> ControlPlane:
+    """Start etcd, kube-apiserver and kube-controller-manager under ``workdir``.
+
+    Returns once the apiserver's /readyz and the controller-manager's /healthz
+    answer 200. Logs, certificates and kubeconfigs stay in ``workdir``; the
+    admin kubeconfig (``admin.kubeconfig``) authenticates as a member of
+    ``system:masters``.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    pki = generate_control_plane_pki(
+        workdir / "pki", service_ip=FIRST_SERVICE_IP, host_ip=ports.LOOPBACK
+    )
+    started: list[processes.ServerProcess] = []
+    try:
+        etcd, etcd_url = _start_etcd(workdir)
+        started.append(etcd)
+        apiserver, server = _start_apiserver(workdir, pki=pki, etcd_url=etcd_url)
+        started.append(apiserver)
+        admin_kubeconfig = write_kubeconfig(
+            workdir / "admin.kubeconfig",
+            server=server,
+            ca=pki.ca.cert_path,
+            client=pki.admin,
+            user="dtpoc-test-admin",
+        )
+        controller_manager = _start_controller_manager(workdir, pki=pki, server=server)
+        started.append(controller_manager)
+    except BaseException:
+        for process in reversed(started):
+            process.stop()
+        raise
+    return ControlPlane(
+        server=server,
+        admin_kubeconfig=admin_kubeconfig,
+        pki=pki,
+        etcd=etcd,
+        apiserver=apiserver,
+        controller_manager=controller_manager,
+    )
