@@ -31,6 +31,7 @@ CONTROLLERS = (
     "serviceaccount-controller",
     "root-ca-certificate-publisher-controller",
     "namespace-controller",
+    "clusterrole-aggregation-controller",
     "garbage-collector-controller",
     "job-controller",
     "cronjob-controller",
