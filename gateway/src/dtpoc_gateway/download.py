@@ -1,0 +1,248 @@
+"""``http_stream_handler: "byte_download"``: a server stream of chunks as raw bytes.
+
+The stream's first message carries the file's record (its message field),
+the following ones its bytes (its bytes field). The answer streams those
+bytes with ``Content-Length``, ``Content-Type`` (the stored type, else
+``application/octet-stream``), ``Content-Disposition: attachment`` with an
+ASCII fallback name and an RFC 5987 ``filename*`` for any other name,
+``Accept-Ranges: bytes`` and ``ETag`` (the SHA-256 when the record has one).
+
+``Range: bytes=a-b``, ``bytes=a-`` and ``bytes=-n`` answer 206 with
+``Content-Range``; a range that starts past the end answers 416 with
+``Content-Range: bytes */size``. Several ranges, or a header that does not
+parse, are ignored (RFC 9110 lets a server send the whole file). The
+request's ``offset`` / ``length`` fields, when the query sets them, are
+treated as a range too. The backend is asked from the range's first byte,
+and the gateway stops reading once the range is sent, so no server-side
+notion of "length" past the end matters.
+
+A failure before the first byte answers the mapped HTTP error; after the
+headers are sent it can only cut the connection, which the client sees as
+a body shorter than ``Content-Length``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import grpc
+from google.protobuf import descriptor, message
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from dtpoc_common import logging as dlog
+from dtpoc_gateway import catalog, context, httperrors, transcode
+
+log = dlog.get_logger(__name__)
+
+FD = descriptor.FieldDescriptor
+OCTET_STREAM = "application/octet-stream"
+_RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
+
+
+class DownloadAborted(Exception):
+    """The backend stream failed after the answer's headers were sent."""
+
+
+@dataclass(frozen=True)
+class _Shape:
+    info_field: str
+    chunk_field: str
+    offset_field: str | None
+    length_field: str | None
+
+
+def shape(method: catalog.Method) -> _Shape:
+    response = method.descriptor.output_type
+    byte_fields = [f for f in response.fields if f.type == FD.TYPE_BYTES]
+    message_fields = [f for f in response.fields if f.type == FD.TYPE_MESSAGE]
+    if (
+        not method.server_streaming
+        or method.client_streaming
+        or len(byte_fields) != 1
+        or len(message_fields) != 1
+    ):
+        raise catalog.CatalogError(
+            f"{method.full_name}: byte_download needs a server-streaming response with one "
+            "bytes field (chunks) and one message field (the file's record)"
+        )
+    request_fields = method.descriptor.input_type.fields_by_name
+    return _Shape(
+        info_field=message_fields[0].name,
+        chunk_field=byte_fields[0].name,
+        offset_field="offset" if "offset" in request_fields else None,
+        length_field="length" if "length" in request_fields else None,
+    )
+
+
+def parse_range(header: str | None) -> tuple[int | None, int | None] | None:
+    """``(first, last)`` of a single byte range; ``(None, n)`` for the last n bytes.
+
+    None when there is no header, several ranges or a syntax error: the
+    whole file is sent then.
+    """
+    if not header:
+        return None
+    match = _RANGE.match(header)
+    if match is None:
+        return None
+    first_text, last_text = match.groups()
+    if not first_text and not last_text:
+        return None
+    first = int(first_text) if first_text else None
+    last = int(last_text) if last_text else None
+    if first is not None and last is not None and last < first:
+        return None
+    return first, last
+
+
+def resolve_range(wanted: tuple[int | None, int | None], size: int) -> tuple[int, int] | None:
+    """The satisfiable ``(first, last)`` within ``size`` bytes, None when unsatisfiable."""
+    first, last = wanted
+    if first is None:
+        count = last or 0
+        if count == 0 or size == 0:
+            return None
+        return max(0, size - count), size - 1
+    if first >= size:
+        return None
+    return first, size - 1 if last is None else min(last, size - 1)
+
+
+def content_disposition(filename: str) -> str:
+    """``attachment`` with a safe ASCII ``filename`` and, if needed, ``filename*`` (RFC 6266)."""
+    name = "".join(ch for ch in filename if ch >= " " and ch != "\x7f")
+    name = name.replace("/", "_").replace("\\", "_").strip() or "download"
+    fallback = "".join(ch if " " <= ch <= "~" and ch not in '"%' else "_" for ch in name)
+    value = f'attachment; filename="{fallback}"'
+    if fallback != name:
+        value += f"; filename*=UTF-8''{quote(name, safe='')}"
+    return value
+
+
+def endpoint(ctx: context.RouteContext) -> context.Endpoint:
+    method = ctx.method
+    fields = shape(method)
+
+    async def handle(request: Request) -> Response:
+        item = ctx.transcoder.build(
+            request.path_params, request.query_params.multi_items(), transcode.NO_BODY
+        )
+        wanted = _query_range(item, fields)
+        if wanted is None:
+            wanted = parse_range(request.headers.get("range"))
+        if fields.offset_field:
+            item.ClearField(fields.offset_field)
+        if fields.length_field:
+            item.ClearField(fields.length_field)
+        if wanted is not None and wanted[0] and fields.offset_field:
+            setattr(item, fields.offset_field, wanted[0])
+        call, info = await _first(ctx, request, item, fields)
+        size = int(getattr(info, "length", 0))
+        status = 200
+        first_byte, last_byte = 0, size - 1
+        headers = {"Accept-Ranges": "bytes", "X-Content-Type-Options": "nosniff"}
+        if wanted is not None:
+            resolved = resolve_range(wanted, size)
+            if resolved is None:
+                call.cancel()
+                raise httperrors.ApiError(
+                    416,
+                    f"range {request.headers.get('range') or wanted} is not satisfiable for "
+                    f"{size} bytes",
+                    headers={"Content-Range": f"bytes */{size}"},
+                )
+            first_byte, last_byte = resolved
+            status = 206
+            headers["Content-Range"] = f"bytes {first_byte}-{last_byte}/{size}"
+            asked_from = wanted[0] or 0
+            if first_byte != asked_from and fields.offset_field:
+                # A suffix range: now that the size is known, ask from its first byte.
+                call.cancel()
+                setattr(item, fields.offset_field, first_byte)
+                call, info = await _first(ctx, request, item, fields)
+        count = max(0, last_byte - first_byte + 1)
+        headers["Content-Length"] = str(count)
+        headers["Content-Disposition"] = content_disposition(str(getattr(info, "filename", "")))
+        sha256 = str(getattr(info, "sha256", ""))
+        if sha256:
+            headers["ETag"] = f'"{sha256}"'
+        media_type = str(getattr(info, "content_type", "")) or OCTET_STREAM
+        if request.method == "HEAD":
+            call.cancel()
+            return Response(status_code=status, headers=headers, media_type=media_type)
+        return StreamingResponse(
+            _bytes(call, count, fields, method),
+            status_code=status,
+            headers=headers,
+            media_type=media_type,
+        )
+
+    return handle
+
+
+def _query_range(item: message.Message, fields: _Shape) -> tuple[int | None, int | None] | None:
+    offset = int(getattr(item, fields.offset_field)) if fields.offset_field else 0
+    length = int(getattr(item, fields.length_field)) if fields.length_field else 0
+    if offset < 0 or length < 0:
+        raise httperrors.bad_request("offset and length must not be negative")
+    if not offset and not length:
+        return None
+    return offset, (offset + length - 1) if length else None
+
+
+async def _first(
+    ctx: context.RouteContext, request: Request, item: message.Message, fields: _Shape
+) -> tuple[Any, Any]:
+    """Start the stream and read the record it opens with."""
+    method = ctx.method
+    call = ctx.backends.callable(method)(
+        item, timeout=ctx.settings.stream_timeout_seconds, metadata=context.call_metadata(request)
+    )
+    try:
+        first = await call.read()
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() == grpc.StatusCode.OUT_OF_RANGE:
+            raise httperrors.ApiError(416, exc.details() or "range not satisfiable") from None
+        raise ctx.backends.error(method, exc) from None
+    if first is grpc.aio.EOF or not first.HasField(fields.info_field):
+        call.cancel()
+        raise httperrors.ApiError(502, "the backend stream did not start with the file's record")
+    return call, getattr(first, fields.info_field)
+
+
+async def _bytes(
+    call: Any, count: int, fields: _Shape, method: catalog.Method
+) -> AsyncIterator[bytes]:
+    remaining = count
+    try:
+        while remaining > 0:
+            try:
+                item = await call.read()
+            except grpc.aio.AioRpcError as exc:
+                log.warning(
+                    "download stream failed after headers",
+                    method=method.grpc_path,
+                    grpc_code=exc.code().name,
+                    missing_bytes=remaining,
+                )
+                raise DownloadAborted(exc.code().name) from None
+            if item is grpc.aio.EOF:
+                log.warning(
+                    "download stream ended early", method=method.grpc_path, missing_bytes=remaining
+                )
+                raise DownloadAborted("stream ended early")
+            data = getattr(item, fields.chunk_field)
+            if not data:
+                continue
+            if len(data) > remaining:
+                data = data[:remaining]
+            remaining -= len(data)
+            yield data
+    finally:
+        if not call.done():
+            call.cancel()

@@ -1,0 +1,146 @@
+"""The gateway's settings, read from ``DTPOC_GATEWAY_*`` environment variables.
+
+Which backend serves which proto service is configuration, not code: the
+two named addresses cover today's services and :attr:`GatewaySettings.backends`
+(a JSON map of full service name to ``host:port``) covers any service added
+to the protos later. A service without an address still gets its routes;
+they answer 503 naming the service.
+
+Authentication is on unless explicitly disabled: with neither token hashes
+nor ``DTPOC_GATEWAY_AUTH_DISABLED=true`` the gateway refuses to start
+(:class:`SettingsError`), so a forgotten secret never exposes the API.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+import dtpoc
+
+FILES_SERVICE = "dtpoc.files.v1alpha1.FilesService"
+ORCHESTRATOR_SERVICE = "dtpoc.orchestrator.v1alpha1.OrchestratorService"
+DEFAULT_PREFIX = "/api/orchestrator/v1alpha1"
+MIB = 1024 * 1024
+
+
+class SettingsError(ValueError):
+    """The settings cannot make a safe gateway; the message says what to set."""
+
+
+def _split_list(value: object) -> object:
+    """Accept a JSON list or a comma-separated string for list settings."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [item.strip() for item in text.split(",") if item.strip()]
+    return value
+
+
+class GatewaySettings(BaseSettings):
+    """Everything the gateway process can be told, with safe defaults."""
+
+    model_config = SettingsConfigDict(env_prefix="DTPOC_GATEWAY_", extra="ignore")
+
+    #: Address the HTTP server listens on (``host:port``).
+    listen: str = "127.0.0.1:8080"
+    #: Log level name.
+    log_level: str = "INFO"
+    #: Seconds in-flight requests get to finish on SIGTERM.
+    shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+
+    #: ``host:port`` of the Files service (``dtpoc.files.v1alpha1.FilesService``).
+    files_address: str | None = None
+    #: ``host:port`` of the Orchestrator (``dtpoc.orchestrator.v1alpha1.OrchestratorService``).
+    orchestrator_address: str | None = None
+    #: Generic map: full proto service name -> ``host:port`` (JSON object).
+    #: The two named addresses above take precedence for their services.
+    backends: dict[str, str] = Field(default_factory=dict)
+
+    #: FileDescriptorSet (with source info) the routes and the OpenAPI document come from.
+    descriptor_set: Path = Path(dtpoc.__file__).parent / "descriptors.binpb"
+    #: Prefix of the REST paths in the protos.
+    api_prefix: str = DEFAULT_PREFIX
+    #: Also answer every route without :attr:`api_prefix`, as the original did.
+    serve_without_prefix: bool = True
+    #: Answer 400 for query parameters that name no request field (instead of ignoring them).
+    reject_unknown_query_parameters: bool = True
+
+    #: Deadline of a unary gRPC call made for a REST request, in seconds.
+    call_timeout_seconds: float = Field(default=30.0, gt=0)
+    #: Deadline of a streaming call (upload, download, Server-Sent Events), in seconds.
+    stream_timeout_seconds: float = Field(default=3600.0, gt=0)
+    #: Seconds between keep-alive comments on an idle Server-Sent Events stream.
+    sse_keepalive_seconds: float = Field(default=15.0, gt=0)
+    #: Largest JSON request body, in bytes (413 above it).
+    max_json_body_bytes: int = Field(default=1 * MIB, gt=0)
+    #: Largest multipart upload body, in bytes (413 above it), as the original ingress allowed.
+    max_upload_bytes: int = Field(default=512 * MIB, gt=0)
+    #: Size of each chunk message streamed to an upload RPC.
+    upload_chunk_bytes: int = Field(default=1 * MIB, gt=0, le=4 * MIB)
+    #: Largest gRPC message received from or sent to a backend.
+    max_message_bytes: int = Field(default=8 * MIB, gt=0)
+
+    #: File of SHA-256 hex digests of accepted bearer tokens, one per line, ``#`` comments.
+    auth_tokens_file: Path | None = None
+    #: SHA-256 hex digests of accepted bearer tokens (JSON list or comma-separated).
+    auth_token_hashes: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    #: Turns authentication off. Only for a local run on a trusted machine.
+    auth_disabled: bool = False
+    #: Paths answered without a token (exact match; the prefix-less twins are added).
+    open_paths: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: [
+            "/healthz",
+            "/readyz",
+            "/livez",
+            "/openapi.json",
+            "/docs",
+            "/docs/*",
+        ]
+    )
+
+    #: Origins allowed by CORS (JSON list or comma-separated); none by default.
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    #: Whether CORS answers allow credentials (cookies); never together with ``*``.
+    cors_allow_credentials: bool = False
+
+    @field_validator("auth_token_hashes", "open_paths", "cors_origins", mode="before")
+    @classmethod
+    def _lists(cls, value: object) -> object:
+        return _split_list(value)
+
+    @field_validator("api_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        value = value.rstrip("/")
+        if value and not value.startswith("/"):
+            raise ValueError("api_prefix must start with '/'")
+        return value
+
+    def backend_map(self) -> dict[str, str]:
+        """Full service name -> address, the named settings overriding the map."""
+        merged = dict(self.backends)
+        if self.files_address:
+            merged[FILES_SERVICE] = self.files_address
+        if self.orchestrator_address:
+            merged[ORCHESTRATOR_SERVICE] = self.orchestrator_address
+        return merged
+
+    def listen_host_port(self) -> tuple[str, int]:
+        host, _, port = self.listen.rpartition(":")
+        if not host or not port.isdigit():
+            raise SettingsError(f"DTPOC_GATEWAY_LISTEN must be host:port, not {self.listen!r}")
+        return host.strip("[]"), int(port)
+
+    def check_cors(self) -> None:
+        """Refuse the one CORS setting that leaks credentials to any site."""
+        if self.cors_allow_credentials and "*" in self.cors_origins:
+            raise SettingsError(
+                "DTPOC_GATEWAY_CORS_ORIGINS may not contain '*' while "
+                "DTPOC_GATEWAY_CORS_ALLOW_CREDENTIALS is true; list the origins"
+            )
