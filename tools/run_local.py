@@ -394,10 +394,18 @@ def _watch_events(client: httpx.Client, service_id: str) -> Iterator[dict[str, A
         if response.status_code >= 400:
             response.read()
             raise LaunchFailed(f"watch: HTTP {response.status_code}: {response.text[:300]}")
+        kind = ""
         with contextlib.suppress(httpx.ReadTimeout):
             for line in response.iter_lines():
-                if line.startswith("data:"):
-                    yield _unwrap_status(json.loads(line[5:].strip()))
+                if line.startswith("event:"):
+                    kind = line[6:].strip()
+                elif line.startswith("data:"):
+                    data = json.loads(line[5:].strip())
+                    if kind == "error":
+                        raise LaunchFailed(f"watch of service {service_id} failed: {data}")
+                    yield _unwrap_status(data)
+                elif not line:
+                    kind = ""
 
 
 def follow(

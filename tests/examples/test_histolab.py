@@ -142,6 +142,19 @@ def test_container_contract_defaults(tmp_path: Path) -> None:
     assert list((tmp_path / "output").iterdir()) == [tmp_path / "output" / "kpis.json"]
 
 
+def test_kubernetes_input_path_is_found_in_a_local_input_folder(tmp_path: Path) -> None:
+    """The seed's launch names /input/input.xlsx; the local runtime mounts elsewhere."""
+    inputs = tmp_path / "replica-input"
+    inputs.mkdir()
+    shutil.copy(SAMPLE, inputs / "input.xlsx")
+    resolve = histolab_main.resolve_input
+    assert resolve("/input/input.xlsx", str(inputs)) == inputs / "input.xlsx"
+    assert resolve("input.xlsx", str(inputs)) == inputs / "input.xlsx"
+    assert resolve(None, str(inputs)) == inputs / "input.xlsx"
+    assert resolve(str(SAMPLE), str(inputs)) == SAMPLE
+    assert resolve("/input/input.xlsx", None) == Path("/input/input.xlsx")
+
+
 def _broken_copy(tmp_path: Path, sheet: str, cell: str, value: object) -> Path:
     book = openpyxl.load_workbook(SAMPLE)
     book[sheet][cell] = value

@@ -4,7 +4,8 @@ Follows the dtpoc analytics container contract, so the same code runs as a
 Kubernetes pod and as a local child process of the operator:
 
 =====================  =====================================================
-``INPUT_EXCEL_FILE``   the workbook; default ``$INPUT_FOLDER/input.xlsx``
+``INPUT_EXCEL_FILE``   the workbook; default ``$INPUT_FOLDER/input.xlsx``;
+                       relative: under ``INPUT_FOLDER`` (see :func:`resolve_input`)
 ``INPUT_FOLDER``       where inputs are mounted; default ``/input``
 ``OUTPUT_FOLDER``      where ``kpis.json`` is written; default ``/output``
 ``SIM_HOURS``          simulated hours; default the workbook's ``sim_hours``
@@ -35,6 +36,7 @@ from histolab import kpis, seeding, simulation
 from histolab import workbook as wb
 
 KPI_FILE = "kpis.json"
+DEFAULT_INPUT_FOLDER = "/input"
 EXIT_BAD_INPUT = 2
 EXIT_OUTPUT_FAILED = 1
 
@@ -87,6 +89,27 @@ def _setting(option: str | None, env: Mapping[str, str], *names: str) -> tuple[s
     return None
 
 
+def resolve_input(given: str | None, input_folder: str | None) -> Path:
+    """Where the workbook is: ``given`` if set, else ``input.xlsx`` in the input folder.
+
+    A relative ``given`` is taken under the input folder. A launch written
+    for Kubernetes names ``/input/<file>``; where the platform mounts inputs
+    elsewhere (the local runtime sets ``INPUT_FOLDER`` to the replica's own
+    folder) that path is read from the input folder instead, so one launch
+    request works on both runtimes.
+    """
+    folder = Path(input_folder or DEFAULT_INPUT_FOLDER)
+    if not given:
+        return folder / "input.xlsx"
+    path = Path(given)
+    if not path.is_absolute():
+        return folder / path
+    default = Path(DEFAULT_INPUT_FOLDER)
+    if folder != default and path.is_relative_to(default) and not path.exists():
+        return folder / path.relative_to(default)
+    return path
+
+
 def _write_atomically(path: Path, text: str) -> None:
     """Write then rename, so a collector never picks up half a file."""
     temporary = path.with_name(f".{path.name}.tmp")
@@ -100,12 +123,10 @@ def run(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None)
     env = os.environ if env is None else env
     try:
         given = _setting(args.input, env, "INPUT_EXCEL_FILE")
-        input_path = (
-            Path(given[0]) if given else Path(env.get("INPUT_FOLDER") or "/input") / "input.xlsx"
-        )
+        input_path = resolve_input(given[0] if given else None, env.get("INPUT_FOLDER"))
         output_dir = Path(args.output or env.get("OUTPUT_FOLDER") or "/output")
         seed_setting = _setting(args.seed, env, "SEED")
-        seed_base = _integer(*seed_setting[:1], name=seed_setting[1]) if seed_setting else 0
+        seed_base = _integer(seed_setting[0], name=seed_setting[1]) if seed_setting else 0
         index_setting = _setting(args.replica_index, env, "REPLICA_INDEX", "JOB_COMPLETION_INDEX")
         replica_index = _integer(index_setting[0], name=index_setting[1]) if index_setting else 0
         model = wb.load(input_path)
