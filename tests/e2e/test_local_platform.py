@@ -1,0 +1,211 @@
+"""The platform on one machine, used through its REST API only.
+
+Each test gets a fresh platform from ``tools/run_local.py --no-demo`` (see
+conftest.py): FerretDB, files, orchestrator, operator (local runtime) and
+gateway, exactly what ``make run`` starts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e import localrun as e2e
+from tests.realdeps import waiting
+
+pytestmark = pytest.mark.slow
+
+HISTOLAB = [sys.executable, "-m", "histolab"]
+RUN_TIMEOUT = 240.0
+"""Three short simulations on a shared two-core machine, plus output collection."""
+
+
+def watch_until_done(
+    client: httpx.Client, service_id: str, *, timeout: float
+) -> tuple[dict[str, Any], list[str]]:
+    """Follow the SSE watch endpoint until the service is final and its outputs stored.
+
+    Returns the last status and the phases seen in order. Reconnects when
+    the stream ends or idles; the deadline is overall.
+    """
+    deadline = time.monotonic() + timeout
+    phases: list[str] = []
+    last: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        try:
+            with client.stream(
+                "GET", f"/service/{service_id}/watch", timeout=httpx.Timeout(10.0, read=5.0)
+            ) as response:
+                assert response.status_code == 200, response.read()
+                assert response.headers["content-type"].startswith("text/event-stream")
+                for line in response.iter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    last = json.loads(line[5:])["status"]
+                    if not phases or phases[-1] != last["phase"]:
+                        phases.append(last["phase"])
+                    if last["phase"] in ("succeeded", "failed", "terminated") and all(
+                        r.get("outputs_collected") for r in last.get("replicas", [])
+                    ):
+                        return last, phases
+                    if time.monotonic() > deadline:
+                        break
+        except httpx.ReadTimeout:
+            continue
+    raise waiting.WaitTimeout(
+        f"service {service_id} not done after {timeout:g}s; phases {phases}, last {last}"
+    )
+
+
+def test_launch_watch_collect_terminate(local_platform: e2e.LocalPlatform) -> None:
+    with local_platform.client() as client:
+        file_id = e2e.upload_sample(client)
+        service_id = e2e.launch(
+            client, file_id=file_id, reps=3, command=HISTOLAB, env={"SIM_HOURS": "168"}
+        )
+
+        final, phases = watch_until_done(client, service_id, timeout=RUN_TIMEOUT)
+        assert final["phase"] == "succeeded", final
+        assert phases[-1] == "succeeded"
+        assert (final["status"], final["succeeded_runs"], final["failed_runs"]) == ("ok", 3, 0)
+        assert [r["index"] for r in final["replicas"]] == [0, 1, 2]
+        assert all(r["state"] == "succeeded" for r in final["replicas"])
+
+        outputs = []
+        for idx in range(3):
+            response = client.get(f"/service/{service_id}/output/{idx}")
+            assert response.status_code == 200, response.text
+            outputs.append(response.json())
+        assert [o["replica_index"] for o in outputs] == [0, 1, 2]
+        assert len({o["seed"] for o in outputs}) == 3, "each replica runs its own seed"
+        assert len({json.dumps(o["turnaround_hours"]) for o in outputs}) == 3
+        sample_sha = hashlib.sha256(e2e.SAMPLE.read_bytes()).hexdigest()
+        for kpis in outputs:
+            assert kpis["sim_hours"] == 168
+            assert kpis["input"]["sha256"] == sample_sha, "the replica read the uploaded file"
+            counts = kpis["specimens"]
+            assert counts["arrived"] == counts["completed"] + counts["wip_at_end"] > 0
+        assert client.get(f"/service/{service_id}/output/3").status_code == 404
+
+        stored = final["output_files"]
+        assert len(stored) == 3
+        download = client.get(f"/files/{stored[0]}")
+        assert download.status_code == 200
+        assert json.loads(download.content)["schema"] == "dtpoc.histolab.kpis/v1"
+
+        terminated = client.delete(f"/service/{service_id}/terminate")
+        assert terminated.status_code == 200, terminated.text
+        after = e2e.status(client, service_id)
+        assert after["phase"] == "terminated"
+        assert sorted(after["output_files"]) == sorted(stored)
+        listed = client.get("/service/", params={"limit": 100}).json()
+        assert service_id in [s["id"] for s in listed], "terminate keeps the record"
+        for idx in range(3):
+            again = client.get(f"/service/{service_id}/output/{idx}")
+            assert again.status_code == 200
+            assert again.json() == outputs[idx], "terminate keeps the outputs"
+
+
+def test_killed_replica_is_reported_failed_with_its_exit_code(
+    local_platform: e2e.LocalPlatform,
+) -> None:
+    """Replica 0 runs until it is killed; replica 1 fails on its own with exit code 3."""
+    program = (
+        "import os, sys, time\n"
+        "if os.environ['REPLICA_INDEX'] == '1':\n"
+        "    sys.exit(3)\n"
+        "time.sleep(600)\n"
+    )
+    with local_platform.client() as client:
+        file_id = e2e.upload_sample(client)
+        service_id = e2e.launch(
+            client, file_id=file_id, reps=2, command=[sys.executable, "-c", program]
+        )
+
+        def replica(status: dict[str, Any], index: int) -> dict[str, Any]:
+            return next((r for r in status.get("replicas", []) if r["index"] == index), {})
+
+        running = e2e.wait_for_status(
+            client,
+            service_id,
+            lambda s: replica(s, 0).get("state") == "running" and replica(s, 0).get("pod_name"),
+            timeout=60.0,
+            what="replica 0 to run",
+        )
+        run_id = replica(running, 0)["pod_name"]
+        pids = waiting.wait_for(
+            lambda: e2e.pids_with_env("RUN_ID", run_id),
+            timeout=10.0,
+            what=f"the process of replica 0 (RUN_ID={run_id})",
+        )
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+
+        final = e2e.wait_for_status(
+            client,
+            service_id,
+            lambda s: s.get("phase") in ("failed", "succeeded"),
+            timeout=60.0,
+            what="the service to end after its replica was killed",
+        )
+        assert final["phase"] == "failed"
+        assert final["status"] == "error"
+        assert final["failed_runs"] == 2
+        killed, failed = replica(final, 0), replica(final, 1)
+        assert killed["state"] == "failed"
+        assert killed["exit_code"] == 128 + signal.SIGKILL, killed
+        assert failed["state"] == "failed"
+        assert failed["exit_code"] == 3, failed
+
+
+def test_sigint_stops_every_child_and_exits_zero(tmp_path: Path) -> None:
+    platform = e2e.start_platform(tmp_path / "data")
+    try:
+        children = e2e.descendants(platform.process.pid)
+        assert len(children) >= 5, "FerretDB, files, orchestrator, operator, gateway"
+        os.kill(platform.process.pid, signal.SIGINT)
+        waiting.wait_for(
+            lambda: not platform.process.is_running(),
+            timeout=e2e.STOP_TIMEOUT,
+            what="run_local to exit after Ctrl-C",
+        )
+        assert platform.process._popen is not None
+        assert platform.process._popen.returncode == 0, platform.process.log_tail()
+        assert not [pid for pid in children if e2e.alive(pid)], "no child outlives make run"
+        log = platform.process.log_path.read_text()
+        assert "SIGINT: stopping" in log
+    finally:
+        platform.process.stop()
+
+
+def test_a_crashed_service_ends_the_run_with_its_log(tmp_path: Path) -> None:
+    platform = e2e.start_platform(tmp_path / "data")
+    try:
+        gateway_log = platform.data_dir / "logs" / "gateway.log"
+        gateway = next(
+            pid
+            for pid in e2e.descendants(platform.process.pid)
+            if b"dtpoc_gateway" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        )
+        os.kill(gateway, signal.SIGKILL)
+        waiting.wait_for(
+            lambda: not platform.process.is_running(),
+            timeout=e2e.STOP_TIMEOUT,
+            what="run_local to notice the dead gateway",
+        )
+        assert platform.process._popen is not None
+        assert platform.process._popen.returncode == 1
+        log = platform.process.log_path.read_text()
+        assert "gateway exited with code -9" in log
+        assert str(gateway_log) in log
+    finally:
+        platform.process.stop()
