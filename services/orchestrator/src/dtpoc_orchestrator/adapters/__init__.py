@@ -1,0 +1,1 @@
+"""Adapters: MongoDB (service records, local Analytics store), Kubernetes, Files."""

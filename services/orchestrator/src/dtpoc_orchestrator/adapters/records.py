@@ -1,0 +1,179 @@
+"""Service records in MongoDB (``orchestrator.services`` by default).
+
+One document per service::
+
+    {_id: ObjectId, state: "creating" | "launched", created_at: <epoch s>,
+     terminated_at: <epoch s> | null, spec: <AnalyticsSpec, resource JSON>,
+     labels: {...}, input_file_ids: [<file id>...], namespace, backend,
+     last_status: <AnalyticsStatus, resource JSON> | null}
+
+Map keys that may contain dots (labels, resource names) are stored escaped
+(:func:`dtpoc_common.analytics.escape_keys`): FerretDB refuses dotted keys.
+``input_file_ids`` repeats the keys of ``spec.inputFiles`` so that "who mounts
+this file" is one indexed query.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from bson import ObjectId
+from pymongo import ASCENDING, DESCENDING
+from pymongo.asynchronous.collection import AsyncCollection
+
+from dtpoc.analytics.v1alpha1 import analytics_pb2
+from dtpoc_common import analytics
+from dtpoc_common import logging as dlog
+from dtpoc_orchestrator import domain
+from dtpoc_orchestrator.adapters import mongo
+
+log = dlog.get_logger(__name__)
+
+NEWEST_FIRST = [("created_at", DESCENDING), ("_id", DESCENDING)]
+
+
+def to_document(record: domain.ServiceRecord) -> mongo.Document:
+    return {
+        "_id": ObjectId(record.id),
+        "state": record.state,
+        "created_at": record.created_at,
+        "terminated_at": record.terminated_at,
+        "spec": analytics.escape_keys(analytics.spec_to_dict(record.spec)),
+        "labels": analytics.escape_keys(record.labels),
+        "input_file_ids": record.input_file_ids,
+        "namespace": record.namespace,
+        "backend": record.backend,
+        "last_status": _status_document(record.last_status),
+    }
+
+
+def _status_document(status: analytics_pb2.AnalyticsStatus | None) -> Any:
+    if status is None:
+        return None
+    return analytics.escape_keys(analytics.status_to_dict(status))
+
+
+def from_document(document: mongo.Document) -> domain.ServiceRecord:
+    last_status = document.get("last_status")
+    terminated_at = document.get("terminated_at")
+    return domain.ServiceRecord(
+        id=str(document["_id"]),
+        state=str(document.get("state", domain.STATE_LAUNCHED)),
+        created_at=float(document.get("created_at", 0.0)),
+        spec=analytics.spec_from_dict(analytics.unescape_keys(document.get("spec") or {})),
+        labels=analytics.unescape_keys(document.get("labels") or {}),
+        namespace=str(document.get("namespace", "")),
+        backend=str(document.get("backend", "")),
+        terminated_at=float(terminated_at) if terminated_at is not None else None,
+        last_status=(
+            analytics.status_from_dict(analytics.unescape_keys(last_status))
+            if last_status is not None
+            else None
+        ),
+    )
+
+
+class ServiceRecords:
+    """The records collection; every failure to reach it is UNAVAILABLE."""
+
+    def __init__(self, collection: AsyncCollection[mongo.Document]) -> None:
+        self._collection = collection
+
+    async def ensure_indexes(self) -> None:
+        with mongo.unavailable_on_failure("create indexes"):
+            await self._collection.create_index(NEWEST_FIRST, name="newest_first")
+            await self._collection.create_index(
+                [("input_file_ids", ASCENDING)], name="input_file_ids"
+            )
+            await self._collection.create_index([("state", ASCENDING)], name="state")
+
+    async def insert(self, record: domain.ServiceRecord) -> None:
+        with mongo.unavailable_on_failure("insert record"):
+            await self._collection.insert_one(to_document(record))
+
+    async def get(self, service_id: str) -> domain.ServiceRecord | None:
+        with mongo.unavailable_on_failure("get record"):
+            document = await self._collection.find_one({"_id": ObjectId(service_id)})
+        return from_document(document) if document is not None else None
+
+    async def mark_launched(self, service_id: str) -> bool:
+        """``creating`` -> ``launched``; False when the record is gone or not creating."""
+        with mongo.unavailable_on_failure("mark record launched"):
+            result = await self._collection.update_one(
+                {"_id": ObjectId(service_id), "state": domain.STATE_CREATING},
+                {"$set": {"state": domain.STATE_LAUNCHED}},
+            )
+        return result.modified_count == 1
+
+    async def delete_creating(self, service_id: str) -> bool:
+        """Remove a record that never got its resource; only while ``creating``."""
+        with mongo.unavailable_on_failure("delete record"):
+            result = await self._collection.delete_one(
+                {"_id": ObjectId(service_id), "state": domain.STATE_CREATING}
+            )
+        return result.deleted_count == 1
+
+    async def creating(self) -> list[domain.ServiceRecord]:
+        with mongo.unavailable_on_failure("list creating records"):
+            cursor = self._collection.find({"state": domain.STATE_CREATING})
+            return [from_document(d) async for d in cursor]
+
+    async def page(self, *, skip: int, limit: int) -> list[domain.ServiceRecord]:
+        """Launched records, newest first."""
+        with mongo.unavailable_on_failure("list records"):
+            cursor = (
+                self._collection.find({"state": domain.STATE_LAUNCHED})
+                .sort(NEWEST_FIRST)
+                .skip(skip)
+                .limit(limit)
+            )
+            return [from_document(d) async for d in cursor]
+
+    async def batches(self, *, size: int) -> AsyncIterator[list[domain.ServiceRecord]]:
+        """Every launched record, newest first, ``size`` at a time."""
+        skip = 0
+        while True:
+            batch = await self.page(skip=skip, limit=size)
+            if not batch:
+                return
+            yield batch
+            if len(batch) < size:
+                return
+            skip += size
+
+    async def mark_terminated(
+        self,
+        service_id: str,
+        *,
+        at: float,
+        last_status: analytics_pb2.AnalyticsStatus | None,
+    ) -> bool:
+        """Set ``terminated_at`` and ``last_status`` once; False if already terminated."""
+        with mongo.unavailable_on_failure("mark record terminated"):
+            result = await self._collection.update_one(
+                {"_id": ObjectId(service_id), "terminated_at": None},
+                {
+                    "$set": {
+                        "terminated_at": at,
+                        "last_status": _status_document(last_status),
+                    }
+                },
+            )
+        return result.modified_count == 1
+
+    async def keep_last_status(
+        self, service_id: str, status: analytics_pb2.AnalyticsStatus
+    ) -> None:
+        """Refresh the kept copy of the operator's status (terminated services)."""
+        with mongo.unavailable_on_failure("keep last status"):
+            await self._collection.update_one(
+                {"_id": ObjectId(service_id)},
+                {"$set": {"last_status": _status_document(status)}},
+            )
+
+    async def mounting(self, file_id: str) -> list[domain.ServiceRecord]:
+        """Every record (any state) whose service mounts ``file_id``, oldest first."""
+        with mongo.unavailable_on_failure("find records mounting a file"):
+            cursor = self._collection.find({"input_file_ids": file_id}).sort("_id", ASCENDING)
+            return [from_document(d) async for d in cursor]

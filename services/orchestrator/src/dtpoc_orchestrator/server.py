@@ -1,0 +1,104 @@
+"""Assembles the orchestrator: settings in, gRPC registrations and a cleanup out.
+
+Starting never waits for MongoDB (calls answer UNAVAILABLE "database
+unreachable" meanwhile; indexes are created in the background once it
+answers). The Kubernetes configuration is loaded at start, so a missing
+kubeconfig or service account fails the process at once, not the first launch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+
+from pymongo import AsyncMongoClient
+
+from dtpoc.orchestrator.v1alpha1 import orchestrator_pb2_grpc
+from dtpoc_common import errors
+from dtpoc_common import logging as dlog
+from dtpoc_common.grpcserver import Registration
+from dtpoc_orchestrator import service, servicer, settings, store
+from dtpoc_orchestrator.adapters import files, kubernetes, local, mongo, records
+
+log = dlog.get_logger(__name__)
+
+#: Seconds between attempts to create indexes while MongoDB cannot be reached.
+INDEX_RETRY_SECONDS = 5.0
+
+Cleanup = Callable[[], Awaitable[None]]
+
+
+async def build_store(
+    config: settings.OrchestratorSettings, client: AsyncMongoClient[mongo.Document]
+) -> store.AnalyticsStore:
+    """The AnalyticsStore adapter the settings choose."""
+    if config.backend == settings.BACKEND_LOCAL:
+        collection = client[config.local_store_database_name][config.local_store_collection]
+        return local.LocalAnalyticsStore(
+            collection, namespace=config.namespace, poll_seconds=config.watch_poll_seconds
+        )
+    return await kubernetes.KubernetesAnalyticsStore.connect(
+        kubeconfig=config.kubeconfig,
+        namespace=config.namespace,
+        timeout_seconds=config.kube_timeout_seconds,
+        watch_renew_seconds=config.watch_renew_seconds,
+    )
+
+
+async def build(
+    config: settings.OrchestratorSettings,
+) -> tuple[list[Registration], Cleanup]:
+    """The servicer to register and the coroutine that releases its resources."""
+    client = mongo.open_client(config.mongodb_uri, timeout_ms=config.mongodb_timeout_ms)
+    service_records = records.ServiceRecords(client[config.database][config.services_collection])
+    analytics_store = await build_store(config, client)
+    files_client = files.FilesClient(
+        config.files_address, timeout_seconds=config.files_timeout_seconds
+    )
+
+    async def ping() -> None:
+        await mongo.ping(client)
+
+    orchestrator = service.Orchestrator(
+        records=service_records,
+        analytics_store=analytics_store,
+        files=files_client,
+        ping_database=ping,
+        creating_grace_seconds=config.creating_grace_seconds,
+        max_inline_output_bytes=config.max_inline_output_bytes,
+    )
+    indexes = asyncio.create_task(_ensure_indexes(service_records), name="orchestrator-indexes")
+    log.info(
+        "orchestrator configured",
+        backend=config.backend,
+        namespace=config.namespace,
+        database=config.database,
+        files=config.files_address,
+    )
+
+    async def cleanup() -> None:
+        indexes.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await indexes
+        await files_client.close()
+        await analytics_store.close()
+        await client.close()
+
+    registration = Registration(
+        service_name=servicer.SERVICE_NAME,
+        add_to_server=orchestrator_pb2_grpc.add_OrchestratorServiceServicer_to_server,
+        servicer=servicer.OrchestratorServicer(orchestrator),
+    )
+    return [registration], cleanup
+
+
+async def _ensure_indexes(service_records: records.ServiceRecords) -> None:
+    while True:
+        try:
+            await service_records.ensure_indexes()
+        except errors.Unavailable:
+            log.warning("database unreachable; indexes created later")
+            await asyncio.sleep(INDEX_RETRY_SECONDS)
+            continue
+        return
