@@ -1,0 +1,184 @@
+"""Render the Helm chart in ``infra/`` with the pinned helm and read what it renders.
+
+The chart is rendered by the real ``helm`` binary (``tests.realdeps.binaries``)
+for the three shapes the project supports: the defaults, production and
+Docker Desktop. ``helm template`` has no cluster, so ``lookup`` finds nothing
+and every credential is generated afresh on each render; tests rely on that.
+
+``DTPOC_TEST_CHART_DIR`` points the tests at another copy of the chart (for
+trying a change without touching ``infra/``).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.realdeps import binaries
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CHART_DIR = Path(os.environ.get("DTPOC_TEST_CHART_DIR", REPO_ROOT / "infra"))
+CRD_DIR = CHART_DIR / "crds"
+OPERATOR_ROLE_FILE = CHART_DIR / "rbac" / "operator-role.yaml"
+
+PRODUCTION = CHART_DIR / "values-production.yaml"
+DOCKER_DESKTOP = CHART_DIR / "values-docker-desktop.yaml"
+
+SHAPES: dict[str, tuple[Path, ...]] = {
+    "default": (),
+    "production": (PRODUCTION,),
+    "docker-desktop": (DOCKER_DESKTOP,),
+}
+"""The supported values shapes: name -> values files passed with ``-f``."""
+
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob")
+
+Manifest = dict[str, Any]
+
+
+def kube_version() -> str:
+    """The Kubernetes version tests render for: the pinned control plane's.
+
+    The pinned helm is built without the Kubernetes version stamp of helm's
+    release builds and would otherwise assume v1.20.
+    """
+    return binaries.version("kube-apiserver")
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """The manifests of one ``helm template`` run, with lookups by kind and name."""
+
+    manifests: list[Manifest]
+    text: str
+    namespace: str
+    release: str
+    values_files: tuple[Path, ...] = field(default=())
+
+    def of_kind(self, kind: str) -> list[Manifest]:
+        return [m for m in self.manifests if m["kind"] == kind]
+
+    def named(self, kind: str, name: str) -> Manifest:
+        for m in self.of_kind(kind):
+            if m["metadata"]["name"] == name:
+                return m
+        names = [m["metadata"]["name"] for m in self.of_kind(kind)]
+        raise KeyError(f"no {kind} {name!r}; rendered {kind}s: {names}")
+
+    def workloads(self) -> list[Manifest]:
+        return [m for m in self.manifests if m["kind"] in WORKLOAD_KINDS]
+
+    def secret_values(self) -> dict[tuple[str, str], str]:
+        """``(secret name, key) -> value`` of every rendered Secret (stringData and data)."""
+        import base64
+
+        values: dict[tuple[str, str], str] = {}
+        for secret in self.of_kind("Secret"):
+            name = secret["metadata"]["name"]
+            for key, value in (secret.get("stringData") or {}).items():
+                values[(name, key)] = str(value)
+            for key, value in (secret.get("data") or {}).items():
+                values[(name, key)] = base64.b64decode(value).decode()
+        return values
+
+
+def pod_spec(workload: Manifest) -> dict[str, Any]:
+    """The pod spec inside a workload manifest."""
+    spec = workload["spec"]
+    if workload["kind"] == "CronJob":
+        spec = spec["jobTemplate"]["spec"]
+    return dict(spec["template"]["spec"])
+
+
+def containers(workload: Manifest, *, init: bool = False) -> Iterator[dict[str, Any]]:
+    """The containers (or init containers) of a workload."""
+    yield from pod_spec(workload).get("initContainers" if init else "containers") or []
+
+
+def helm(*args: str, kubeconfig: Path | None = None, check: bool = True) -> str:
+    """Run the pinned helm and return its stdout; a failure raises with helm's stderr."""
+    argv = [str(binaries.path("helm")), *args]
+    if kubeconfig is not None:
+        argv.append(f"--kubeconfig={kubeconfig}")
+    result = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if check and result.returncode != 0:
+        raise HelmFailed(argv, result.returncode, result.stderr + result.stdout)
+    return result.stdout
+
+
+class HelmFailed(AssertionError):
+    """helm exited non-zero; the message carries its stderr."""
+
+    def __init__(self, argv: Sequence[str], code: int, stderr: str) -> None:
+        super().__init__(f"{' '.join(argv[1:])} exited {code}:\n{stderr}")
+        self.stderr = stderr
+
+
+def values_args(values_files: Sequence[Path] = (), sets: Sequence[str] = ()) -> list[str]:
+    args: list[str] = []
+    for path in values_files:
+        args += ["-f", str(path)]
+    for item in sets:
+        args += ["--set", item]
+    return args
+
+
+def render(
+    values_files: Sequence[Path] = (),
+    *,
+    sets: Sequence[str] = (),
+    namespace: str = "dtpoc",
+    release: str = "dtpoc",
+) -> Rendered:
+    """``helm template`` the chart and parse every document it prints."""
+    text = helm(
+        "template",
+        release,
+        str(CHART_DIR),
+        "--namespace",
+        namespace,
+        "--kube-version",
+        kube_version(),
+        *values_args(values_files, sets),
+    )
+    manifests = [doc for doc in yaml.safe_load_all(text) if doc]
+    return Rendered(
+        manifests=manifests,
+        text=text,
+        namespace=namespace,
+        release=release,
+        values_files=tuple(values_files),
+    )
+
+
+def render_error(values_files: Sequence[Path] = (), *, sets: Sequence[str] = ()) -> str:
+    """Render expecting failure; return helm's error output."""
+    try:
+        render(values_files, sets=sets)
+    except HelmFailed as failure:
+        return failure.stderr
+    raise AssertionError(f"helm template accepted {list(values_files)} {list(sets)}")
+
+
+def merged_values(values_files: Sequence[Path] = ()) -> dict[str, Any]:
+    """The values after ``values_files``, merged as helm does (maps merge, lists replace)."""
+
+    def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+        out = dict(base)
+        for key, value in over.items():
+            if isinstance(value, dict) and isinstance(out.get(key), dict):
+                out[key] = merge(out[key], value)
+            else:
+                out[key] = value
+        return out
+
+    values: dict[str, Any] = yaml.safe_load((CHART_DIR / "values.yaml").read_text())
+    for path in values_files:
+        values = merge(values, yaml.safe_load(path.read_text()) or {})
+    return values

@@ -1,0 +1,390 @@
+"""What the chart renders, checked without a cluster: lint, security, credentials, RBAC, schema.
+
+Each check runs for the three supported shapes (defaults, production, Docker
+Desktop). The apiserver's own verdict on the same manifests is in
+``test_apiserver.py``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.chart import chart
+
+SHAPE_IDS = list(chart.SHAPES)
+
+
+@pytest.fixture(scope="module", params=SHAPE_IDS)
+def shape(request: pytest.FixtureRequest) -> tuple[str, chart.Rendered]:
+    files = chart.SHAPES[request.param]
+    return request.param, chart.render(files)
+
+
+# --- lint ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", SHAPE_IDS)
+def test_helm_lint_strict_is_clean(name: str) -> None:
+    out = chart.helm(
+        "lint",
+        "--strict",
+        str(chart.CHART_DIR),
+        "--kube-version",
+        chart.kube_version(),
+        *chart.values_args(chart.SHAPES[name]),
+    )
+    assert "0 chart(s) failed" in out
+    assert "[WARNING]" not in out and "[ERROR]" not in out, out
+
+
+# --- security of every container -------------------------------------------------------------
+
+
+def _effective(container: dict[str, Any], pod: dict[str, Any], key: str) -> Any:
+    """A security setting as the kubelet resolves it: container first, then pod."""
+    own = (container.get("securityContext") or {}).get(key)
+    return own if own is not None else (pod.get("securityContext") or {}).get(key)
+
+
+def test_no_container_runs_as_root_or_with_privileges(shape: tuple[str, chart.Rendered]) -> None:
+    _, rendered = shape
+    assert rendered.workloads()
+    for workload in rendered.workloads():
+        pod = chart.pod_spec(workload)
+        for init in (False, True):
+            for container in chart.containers(workload, init=init):
+                where = f"{workload['kind']}/{workload['metadata']['name']}/{container['name']}"
+                sc = container.get("securityContext") or {}
+                assert _effective(container, pod, "runAsNonRoot") is True, where
+                uid = _effective(container, pod, "runAsUser")
+                assert isinstance(uid, int) and uid > 0, f"{where} runs as uid {uid}"
+                assert sc.get("allowPrivilegeEscalation") is False, where
+                assert sc.get("readOnlyRootFilesystem") is True, where
+                assert sc.get("privileged", False) is False, where
+                assert sc.get("capabilities", {}).get("drop") == ["ALL"], where
+                assert not sc.get("capabilities", {}).get("add"), where
+                seccomp = sc.get("seccompProfile") or pod["securityContext"].get("seccompProfile")
+                assert seccomp == {"type": "RuntimeDefault"}, where
+        assert not pod.get("hostNetwork") and not pod.get("hostPID") and not pod.get("hostIPC")
+        assert not any("hostPath" in v for v in pod.get("volumes") or []), (
+            "pods use hostPath only through PersistentVolumes"
+        )
+
+
+def test_every_container_has_resources_and_probes(shape: tuple[str, chart.Rendered]) -> None:
+    _, rendered = shape
+    for workload in rendered.workloads():
+        for init in (False, True):
+            for container in chart.containers(workload, init=init):
+                where = f"{workload['kind']}/{workload['metadata']['name']}/{container['name']}"
+                resources = container.get("resources") or {}
+                assert {"cpu", "memory"} <= set(resources.get("requests") or {}), where
+                assert "memory" in (resources.get("limits") or {}), where
+                if not init:
+                    assert container.get("readinessProbe"), f"{where} has no readiness probe"
+                    assert container.get("livenessProbe"), f"{where} has no liveness probe"
+
+
+def test_platform_probes_use_grpc_health_and_http_endpoints() -> None:
+    rendered = chart.render()
+    probes = {
+        name: next(chart.containers(rendered.named("Deployment", f"dtpoc-{name}")))
+        for name in ("files", "orchestrator", "gateway", "operator")
+    }
+    for name in ("files", "orchestrator"):
+        port = probes[name]["ports"][0]["containerPort"]
+        assert probes[name]["readinessProbe"]["grpc"] == {"port": port}
+        assert probes[name]["livenessProbe"]["grpc"] == {"port": port}
+    assert probes["gateway"]["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert (
+        probes["gateway"]["livenessProbe"]["httpGet"]["path"]
+        == "/api/orchestrator/v1alpha1/healthz"
+    )
+    assert probes["operator"]["livenessProbe"]["httpGet"]["port"] == "health"
+
+
+# --- RBAC ------------------------------------------------------------------------------------
+
+
+def test_roles_are_namespaced_and_grant_no_wildcards(shape: tuple[str, chart.Rendered]) -> None:
+    _, rendered = shape
+    assert not rendered.of_kind("ClusterRole") and not rendered.of_kind("ClusterRoleBinding")
+    for role in rendered.of_kind("Role"):
+        for rule in role["rules"]:
+            for key in ("verbs", "resources", "apiGroups", "resourceNames"):
+                assert "*" not in (rule.get(key) or []), f"Role {role['metadata']['name']}: {rule}"
+
+
+def test_orchestrator_may_only_manage_analytics() -> None:
+    role = chart.render().named("Role", "dtpoc-orchestrator")
+    assert role["rules"] == [
+        {
+            "apiGroups": ["eng.cam.ac.uk"],
+            "resources": ["analytics"],
+            "verbs": ["get", "list", "watch", "create", "delete", "patch"],
+        }
+    ]
+
+
+def test_operator_role_is_the_operators_rbac_file() -> None:
+    documents = [d for d in yaml.safe_load_all(chart.OPERATOR_ROLE_FILE.read_text()) if d]
+    expected = [rule for d in documents if d["kind"] == "Role" for rule in d["rules"]]
+    assert expected, f"{chart.OPERATOR_ROLE_FILE} holds no Role rules"
+    assert chart.render().named("Role", "dtpoc-operator")["rules"] == expected
+
+
+def test_files_and_gateway_have_no_kubernetes_token() -> None:
+    rendered = chart.render()
+    for name in ("files", "gateway"):
+        account = rendered.named("ServiceAccount", f"dtpoc-{name}")
+        assert account["automountServiceAccountToken"] is False
+        pod = chart.pod_spec(rendered.named("Deployment", f"dtpoc-{name}"))
+        assert pod["automountServiceAccountToken"] is False
+        assert pod["serviceAccountName"] == f"dtpoc-{name}"
+        bound = [
+            b
+            for b in rendered.of_kind("RoleBinding")
+            for s in b["subjects"]
+            if s["name"] == f"dtpoc-{name}"
+        ]
+        assert not bound
+    data_stack = [w for w in rendered.workloads() if "serviceAccountName" not in chart.pod_spec(w)]
+    assert data_stack and all(
+        chart.pod_spec(w)["automountServiceAccountToken"] is False for w in data_stack
+    )
+
+
+# --- credentials -----------------------------------------------------------------------------
+
+KNOWN_DEFAULTS = {
+    "password", "passw0rd", "admin", "administrator", "root", "secret", "changeme", "change-me",
+    "super-secret", "super-secret-token", "supersecret", "pass", "guest", "test", "default",
+    "mongo", "mongodb", "influxdb", "grafana", "nodered", "mosquitto", "123456", "12345678",
+    "cookiesecret", "sessionsecret", "token", "my-super-secret-auth-token",
+}  # fmt: skip
+"""Values no credential may have (the original used root/password and super-secret-token)."""
+KNOWN_DEFAULT_PARTS = ("super-secret", "changeme", "password")
+CREDENTIAL_NAME = re.compile(
+    r"PASSWORD|PASSWD|TOKEN(?!S_FILE$)|SECRET|USERNAME|_USER$|_PASS$|API_KEY"
+)
+
+
+def _literal_credential_env(rendered: chart.Rendered) -> list[tuple[str, str]]:
+    found = []
+    for workload in rendered.workloads():
+        for init in (False, True):
+            for container in chart.containers(workload, init=init):
+                for env in container.get("env") or []:
+                    if CREDENTIAL_NAME.search(env["name"]) and "value" in env:
+                        found.append((env["name"], str(env["value"])))
+    return found
+
+
+def test_no_credential_has_a_known_default_value(shape: tuple[str, chart.Rendered]) -> None:
+    _, rendered = shape
+    secrets = rendered.secret_values()
+    literal_env = _literal_credential_env(rendered)
+    for where, value in [*((f"{n}/{k}", v) for (n, k), v in secrets.items()), *literal_env]:
+        assert value.strip().lower() not in KNOWN_DEFAULTS, f"{where} = {value!r}"
+        for part in KNOWN_DEFAULT_PARTS:
+            assert part not in value.lower(), f"{where} contains {part!r}"
+    # Credentials reach containers through secretKeyRef only, never as literal env values.
+    assert [name for name, _ in literal_env if "USERNAME" not in name] == []
+    # Nothing else in the output carries the original's literals either.
+    for literal in ("super-secret", "root:password", ":password@"):
+        assert literal not in rendered.text
+
+
+def test_generated_secrets_are_long_random_and_new_on_every_install() -> None:
+    first, second = chart.render().secret_values(), chart.render().secret_values()
+    generated = {
+        key: value
+        for key, value in first.items()
+        if re.search(r"password$|token$|secret$", key[1]) and not key[1].endswith("bcrypt")
+    }
+    assert len(generated) >= 9, sorted(generated)
+    for key, value in generated.items():
+        assert len(value) >= 32 and value.isalnum(), key
+        assert second[key] != value, f"{key} is the same in two installs"
+
+
+def test_existing_secrets_mean_no_generated_secret() -> None:
+    rendered = chart.render([chart.PRODUCTION])
+    assert rendered.of_kind("Secret") == []
+    values = chart.merged_values([chart.PRODUCTION])
+    refs = {
+        env["valueFrom"]["secretKeyRef"]["name"]
+        for w in rendered.workloads()
+        for c in chart.containers(w)
+        for env in c.get("env") or []
+        if "secretKeyRef" in env.get("valueFrom", {})
+    }
+    assert refs == {values["mongodb"]["auth"]["existingSecret"]}
+    gateway = chart.pod_spec(rendered.named("Deployment", "dtpoc-gateway"))
+    tokens = next(v for v in gateway["volumes"] if v["name"] == "auth-tokens")
+    assert tokens["secret"]["secretName"] == values["gateway"]["auth"]["existingSecret"]
+
+
+def test_gateway_mounts_the_hash_of_the_generated_api_token_only() -> None:
+    rendered = chart.render()
+    secret = rendered.named("Secret", "dtpoc-gateway-auth")["stringData"]
+    assert secret["tokens"] == hashlib.sha256(secret["token"].encode()).hexdigest() + "\n"
+    pod = chart.pod_spec(rendered.named("Deployment", "dtpoc-gateway"))
+    volume = next(v for v in pod["volumes"] if v["name"] == "auth-tokens")
+    assert volume["secret"]["items"] == [{"key": "tokens", "path": "tokens"}]
+    env = {
+        e["name"]: e.get("value")
+        for e in next(chart.containers(rendered.named("Deployment", "dtpoc-gateway")))["env"]
+    }
+    mount = next(
+        m
+        for m in next(chart.containers(rendered.named("Deployment", "dtpoc-gateway")))[
+            "volumeMounts"
+        ]
+        if m["name"] == "auth-tokens"
+    )
+    assert env["DTPOC_GATEWAY_AUTH_TOKENS_FILE"] == f"{mount['mountPath']}/tokens"
+
+
+def test_services_connect_to_mongodb_as_the_application_user() -> None:
+    secret = chart.render().named("Secret", "dtpoc-mongodb-auth")["stringData"]
+    user, password = secret["mongodb-app-username"], secret["mongodb-app-password"]
+    assert secret["mongodb-uri"].startswith(f"mongodb://{user}:{password}@dtpoc-mongodb.")
+    assert user != secret["mongodb-root-username"]
+
+
+# --- platform wiring -------------------------------------------------------------------------
+
+
+def _env(rendered: chart.Rendered, deployment: str) -> dict[str, Any]:
+    container = next(chart.containers(rendered.named("Deployment", deployment)))
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+
+
+def test_services_are_wired_to_each_other_by_service_dns_names() -> None:
+    rendered = chart.render(namespace="lab")
+    files = "dtpoc-files.lab.svc.cluster.local:50051"
+    orchestrator = "dtpoc-orchestrator.lab.svc.cluster.local:50052"
+    assert _env(rendered, "dtpoc-files")["DTPOC_FILES_ORCHESTRATOR_ADDRESS"] == orchestrator
+    orch = _env(rendered, "dtpoc-orchestrator")
+    assert orch["DTPOC_ORCHESTRATOR_BACKEND"] == "kubernetes"
+    assert orch["DTPOC_ORCHESTRATOR_NAMESPACE"] == "lab"
+    assert orch["DTPOC_ORCHESTRATOR_FILES_ADDRESS"] == files
+    gateway = _env(rendered, "dtpoc-gateway")
+    assert gateway["DTPOC_GATEWAY_FILES_ADDRESS"] == files
+    assert gateway["DTPOC_GATEWAY_ORCHESTRATOR_ADDRESS"] == orchestrator
+    operator = _env(rendered, "dtpoc-operator")
+    assert operator["DTPOC_OPERATOR_RUNTIME"] == "kubernetes"
+    assert operator["DTPOC_OPERATOR_NAMESPACE"] == "lab"
+    assert operator["DTPOC_OPERATOR_FILES_ADDRESS"] == files
+    assert operator["DTPOC_OPERATOR_OUTPUT_PVC"] == "dtpoc-output"
+    assert operator["DTPOC_OPERATOR_IMAGE"] == "ghcr.io/cam-digital-hospitals/dtpoc:0.1.0"
+    for service in rendered.of_kind("Service"):
+        assert service["metadata"]["namespace"] == "lab"
+    rendered.named("PersistentVolumeClaim", "dtpoc-output")
+
+
+def test_ingress_routes_the_api_with_the_original_body_limit() -> None:
+    ingress = chart.render().named("Ingress", "dtpoc-gateway")
+    assert ingress["spec"]["ingressClassName"] == "nginx"
+    assert ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"] == (
+        "512m"
+    )
+    (path,) = ingress["spec"]["rules"][0]["http"]["paths"]
+    assert path["path"] == "/api/orchestrator" and path["pathType"] == "Prefix"
+    assert path["backend"]["service"]["name"] == "dtpoc-gateway"
+    other = chart.render(sets=["ingress.className=traefik", "ingress.host=dt.example.org"])
+    spec = other.named("Ingress", "dtpoc-gateway")["spec"]
+    assert spec["ingressClassName"] == "traefik"
+    assert spec["rules"][0]["host"] == "dt.example.org"
+
+
+def test_disruption_budgets_only_where_there_are_replicas_to_spare() -> None:
+    assert chart.render().of_kind("PodDisruptionBudget") == []
+    budgets = chart.render([chart.PRODUCTION]).of_kind("PodDisruptionBudget")
+    assert sorted(b["metadata"]["name"] for b in budgets) == [
+        "dtpoc-files",
+        "dtpoc-gateway",
+        "dtpoc-orchestrator",
+    ]
+
+
+# --- storage -----------------------------------------------------------------------------
+
+
+def test_output_volume_access_mode_and_class_follow_values() -> None:
+    default = chart.render().named("PersistentVolumeClaim", "dtpoc-output")["spec"]
+    assert default["accessModes"] == ["ReadWriteOnce"]
+    assert "storageClassName" not in default  # the cluster's default class
+    production = chart.render([chart.PRODUCTION]).named("PersistentVolumeClaim", "dtpoc-output")
+    assert production["spec"]["accessModes"] == ["ReadWriteMany"]
+    assert production["spec"]["storageClassName"] == "nfs-csi"
+
+
+def test_host_path_mode_binds_each_claim_to_a_folder_on_the_chosen_node() -> None:
+    rendered = chart.render([chart.DOCKER_DESKTOP], namespace="dd")
+    values = chart.merged_values([chart.DOCKER_DESKTOP])["persistence"]["hostPath"]
+    volumes = {pv["spec"]["claimRef"]["name"]: pv for pv in rendered.of_kind("PersistentVolume")}
+    claims = {
+        "dtpoc-output": "output",
+        "data-dtpoc-mongodb-0": "mongodb",
+        "data-dtpoc-influxdb-0": "influxdb",
+    }
+    assert set(volumes) == set(claims)
+    for claim, folder in claims.items():
+        spec = volumes[claim]["spec"]
+        assert spec["hostPath"]["path"] == f"{values['root']}/{folder}"
+        assert spec["claimRef"]["namespace"] == "dd"
+        assert spec["storageClassName"] == values["storageClassName"]
+        term = spec["nodeAffinity"]["required"]["nodeSelectorTerms"][0]["matchExpressions"][0]
+        assert term["values"] == ["docker-desktop"]
+    for sts in rendered.of_kind("StatefulSet"):
+        (template,) = sts["spec"]["volumeClaimTemplates"]
+        assert template["spec"]["storageClassName"] == values["storageClassName"]
+
+
+def test_databases_are_statefulsets_with_claims_of_the_configured_class() -> None:
+    rendered = chart.render(sets=["persistence.storageClass=fast", "mongodb.persistence.size=3Gi"])
+    mongo = rendered.named("StatefulSet", "dtpoc-mongodb")
+    (claim,) = mongo["spec"]["volumeClaimTemplates"]
+    assert claim["spec"]["storageClassName"] == "fast"
+    assert claim["spec"]["resources"]["requests"]["storage"] == "3Gi"
+    assert "--auth" in next(chart.containers(mongo))["args"]
+
+
+# --- values the schema or the templates refuse -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sets", "message"),
+    [
+        (["persistence.output.accessMode=RWX"], "/persistence/output/accessMode"),
+        (["operator.replicas=2"], "/operator/replicas"),
+        (["files.port=0"], "/files/port"),
+        (["platformSecurity.runAsUser=0"], "/platformSecurity/runAsUser"),
+        (["telegraf.sensors[0].name=Light_Sensor"], "/telegraf/sensors/0"),
+        (["ingress.enabeld=true"], "enabeld"),
+        (["mongodb.auth.rootUsername=root"], "well-known default account name"),
+        (["grafana.auth.adminUser=admin"], "well-known default account name"),
+        (["mongodb.enabled=false", "mongoExpress.enabled=false"], "mongodb.auth.existingSecret"),
+        (["influxdb.enabled=false"], "telegraf.sensors need somewhere to write"),
+        (["mosquitto.enabled=false", "telegraf.sensors[0].name=x",
+          "telegraf.sensors[0].measurement=m", "telegraf.sensors[0].mqtt.topics[0]=a",
+          "telegraf.sensors[0].fields[0].path=v"], "mosquitto.enabled is off"),
+    ],
+)  # fmt: skip
+def test_wrong_values_fail_with_a_message_naming_them(sets: list[str], message: str) -> None:
+    assert message in chart.render_error(sets=sets)
+
+
+def test_values_files_of_the_repository_are_all_checked() -> None:
+    on_disk = sorted(p.name for p in chart.CHART_DIR.glob("values*.yaml"))
+    assert on_disk == sorted(
+        ["values.yaml", *(Path(f).name for f in (chart.PRODUCTION, chart.DOCKER_DESKTOP))]
+    )
