@@ -104,10 +104,11 @@ def dry_run_apply(kube: KubeCluster, path: str, manifest: dict[str, Any]) -> lis
         auth_settings=["BearerToken"],
     )
     response = api.call_api(*serialized)
-    body = response.read().decode(errors="replace")
+    body = response.read().decode(errors="replace")  # type: ignore[no-untyped-call]
     if not 200 <= response.status <= 299:
         raise ApiException(status=response.status, reason=body)
-    return list(response.getheaders().get_all("Warning") or [])
+    headers = response.getheaders()  # type: ignore[no-untyped-call]
+    return list(headers.get_all("Warning") or [])
 
 
 @pytest.mark.parametrize("shape", list(chart.SHAPES))
