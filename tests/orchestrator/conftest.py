@@ -1,0 +1,371 @@
+"""Fixtures of the orchestrator tests: a real orchestrator, Files and backend per test.
+
+``platform`` is parametrized over both backends (``local``: Analytics
+documents in FerretDB; ``kubernetes``: custom resources in the real
+kube-apiserver), so every test that uses it runs against both.
+
+No operator runs in these tests: :class:`OperatorDouble` is a named test
+double that plays the operator's part by writing the Analytics status the
+way the operator does (the status subresource in Kubernetes, the
+``status`` field of the local document), and by finishing deletions in the
+local store. Everything else - MongoDB, the API server, the Files service,
+the orchestrator process - is the real thing.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pymongo
+import pytest
+import yaml
+from google.protobuf import json_format, struct_pb2
+from kubernetes.client.exceptions import ApiException
+
+from dtpoc.files.v1alpha1 import files_pb2, files_pb2_grpc
+from dtpoc.orchestrator.v1alpha1 import orchestrator_pb2, orchestrator_pb2_grpc
+from dtpoc_common import analytics
+from tests.platform.files import FilesServer, start_files_server
+from tests.platform.orchestrator import (
+    OrchestratorServer,
+    drop_databases,
+    start_orchestrator_server,
+)
+from tests.realdeps.kube import KubeCluster
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CRD_PATH = REPO_ROOT / "infra" / "crds" / "analytics.yaml"
+CALL_TIMEOUT = 20.0
+ANALYTICS_PATH = "/apis/eng.cam.ac.uk/v1alpha1/namespaces/{ns}/analytics"
+
+BACKENDS = ("local", "kubernetes")
+
+
+# --- the Analytics CRD ------------------------------------------------------------------------
+
+
+def install_analytics_crd(kube: KubeCluster) -> str:
+    """Apply ``infra/crds/analytics.yaml`` (create, or replace if present) and wait Established."""
+    manifest = yaml.safe_load(CRD_PATH.read_text())
+    name = str(manifest["metadata"]["name"])
+    path = f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}"
+    try:
+        kube.create_crd(manifest)
+    except ApiException as error:
+        if error.status != 409:
+            raise
+        current = kube.request("GET", path)
+        manifest["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+        kube.request("PUT", path, body=manifest)
+        kube.wait_crd_established(name)
+    return name
+
+
+@pytest.fixture(scope="session")
+def analytics_crd(kube: KubeCluster) -> str:
+    """The Analytics CRD, installed once per session."""
+    return install_analytics_crd(kube)
+
+
+# --- the operator double ----------------------------------------------------------------------
+
+
+class OperatorDouble:
+    """Test double of the operator: writes Analytics status as the operator would."""
+
+    backend: str
+
+    def write_status(self, service_id: str, status: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def resource(self, service_id: str) -> dict[str, Any] | None:
+        """The Analytics resource (keys as in Kubernetes), None when gone."""
+        raise NotImplementedError
+
+    def finish_deletion(self, service_id: str) -> None:
+        """What the operator does once a deleted service's replicas are stopped."""
+        raise NotImplementedError
+
+    def delete_behind_our_back(self, service_id: str) -> None:
+        """Remove the resource as someone with kubectl (or a database shell) would."""
+        raise NotImplementedError
+
+    def resource_names(self) -> set[str]:
+        raise NotImplementedError
+
+
+class LocalOperatorDouble(OperatorDouble):
+    backend = "local"
+
+    def __init__(self, mongodb_uri: str, database: str) -> None:
+        self._client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(mongodb_uri)
+        self._collection = self._client[database]["analytics"]
+
+    def write_status(self, service_id: str, status: dict[str, Any]) -> None:
+        result = self._collection.update_one(
+            {"_id": service_id}, {"$set": {"status": analytics.escape_keys(status)}}
+        )
+        assert result.matched_count == 1, f"no local Analytics document {service_id}"
+
+    def resource(self, service_id: str) -> dict[str, Any] | None:
+        document = self._collection.find_one({"_id": service_id})
+        return analytics.resource_from_local_document(document) if document else None
+
+    def finish_deletion(self, service_id: str) -> None:
+        self._collection.delete_one(
+            {"_id": service_id, analytics.LOCAL_DELETION_TIMESTAMP: {"$exists": True}}
+        )
+
+    def delete_behind_our_back(self, service_id: str) -> None:
+        self._collection.delete_one({"_id": service_id})
+
+    def resource_names(self) -> set[str]:
+        return {str(d["_id"]) for d in self._collection.find({}, {"_id": 1})}
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class KubeOperatorDouble(OperatorDouble):
+    backend = "kubernetes"
+
+    def __init__(self, kube: KubeCluster, namespace: str) -> None:
+        self._kube = kube
+        self._path = ANALYTICS_PATH.format(ns=namespace)
+
+    def write_status(self, service_id: str, status: dict[str, Any]) -> None:
+        self._kube.request(
+            "PATCH",
+            f"{self._path}/{service_id}/status",
+            body={"status": status},
+            content_type="application/merge-patch+json",
+        )
+
+    def resource(self, service_id: str) -> dict[str, Any] | None:
+        try:
+            return self._kube.request("GET", f"{self._path}/{service_id}")
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
+    def finish_deletion(self, service_id: str) -> None:
+        return None  # no finalizer: the API server removed it at once
+
+    def delete_behind_our_back(self, service_id: str) -> None:
+        self._kube.request("DELETE", f"{self._path}/{service_id}")
+
+    def resource_names(self) -> set[str]:
+        items = self._kube.request("GET", self._path).get("items", [])
+        return {str(item["metadata"]["name"]) for item in items}
+
+
+def status_dict(**fields: Any) -> dict[str, Any]:
+    """An Analytics status (resource JSON) from proto field names, via the shared codec."""
+    from dtpoc.analytics.v1alpha1 import analytics_pb2
+
+    message = json_format.ParseDict(fields, analytics_pb2.AnalyticsStatus())
+    return analytics.status_to_dict(message)
+
+
+def now_rfc3339(offset_seconds: float = 0.0) -> str:
+    moment = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=offset_seconds)
+    return analytics.format_time(moment)
+
+
+# --- the platform under test --------------------------------------------------------------------
+
+
+@dataclass
+class Platform:
+    """An orchestrator process, its Files service, its backend and the operator double."""
+
+    orchestrator: OrchestratorServer
+    files: FilesServer
+    operator: OperatorDouble
+    mongodb_uri: str
+    channels: list[grpc.Channel] = field(default_factory=list)
+
+    @property
+    def backend(self) -> str:
+        return self.orchestrator.backend
+
+    def stub(self) -> orchestrator_pb2_grpc.OrchestratorServiceStub:
+        channel = grpc.insecure_channel(self.orchestrator.address)
+        self.channels.append(channel)
+        return orchestrator_pb2_grpc.OrchestratorServiceStub(channel)
+
+    def files_stub(self) -> files_pb2_grpc.FilesServiceStub:
+        channel = grpc.insecure_channel(self.files.address)
+        self.channels.append(channel)
+        return files_pb2_grpc.FilesServiceStub(channel)
+
+    def upload(self, filename: str, data: bytes, *, metadata: dict[str, Any] | None = None) -> str:
+        """Store a file in the real Files service; answers its id."""
+        header = files_pb2.UploadFileHeader(filename=filename)
+        if metadata:
+            header.metadata.update(metadata)
+        # A unique label keeps identical bytes of different tests apart.
+        header.metadata.update({"test_nonce": uuid.uuid4().hex})
+        messages = [
+            files_pb2.UploadFileRequest(header=header),
+            files_pb2.UploadFileRequest(chunk=data),
+        ]
+        response = self.files_stub().UploadFile(iter(messages), timeout=CALL_TIMEOUT)
+        return str(response.file_id)
+
+    def upload_output(self, service_id: str, replica_index: int, path: str, data: bytes) -> str:
+        """Store a replica's output file as the operator's output collector does."""
+        return self.upload(
+            path.rsplit("/", 1)[-1],
+            data,
+            metadata={"service_id": service_id, "replica_index": replica_index, "path": path},
+        )
+
+    def launch(self, **fields: Any) -> str:
+        """Launch with sensible defaults for the backend; answers the service id."""
+        request = launch_request(backend=self.backend, **fields)
+        return str(self.stub().LaunchService(request, timeout=CALL_TIMEOUT).id)
+
+    def records(self) -> pymongo.collection.Collection[dict[str, Any]]:
+        client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(self.mongodb_uri)
+        return client[self.orchestrator.database]["services"]
+
+    def close(self) -> None:
+        for channel in self.channels:
+            channel.close()
+
+
+def launch_request(
+    *, backend: str = "local", **fields: Any
+) -> orchestrator_pb2.LaunchServiceRequest:
+    """A valid ondemand launch (2 reps) unless ``fields`` say otherwise (proto JSON names)."""
+    body: dict[str, Any] = {
+        "image": "ghcr.io/example/lab-simulation",
+        "version": "1.0",
+        "description": "test service",
+        "env": {"OUTPUT_FOLDER": "/output"},
+        "ana": {"job_type": "ondemand", "reps": 2},
+    }
+    if backend == "local":
+        body["command"] = ["python", "-c", "print('hello')"]
+    body.update(fields)
+    body = {k: v for k, v in body.items() if v is not None}
+    return json_format.ParseDict(body, orchestrator_pb2.LaunchServiceRequest())
+
+
+def make_platform(
+    *,
+    backend: str,
+    mongodb_uri: str,
+    workdir: Path,
+    request: pytest.FixtureRequest,
+    files: FilesServer,
+    env_overrides: dict[str, str] | None = None,
+) -> tuple[OrchestratorServer, OperatorDouble]:
+    if backend == "local":
+        server = start_orchestrator_server(
+            mongodb_uri=mongodb_uri,
+            workdir=workdir,
+            files_address=files.address,
+            backend="local",
+            env_overrides=env_overrides,
+        )
+        return server, LocalOperatorDouble(mongodb_uri, server.database)
+    kube: KubeCluster = request.getfixturevalue("kube")
+    request.getfixturevalue("analytics_crd")
+    namespace: str = request.getfixturevalue("kube_namespace")
+    server = start_orchestrator_server(
+        mongodb_uri=mongodb_uri,
+        workdir=workdir,
+        files_address=files.address,
+        backend="kubernetes",
+        kubeconfig_path=kube.kubeconfig_path,
+        namespace=namespace,
+        env_overrides=env_overrides,
+    )
+    return server, KubeOperatorDouble(kube, namespace)
+
+
+@pytest.fixture(params=BACKENDS)
+def platform(
+    request: pytest.FixtureRequest,
+    mongodb_uri: str,
+    files_server: FilesServer,
+    tmp_path: Path,
+) -> Iterator[Platform]:
+    """A fresh orchestrator on the parametrized backend, with Files and an operator double."""
+    server, operator = make_platform(
+        backend=request.param,
+        mongodb_uri=mongodb_uri,
+        workdir=tmp_path,
+        request=request,
+        files=files_server,
+    )
+    result = Platform(
+        orchestrator=server, files=files_server, operator=operator, mongodb_uri=mongodb_uri
+    )
+    try:
+        yield result
+    finally:
+        result.close()
+        server.stop()
+        if isinstance(operator, LocalOperatorDouble):
+            operator.close()
+        drop_databases(mongodb_uri, {server.database})
+
+
+@pytest.fixture(scope="module")
+def module_files(
+    mongodb_uri: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[FilesServer]:
+    """A Files service shared by a module's tests (for tests that do not change it)."""
+    server = start_files_server(mongodb_uri=mongodb_uri, workdir=tmp_path_factory.mktemp("files"))
+    try:
+        yield server
+    finally:
+        server.stop()
+        drop_databases(mongodb_uri, {server.database})
+
+
+@pytest.fixture(scope="module")
+def local_platform(
+    mongodb_uri: str, module_files: FilesServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Platform]:
+    """A local-backend orchestrator shared by a module's tests (validation and the like)."""
+    server = start_orchestrator_server(
+        mongodb_uri=mongodb_uri,
+        workdir=tmp_path_factory.mktemp("orchestrator"),
+        files_address=module_files.address,
+        backend="local",
+    )
+    operator = LocalOperatorDouble(mongodb_uri, server.database)
+    result = Platform(
+        orchestrator=server, files=module_files, operator=operator, mongodb_uri=mongodb_uri
+    )
+    try:
+        yield result
+    finally:
+        result.close()
+        server.stop()
+        operator.close()
+        drop_databases(mongodb_uri, {server.database})
+
+
+def value_to_python(value: struct_pb2.Value) -> Any:
+    return json_format.MessageToDict(value)
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+Stub = orchestrator_pb2_grpc.OrchestratorServiceStub
+RpcCall = Callable[..., Any]
