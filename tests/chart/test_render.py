@@ -281,7 +281,7 @@ def test_services_are_wired_to_each_other_by_service_dns_names() -> None:
     assert gateway["DTPOC_GATEWAY_ORCHESTRATOR_ADDRESS"] == orchestrator
     operator = _env(rendered, "dtpoc-operator")
     assert operator["DTPOC_OPERATOR_RUNTIME"] == "kubernetes"
-    assert operator["DTPOC_OPERATOR_NAMESPACE"] == "lab"
+    assert operator["DTPOC_OPERATOR_NAMESPACES"] == "lab"
     assert operator["DTPOC_OPERATOR_FILES_ADDRESS"] == files
     assert operator["DTPOC_OPERATOR_OUTPUT_PVC"] == "dtpoc-output"
     assert operator["DTPOC_OPERATOR_IMAGE"] == "ghcr.io/cam-digital-hospitals/dtpoc:0.1.0"
