@@ -80,6 +80,7 @@ from dtpoc_files import domain
 
 log = dlog.get_logger(__name__)
 
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 UNREACHABLE_MESSAGE = "the files database cannot be reached; try again later"
 #: How long a duplicate upload waits for an identical one that is finishing.
 CLAIM_WAIT_SECONDS = 30.0
@@ -124,7 +125,7 @@ def record_from_document(document: Mapping[str, Any]) -> domain.FileRecord:
     metadata = document.get("metadata")
     upload_date = document.get("uploadDate")
     if not isinstance(upload_date, datetime.datetime):
-        upload_date = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+        upload_date = _EPOCH
     return domain.FileRecord(
         file_id=str(document["_id"]),
         filename=str(document.get("filename") or ""),
@@ -349,6 +350,7 @@ class PendingUpload:
         self._buffer = bytearray()
         self._next_n = 0
         self._heartbeat: asyncio.Task[None] | None = None
+        self._inflight: asyncio.Future[Any] | None = None
 
     def start_heartbeat(self, *, interval: float) -> None:
         self._heartbeat = asyncio.create_task(self._beat(interval))
@@ -384,8 +386,15 @@ class PendingUpload:
             for start in range(0, full, size)
         ]
         del self._buffer[:full]
+        # Shielded: a client that goes away cancels this coroutine, but an
+        # insert already sent must be waited for, or it could land after
+        # :meth:`discard` deleted the chunks and leave orphans.
+        self._inflight = asyncio.ensure_future(
+            self._store.chunks.insert_many(documents, ordered=True)
+        )
         with database_errors():
-            await self._store.chunks.insert_many(documents, ordered=True)
+            await asyncio.shield(self._inflight)
+        self._inflight = None
 
     def _chunk_document(self, data: bytes) -> dict[str, Any]:
         document = {"files_id": self.file_id, "n": self._next_n, "data": data}
@@ -397,7 +406,9 @@ class PendingUpload:
     ) -> domain.UploadOutcome:
         """Make the upload visible, or answer the identical file already stored.
 
-        The caller discards the upload if this raises.
+        The caller discards the upload if this raises, and does not cancel it
+        half-way (a files document inserted after a discard would be a file
+        without its claim).
         """
         with database_errors():
             if self._buffer:
@@ -456,12 +467,30 @@ class PendingUpload:
             return record_from_document(legacy) if legacy is not None else None
 
     async def discard(self) -> None:
-        """Delete everything this upload stored; safe to call more than once."""
+        """Delete everything this upload stored; safe to call more than once.
+
+        Waits for a chunk insert still in flight first. If an insert failed
+        (its outcome unknown: the server may still apply it), the pending
+        record is kept and marked stale instead of deleted, so that the sweep
+        looks at this upload again later.
+        """
         await self._stop_heartbeat()
         self._buffer.clear()
+        outcome_unknown = False
+        if self._inflight is not None:
+            try:
+                await self._inflight
+            except mongo_errors.PyMongoError:
+                outcome_unknown = True
+            self._inflight = None
         store = self._store
         with database_errors():
             await store.files.delete_one({"_id": self.file_id})
             await store.chunks.delete_many({"files_id": self.file_id})
             await store.claims.delete_many({"file_id": self.file_id})
-            await store.pending.delete_one({"_id": self.file_id})
+            if outcome_unknown:
+                await store.pending.update_one(
+                    {"_id": self.file_id}, {"$set": {"heartbeat_at": _EPOCH}}
+                )
+            else:
+                await store.pending.delete_one({"_id": self.file_id})

@@ -8,14 +8,17 @@ and the "who mounts this file" answer from :mod:`dtpoc_files.usage`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from dtpoc_common import errors
 from dtpoc_common import logging as dlog
 from dtpoc_files import domain, gridfs_store, usage
 
 log = dlog.get_logger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -50,9 +53,9 @@ class FilesService:
         self._usage = file_usage
         self.max_upload_bytes = max_upload_bytes
         self._piece_bytes = download_piece_bytes
-        # Discards run as tasks of their own, so that a cancelled upload (the
-        # client went away) still finishes removing its chunks.
-        self._cleanups: set[asyncio.Task[None]] = set()
+        # Discards and commits run as tasks of their own, so that a cancelled
+        # upload (the client went away) still finishes what it started.
+        self._tasks: set[asyncio.Task[Any]] = set()
 
     async def upload(
         self, header: domain.UploadHeader, content: AsyncIterator[bytes]
@@ -70,14 +73,13 @@ class FilesService:
                 digest.update(data)
                 await upload.write(data)
             final = digest.finish(header)
-            outcome = await upload.commit(
-                filename=header.filename,
-                metadata=domain.stored_metadata(header, final),
-                digest=final,
-            )
         except BaseException as exc:
             await self._discard(upload, reason=exc, received=digest.length)
             raise
+        # Every byte arrived: finish storing even if the client goes away now,
+        # rather than leave a half-made commit behind.
+        commit = self._background(self._commit_or_discard(upload, header, final))
+        outcome = await asyncio.shield(commit)
         record = outcome.record
         log.info(
             "file deduplicated" if outcome.deduplicated else "file uploaded",
@@ -90,12 +92,33 @@ class FilesService:
         )
         return outcome
 
+    def _background(self, coroutine: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        """A task that finishes even if its awaiter is cancelled (kept until done)."""
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _commit_or_discard(
+        self,
+        upload: gridfs_store.PendingUpload,
+        header: domain.UploadHeader,
+        digest: domain.Digest,
+    ) -> domain.UploadOutcome:
+        try:
+            return await upload.commit(
+                filename=header.filename,
+                metadata=domain.stored_metadata(header, digest),
+                digest=digest,
+            )
+        except BaseException as exc:
+            await self._discard(upload, reason=exc, received=digest.length)
+            raise
+
     async def _discard(
         self, upload: gridfs_store.PendingUpload, *, reason: BaseException, received: int
     ) -> None:
-        cleanup = asyncio.create_task(upload.discard())
-        self._cleanups.add(cleanup)
-        cleanup.add_done_callback(self._cleanups.discard)
+        cleanup = self._background(upload.discard())
         outcome = "discarded"
         try:
             await asyncio.shield(cleanup)
@@ -113,9 +136,9 @@ class FilesService:
         )
 
     async def drain(self) -> None:
-        """Wait for discards still running (at shutdown)."""
-        if self._cleanups:
-            await asyncio.gather(*self._cleanups, return_exceptions=True)
+        """Wait for commits and discards still running (at shutdown)."""
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def info(self, file_id: str) -> domain.FileRecord:
         return await self._store.get(domain.parse_file_id(file_id))
