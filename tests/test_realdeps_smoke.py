@@ -204,6 +204,53 @@ def test_job_completes_when_the_kubelet_double_finishes_its_pods(
 
 
 @pytest.mark.kube
+def test_a_failed_pod_fails_the_job_with_the_reported_exit_code(
+    kube: KubeCluster, kube_namespace: str, kubelet_double: KubeletDouble
+) -> None:
+    job = k8s.V1Job(
+        metadata=k8s.V1ObjectMeta(name="doomed"),
+        spec=k8s.V1JobSpec(
+            backoff_limit=0,
+            template=k8s.V1PodTemplateSpec(
+                spec=k8s.V1PodSpec(
+                    restart_policy="Never",
+                    containers=[k8s.V1Container(name="main", image="example.test/sim:1")],
+                )
+            ),
+        ),
+    )
+    kube.batch().create_namespaced_job(kube_namespace, job)
+    [pod] = kubelet_double.wait_for_job_pods(kube_namespace, "doomed", count=1)
+
+    finished = kubelet_double.finish_pod(
+        kube_namespace, pod["metadata"]["name"], exit_code=3, message="boom"
+    )
+    assert finished["status"]["phase"] == "Failed"
+    terminated = finished["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert (terminated["exitCode"], terminated["reason"], terminated["message"]) == (
+        3,
+        "Error",
+        "boom",
+    )
+
+    def failed_condition() -> dict[str, Any] | None:
+        job_path = f"/apis/batch/v1/namespaces/{kube_namespace}/jobs/doomed"
+        conditions = kube.request("GET", job_path)["status"].get("conditions", [])
+        return next((c for c in conditions if c["type"] == "Failed"), None)
+
+    condition = wait_for(failed_condition, timeout=60, what="Job doomed to be Failed")
+    assert (condition["status"], condition["reason"]) == ("True", "BackoffLimitExceeded")
+
+
+def test_container_outputs_cannot_escape_the_output_root(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="escapes"):
+        KubeletDouble.write_container_outputs(tmp_path, "svc-1/0", {"../../../x": b""})
+    with pytest.raises(ValueError, match="escapes"):
+        KubeletDouble.write_container_outputs(tmp_path, "/etc", {"x": b""})
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.kube
 def test_rbac_lets_a_service_account_list_pods_but_not_create_secrets(
     kube: KubeCluster, kube_namespace: str
 ) -> None:

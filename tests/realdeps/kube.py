@@ -70,13 +70,19 @@ class KubeCluster:
             api.set_default_header("Impersonate-User", impersonate)  # type: ignore[no-untyped-call]
         return api
 
+    def close(self) -> None:
+        """Close the shared admin client's connections."""
+        if self._admin is not None:
+            self._admin.close()  # type: ignore[no-untyped-call]
+            self._admin = None
+
     def as_service_account(self, namespace: str, name: str) -> k8s.ApiClient:
         """A client that acts as service account ``namespace/name`` (via impersonation)."""
         return self.api_client(impersonate=f"system:serviceaccount:{namespace}:{name}")
 
     @property
     def admin(self) -> k8s.ApiClient:
-        """The shared admin client (cluster-admin rights)."""
+        """The shared client of the kubeconfig's user (``system:masters`` on the local plane)."""
         if self._admin is None:
             self._admin = self.api_client()
         return self._admin
@@ -230,11 +236,17 @@ def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeCluster]:
     """A Kubernetes API for the session: your cluster if configured, else a local one."""
     external = _external_kubeconfig()
     if external is not None:
-        yield KubeCluster(kubeconfig_path=external, managed=False)
+        cluster = KubeCluster(kubeconfig_path=external, managed=False)
+        try:
+            yield cluster
+        finally:
+            cluster.close()
         return
     plane = controlplane.start_control_plane(tmp_path_factory.mktemp("kube"))
     try:
-        yield KubeCluster(kubeconfig_path=plane.admin_kubeconfig, managed=True)
+        cluster = KubeCluster(kubeconfig_path=plane.admin_kubeconfig, managed=True)
+        yield cluster
+        cluster.close()
     finally:
         plane.stop()
 
