@@ -254,3 +254,15 @@ persistence_location /mosquitto/data/
 log_dest stdout
 log_timestamp_format %Y-%m-%dT%H:%M:%S
 {{- end -}}
+
+{{/* NetworkPolicy peer: the pods of some components of this release. */}}
+{{- define "dtpoc.fromComponents" -}}
+- podSelector:
+    matchExpressions:
+      - key: app.kubernetes.io/instance
+        operator: In
+        values: [{{ .ctx.Release.Name | quote }}]
+      - key: app.kubernetes.io/component
+        operator: In
+        values: {{ toJson .components }}
+{{- end -}}

@@ -388,3 +388,99 @@ def test_values_files_of_the_repository_are_all_checked() -> None:
     assert on_disk == sorted(
         ["values.yaml", *(Path(f).name for f in (chart.PRODUCTION, chart.DOCKER_DESKTOP))]
     )
+
+
+# --- network policies ------------------------------------------------------------------------
+
+
+def _matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    for key, value in (selector.get("matchLabels") or {}).items():
+        if labels.get(key) != value:
+            return False
+    for expression in selector.get("matchExpressions") or []:
+        key, operator = expression["key"], expression["operator"]
+        if operator == "In" and labels.get(key) not in expression["values"]:
+            return False
+        if operator == "NotIn" and labels.get(key) in expression["values"]:
+            return False
+        if operator == "Exists" and key not in labels:
+            return False
+        if operator == "DoesNotExist" and key in labels:
+            return False
+    return True
+
+
+def _pod_labels(rendered: chart.Rendered, workload: str) -> dict[str, str]:
+    for w in rendered.workloads():
+        if w["metadata"]["name"] == workload:
+            return dict(w["spec"]["template"]["metadata"]["labels"])
+    raise KeyError(workload)
+
+
+def _may_connect(rendered: chart.Rendered, source: dict[str, str], target: str, port: str) -> bool:
+    """Kubernetes semantics: allowed if no policy selects the target pod, or one allows it."""
+    target_labels = _pod_labels(rendered, target)
+    selecting = [
+        p
+        for p in rendered.of_kind("NetworkPolicy")
+        if _matches(p["spec"]["podSelector"], target_labels)
+    ]
+    if not selecting:
+        return True
+    for policy in selecting:
+        for rule in policy["spec"].get("ingress") or []:
+            ports = [p["port"] for p in rule.get("ports") or []]
+            if ports and port not in ports:
+                continue
+            peers = rule.get("from")
+            if peers is None or any(
+                "podSelector" in peer and _matches(peer["podSelector"], source) for peer in peers
+            ):
+                return True
+    return False
+
+
+def test_network_policies_admit_exactly_the_platforms_connections() -> None:
+    rendered = chart.render()
+    pods = {w["metadata"]["name"]: _pod_labels(rendered, w["metadata"]["name"])
+            for w in rendered.workloads()}  # fmt: skip
+    analytics_pod = {
+        "app.kubernetes.io/managed-by": "dtpoc-operator",
+        "batch.kubernetes.io/job-name": "x",
+    }
+    ingress_controller = {"app.kubernetes.io/name": "ingress-nginx"}
+    allowed = [
+        ("dtpoc-gateway", "dtpoc-files", "grpc"),
+        ("dtpoc-gateway", "dtpoc-orchestrator", "grpc"),
+        ("dtpoc-orchestrator", "dtpoc-files", "grpc"),
+        ("dtpoc-files", "dtpoc-orchestrator", "grpc"),
+        ("dtpoc-operator", "dtpoc-files", "grpc"),
+        ("dtpoc-files", "dtpoc-mongodb", "mongodb"),
+        ("dtpoc-orchestrator", "dtpoc-mongodb", "mongodb"),
+        ("dtpoc-mongo-express", "dtpoc-mongodb", "mongodb"),
+        ("dtpoc-telegraf-light", "dtpoc-influxdb", "http"),
+        ("dtpoc-grafana", "dtpoc-influxdb", "http"),
+        ("dtpoc-node-red", "dtpoc-mosquitto", "mqtt"),
+    ]
+    denied = [
+        ("dtpoc-gateway", "dtpoc-mongodb", "mongodb"),
+        ("dtpoc-operator", "dtpoc-mongodb", "mongodb"),
+        ("dtpoc-telegraf-light", "dtpoc-mongodb", "mongodb"),
+        ("dtpoc-grafana", "dtpoc-files", "grpc"),
+        ("dtpoc-node-red", "dtpoc-influxdb", "http"),
+        ("dtpoc-gateway", "dtpoc-mongo-express", "http"),
+        ("dtpoc-files", "dtpoc-node-red", "http"),
+    ]
+    for source, target, port in allowed:
+        assert _may_connect(rendered, pods[source], target, port), (source, target)
+    for source, target, port in denied:
+        assert not _may_connect(rendered, pods[source], target, port), (source, target)
+    assert _may_connect(rendered, analytics_pod, "dtpoc-files", "grpc")
+    assert not _may_connect(rendered, analytics_pod, "dtpoc-mongodb", "mongodb")
+    assert not _may_connect(rendered, analytics_pod, "dtpoc-orchestrator", "grpc")
+    assert _may_connect(rendered, ingress_controller, "dtpoc-gateway", "http")
+    assert not _may_connect(rendered, ingress_controller, "dtpoc-mongo-express", "http")
+    # Every pod of the chart is covered by a policy.
+    for name, labels in pods.items():
+        assert any(_matches(p["spec"]["podSelector"], labels)
+                   for p in rendered.of_kind("NetworkPolicy")), name  # fmt: skip
