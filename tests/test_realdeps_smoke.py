@@ -18,7 +18,7 @@ from kubernetes.client.exceptions import ApiException
 from tests.realdeps import binaries
 from tests.realdeps.kube import KubeCluster
 from tests.realdeps.kubelet_double import KubeletDouble
-from tests.realdeps.waiting import wait_for
+from tests.realdeps.waiting import WaitTimeout, wait_for
 
 MongoClient = pymongo.MongoClient[dict[str, Any]]
 
@@ -315,3 +315,14 @@ def test_buf_is_the_pinned_version(buf_bin: Path) -> None:
         [str(buf_bin), "--version"], check=True, capture_output=True, text=True
     ).stdout
     assert out.strip() == binaries.version("buf").removeprefix("v")
+
+
+# --- utilities ------------------------------------------------------------------------------
+
+
+def test_wait_for_returns_the_value_or_fails_naming_what_it_awaited() -> None:
+    answers = iter([None, [], ["pod-a"]])
+    assert wait_for(lambda: next(answers), timeout=5, what="pods", interval=0.001) == ["pod-a"]
+
+    with pytest.raises(WaitTimeout, match=r"after 0.05s waiting for the moon.*\nlast: none"):
+        wait_for(lambda: False, timeout=0.05, what="the moon", details=lambda: "last: none")

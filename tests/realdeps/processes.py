@@ -7,9 +7,11 @@ tail of each log is shown, so the cause is visible without digging.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
+import sys
 from collections.abc import Callable, Generator, Mapping, Sequence
 from pathlib import Path
 from typing import IO
@@ -20,6 +22,21 @@ from tests.realdeps import waiting
 
 _running: list[ServerProcess] = []
 """Servers started and not yet stopped, for the failure report hook below."""
+
+
+_PR_SET_PDEATHSIG = 1
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
+"""Loaded up front: the child between fork and exec must only make the one call."""
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGTERM when pytest dies, even by SIGKILL (Linux).
+
+    Servers run in their own session (so Ctrl-C reaches pytest, whose teardown
+    stops them in order); this keeps a crashed test run from leaving them behind.
+    """
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class ServerExited(RuntimeError):
@@ -64,6 +81,7 @@ class ServerProcess:
             env={**os.environ, **self._env} if self._env is not None else None,
             cwd=self._cwd,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         _running.append(self)
         return self
