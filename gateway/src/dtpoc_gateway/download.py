@@ -139,9 +139,19 @@ def endpoint(ctx: context.RouteContext) -> context.Endpoint:
             item.ClearField(fields.offset_field)
         if fields.length_field:
             item.ClearField(fields.length_field)
-        if wanted is not None and wanted[0] and fields.offset_field:
-            setattr(item, fields.offset_field, wanted[0])
-        call, info = await _first(ctx, request, item, fields)
+        offset = wanted[0] if wanted is not None and wanted[0] and fields.offset_field else 0
+        if offset and fields.offset_field:
+            setattr(item, fields.offset_field, offset)
+        try:
+            call, info = await _first(ctx, request, item, fields)
+        except httperrors.ApiError as error:
+            # A backend may refuse an offset past the end; ask again from the
+            # start to learn the size, so the answer can be a proper 416.
+            if not offset or error.http_status not in (400, 416) or not fields.offset_field:
+                raise
+            offset = 0
+            item.ClearField(fields.offset_field)
+            call, info = await _first(ctx, request, item, fields)
         size = int(getattr(info, "length", 0))
         status = 200
         first_byte, last_byte = 0, size - 1
@@ -159,12 +169,12 @@ def endpoint(ctx: context.RouteContext) -> context.Endpoint:
             first_byte, last_byte = resolved
             status = 206
             headers["Content-Range"] = f"bytes {first_byte}-{last_byte}/{size}"
-            asked_from = wanted[0] or 0
-            if first_byte != asked_from and fields.offset_field:
+            if first_byte != offset and fields.offset_field:
                 # A suffix range: now that the size is known, ask from its first byte.
                 call.cancel()
                 setattr(item, fields.offset_field, first_byte)
                 call, info = await _first(ctx, request, item, fields)
+                offset = first_byte
         count = max(0, last_byte - first_byte + 1)
         headers["Content-Length"] = str(count)
         headers["Content-Disposition"] = content_disposition(str(getattr(info, "filename", "")))
@@ -176,7 +186,7 @@ def endpoint(ctx: context.RouteContext) -> context.Endpoint:
             call.cancel()
             return Response(status_code=status, headers=headers, media_type=media_type)
         return StreamingResponse(
-            _bytes(call, count, fields, method),
+            _bytes(call, count, skip=first_byte - offset, fields=fields, method=method),
             status_code=status,
             headers=headers,
             media_type=media_type,
@@ -216,8 +226,9 @@ async def _first(
 
 
 async def _bytes(
-    call: Any, count: int, fields: _Shape, method: catalog.Method
+    call: Any, count: int, *, skip: int, fields: _Shape, method: catalog.Method
 ) -> AsyncIterator[bytes]:
+    """``count`` bytes of the stream after skipping ``skip`` (when the backend cannot seek)."""
     remaining = count
     try:
         while remaining > 0:
@@ -237,6 +248,10 @@ async def _bytes(
                 )
                 raise DownloadAborted("stream ended early")
             data = getattr(item, fields.chunk_field)
+            if skip:
+                dropped = min(skip, len(data))
+                data = data[dropped:]
+                skip -= dropped
             if not data:
                 continue
             if len(data) > remaining:

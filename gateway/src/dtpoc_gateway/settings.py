@@ -114,6 +114,11 @@ class GatewaySettings(BaseSettings):
     def _lists(cls, value: object) -> object:
         return _split_list(value)
 
+    @field_validator("auth_tokens_file", "files_address", "orchestrator_address", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("api_prefix")
     @classmethod
     def _prefix(cls, value: str) -> str:

@@ -14,7 +14,9 @@ Where each request field comes from follows ``google.api.http``:
 JSON is proto JSON through ``google.protobuf.json_format``: unknown fields
 and wrong types are refused with its message (which names the field), and
 answers keep the proto field names (``active_runs``) with zero values
-printed. 64-bit integers are JSON numbers whenever a double holds them
+printed; whole doubles print as integers (``"replica": 1``) as the C++ and
+Go printers do, so a JSON document carried in a ``Struct`` keeps its ints.
+64-bit integers are JSON numbers whenever a double holds them
 exactly (every value below 2^53, so every size and count this API carries);
 a larger value stays a quoted string as proto JSON prescribes, so no client
 ever reads a silently rounded number.
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -201,14 +204,35 @@ def _place(target: dict[str, Any], chain: list[descriptor.FieldDescriptor], valu
         node[leaf.name] = value
 
 
+_NO_FIELD = re.compile(r'has no field named "([^"]+)" at "([^"]+)"')
+_AT_PATH = re.compile(r' at "([^"]+)"')
+_FAILED_FIELD = re.compile(r"Failed to parse (\w+) field")
+
+
+def _parse_error(exc: Exception, *, where: str) -> httperrors.ApiError:
+    """A 400 from a json_format error, naming the offending field (dotted)."""
+    text = str(exc).strip()
+    unknown = _NO_FIELD.search(text)
+    if unknown:
+        name, at = unknown.groups()
+        field = ".".join([*at.split(".")[1:], name])
+        return httperrors.bad_request(
+            f"unknown field {name!r} in the {where} ({at} has no such field)", field=field
+        )
+    at_path = _AT_PATH.search(text)
+    if at_path and "." in at_path.group(1):
+        field = at_path.group(1).split(".", 1)[1]
+    else:
+        field = ".".join(_FAILED_FIELD.findall(text))
+    return httperrors.bad_request(f"invalid {where}: {text}", field=field or None)
+
+
 def _parse_into(data: Any, target: message.Message, *, where: str) -> None:
     try:
         json_format.ParseDict(data, target)
-    except json_format.ParseError as exc:
-        raise httperrors.bad_request(f"{where}: {exc}") from None
-    except (TypeError, ValueError, AttributeError) as exc:
+    except (json_format.ParseError, TypeError, ValueError, AttributeError) as exc:
         # json_format lets a few wrong shapes through as plain Python errors.
-        raise httperrors.bad_request(f"{where}: {exc}") from None
+        raise _parse_error(exc, where=where) from None
 
 
 @dataclass(frozen=True)
@@ -353,9 +377,38 @@ class Transcoder:
 
 def to_json(msg: message.Message) -> Any:
     """Proto JSON with proto field names, zero values printed, safe int64 as numbers."""
-    return json_format.MessageToDict(
+    result: Any = json_format.MessageToDict(
         msg,
         preserving_proto_field_name=True,
         always_print_fields_with_no_presence=True,
         unquote_int64_if_possible=True,
     )
+    if type(result) is float:
+        return _whole(result)
+    if isinstance(result, dict | list):
+        _tidy(result)
+    return result
+
+
+_EXACT = float(2**53)
+
+
+def _whole(value: float) -> float | int:
+    return int(value) if value.is_integer() and -_EXACT <= value <= _EXACT else value
+
+
+def _tidy(node: dict[str, Any] | list[Any]) -> None:
+    """Print whole doubles as integers (``1``, not ``1.0``), in place.
+
+    The C++ and Go proto JSON printers do the same; it keeps the integers of
+    a JSON document that travelled through ``google.protobuf.Struct`` (whose
+    numbers are doubles) integers for the client.
+    """
+    pairs: Any = node.items() if isinstance(node, dict) else enumerate(node)
+    for key, value in pairs:
+        kind = type(value)
+        if kind is float:
+            if value.is_integer() and -_EXACT <= value <= _EXACT:
+                node[key] = int(value)
+        elif kind is dict or kind is list:
+            _tidy(value)

@@ -23,6 +23,7 @@ only bytes field carries chunks and its only message field the header.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +38,7 @@ from dtpoc_gateway import catalog, context, httperrors, transcode
 
 FD = descriptor.FieldDescriptor
 FILE_PART = "file"
+ABANDON_SECONDS = 2.0
 
 
 @dataclass
@@ -149,6 +151,24 @@ def _fill(header: message.Message, name: str, value: str) -> None:
         setattr(header, name, value)
 
 
+async def _abandon(call: Any, second_header: message.Message) -> None:
+    """Make the backend drop a partial upload, then cancel the call.
+
+    A cancel alone is not enough: the grpc-python asyncio server ends the
+    servicer's request iterator normally when the client cancels, so a
+    servicer cannot tell a cancelled upload from a complete one. A second
+    header breaks the stream's contract ("the header exactly once, first"),
+    which every conforming server answers by discarding what it received.
+    """
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(call.write(second_header), timeout=ABANDON_SECONDS)
+        # Let the backend answer (it refuses the stream) before cancelling,
+        # so the refusal is not lost to the cancel.
+        await asyncio.wait_for(call.code(), timeout=ABANDON_SECONDS)
+    if not call.done():
+        call.cancel()
+
+
 def endpoint(ctx: context.RouteContext) -> context.Endpoint:
     method = ctx.method
     fields = shape(method)
@@ -224,7 +244,7 @@ def endpoint(ctx: context.RouteContext) -> context.Endpoint:
             raise httperrors.ApiError(499, "the client closed the upload before its end") from None
         finally:
             if call is not None and not finished and not call.done():
-                call.cancel()
+                await _abandon(call, request_class(**{fields.header_field: fields.header_class()}))
         full = transcode.to_json(response)
         answer = {key: full[key] for key in ("file_id", "filename") if key in full}
         if full.get("message"):

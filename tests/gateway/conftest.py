@@ -1,0 +1,65 @@
+"""Shared fixtures of the gateway tests.
+
+Most tests here check the gateway's generic behaviour against the
+orchestrator test double (``tests/gateway/doubles.py``) through one gateway
+process per module; the Files REST paths run against the real Files service
+(``files_server``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import grpc
+import httpx
+import pytest
+
+from dtpoc.orchestrator.v1alpha1 import orchestrator_pb2_grpc
+from tests.gateway import doubles
+from tests.platform import gateway
+
+
+@pytest.fixture(scope="module")
+def orchestrator_double() -> Iterator[tuple[doubles.OrchestratorDouble, str]]:
+    """The orchestrator test double and its address, for one test module."""
+    double = doubles.OrchestratorDouble()
+    server, address = doubles.serve(
+        double, orchestrator_pb2_grpc.add_OrchestratorServiceServicer_to_server
+    )
+    try:
+        yield double, address
+    finally:
+        server.stop(grace=None)
+
+
+@pytest.fixture(scope="module")
+def double_gateway(
+    orchestrator_double: tuple[doubles.OrchestratorDouble, str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[gateway.GatewayServer]:
+    """One gateway in front of the orchestrator double, for one test module."""
+    _double, address = orchestrator_double
+    server = gateway.start_gateway(
+        workdir=tmp_path_factory.mktemp("gateway-double"),
+        orchestrator_address=address,
+        env={"DTPOC_GATEWAY_SSE_KEEPALIVE_SECONDS": "0.2"},
+    )
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def api(double_gateway: gateway.GatewayServer) -> Iterator[httpx.Client]:
+    """An HTTP client of ``double_gateway`` (base URL set, no auth needed)."""
+    with httpx.Client(base_url=double_gateway.base_url, timeout=30.0) as client:
+        yield client
+
+
+PREFIX = "/api/orchestrator/v1alpha1"
+
+
+def abort_id(code: grpc.StatusCode) -> str:
+    """A service id the double answers with ``code`` (see doubles)."""
+    return f"abort-{code.name}"
