@@ -41,7 +41,9 @@ BIG_LENGTH = 5_000_000_000
 UNSAFE_LENGTH = 2**53 + 1
 
 
-def serve(servicer: Any, add_to_server: Callable[[Any, grpc.Server], None]) -> tuple[grpc.Server, str]:
+def serve(
+    servicer: Any, add_to_server: Callable[[Any, grpc.Server], None]
+) -> tuple[grpc.Server, str]:
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
     add_to_server(servicer, server)
     port = server.add_insecure_port("127.0.0.1:0")
@@ -63,8 +65,9 @@ class OrchestratorDouble(pb_grpc.OrchestratorServiceServicer):
         self.received: list[tuple[str, Any]] = []
         self.watch_script: list[pb.ServiceStatus] = [
             pb.ServiceStatus(status="running", phase="running", active_runs=2, total_runs=2),
-            pb.ServiceStatus(status="running", phase="running", active_runs=1, total_runs=2,
-                             succeeded_runs=1),
+            pb.ServiceStatus(
+                status="running", phase="running", active_runs=1, total_runs=2, succeeded_runs=1
+            ),
             pb.ServiceStatus(status="ok", phase="succeeded", succeeded_runs=2, total_runs=2),
         ]
         self.watch_gap = 0.05
@@ -94,10 +97,12 @@ class OrchestratorDouble(pb_grpc.OrchestratorServiceServicer):
             context.abort(grpc.StatusCode.NOT_FOUND, f"service {service_id} not found")
         return found
 
-    def Healthz(self, request: pb.HealthzRequest, context: grpc.ServicerContext) -> pb.HealthzResponse:
+    def Healthz(  # noqa: N802 - gRPC method name
+        self, request: pb.HealthzRequest, context: grpc.ServicerContext
+    ) -> pb.HealthzResponse:
         return pb.HealthzResponse(status="ok")
 
-    def ListServices(
+    def ListServices(  # noqa: N802 - gRPC method name
         self, request: pb.ListServicesRequest, context: grpc.ServicerContext
     ) -> pb.ListServicesResponse:
         self._record("ListServices", request)
@@ -107,7 +112,7 @@ class OrchestratorDouble(pb_grpc.OrchestratorServiceServicer):
         items = list(self.services.values())[request.skip : request.skip + limit]
         return pb.ListServicesResponse(services=items)
 
-    def LaunchService(
+    def LaunchService(  # noqa: N802 - gRPC method name
         self, request: pb.LaunchServiceRequest, context: grpc.ServicerContext
     ) -> pb.LaunchServiceResponse:
         self._record("LaunchService", request)
@@ -127,12 +132,12 @@ class OrchestratorDouble(pb_grpc.OrchestratorServiceServicer):
         )
         return pb.LaunchServiceResponse(id=service.id)
 
-    def GetService(
+    def GetService(  # noqa: N802 - gRPC method name
         self, request: pb.GetServiceRequest, context: grpc.ServicerContext
     ) -> pb.GetServiceResponse:
         return pb.GetServiceResponse(service=self._find(request.id, context))
 
-    def GetServiceStatus(
+    def GetServiceStatus(  # noqa: N802 - gRPC method name
         self, request: pb.GetServiceStatusRequest, context: grpc.ServicerContext
     ) -> pb.GetServiceStatusResponse:
         self._record("GetServiceStatus", request)
@@ -150,7 +155,7 @@ class OrchestratorDouble(pb_grpc.OrchestratorServiceServicer):
             )
         )
 
-    def GetServiceOutput(
+    def GetServiceOutput(  # noqa: N802 - gRPC method name
         self, request: pb.GetServiceOutputRequest, context: grpc.ServicerContext
     ) -> pb.GetServiceOutputResponse:
         self._record("GetServiceOutput", request)
@@ -161,7 +166,7 @@ class OrchestratorDouble(pb_grpc.OrchestratorServiceServicer):
         value.struct_value.update({"replica": request.idx, "kpi": {"tat_hours": 12.5}})
         return pb.GetServiceOutputResponse(output=value, idx=request.idx)
 
-    def ListServiceOutputs(
+    def ListServiceOutputs(  # noqa: N802 - gRPC method name
         self, request: pb.ListServiceOutputsRequest, context: grpc.ServicerContext
     ) -> pb.ListServiceOutputsResponse:
         self._find(request.id, context)
@@ -174,14 +179,16 @@ class OrchestratorDouble(pb_grpc.OrchestratorServiceServicer):
             replicas=[pb.ReplicaOutputs(idx=0, state="succeeded", files=files)]
         )
 
-    def TerminateService(
+    def TerminateService(  # noqa: N802 - gRPC method name
         self, request: pb.TerminateServiceRequest, context: grpc.ServicerContext
     ) -> pb.TerminateServiceResponse:
         service = self._find(request.id, context)
         service.phase = "terminated"
-        return pb.TerminateServiceResponse(message=f"service {service.id} terminated", service=service)
+        return pb.TerminateServiceResponse(
+            message=f"service {service.id} terminated", service=service
+        )
 
-    def WatchService(
+    def WatchService(  # noqa: N802 - gRPC method name
         self, request: pb.WatchServiceRequest, context: grpc.ServicerContext
     ) -> Iterator[pb.WatchServiceResponse]:
         self._find(request.id, context)
@@ -192,7 +199,7 @@ class OrchestratorDouble(pb_grpc.OrchestratorServiceServicer):
             if self.fail_after is not None:
                 context.abort(self.fail_after, f"double says {self.fail_after.name}")
 
-    def GetFileUsage(
+    def GetFileUsage(  # noqa: N802 - gRPC method name
         self, request: pb.GetFileUsageRequest, context: grpc.ServicerContext
     ) -> pb.GetFileUsageResponse:
         return pb.GetFileUsageResponse()

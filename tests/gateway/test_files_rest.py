@@ -169,9 +169,7 @@ def test_upload_refusals(rest: httpx.Client) -> None:
     assert no_file.status_code == 400
     assert no_file.json()["details"][0]["field_violations"][0]["field"] == "file"
 
-    two = rest.post(
-        "/files/upload", files=[("file", ("a.txt", b"x")), ("file", ("b.txt", b"y"))]
-    )
+    two = rest.post("/files/upload", files=[("file", ("a.txt", b"x")), ("file", ("b.txt", b"y"))])
     assert two.status_code == 400
     assert "more than one" in two.json()["message"]
 
@@ -180,7 +178,7 @@ def test_upload_refusals(rest: httpx.Client) -> None:
 
     broken = rest.post(
         "/files/upload",
-        content=b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x\"\r\n\r\nab",
+        content=b'--b\r\nContent-Disposition: form-data; name="file"; filename="x"\r\n\r\nab',
         headers={"Content-Type": "multipart/form-data; boundary=b"},
     )
     assert broken.status_code == 400
@@ -274,7 +272,7 @@ def test_200_mib_round_trip_with_bounded_gateway_memory(
 ) -> None:
     boundary = "dtpoc-round-trip"
     head = (
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
         f'filename="round-trip.bin"\r\nContent-Type: application/octet-stream\r\n\r\n'
     ).encode()
     tail = f"\r\n--{boundary}--\r\n".encode()

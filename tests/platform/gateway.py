@@ -29,6 +29,7 @@ scoped fixtures); the caller stops the server.
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -115,7 +116,9 @@ def start_gateway(
         ).start()
         base_url = f"http://{ports.LOOPBACK}:{port}"
         try:
-            server.wait_ready(lambda: _ready(base_url), timeout=READY_TIMEOUT, what="GET /readyz")
+            server.wait_ready(
+                functools.partial(_ready, base_url), timeout=READY_TIMEOUT, what="GET /readyz"
+            )
         except processes.ServerExited as exc:
             last_error = exc
             if "address already in use" in str(exc).lower():
