@@ -108,6 +108,8 @@ def exclusive(data_dir: Path) -> Iterator[None]:
 
 def _port_is_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As servers do: connections of a previous run in TIME_WAIT do not make it busy.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((ports.LOOPBACK, port))
         except OSError:
@@ -449,6 +451,11 @@ def _fmt(value: Any, digits: int = 1) -> str:
     return "-"
 
 
+def _seed(value: Any) -> str:
+    """Seeds are integers; JSON through the API may render them as 1.0e15-style floats."""
+    return str(int(value)) if isinstance(value, int | float) else str(value)
+
+
 def kpi_table(outputs: list[Any]) -> str:
     """One row per replica: counts, turnaround percentiles, WIP and the busiest resource."""
     header = (
@@ -477,7 +484,7 @@ def kpi_table(outputs: list[Any]) -> str:
         rows.append(
             (
                 str(kpis.get("replica_index", idx)),
-                str(kpis["seed"])[:8] + "...",
+                _seed(kpis["seed"]),
                 str(kpis["specimens"]["arrived"]),
                 str(kpis["specimens"]["completed"]),
                 str(kpis["specimens"]["wip_at_end"]),
@@ -594,6 +601,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 code = _run(platform, args)
             finally:
+                say("")
                 # A second Ctrl-C must not leave children behind mid-shutdown.
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
                 signal.signal(signal.SIGTERM, signal.SIG_IGN)

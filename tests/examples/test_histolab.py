@@ -74,6 +74,7 @@ def test_replicas_and_seed_bases_give_different_runs(tmp_path: Path) -> None:
         run_replica(tmp_path, index=0, seed="1"),
     ]
     assert len({r["seed"] for r in runs}) == 3
+    assert all(0 <= r["seed"] < 2**52 for r in runs), "exact as a JSON double"
     assert len({json.dumps(r["turnaround_hours"]) for r in runs}) == 3
     assert [r["replica_index"] for r in runs] == [0, 1, 0]
     assert [r["seed_base"] for r in runs] == [0, 0, 1]
