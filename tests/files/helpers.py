@@ -121,13 +121,29 @@ def list_files(
     return response
 
 
-def rpc_error(call: Any, *args: Any, **kwargs: Any) -> grpc.RpcError:
-    """The error ``call`` fails with; fails the test if it succeeds."""
+@dataclass(frozen=True)
+class RpcFailure:
+    """How a call failed: status code and the message the client got."""
+
+    status: grpc.StatusCode
+    message: str
+
+    def code(self) -> grpc.StatusCode:
+        return self.status
+
+    def details(self) -> str:
+        return self.message
+
+
+def rpc_error(call: Any, *args: Any, **kwargs: Any) -> RpcFailure:
+    """How ``call`` fails; fails the test if it succeeds."""
     try:
         result = call(*args, timeout=CALL_TIMEOUT, **kwargs)
         if isinstance(result, Iterator):
             for _ in result:
                 pass
     except grpc.RpcError as exc:
-        return exc
+        status: grpc.StatusCode = exc.code()
+        details: str | None = exc.details()
+        return RpcFailure(status=status, message=details or "")
     raise AssertionError("the call succeeded, an error was expected")

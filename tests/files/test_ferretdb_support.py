@@ -1,0 +1,64 @@
+"""What the real test server (FerretDB 1.24) supports of what the design could use.
+
+These are minimal reproductions, kept as tests so that the reasons for the
+design stay checkable: if one starts failing, FerretDB changed and the
+design may be simplified (see the docstring of ``dtpoc_files.gridfs_store``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gridfs
+import pymongo
+import pytest
+from pymongo import errors
+
+from tests.realdeps.mongodb import unique_db_name
+
+
+@pytest.fixture
+def db(mongo_client: pymongo.MongoClient[dict[str, Any]]) -> Any:
+    name = unique_db_name("ferret")
+    yield mongo_client[name]
+    mongo_client.drop_database(name)
+
+
+def is_ferretdb(client: pymongo.MongoClient[dict[str, Any]]) -> bool:
+    return "ferretdbVersion" in client.server_info()
+
+
+def test_gridfs_bucket_round_trip_works(db: Any) -> None:
+    """The GridFS operations the service and other drivers rely on all work."""
+    bucket = gridfs.GridFSBucket(db)
+    file_id = bucket.upload_from_stream("x.bin", b"a" * 600_000, metadata={"k": 1})
+    assert bucket.open_download_stream(file_id).read() == b"a" * 600_000
+    assert [f.filename for f in bucket.find({"metadata.k": 1})] == ["x.bin"]
+    bucket.delete(file_id)
+    assert db["fs.chunks"].count_documents({}) == 0
+
+
+def test_unique_indexes_and_ids_are_enforced(db: Any) -> None:
+    """The sha256 claim (``_id`` = digest) and the chunk index rely on these."""
+    db.claims.insert_one({"_id": "digest"})
+    with pytest.raises(errors.DuplicateKeyError):
+        db.claims.insert_one({"_id": "digest"})
+    db.chunks.create_index([("files_id", 1), ("n", 1)], unique=True)
+    db.chunks.insert_one({"files_id": 1, "n": 0})
+    with pytest.raises(errors.DuplicateKeyError):
+        db.chunks.insert_one({"files_id": 1, "n": 0})
+
+
+def test_partial_unique_index_is_not_implemented(
+    db: Any, mongo_client: pymongo.MongoClient[dict[str, Any]]
+) -> None:
+    """Why dedup claims live in a side collection and not in a partial unique
+    index on ``metadata.sha256`` (which legacy files without the field need)."""
+    if not is_ferretdb(mongo_client):
+        pytest.skip("a FerretDB limitation; this server is not FerretDB")
+    with pytest.raises(errors.OperationFailure, match="partialFilterExpression"):
+        db["fs.files"].create_index(
+            [("metadata.sha256", 1)],
+            unique=True,
+            partialFilterExpression={"metadata.sha256": {"$exists": True}},
+        )
