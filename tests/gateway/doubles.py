@@ -14,6 +14,8 @@ Scripted behaviour, documented so tests can rely on it:
 * ``WatchService`` sends the statuses in ``watch_script`` (one per
   ``watch_gap`` seconds), then ends; with ``abort-<CODE>`` it fails at once;
   with ``<id>/fail-late`` semantics see :attr:`OrchestratorDouble.fail_after`.
+* ``GetServiceStatus`` for an id in ``slow_ids`` answers after 5 s, or
+  when the caller's deadline passes, whichever comes first.
 * Every request received is appended to ``received`` (method name, message).
 
 ``serve(servicer, add_to_server)`` runs a servicer on a free loopback port
@@ -71,6 +73,8 @@ class OrchestratorDouble(pb_grpc.OrchestratorServiceServicer):
             pb.ServiceStatus(status="ok", phase="succeeded", succeeded_runs=2, total_runs=2),
         ]
         self.watch_gap = 0.05
+        #: Ids whose GetServiceStatus takes 5 s (or until the caller gives up).
+        self.slow_ids: set[str] = set()
         #: When set, WatchService fails with this code after the first message.
         self.fail_after: grpc.StatusCode | None = None
         self._lock = threading.Lock()
@@ -141,6 +145,10 @@ class OrchestratorDouble(pb_grpc.OrchestratorServiceServicer):
         self, request: pb.GetServiceStatusRequest, context: grpc.ServicerContext
     ) -> pb.GetServiceStatusResponse:
         self._record("GetServiceStatus", request)
+        if request.id in self.slow_ids:
+            deadline = time.monotonic() + 5.0
+            while context.is_active() and time.monotonic() < deadline:
+                time.sleep(0.01)
         service = self._find(request.id, context)
         return pb.GetServiceStatusResponse(
             status=pb.ServiceStatus(

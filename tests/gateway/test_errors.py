@@ -1,0 +1,165 @@
+"""Every failure answers the same JSON shape with the mapped status, never a trace."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import grpc
+import httpx
+import pytest
+
+from dtpoc_gateway import app as gateway_app
+from dtpoc_gateway import settings
+from tests.gateway import doubles
+from tests.gateway.conftest import PREFIX, abort_id
+
+MAPPING = [
+    (grpc.StatusCode.INVALID_ARGUMENT, 400),
+    (grpc.StatusCode.FAILED_PRECONDITION, 400),
+    (grpc.StatusCode.OUT_OF_RANGE, 400),
+    (grpc.StatusCode.NOT_FOUND, 404),
+    (grpc.StatusCode.ALREADY_EXISTS, 409),
+    (grpc.StatusCode.ABORTED, 409),
+    (grpc.StatusCode.UNAUTHENTICATED, 401),
+    (grpc.StatusCode.PERMISSION_DENIED, 403),
+    (grpc.StatusCode.RESOURCE_EXHAUSTED, 429),
+    (grpc.StatusCode.UNIMPLEMENTED, 501),
+    (grpc.StatusCode.UNAVAILABLE, 503),
+    (grpc.StatusCode.DEADLINE_EXCEEDED, 504),
+    (grpc.StatusCode.INTERNAL, 500),
+    (grpc.StatusCode.UNKNOWN, 500),
+    (grpc.StatusCode.DATA_LOSS, 500),
+    (grpc.StatusCode.CANCELLED, 499),
+]
+HIDDEN = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.DATA_LOSS}
+
+
+def assert_error_shape(answer: httpx.Response, status: int) -> dict[str, Any]:
+    assert answer.status_code == status, answer.text
+    assert answer.headers["content-type"] == "application/json"
+    body: dict[str, Any] = answer.json()
+    assert set(body) == {"code", "status", "message", "details", "detail"}
+    assert body["code"] == status and body["detail"] == body["message"]
+    assert isinstance(body["details"], list)
+    assert "Traceback" not in answer.text and 'File "' not in answer.text
+    return body
+
+
+@pytest.mark.parametrize(("code", "status"), MAPPING, ids=[c.name for c, _ in MAPPING])
+def test_grpc_status_maps_to_http(api: httpx.Client, code: grpc.StatusCode, status: int) -> None:
+    answer = api.get(f"{PREFIX}/service/{abort_id(code)}/status")
+    body = assert_error_shape(answer, status)
+    assert body["status"] == code.name
+    if code in HIDDEN:
+        assert body["message"] == "internal error; the server log has the details"
+    elif code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        assert "did not answer in time" in body["message"]
+    else:
+        assert body["message"] == f"double says {code.name}"
+
+
+def test_unknown_id_is_404(api: httpx.Client) -> None:
+    body = assert_error_shape(api.get(f"{PREFIX}/service/{'f' * 24}/status"), 404)
+    assert "not found" in body["message"]
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({"image": "x", "bogus": 1}, "bogus"),
+        ({"image": "x", "port": "abc"}, "port"),
+        ({"image": "x", "ana": {"reps": "two"}}, "ana.reps"),
+        ({"image": "x", "ana": {"job_tpe": "ondemand"}}, "ana.job_tpe"),
+        ({"image": "x", "env": ["A=1"]}, "env"),
+        ({"image": 5}, "image"),
+    ],
+)
+def test_bad_json_fields_are_named(api: httpx.Client, payload: dict[str, Any], field: str) -> None:
+    body = assert_error_shape(api.post(f"{PREFIX}/service/launch", json=payload), 400)
+    assert body["status"] == "INVALID_ARGUMENT"
+    assert field in body["message"]
+    violations = body["details"][0]["field_violations"]
+    assert violations[0]["field"] == field
+
+
+def test_malformed_bodies(api: httpx.Client) -> None:
+    url = f"{PREFIX}/service/launch"
+    body = assert_error_shape(api.post(url, content=b'{"image": '), 400)
+    assert "not valid JSON" in body["message"]
+    body = assert_error_shape(api.post(url, json=["image"]), 400)
+    assert "JSON object" in body["message"]
+    body = assert_error_shape(
+        api.post(url, content=b"image=x", headers={"Content-Type": "text/plain"}), 415
+    )
+    assert "application/json" in body["message"]
+    assert_error_shape(api.post(url, content=b"\xff\xfe{}"), 400)
+    assert_error_shape(api.post(url, content=b"x" * (1024 * 1024 + 1)), 413)
+
+
+def test_path_parameters_of_the_wrong_type(api: httpx.Client) -> None:
+    body = assert_error_shape(api.get(f"{PREFIX}/service/{'a' * 24}/output/abc"), 400)
+    assert body["message"].startswith("idx:")
+    assert body["details"][0]["field_violations"][0]["field"] == "idx"
+    assert_error_shape(api.get(f"{PREFIX}/service/{'a' * 24}/output/99999999999"), 400)
+
+
+def test_unknown_query_parameters(api: httpx.Client) -> None:
+    body = assert_error_shape(api.get(f"{PREFIX}/service/", params={"sort": "name"}), 400)
+    assert "sort" in body["message"]
+    body = assert_error_shape(api.get(f"{PREFIX}/service/", params={"limit": "ten"}), 400)
+    assert body["message"].startswith("limit:")
+    body = assert_error_shape(
+        api.post(f"{PREFIX}/service/launch", params={"image": "x"}, json={}), 400
+    )
+    assert "body" in body["message"]
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_a_backend_that_is_down_answers_503_naming_it(gateway_server: Any) -> None:
+    server = gateway_server(orchestrator_address=f"127.0.0.1:{_closed_port()}")
+    answer = httpx.get(server.url(f"{PREFIX}/service/"), timeout=30.0)
+    body = assert_error_shape(answer, 503)
+    assert body["message"] == (
+        "backend dtpoc.orchestrator.v1alpha1.OrchestratorService is unreachable; try again later"
+    )
+    assert answer.headers["retry-after"] == "1"
+    unconfigured = httpx.get(server.url(f"{PREFIX}/files"), timeout=30.0)
+    body = assert_error_shape(unconfigured, 503)
+    assert "dtpoc.files.v1alpha1.FilesService" in body["message"]
+
+
+def test_a_slow_backend_answers_504(
+    gateway_server: Any, orchestrator_double: tuple[doubles.OrchestratorDouble, str]
+) -> None:
+    double, address = orchestrator_double
+    server = gateway_server(
+        orchestrator_address=address, env={"DTPOC_GATEWAY_CALL_TIMEOUT_SECONDS": "0.2"}
+    )
+    slow = double.add_service(image="slow")
+    double.slow_ids.add(slow.id)
+    answer = httpx.get(server.url(f"{PREFIX}/service/{slow.id}/status"), timeout=30.0)
+    body = assert_error_shape(answer, 504)
+    assert body["status"] == "DEADLINE_EXCEEDED"
+
+
+async def test_fastapi_validation_errors_use_the_same_shape() -> None:
+    config = settings.GatewaySettings(auth_disabled=True)
+    application = gateway_app.build(config)
+
+    @application.get("/typed/{number}")
+    async def typed(number: int) -> dict[str, int]:
+        return {"number": number}
+
+    transport = httpx.ASGITransport(app=application)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+        answer = await client.get("/typed/abc")
+    assert answer.status_code == 400
+    body = answer.json()
+    assert set(body) == {"code", "status", "message", "details", "detail"}
+    assert body["details"][0]["field_violations"][0]["field"] == "path.number"
