@@ -193,7 +193,8 @@ def test_job_completes_when_the_kubelet_double_finishes_its_pods(
     def complete() -> dict[str, Any] | None:
         status: dict[str, Any] = kube.request("GET", job_path)["status"]
         done = any(
-            c["type"] == "Complete" and c["status"] == "True" for c in status.get("conditions", [])
+            c["type"] == "Complete" and c["status"] == "True"
+            for c in status.get("conditions") or []
         )
         return status if done else None
 
@@ -235,7 +236,7 @@ def test_a_failed_pod_fails_the_job_with_the_reported_exit_code(
 
     def failed_condition() -> dict[str, Any] | None:
         job_path = f"/apis/batch/v1/namespaces/{kube_namespace}/jobs/doomed"
-        conditions = kube.request("GET", job_path)["status"].get("conditions", [])
+        conditions = kube.request("GET", job_path)["status"].get("conditions") or []
         return next((c for c in conditions if c["type"] == "Failed"), None)
 
     condition = wait_for(failed_condition, timeout=60, what="Job doomed to be Failed")

@@ -192,7 +192,8 @@ class KubeCluster:
         path = f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}"
 
         def established() -> bool:
-            conditions = self.request("GET", path).get("status", {}).get("conditions", [])
+            status = self.request("GET", path).get("status") or {}
+            conditions = status.get("conditions") or []
             return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
 
         waiting.wait_for(established, timeout=timeout, what=f"CRD {name} to be Established")

@@ -67,7 +67,7 @@ class KubeletDouble:
             "GET",
             f"/api/v1/namespaces/{namespace}/pods?labelSelector={JOB_NAME_LABEL}%3D{job_name}",
         )
-        pods: list[Pod] = listing.get("items", [])
+        pods: list[Pod] = listing.get("items") or []
         return sorted(pods, key=lambda p: str(p["metadata"]["creationTimestamp"]))
 
     def wait_for_job_pods(
@@ -80,7 +80,7 @@ class KubeletDouble:
             pods = [
                 p
                 for p in self.job_pods(namespace, job_name)
-                if p.get("status", {}).get("phase") not in ("Succeeded", "Failed")
+                if (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
                 and "deletionTimestamp" not in p["metadata"]
             ]
             return pods if len(pods) >= count else []
@@ -92,7 +92,7 @@ class KubeletDouble:
     @staticmethod
     def completion_index(pod: Pod) -> int | None:
         """The completion index of a pod of an Indexed Job, else None."""
-        value = pod["metadata"].get("annotations", {}).get(COMPLETION_INDEX_ANNOTATION)
+        value = (pod["metadata"].get("annotations") or {}).get(COMPLETION_INDEX_ANNOTATION)
         return int(value) if value is not None else None
 
     # --- playing the kubelet -----------------------------------------------------------------
@@ -138,12 +138,12 @@ class KubeletDouble:
         A pod never reported running is bound and started first.
         """
         current = self._bound(namespace, pod)
-        if current.get("status", {}).get("phase") != "Running":
+        if (current.get("status") or {}).get("phase") != "Running":
             current = self.set_pod_running(namespace, pod)
         started = {
             s["name"]: s["state"]["running"]["startedAt"]
-            for s in current["status"].get("containerStatuses", [])
-            if "running" in s.get("state", {})
+            for s in current["status"].get("containerStatuses") or []
+            if "running" in (s.get("state") or {})
         }
         at = _now()
         uid = current["metadata"]["uid"]

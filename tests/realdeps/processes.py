@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Generator, Mapping, Sequence
 from pathlib import Path
 from typing import IO
@@ -34,6 +35,8 @@ def _die_with_parent() -> None:
 
     Servers run in their own session (so Ctrl-C reaches pytest, whose teardown
     stops them in order); this keeps a crashed test run from leaving them behind.
+    Linux sends the signal when the *thread* that started the child ends, so it
+    is only armed for servers started from the main thread.
     """
     if _LIBC is not None:
         _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -81,7 +84,9 @@ class ServerProcess:
             env={**os.environ, **self._env} if self._env is not None else None,
             cwd=self._cwd,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=(
+                _die_with_parent if threading.current_thread() is threading.main_thread() else None
+            ),
         )
         _running.append(self)
         return self
