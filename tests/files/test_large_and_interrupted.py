@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import signal
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 from pymongo.database import Database
 
@@ -147,6 +149,39 @@ def test_client_killed_mid_upload_leaves_no_documents(
             {name: files_db[name].count_documents({}) for name in files_db.list_collection_names()}
         ),
     )
+
+
+async def test_upload_cancelled_by_an_asyncio_client_leaves_no_file(
+    files_server: FilesServer, files_db: Database[dict[str, Any]]
+) -> None:
+    """grpc-python's asyncio server ends the request stream normally on a
+    client's cancel; the server must still not take the prefix for a file."""
+    for pause in [0.0, 0.3]:
+        async with grpc.aio.insecure_channel(files_server.address) as channel:
+            client = files_pb2_grpc.FilesServiceStub(channel)
+            call = client.UploadFile(timeout=60)
+            await call.write(files_pb2.UploadFileRequest(header=helpers.header("cut.bin")))
+            for _ in range(3):
+                await call.write(files_pb2.UploadFileRequest(chunk=os.urandom(MIB)))
+            if pause:
+                # Give the server the time to store what arrived.
+                await asyncio.to_thread(
+                    wait_for,
+                    lambda: files_db["fs.chunks"].count_documents({}) >= 8,
+                    timeout=30,
+                    what="the chunks sent so far to be stored",
+                )
+            call.cancel()
+
+        def nothing_left() -> bool:
+            return all(
+                files_db[name].count_documents({}) == 0
+                for name in ("fs.files", "fs.chunks", "fs.pending_uploads", "fs.sha256")
+            )
+
+        await asyncio.to_thread(
+            wait_for, nothing_left, timeout=30, what="the cancelled upload to be discarded"
+        )
 
 
 def test_uploads_abandoned_by_a_crashed_server_are_swept(

@@ -63,7 +63,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any
 
 import gridfs
@@ -86,6 +86,10 @@ UNREACHABLE_MESSAGE = "the files database cannot be reached; try again later"
 CLAIM_WAIT_SECONDS = 30.0
 #: Chunks per read batch: bounds download memory to a few chunks.
 READ_BATCH_CHUNKS = 4
+
+
+class UploadAbandoned(Exception):
+    """The client went away before the upload became visible; it is discarded."""
 
 
 class CorruptFile(Exception):
@@ -402,7 +406,12 @@ class PendingUpload:
         return document
 
     async def commit(
-        self, *, filename: str, metadata: Mapping[str, Any], digest: domain.Digest
+        self,
+        *,
+        filename: str,
+        metadata: Mapping[str, Any],
+        digest: domain.Digest,
+        still_wanted: Callable[[], bool] = lambda: True,
     ) -> domain.UploadOutcome:
         """Make the upload visible, or answer the identical file already stored.
 
@@ -418,6 +427,10 @@ class PendingUpload:
             if existing is not None:
                 await self.discard()
                 return domain.UploadOutcome(record=existing, deduplicated=True)
+            if not still_wanted():
+                # Checked last, after the database round trips above, so that
+                # a client's cancel has had every chance to arrive.
+                raise UploadAbandoned(f"upload {self.file_id} was abandoned by its client")
             document = {
                 "_id": self.file_id,
                 "length": Int64(digest.length),

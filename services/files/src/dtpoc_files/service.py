@@ -8,7 +8,7 @@ and the "who mounts this file" answer from :mod:`dtpoc_files.usage`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -58,13 +58,18 @@ class FilesService:
         self._tasks: set[asyncio.Task[Any]] = set()
 
     async def upload(
-        self, header: domain.UploadHeader, content: AsyncIterator[bytes]
+        self,
+        header: domain.UploadHeader,
+        content: AsyncIterator[bytes],
+        *,
+        still_wanted: Callable[[], bool] = lambda: True,
     ) -> domain.UploadOutcome:
         """Store ``content`` as it arrives; nothing is visible unless all of it arrived intact.
 
         ``content`` raising (a malformed stream) or being cancelled (the client
         disconnected) discards everything stored so far, as do a size over the
-        limit and a digest or length other than the header promised.
+        limit, a digest or length other than the header promised, and
+        ``still_wanted()`` turning false before the file became visible.
         """
         digest = domain.ContentDigest(max_bytes=self.max_upload_bytes)
         upload = await self._store.begin_upload(filename=header.filename)
@@ -76,10 +81,22 @@ class FilesService:
         except BaseException as exc:
             await self._discard(upload, reason=exc, received=digest.length)
             raise
-        # Every byte arrived: finish storing even if the client goes away now,
-        # rather than leave a half-made commit behind.
-        commit = self._background(self._commit_or_discard(upload, header, final))
-        outcome = await asyncio.shield(commit)
+        # The stream ended. grpc-python's asyncio server ends the request
+        # stream normally when the client *cancels*, and cancels this task
+        # only a moment later; so the commit runs as a task of its own (never
+        # left half-done) that makes the file visible only if this task was
+        # not cancelled by then (and ``still_wanted`` agrees).
+        gone = asyncio.Event()
+
+        def wanted() -> bool:
+            return not gone.is_set() and still_wanted()
+
+        commit = self._background(self._commit_or_discard(upload, header, final, wanted))
+        try:
+            outcome = await asyncio.shield(commit)
+        except asyncio.CancelledError:
+            gone.set()
+            raise
         record = outcome.record
         log.info(
             "file deduplicated" if outcome.deduplicated else "file uploaded",
@@ -104,12 +121,14 @@ class FilesService:
         upload: gridfs_store.PendingUpload,
         header: domain.UploadHeader,
         digest: domain.Digest,
+        still_wanted: Callable[[], bool],
     ) -> domain.UploadOutcome:
         try:
             return await upload.commit(
                 filename=header.filename,
                 metadata=domain.stored_metadata(header, digest),
                 digest=digest,
+                still_wanted=still_wanted,
             )
         except BaseException as exc:
             await self._discard(upload, reason=exc, received=digest.length)
@@ -214,7 +233,7 @@ def _labels(header: domain.UploadHeader) -> dict[str, object]:
 
 
 def _reason(exc: BaseException) -> str:
-    if isinstance(exc, asyncio.CancelledError):
+    if isinstance(exc, asyncio.CancelledError | gridfs_store.UploadAbandoned):
         return "client disconnected"
     if isinstance(exc, errors.DomainError):
         return f"{type(exc).__name__}: {exc.message}"
