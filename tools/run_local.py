@@ -582,7 +582,6 @@ def _run(platform: Platform, args: argparse.Namespace) -> int:
         if not args.exit_after_demo:
             serve(platform)
     except StopRequested as stop:
-        say("")
         say(f"{stop}: stopping")
     except (LaunchFailed, processes.ServerExited, waiting.WaitTimeout) as exc:
         say("")
