@@ -197,6 +197,9 @@ def test_generated_credentials_survive_upgrade_and_reinstall(
     crds_applied: KubeCluster, installed: str
 ) -> None:
     kube, namespace = crds_applied, installed
+    notes = _helm(kube, "get", "notes", "dtpoc", "--namespace", namespace)
+    assert f"kubectl -n {namespace} get secret dtpoc-gateway-auth" in notes
+    assert f"kubectl -n {namespace} port-forward svc/dtpoc-grafana 3000:80" in notes
     first = _secrets(kube, namespace)
     assert {"dtpoc-mongodb-auth", "dtpoc-gateway-auth", "dtpoc-influxdb-auth"} <= set(first)
 
