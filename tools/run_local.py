@@ -538,6 +538,30 @@ def run_demo(platform: Platform, *, reps: int, sim_hours: str, timeout: float) -
 # --- the process ----------------------------------------------------------------------------
 
 
+def report_running_services(platform: Platform) -> None:
+    """Before stopping, say which services still have replicas running, and what happens to them.
+
+    The local runtime runs replicas in sessions of their own so that an
+    operator restart does not kill them; they finish on their own and the
+    next run's operator stores their outputs (the data dir is kept).
+    """
+    if not any(p.name == "gateway" and p.is_running() for p in platform.children):
+        return
+    try:
+        response = httpx.get(
+            f"{platform.api_url}/service/", params={"status": "running", "limit": 1000}, timeout=3.0
+        )
+        running = response.json() if response.status_code == 200 else []
+    except (httpx.HTTPError, ValueError):
+        return
+    if running:
+        ids = ", ".join(str(s.get("id")) for s in running)
+        say(
+            f"  {len(running)} service(s) still running ({ids}): their replicas finish on their "
+            "own; the next `make run` on this data dir stores their outputs"
+        )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="make run",
@@ -604,6 +628,7 @@ def main(argv: list[str] | None = None) -> int:
                 # A second Ctrl-C must not leave children behind mid-shutdown.
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
                 signal.signal(signal.SIGTERM, signal.SIG_IGN)
+                report_running_services(platform)
                 platform.stop()
     except LaunchFailed as exc:
         say(f"make run: error: {exc}")
