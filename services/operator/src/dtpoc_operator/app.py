@@ -1,0 +1,196 @@
+"""Wires one operator process: settings -> adapters -> reconciler -> work queue -> feeders.
+
+Both runtimes share everything but the adapters and the feeder that adds
+keys to the queue: kopf's watch streams (Kubernetes) or polling of the
+local store. A periodic full resync adds every key in both, so a missed
+event delays a reconcile but never loses it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from pymongo import AsyncMongoClient
+
+from dtpoc.files.v1alpha1 import files_pb2_grpc
+from dtpoc_common import grpcclient
+from dtpoc_common import logging as dlog
+from dtpoc_operator import collector, health, metrics, ports, reconciler
+from dtpoc_operator.model import ServiceKey
+from dtpoc_operator.settings import OperatorSettings
+from dtpoc_operator.workqueue import WorkQueue
+
+log = dlog.get_logger(__name__)
+
+
+async def _resync(
+    store: ports.AnalyticsStore,
+    queue: WorkQueue[ServiceKey],
+    *,
+    interval: float,
+    ready: asyncio.Event,
+) -> None:
+    """Add every key every ``interval`` seconds; ``ready`` after the first full listing."""
+    while True:
+        try:
+            keys = await store.list_keys()
+        except ports.AdapterError as error:
+            log.warning("listing Analytics failed; retrying", error=str(error))
+            await asyncio.sleep(min(interval, 5.0))
+            continue
+        for key in keys:
+            queue.add(key)
+        ready.set()
+        await asyncio.sleep(interval)
+
+
+async def run(settings: OperatorSettings) -> None:
+    """Run until SIGTERM/SIGINT (or a core task fails)."""
+    dlog.configure(settings.log_level)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+
+    queue: WorkQueue[ServiceKey] = WorkQueue()
+    channel = grpcclient.open_channel(
+        settings.files_address, max_message_bytes=settings.max_message_bytes
+    )
+    output_collector = collector.OutputCollector(
+        files_pb2_grpc.FilesServiceStub(channel),
+        max_parallel_uploads=settings.max_parallel_uploads,
+        timeout_seconds=settings.files_timeout_seconds,
+    )
+    state = health.Health()
+    listed = asyncio.Event()
+    closers: list[Callable[[], Awaitable[Any]]] = [channel.close]
+    feeders: list[Awaitable[None]] = []
+
+    store: ports.AnalyticsStore
+    runtime: ports.Runtime
+    if settings.runtime == "kubernetes":
+        from dtpoc_operator.kube import api as kapi
+        from dtpoc_operator.kube import manifests, watch
+        from dtpoc_operator.kube.runtime import KubeRuntime
+        from dtpoc_operator.kube.store import KubeAnalyticsStore
+
+        configuration = await kapi.load_configuration(settings.kubeconfig)
+        api = kapi.KubeApi(configuration)
+        closers.append(api.close)
+        namespaces = settings.namespace_list()
+        store = KubeAnalyticsStore(api, namespaces=namespaces)
+        runtime = KubeRuntime(
+            api,
+            children=manifests.ChildSettings(
+                init_image=settings.image,
+                output_pvc=settings.output_pvc,
+                files_address=settings.files_address_for_pods(),
+                ingress_class=settings.ingress_class,
+                ingress_host=settings.ingress_host,
+            ),
+            output_root=settings.output_root,
+        )
+        watching = asyncio.Event()
+        feeders.append(
+            watch.run(
+                queue,
+                credentials=await kapi.connection_info(configuration),
+                namespaces=namespaces,
+                ready=watching,
+                stop=stop,
+            )
+        )
+        resync_interval = settings.resync_seconds
+        ready_events = [listed, watching]
+        log.info("operator starting", runtime="kubernetes", namespaces=namespaces)
+    else:
+        from dtpoc_operator.local.runtime import LocalRuntime
+        from dtpoc_operator.local.store import MongoAnalyticsStore
+
+        client: AsyncMongoClient[Any] = AsyncMongoClient(
+            settings.mongodb_uri,
+            serverSelectionTimeoutMS=settings.mongodb_timeout_ms,
+            tz_aware=True,
+        )
+        closers.append(client.close)
+        store = MongoAnalyticsStore(
+            client, database=settings.local_database, collection=settings.local_collection
+        )
+        settings.output_root.mkdir(parents=True, exist_ok=True)
+        runtime = LocalRuntime(
+            output_root=settings.output_root,
+            state_root=settings.state_root(),
+            files_address=settings.files_address,
+            max_processes=settings.local_max_processes,
+            on_change=queue.add,
+        )
+        resync_interval = settings.local_poll_seconds
+        ready_events = [listed]
+        log.info("operator starting", runtime="local", output_root=str(settings.output_root))
+
+    worker = reconciler.Reconciler(
+        store=store,
+        runtime=runtime,
+        collector=output_collector,
+        options=reconciler.ReconcilerOptions(
+            terminate_grace_seconds=settings.terminate_grace_seconds,
+            status_max_runs=settings.status_max_runs,
+            fault_crash_after_upload=settings.fault_crash_after_upload,
+        ),
+        book=metrics.StateBook(),
+    )
+    if settings.fault_crash_after_upload:
+        log.warning("TEST-ONLY fault injection is on: crash after upload")
+
+    tasks = [
+        asyncio.create_task(
+            queue.run(workers=settings.max_parallel_reconciles, handler=worker.reconcile),
+            name="work queue",
+        ),
+        asyncio.create_task(
+            _resync(store, queue, interval=resync_interval, ready=listed), name="resync"
+        ),
+    ]
+    tasks += [asyncio.create_task(_as_task(f), name="watch") for f in feeders]
+    state.tasks = list(tasks)
+
+    async def readiness() -> None:
+        for event in ready_events:
+            await event.wait()
+        state.ready.set()
+        log.info("operator ready")
+
+    tasks.append(asyncio.create_task(readiness(), name="readiness"))
+    runners = await health.start_servers(
+        state, health_listen=settings.health_listen, metrics_listen=settings.metrics_listen
+    )
+    stopper = asyncio.create_task(stop.wait())
+    try:
+        done, _ = await asyncio.wait(
+            [stopper, *[t for t in tasks if t.get_name() != "readiness"]],
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        for task in done:
+            if task is not stopper and not task.cancelled() and task.exception() is not None:
+                log.error("core task failed", task=task.get_name(), error=str(task.exception()))
+    finally:
+        stop.set()
+        for task in tasks:
+            if task.get_name() != "watch":
+                task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout=15)
+        for runner in runners:
+            await runner.cleanup()
+        for close in closers:
+            with contextlib.suppress(Exception):
+                await close()
+        log.info("operator stopped")
+
+
+async def _as_task(awaitable: Awaitable[None]) -> None:
+    await awaitable

@@ -1,0 +1,191 @@
+"""A small JSON client for the Kubernetes API, built on kubernetes_asyncio's config.
+
+The operator works on plain dicts (the API's own JSON), not on generated
+model classes: the manifests and observations are easier to read and test
+that way, and custom resources have no models anyway. Authentication and TLS
+come from kubernetes_asyncio's kubeconfig / in-cluster loaders, so token
+refresh of a projected service-account token keeps working; the same
+credentials are handed to kopf (:func:`connection_info`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import kopf
+from kubernetes_asyncio import client as k8s_client
+from kubernetes_asyncio import config as k8s_config
+
+from dtpoc_operator import ports
+
+MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+REQUEST_TIMEOUT_SECONDS = 30.0
+
+Obj = dict[str, Any]
+
+
+class KubeError(ports.AdapterError):
+    """The apiserver refused a request; ``status`` is the HTTP status (0: no answer)."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(f"{status} {reason}: {message}")
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+    @property
+    def not_found(self) -> bool:
+        return self.status == 404
+
+    @property
+    def conflict(self) -> bool:
+        return self.status == 409
+
+
+def _kubeconfig_path(explicit: str) -> str:
+    path = explicit or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0]
+    return str(Path(path).expanduser()) if path else ""
+
+
+async def load_configuration(kubeconfig: str) -> k8s_client.Configuration:
+    """Credentials from ``kubeconfig``, else ``$KUBECONFIG``, else the pod's service account."""
+    configuration = k8s_client.Configuration()
+    path = _kubeconfig_path(kubeconfig)
+    if path:
+        await k8s_config.load_kube_config(config_file=path, client_configuration=configuration)
+    else:
+        k8s_config.load_incluster_config(  # type: ignore[no-untyped-call]
+            client_configuration=configuration
+        )
+    return configuration
+
+
+async def _auth_headers(configuration: k8s_client.Configuration) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    settings: dict[str, Any] = await configuration.auth_settings()
+    for setting in settings.values():
+        if setting.get("in") == "header" and setting.get("value"):
+            headers[str(setting["key"])] = str(setting["value"])
+    return headers
+
+
+async def connection_info(configuration: k8s_client.Configuration) -> kopf.ConnectionInfo:
+    """The same credentials, in the form kopf's login handlers return."""
+    authorization = (await _auth_headers(configuration)).get("authorization", "")
+    scheme, _, token = authorization.partition(" ")
+    return kopf.ConnectionInfo(
+        server=str(configuration.host),
+        ca_path=configuration.ssl_ca_cert,
+        insecure=not configuration.verify_ssl,
+        certificate_path=configuration.cert_file,
+        private_key_path=configuration.key_file,
+        scheme=scheme or None,
+        token=token or None,
+    )
+
+
+class KubeApi:
+    """GET/LIST/CREATE/PATCH/DELETE on API paths, JSON in and out."""
+
+    def __init__(self, configuration: k8s_client.Configuration) -> None:
+        self._configuration = configuration
+        self._rest = k8s_client.rest.RESTClientObject(configuration)
+        self._host = str(configuration.host).rstrip("/")
+
+    async def close(self) -> None:
+        await self._rest.close()
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        query: Mapping[str, str] | None = None,
+        content_type: str = "application/json",
+    ) -> Obj:
+        headers = {
+            "Accept": "application/json",
+            "Content-Type": content_type,
+            **(await _auth_headers(self._configuration)),
+        }
+        try:
+            response = await self._rest.request(
+                method,
+                f"{self._host}{path}",
+                query_params=dict(query or {}),
+                headers=headers,
+                body=body,
+                _request_timeout=REQUEST_TIMEOUT_SECONDS,
+            )
+        except k8s_client.exceptions.ApiException as error:
+            raise _as_kube_error(error.status or 0, error.reason or "", error.body) from None
+        except (aiohttp.ClientError, TimeoutError) as error:
+            raise KubeError(0, "Unreachable", f"{type(error).__name__}: {error}") from None
+        data = response.data
+        return json.loads(data) if data else {}
+
+    async def get(self, path: str) -> Obj | None:
+        """The object, or None when it does not exist."""
+        try:
+            return await self._request("GET", path)
+        except KubeError as error:
+            if error.not_found:
+                return None
+            raise
+
+    async def list(self, path: str, *, label_selector: str = "") -> list[Obj]:
+        query = {"labelSelector": label_selector} if label_selector else {}
+        answer = await self._request("GET", path, query=query)
+        items: list[Obj] = answer.get("items") or []
+        return items
+
+    async def create(self, path: str, body: Obj) -> Obj:
+        return await self._request("POST", path, body=body)
+
+    async def patch(self, path: str, body: Any, *, content_type: str = MERGE_PATCH) -> Obj:
+        return await self._request("PATCH", path, body=body, content_type=content_type)
+
+    async def delete(self, path: str, *, propagation: str = "Background") -> bool:
+        """Delete; False when it was already gone."""
+        try:
+            await self._request(
+                "DELETE",
+                path,
+                body={
+                    "kind": "DeleteOptions",
+                    "apiVersion": "v1",
+                    "propagationPolicy": propagation,
+                },
+            )
+        except KubeError as error:
+            if error.not_found:
+                return False
+            raise
+        return True
+
+
+def _as_kube_error(status: int, reason: str, body: Any) -> KubeError:
+    message = ""
+    if body:
+        try:
+            payload = json.loads(body)
+            message = str(payload.get("message", ""))
+            reason = str(payload.get("reason", reason))
+        except (ValueError, AttributeError):
+            message = str(body)[:500]
+    return KubeError(status, reason, message)
+
+
+def ns_path(group: str, version: str, namespace: str, plural: str, name: str = "") -> str:
+    """The path of a namespaced collection or object (``group`` empty: the core API)."""
+    base = f"/api/{version}" if not group else f"/apis/{group}/{version}"
+    path = f"{base}/namespaces/{quote(namespace)}/{plural}"
+    return f"{path}/{quote(name)}" if name else path

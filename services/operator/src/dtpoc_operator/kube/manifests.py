@@ -1,0 +1,370 @@
+"""The children of an Analytics resource, as API objects (pure functions).
+
+Decisions written down here because they are visible from outside:
+
+- Every child is named :func:`dtpoc_operator.layout.child_name` (``ana-<id>``),
+  carries the labels ``app.kubernetes.io/managed-by: dtpoc-operator`` and
+  ``dtpoc.eng.cam.ac.uk/service-id: <id>``, an owner reference to the
+  Analytics (controller, blockOwnerDeletion), and the annotation
+  ``dtpoc.eng.cam.ac.uk/spec-hash`` used to notice a changed spec.
+- Replica ``i`` of an ondemand service is completion index ``i`` of an
+  Indexed Job. ``backoffLimitPerIndex`` (default 0) decides when a replica
+  has failed for good; ``backoffLimit`` is set to the most failures the
+  per-index limits allow, so it never ends a Job early. Pod disruptions
+  (eviction, preemption) do not count as failures (``podFailurePolicy``).
+- A scheduled service's runs are the Jobs of a CronJob with
+  ``concurrencyPolicy: Forbid`` (a run never overlaps the previous one) and
+  ``startingDeadlineSeconds: 300``.
+- A persistent service is a Deployment of one pod (strategy ``Recreate``: two
+  copies never share the output folder), plus a Service and an Ingress on
+  path ``/<service-id>`` when it has a port.
+- Replica environment: ``DTPOC_SERVICE_ID``, ``RUN_ID`` (pod name),
+  ``REPLICA_INDEX`` and ``JOB_COMPLETION_INDEX`` (the completion index),
+  ``DTPOC_RUN`` (scheduled: the run's Job name), ``OUTPUT_FOLDER=/output``,
+  ``INPUT_FOLDER=/input``, ``INPUT_<NAME>=/input/<name>`` per input file,
+  then the spec's env (which cannot override the platform's names).
+- ``/output`` is the shared output PVC with ``subPathExpr``
+  ``$(DTPOC_SERVICE_ID)/$(JOB_COMPLETION_INDEX)`` (scheduled:
+  ``$(DTPOC_SERVICE_ID)/$(DTPOC_RUN)/$(JOB_COMPLETION_INDEX)``; persistent:
+  ``<id>/0``); ``/input`` an emptyDir filled by the init container
+  ``fetch-inputs`` (the operator's image, ``dtpoc-fetch-inputs``), read-only
+  for the analytics container.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from dtpoc_common import analytics
+from dtpoc_operator import fetch_inputs, layout, model
+from dtpoc_operator.model import AnalyticsResource
+
+Obj = dict[str, Any]
+
+SPEC_HASH_ANNOTATION = "dtpoc.eng.cam.ac.uk/spec-hash"
+#: The full service id on every child and pod (a label value is limited to 63
+#: characters; this annotation is how a pod event finds its service).
+SERVICE_ID_ANNOTATION = "dtpoc.eng.cam.ac.uk/service-id"
+COMPLETION_INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
+JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+MAIN_CONTAINER = "analytics"
+INIT_CONTAINER = "fetch-inputs"
+OUTPUT_VOLUME = "output"
+INPUT_VOLUME = "input"
+OUTPUT_MOUNT = "/output"
+INPUT_MOUNT = "/input"
+CRONJOB_STARTING_DEADLINE_SECONDS = 300
+
+
+@dataclass(frozen=True)
+class ChildSettings:
+    """Operator settings that shape children."""
+
+    init_image: str
+    output_pvc: str
+    files_address: str
+    ingress_class: str = ""
+    ingress_host: str = ""
+
+
+def labels(service_id: str) -> dict[str, str]:
+    return {
+        analytics.LABEL_MANAGED_BY: analytics.MANAGED_BY,
+        analytics.LABEL_SERVICE_ID: layout.label_value(service_id),
+    }
+
+
+def selector(service_id: str) -> str:
+    """Label selector of every child and pod of a service."""
+    return ",".join(f"{k}={v}" for k, v in labels(service_id).items())
+
+
+def owner_reference(resource: AnalyticsResource) -> Obj:
+    return {
+        "apiVersion": analytics.API_VERSION,
+        "kind": analytics.KIND,
+        "name": resource.key.name,
+        "uid": resource.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def spec_hash(body: Obj) -> str:
+    """Hash of a child's desired ``spec`` (the annotation compared on every reconcile)."""
+    payload = json.dumps(body.get("spec", {}), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _metadata(resource: AnalyticsResource) -> Obj:
+    return {
+        "name": layout.child_name(resource.key.name),
+        "namespace": resource.key.namespace,
+        "labels": labels(resource.key.name),
+        "annotations": {SERVICE_ID_ANNOTATION: resource.key.name},
+        "ownerReferences": [owner_reference(resource)],
+    }
+
+
+def _finish(body: Obj) -> Obj:
+    body["metadata"]["annotations"][SPEC_HASH_ANNOTATION] = spec_hash(body)
+    return body
+
+
+def _field_env(name: str, path: str) -> Obj:
+    return {"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}}
+
+
+def replica_env(resource: AnalyticsResource, *, kind: str) -> list[Obj]:
+    """The analytics container's environment (see module docs)."""
+    spec = resource.spec
+    env: list[Obj] = [{"name": "DTPOC_SERVICE_ID", "value": resource.key.name}]
+    env.append(_field_env("RUN_ID", "metadata.name"))
+    if kind == "persistent":
+        env.append({"name": "REPLICA_INDEX", "value": "0"})
+    else:
+        index_path = f"metadata.annotations['{COMPLETION_INDEX_ANNOTATION}']"
+        env.append(_field_env("JOB_COMPLETION_INDEX", index_path))
+        env.append(_field_env("REPLICA_INDEX", index_path))
+    if kind == "scheduled":
+        env.append(_field_env("DTPOC_RUN", f"metadata.labels['{JOB_NAME_LABEL}']"))
+    env.append({"name": "OUTPUT_FOLDER", "value": OUTPUT_MOUNT})
+    env.append({"name": "INPUT_FOLDER", "value": INPUT_MOUNT})
+    user = {k: v for k, v in spec.env.items() if k not in layout.RESERVED_ENV}
+    for name, path in layout.input_env(dict(spec.input_files), input_folder=INPUT_MOUNT).items():
+        if name not in user:
+            env.append({"name": name, "value": path})
+    env.extend({"name": k, "value": v} for k, v in sorted(user.items()))
+    return env
+
+
+def _output_mount(resource: AnalyticsResource, kind: str) -> Obj:
+    mount: Obj = {"name": OUTPUT_VOLUME, "mountPath": OUTPUT_MOUNT}
+    if kind == "ondemand":
+        mount["subPathExpr"] = "$(DTPOC_SERVICE_ID)/$(JOB_COMPLETION_INDEX)"
+    elif kind == "scheduled":
+        mount["subPathExpr"] = "$(DTPOC_SERVICE_ID)/$(DTPOC_RUN)/$(JOB_COMPLETION_INDEX)"
+    else:
+        mount["subPath"] = f"{resource.key.name}/0"
+    return mount
+
+
+def pod_template(resource: AnalyticsResource, settings: ChildSettings, *, kind: str) -> Obj:
+    spec = resource.spec
+    container: Obj = {
+        "name": MAIN_CONTAINER,
+        "image": spec.image_ref,
+        "env": replica_env(resource, kind=kind),
+        "volumeMounts": [
+            _output_mount(resource, kind),
+            {"name": INPUT_VOLUME, "mountPath": INPUT_MOUNT, "readOnly": True},
+        ],
+        # A failed container's last log lines become its termination message,
+        # which the operator shows as the replica's message.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    if spec.command:
+        container["command"] = list(spec.command)
+    if spec.args:
+        container["args"] = list(spec.args)
+    resources: Obj = {}
+    if spec.requests:
+        resources["requests"] = dict(spec.requests)
+    if spec.limits:
+        resources["limits"] = dict(spec.limits)
+    if resources:
+        container["resources"] = resources
+    if kind == "persistent" and spec.port is not None:
+        container["ports"] = [{"name": "http", "containerPort": spec.port}]
+    pod_spec: Obj = {
+        "restartPolicy": "Always" if kind == "persistent" else "Never",
+        "enableServiceLinks": False,
+        "automountServiceAccountToken": False,
+        "containers": [container],
+        "volumes": [
+            {"name": OUTPUT_VOLUME, "persistentVolumeClaim": {"claimName": settings.output_pvc}},
+            {"name": INPUT_VOLUME, "emptyDir": {}},
+        ],
+    }
+    if spec.input_files:
+        pod_spec["initContainers"] = [
+            {
+                "name": INIT_CONTAINER,
+                "image": settings.init_image,
+                "command": ["dtpoc-fetch-inputs"],
+                "env": [
+                    {"name": fetch_inputs.ENV_ADDRESS, "value": settings.files_address},
+                    {
+                        "name": fetch_inputs.ENV_INPUTS,
+                        "value": fetch_inputs.inputs_json(dict(spec.input_files)),
+                    },
+                    {"name": fetch_inputs.ENV_INPUT_DIR, "value": INPUT_MOUNT},
+                ],
+                "volumeMounts": [{"name": INPUT_VOLUME, "mountPath": INPUT_MOUNT}],
+                "securityContext": {
+                    "allowPrivilegeEscalation": False,
+                    "readOnlyRootFilesystem": True,
+                    "runAsNonRoot": True,
+                    "runAsUser": 65532,
+                    "runAsGroup": 65532,
+                    "capabilities": {"drop": ["ALL"]},
+                },
+                "resources": {
+                    "requests": {"cpu": "50m", "memory": "64Mi"},
+                    "limits": {"memory": "256Mi"},
+                },
+            }
+        ]
+    return {
+        "metadata": {
+            "labels": labels(resource.key.name),
+            "annotations": {SERVICE_ID_ANNOTATION: resource.key.name},
+        },
+        "spec": pod_spec,
+    }
+
+
+def job_spec(resource: AnalyticsResource, settings: ChildSettings, *, kind: str) -> Obj:
+    spec = resource.spec
+    body: Obj = {
+        "completionMode": "Indexed",
+        "completions": spec.reps,
+        "parallelism": spec.parallelism,
+        "backoffLimitPerIndex": spec.backoff_limit_per_index,
+        "backoffLimit": spec.reps * (spec.backoff_limit_per_index + 1),
+        "podFailurePolicy": {
+            "rules": [
+                {
+                    "action": "Ignore",
+                    "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
+                }
+            ]
+        },
+        "template": pod_template(resource, settings, kind=kind),
+    }
+    if spec.active_deadline_seconds is not None:
+        body["activeDeadlineSeconds"] = spec.active_deadline_seconds
+    if spec.ttl_seconds_after_finished is not None:
+        body["ttlSecondsAfterFinished"] = spec.ttl_seconds_after_finished
+    return body
+
+
+def job(resource: AnalyticsResource, settings: ChildSettings) -> Obj:
+    """The Indexed Job of an ondemand service."""
+    return _finish(
+        {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": _metadata(resource),
+            "spec": job_spec(resource, settings, kind="ondemand"),
+        }
+    )
+
+
+def cronjob(resource: AnalyticsResource, settings: ChildSettings) -> Obj:
+    """The CronJob of a scheduled service; each run is an Indexed Job."""
+    spec = resource.spec
+    return _finish(
+        {
+            "apiVersion": "batch/v1",
+            "kind": "CronJob",
+            "metadata": _metadata(resource),
+            "spec": {
+                "schedule": spec.schedule,
+                "concurrencyPolicy": "Forbid",
+                "startingDeadlineSeconds": CRONJOB_STARTING_DEADLINE_SECONDS,
+                "successfulJobsHistoryLimit": spec.successful_jobs_history_limit,
+                "failedJobsHistoryLimit": spec.failed_jobs_history_limit,
+                "jobTemplate": {
+                    "metadata": {
+                        "labels": labels(resource.key.name),
+                        "annotations": {SERVICE_ID_ANNOTATION: resource.key.name},
+                    },
+                    "spec": job_spec(resource, settings, kind="scheduled"),
+                },
+            },
+        }
+    )
+
+
+def deployment(resource: AnalyticsResource, settings: ChildSettings) -> Obj:
+    """The one-pod Deployment of a persistent service."""
+    return _finish(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": _metadata(resource),
+            "spec": {
+                "replicas": 1,
+                "strategy": {"type": "Recreate"},
+                "selector": {"matchLabels": labels(resource.key.name)},
+                "template": pod_template(resource, settings, kind="persistent"),
+            },
+        }
+    )
+
+
+def service(resource: AnalyticsResource) -> Obj:
+    """ClusterIP Service in front of a persistent service with a port."""
+    port = resource.spec.port
+    return _finish(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": _metadata(resource),
+            "spec": {
+                "type": "ClusterIP",
+                "selector": labels(resource.key.name),
+                "ports": [{"name": "http", "port": port, "targetPort": port, "protocol": "TCP"}],
+            },
+        }
+    )
+
+
+def ingress(resource: AnalyticsResource, settings: ChildSettings) -> Obj:
+    """Ingress routing ``/<service-id>`` to the Service."""
+    rule: Obj = {
+        "http": {
+            "paths": [
+                {
+                    "path": f"/{resource.key.name}",
+                    "pathType": "Prefix",
+                    "backend": {
+                        "service": {
+                            "name": layout.child_name(resource.key.name),
+                            "port": {"number": resource.spec.port},
+                        }
+                    },
+                }
+            ]
+        }
+    }
+    if settings.ingress_host:
+        rule["host"] = settings.ingress_host
+    spec: Obj = {"rules": [rule]}
+    if settings.ingress_class:
+        spec["ingressClassName"] = settings.ingress_class
+    return _finish(
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "Ingress",
+            "metadata": _metadata(resource),
+            "spec": spec,
+        }
+    )
+
+
+def children(resource: AnalyticsResource, settings: ChildSettings) -> list[Obj]:
+    """Every child the spec asks for, workload first."""
+    kind = resource.spec.job_type
+    if kind == model.ONDEMAND:
+        return [job(resource, settings)]
+    if kind == model.SCHEDULED:
+        return [cronjob(resource, settings)]
+    result = [deployment(resource, settings)]
+    if resource.spec.port is not None:
+        result += [service(resource), ingress(resource, settings)]
+    return result

@@ -1,0 +1,346 @@
+"""The Kubernetes runtime: children created, adopted or patched, then observed.
+
+Create-or-adopt, never duplicate: a child is looked up by its deterministic
+name; a create answered ``409 AlreadyExists`` means another pass (or a
+previous life of the operator) got there first, so the existing object is
+read and compared instead. A child without a controller owner is adopted;
+one controlled by another Analytics (a resource of the same name deleted and
+created again before garbage collection finished) is left alone and the
+reconcile retried until it is gone.
+
+Spec changes: an ondemand Job is never patched (the CRD makes an ondemand
+spec immutable); a CronJob, Deployment, Service or Ingress whose
+``spec-hash`` annotation differs from the desired one is patched.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from dtpoc_common import analytics
+from dtpoc_common import logging as dlog
+from dtpoc_operator import layout, model
+from dtpoc_operator.kube import api as kapi
+from dtpoc_operator.kube import manifests, observe
+from dtpoc_operator.model import AnalyticsResource, Observation, Replica
+from dtpoc_operator.ports import SyncResult
+
+log = dlog.get_logger(__name__)
+
+Obj = dict[str, Any]
+
+_PATHS = {
+    "Job": ("batch", "v1", "jobs"),
+    "CronJob": ("batch", "v1", "cronjobs"),
+    "Deployment": ("apps", "v1", "deployments"),
+    "Service": ("", "v1", "services"),
+    "Ingress": ("networking.k8s.io", "v1", "ingresses"),
+    "Pod": ("", "v1", "pods"),
+}
+#: Optional fields a patch must clear explicitly when the desired object lacks them
+#: (a merge patch keeps what it does not mention).
+_OPTIONAL: dict[str, list[tuple[str, ...]]] = {
+    "CronJob": [
+        ("jobTemplate", "spec", "activeDeadlineSeconds"),
+        ("jobTemplate", "spec", "ttlSecondsAfterFinished"),
+        ("jobTemplate", "spec", "template", "spec", "initContainers"),
+    ],
+    "Deployment": [("template", "spec", "initContainers")],
+    "Ingress": [("ingressClassName",)],
+}
+
+
+def path_of(kind: str, namespace: str, name: str = "") -> str:
+    group, version, plural = _PATHS[kind]
+    return kapi.ns_path(group, version, namespace, plural, name)
+
+
+def controller_of(obj: Obj) -> Obj | None:
+    for ref in (obj.get("metadata") or {}).get("ownerReferences") or []:
+        if ref.get("controller"):
+            return dict(ref)
+    return None
+
+
+def _with_removals(kind: str, spec: Obj) -> Obj:
+    patched = dict(spec)
+    for path in _OPTIONAL.get(kind, []):
+        node = patched
+        for part in path[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                break
+            node[part] = child = dict(child)
+            node = child
+        else:
+            node.setdefault(path[-1], None)
+    return patched
+
+
+class KubeRuntime:
+    """:class:`dtpoc_operator.ports.Runtime` on Jobs, CronJobs and Deployments."""
+
+    name = "kubernetes"
+
+    def __init__(
+        self, api: kapi.KubeApi, *, children: manifests.ChildSettings, output_root: Path
+    ) -> None:
+        self._api = api
+        self._children = children
+        self._output_root = output_root
+
+    # --- checks ------------------------------------------------------------------------------
+
+    def problem(self, resource: AnalyticsResource) -> tuple[str, str] | None:
+        spec = resource.spec
+        if not layout.is_safe_service_id(resource.service_id):
+            return ("InvalidServiceId", f"{resource.service_id!r} cannot name an output folder")
+        if spec.job_type not in analytics.JOB_TYPES:
+            return ("InvalidSpec", f"unknown jobType {spec.job_type!r}")
+        if spec.input_files and not self._children.init_image:
+            return (
+                "OperatorMisconfigured",
+                "this service has input files but the operator has no image for the "
+                "init container that fetches them: set DTPOC_OPERATOR_IMAGE",
+            )
+        for name in spec.input_files.values():
+            if not layout.is_plain_file_name(name):
+                return ("InvalidSpec", f"input file name {name!r} is not a plain file name")
+        return None
+
+    def output_folder(self, resource: AnalyticsResource, *, run: str, index: int) -> Path:
+        relative = layout.output_relpath(
+            service_id=resource.service_id, job_type=resource.spec.job_type, run=run, index=index
+        )
+        return self._output_root / relative
+
+    # --- sync --------------------------------------------------------------------------------
+
+    async def sync(self, resource: AnalyticsResource, *, allow_create: bool) -> SyncResult:
+        desired = manifests.children(resource, self._children)
+        kind = resource.spec.job_type
+        if kind == model.ONDEMAND:
+            job = await self._api.get(path_of("Job", resource.key.namespace, _name(desired[0])))
+            if job is None and allow_create:
+                job = await self._ensure(resource, desired[0], None, patch=False)
+                log.info("job created", service_id=resource.service_id, job=_name(job))
+            elif job is not None:
+                job = await self._ensure(resource, desired[0], job, patch=False)
+            return SyncResult(await self._observe_ondemand(resource, job))
+        if kind == model.SCHEDULED:
+            existing = await self._api.get(
+                path_of("CronJob", resource.key.namespace, _name(desired[0]))
+            )
+            cronjob = await self._ensure(resource, desired[0], existing, patch=True)
+            return SyncResult(await self._observe_scheduled(resource, cronjob))
+        deployment: Obj | None = None
+        for body in desired:
+            existing = await self._api.get(
+                path_of(body["kind"], resource.key.namespace, _name(body))
+            )
+            ensured = await self._ensure(resource, body, existing, patch=True)
+            if body["kind"] == "Deployment":
+                deployment = ensured
+        if resource.spec.port is None:
+            for kind_ in ("Ingress", "Service"):
+                await self._delete_owned(resource, kind_)
+        return SyncResult(await self._observe_persistent(resource, deployment))
+
+    async def _ensure(
+        self, resource: AnalyticsResource, desired: Obj, existing: Obj | None, *, patch: bool
+    ) -> Obj:
+        kind = desired["kind"]
+        namespace = resource.key.namespace
+        name = _name(desired)
+        if existing is None:
+            try:
+                return await self._api.create(path_of(kind, namespace), desired)
+            except kapi.KubeError as error:
+                if not error.conflict:
+                    raise
+                existing = await self._api.get(path_of(kind, namespace, name))
+                if existing is None:
+                    raise
+        owner = controller_of(existing)
+        if owner is None:
+            refs = [*((existing.get("metadata") or {}).get("ownerReferences") or [])]
+            refs.append(manifests.owner_reference(resource))
+            existing = await self._api.patch(
+                path_of(kind, namespace, name),
+                {"metadata": {"ownerReferences": refs, "labels": desired["metadata"]["labels"]}},
+            )
+            log.info("child adopted", service_id=resource.service_id, kind=kind, name=name)
+        elif owner.get("uid") != resource.uid:
+            raise kapi.KubeError(
+                409,
+                "OwnedByAnother",
+                f"{kind} {name} belongs to another Analytics (uid {owner.get('uid')}); "
+                "waiting for garbage collection to remove it",
+            )
+        have = ((existing.get("metadata") or {}).get("annotations") or {}).get(
+            manifests.SPEC_HASH_ANNOTATION
+        )
+        want = desired["metadata"]["annotations"][manifests.SPEC_HASH_ANNOTATION]
+        if patch and have != want:
+            existing = await self._api.patch(
+                path_of(kind, namespace, name),
+                {
+                    "metadata": {
+                        "labels": desired["metadata"]["labels"],
+                        "annotations": {manifests.SPEC_HASH_ANNOTATION: want},
+                    },
+                    "spec": _with_removals(kind, desired["spec"]),
+                },
+            )
+            log.info("child updated", service_id=resource.service_id, kind=kind, name=name)
+        return existing
+
+    async def _delete_owned(self, resource: AnalyticsResource, kind: str) -> None:
+        name = layout.child_name(resource.service_id)
+        existing = await self._api.get(path_of(kind, resource.key.namespace, name))
+        if existing is None:
+            return
+        owner = controller_of(existing)
+        if owner is not None and owner.get("uid") == resource.uid:
+            await self._api.delete(path_of(kind, resource.key.namespace, name))
+
+    # --- observe -----------------------------------------------------------------------------
+
+    async def observe(self, resource: AnalyticsResource) -> Observation:
+        namespace = resource.key.namespace
+        name = layout.child_name(resource.service_id)
+        kind = resource.spec.job_type
+        if kind == model.ONDEMAND:
+            return await self._observe_ondemand(
+                resource, await self._api.get(path_of("Job", namespace, name))
+            )
+        if kind == model.SCHEDULED:
+            return await self._observe_scheduled(
+                resource, await self._api.get(path_of("CronJob", namespace, name))
+            )
+        return await self._observe_persistent(
+            resource, await self._api.get(path_of("Deployment", namespace, name))
+        )
+
+    async def _pods(self, resource: AnalyticsResource, extra: str = "") -> list[Obj]:
+        selector = manifests.selector(resource.service_id)
+        if extra:
+            selector += "," + extra
+        return await self._api.list(path_of("Pod", resource.key.namespace), label_selector=selector)
+
+    async def _observe_ondemand(self, resource: AnalyticsResource, job: Obj | None) -> Observation:
+        run = resource.service_id
+        name = layout.child_name(resource.service_id)
+        pods = await self._pods(resource, f"{manifests.JOB_NAME_LABEL}={name}")
+        if job is not None and _owned_by(job, resource):
+            replicas = observe.job_replicas(job, pods, run=run)
+            live = frozenset({run})
+        else:
+            replicas = observe.pods_only_replicas(pods, run=run)
+            live = frozenset()
+        return Observation(
+            replicas=tuple(replicas),
+            live_runs=live,
+            ready=bool(live),
+            waiting=observe.waiting_of(replicas),
+        )
+
+    async def _observe_scheduled(
+        self, resource: AnalyticsResource, cronjob: Obj | None
+    ) -> Observation:
+        jobs = await self._api.list(
+            path_of("Job", resource.key.namespace),
+            label_selector=manifests.selector(resource.service_id),
+        )
+        if cronjob is not None:
+            uid = cronjob["metadata"]["uid"]
+            jobs = [j for j in jobs if (controller_of(j) or {}).get("uid") == uid]
+        pods = await self._pods(resource)
+        by_job: dict[str, list[Obj]] = {}
+        for pod in pods:
+            job_name = ((pod.get("metadata") or {}).get("labels") or {}).get(
+                manifests.JOB_NAME_LABEL
+            )
+            if job_name:
+                by_job.setdefault(job_name, []).append(pod)
+        replicas: list[Replica] = []
+        runs = []
+        for job in jobs:
+            job_name = job["metadata"]["name"]
+            replicas += observe.job_replicas(job, by_job.get(job_name, []), run=job_name)
+            runs.append(observe.run_of(job))
+        return Observation(
+            replicas=tuple(replicas),
+            runs=tuple(runs),
+            live_runs=frozenset(r.name for r in runs),
+            ready=cronjob is not None,
+            waiting=observe.waiting_of(replicas),
+        )
+
+    async def _observe_persistent(
+        self, resource: AnalyticsResource, deployment: Obj | None
+    ) -> Observation:
+        run = resource.service_id
+        pods = [
+            p
+            for p in await self._pods(resource)
+            if not (p.get("metadata") or {}).get("deletionTimestamp")
+        ]
+        pods.sort(key=lambda p: str(p["metadata"].get("creationTimestamp") or ""))
+        replicas: tuple[Replica, ...] = ()
+        if pods:
+            seen = observe.pod_details(pods[-1], run=run, index=0)
+            if seen.final:
+                # A Deployment restarts its pod; the replica is not finished.
+                seen = Replica(
+                    run=run,
+                    index=0,
+                    state=model.PENDING,
+                    reason=seen.reason,
+                    message=seen.message,
+                    exit_code=seen.exit_code,
+                    pod_name=seen.pod_name,
+                )
+            replicas = (seen,)
+        elif deployment is not None:
+            replicas = (Replica(run=run, index=0, state=model.PENDING),)
+        available = int(((deployment or {}).get("status") or {}).get("availableReplicas") or 0)
+        return Observation(
+            replicas=replicas,
+            live_runs=frozenset({run}) if deployment is not None else frozenset(),
+            ready=available >= 1,
+            waiting=observe.waiting_of(replicas),
+        )
+
+    # --- stop --------------------------------------------------------------------------------
+
+    async def stop(self, resource: AnalyticsResource, *, force: bool) -> bool:
+        namespace = resource.key.namespace
+        for kind in ("CronJob", "Job", "Deployment", "Ingress", "Service"):
+            await self._delete_owned(resource, kind)
+        if resource.spec.job_type == model.SCHEDULED:
+            jobs = await self._api.list(
+                path_of("Job", namespace), label_selector=manifests.selector(resource.service_id)
+            )
+            for job in jobs:
+                await self._api.delete(path_of("Job", namespace, job["metadata"]["name"]))
+        if force:
+            return True
+        pods = await self._pods(resource)
+        running = [
+            p for p in pods if (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
+        ]
+        return not running
+
+    async def forget(self, resource: AnalyticsResource) -> None:
+        return None
+
+
+def _name(obj: Obj) -> str:
+    return str(obj["metadata"]["name"])
+
+
+def _owned_by(obj: Obj, resource: AnalyticsResource) -> bool:
+    owner = controller_of(obj)
+    return owner is not None and owner.get("uid") == resource.uid

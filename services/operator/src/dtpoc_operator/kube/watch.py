@@ -1,0 +1,130 @@
+"""kopf watches Analytics and their children; every event adds a key to the work queue.
+
+kopf does what it is good at here: list+watch streams with reconnects and
+resource-version bookkeeping, per-object event serialisation, login. It
+writes nothing to the resources: no change-detection handlers (so no
+``last-handled-configuration`` annotation), no daemons (so no kopf
+finalizer), no progress storage, no posted events. Reconciliation itself is
+the work queue's (bounded parallelism, backoff, one worker per key), which
+kopf's per-handler model does not give for "status from many children".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from dtpoc_common import analytics
+from dtpoc_operator.kube import manifests
+from dtpoc_operator.model import ServiceKey
+from dtpoc_operator.workqueue import WorkQueue
+
+CHILD_RESOURCES = (
+    ("batch", "v1", "jobs"),
+    ("batch", "v1", "cronjobs"),
+    ("apps", "v1", "deployments"),
+    ("", "v1", "pods"),
+)
+
+
+def service_key_of(namespace: str | None, annotations: Any, labels: Any) -> ServiceKey | None:
+    """The service a child or pod belongs to (annotation first: it holds the full id)."""
+    service_id = (annotations or {}).get(manifests.SERVICE_ID_ANNOTATION) or (labels or {}).get(
+        analytics.LABEL_SERVICE_ID
+    )
+    if not service_id or not namespace:
+        return None
+    return ServiceKey(namespace=namespace, name=str(service_id))
+
+
+def build_registry(
+    queue: WorkQueue[ServiceKey], *, credentials: kopf.ConnectionInfo
+) -> kopf.OperatorRegistry:
+    """A registry of our own (nothing registered at import time)."""
+    registry = kopf.OperatorRegistry()
+
+    @kopf.on.login(registry=registry)
+    def login(**_: Any) -> kopf.ConnectionInfo:
+        return credentials
+
+    @kopf.on.event(analytics.GROUP, analytics.VERSION, analytics.PLURAL, registry=registry)
+    def analytics_event(name: str, namespace: str | None, **_: Any) -> None:
+        if namespace:
+            queue.add(ServiceKey(namespace=namespace, name=name))
+
+    for group, version, plural in CHILD_RESOURCES:
+
+        @kopf.on.event(
+            group,
+            version,
+            plural,
+            labels={analytics.LABEL_MANAGED_BY: analytics.MANAGED_BY},
+            registry=registry,
+        )
+        def child_event(
+            namespace: str | None,
+            annotations: Mapping[str, str],
+            labels: Mapping[str, str],
+            **_: Any,
+        ) -> None:
+            key = service_key_of(namespace, annotations, labels)
+            if key is not None:
+                queue.add(key)
+
+    return registry
+
+
+def settings() -> kopf.OperatorSettings:
+    """kopf settings for a namespaced operator that writes nothing itself."""
+    result = kopf.OperatorSettings()
+    result.posting.enabled = False
+    result.scanning.disabled = True
+    result.peering.standalone = True
+    result.peering.mandatory = False
+    result.watching.server_timeout = 300
+    result.watching.client_timeout = 330
+    result.networking.request_timeout = 60
+    # The app stops kopf with its stop flag; never let kopf SIGKILL the process.
+    result.process.ultimate_exiting_timeout = None
+    return result
+
+
+async def run(
+    queue: WorkQueue[ServiceKey],
+    *,
+    credentials: kopf.ConnectionInfo,
+    namespaces: list[str],
+    ready: asyncio.Event,
+    stop: asyncio.Event,
+) -> None:
+    """Run kopf's watchers until ``stop`` is set; ``ready`` once kopf has started."""
+    logging.getLogger("kopf").setLevel(logging.WARNING)
+    kopf_ready = asyncio.Event()
+    kopf_stop: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+    async def relay_stop() -> None:
+        await stop.wait()
+        if not kopf_stop.done():
+            kopf_stop.set_result(None)
+
+    async def relay_ready() -> None:
+        await kopf_ready.wait()
+        ready.set()
+
+    helpers = [asyncio.create_task(relay_stop()), asyncio.create_task(relay_ready())]
+    try:
+        await kopf.operator(
+            registry=build_registry(queue, credentials=credentials),
+            settings=settings(),
+            namespaces=namespaces,
+            standalone=True,
+            ready_flag=kopf_ready,
+            stop_flag=kopf_stop,
+        )
+    finally:
+        for helper in helpers:
+            helper.cancel()

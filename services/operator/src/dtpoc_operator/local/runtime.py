@@ -1,0 +1,707 @@
+"""The local runtime: each replica a supervised child process (see :mod:`.replica`).
+
+State lives on disk so that a restarted operator picks up where it left off:
+
+    <state root>/<service id>/service.json        the workload exists (its "Job")
+    <state root>/<service id>/terminating         set when the service is terminated
+    <state root>/<service id>/deadline-exceeded   set when activeDeadlineSeconds passed
+    <state root>/<service id>/schedule.json       last scheduled time (scheduled)
+    <state root>/<service id>/runs/<run>/<index>/<attempt>/   one supervisor each
+
+Replicas outlive an operator restart (their supervisors run in their own
+sessions); the next operator adopts them by their lock files and collects
+their outputs when they finish. A supervisor that vanished without
+recording an exit (machine reboot, SIGKILL of its group) makes the attempt
+fail with reason ``ProcessLost``, then the usual retry rules apply.
+
+Mirrors of the Kubernetes behaviour: ``parallelism`` (and the global
+``local_max_processes``) bound running replicas, ``backoffLimitPerIndex``
+retries a failed replica, ``activeDeadlineSeconds`` kills what still runs
+(``DeadlineExceeded``), a scheduled service starts the latest due run unless
+one is still running (``Forbid``) and keeps its history limits, a persistent
+service's process is restarted on exit (back-off 1 s doubling to 60 s).
+
+Replica environment: the operator's own environment without ``DTPOC_*`` and
+``KUBECONFIG`` (never leak the database URI), then ``REPLICA_INDEX``,
+``RUN_ID``, ``DTPOC_SERVICE_ID``, ``DTPOC_RUN`` (scheduled),
+``OUTPUT_FOLDER``, ``INPUT_FOLDER`` and ``INPUT_<NAME>`` pointing at the local
+folders, then the spec's env, whose values ``/input...`` and ``/output...``
+are rewritten to the local folders so one program runs unchanged in both
+runtimes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import fcntl
+import json
+import os
+import shutil
+import signal
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from dtpoc_common import logging as dlog
+from dtpoc_operator import layout, model
+from dtpoc_operator.local import replica as sup
+from dtpoc_operator.local import schedule
+from dtpoc_operator.model import AnalyticsResource, Observation, Replica, Run, ServiceKey
+from dtpoc_operator.ports import SyncResult
+
+log = dlog.get_logger(__name__)
+
+STARTING_GRACE_SECONDS = 30.0
+PERSISTENT_BACKOFF_MAX = 60.0
+SCHEDULE_CHECK_MAX_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What the files of one attempt folder say."""
+
+    path: Path
+    number: int
+    alive: bool
+    starting: bool
+    exit: dict[str, Any] | None
+    pid: dict[str, Any] | None
+    spawned_at: dt.datetime | None
+
+    @property
+    def finished(self) -> bool:
+        return not self.alive and not self.starting
+
+    @property
+    def succeeded(self) -> bool:
+        return self.exit is not None and self.exit.get("exit_code") == 0
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _locked(path: Path) -> bool:
+    """True while a supervisor holds the attempt's lock."""
+    try:
+        handle = path.open("a")
+    except FileNotFoundError:
+        return False
+    with handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        return False
+
+
+def _parse_iso(value: Any) -> dt.datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def read_attempt(path: Path, *, now: dt.datetime) -> Attempt:
+    exit_record = _read_json(path / sup.EXIT_FILE)
+    pid = _read_json(path / sup.PID_FILE)
+    spawn = _read_json(path / "spawn.json") or {}
+    spawned_at = _parse_iso(spawn.get("spawned_at"))
+    alive = exit_record is None and _locked(path / sup.LOCK_FILE)
+    starting = (
+        exit_record is None
+        and not alive
+        and pid is None
+        and spawned_at is not None
+        and (now - spawned_at).total_seconds() < STARTING_GRACE_SECONDS
+    )
+    return Attempt(
+        path=path,
+        number=int(path.name),
+        alive=alive,
+        starting=starting,
+        exit=exit_record,
+        pid=pid,
+        spawned_at=spawned_at,
+    )
+
+
+def attempts_of(folder: Path, *, now: dt.datetime) -> list[Attempt]:
+    if not folder.is_dir():
+        return []
+    numbers = sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit())
+    return [read_attempt(folder / str(n), now=now) for n in numbers]
+
+
+def _ended_as(attempt: Attempt, *, terminating: bool) -> tuple[int | None, str, str]:
+    """(exit code, reason, message) of a finished attempt."""
+    if attempt.exit is None:
+        if terminating:
+            return None, "Terminated", "stopped when the service was terminated"
+        return (
+            None,
+            "ProcessLost",
+            "the replica's process ended without recording an exit (machine restart, "
+            "or its process group was killed)",
+        )
+    record = attempt.exit
+    code = record.get("exit_code")
+    reason = str(record.get("reason") or ("" if code == 0 else "Error"))
+    message = str(record.get("message") or "")
+    if terminating and record.get("signal"):
+        reason = "Terminated"
+    return (int(code) if code is not None else None), reason, message
+
+
+class LocalRuntime:
+    """:class:`dtpoc_operator.ports.Runtime` on child processes."""
+
+    name = "local"
+
+    def __init__(
+        self,
+        *,
+        output_root: Path,
+        state_root: Path,
+        files_address: str,
+        max_processes: int,
+        on_change: Callable[[ServiceKey], None] = lambda _key: None,
+        clock: Callable[[], dt.datetime] = model.utcnow,
+    ) -> None:
+        self._output_root = output_root
+        self._state_root = state_root
+        self._files_address = files_address
+        self._max_processes = max_processes
+        self._on_change = on_change
+        self._clock = clock
+        self._alive: dict[str, int] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._children: set[asyncio.Task[None]] = set()
+
+    # --- paths -------------------------------------------------------------------------------
+
+    def _service_dir(self, service_id: str) -> Path:
+        return self._state_root / service_id
+
+    def _replica_dir(self, service_id: str, run: str, index: int) -> Path:
+        return self._service_dir(service_id) / "runs" / run / str(index)
+
+    def output_folder(self, resource: AnalyticsResource, *, run: str, index: int) -> Path:
+        return self._output_root / layout.output_relpath(
+            service_id=resource.service_id, job_type=resource.spec.job_type, run=run, index=index
+        )
+
+    # --- checks ------------------------------------------------------------------------------
+
+    def problem(self, resource: AnalyticsResource) -> tuple[str, str] | None:
+        spec = resource.spec
+        if not layout.is_safe_service_id(resource.service_id):
+            return ("InvalidServiceId", f"{resource.service_id!r} cannot name an output folder")
+        if spec.job_type not in (model.ONDEMAND, model.SCHEDULED, model.PERSISTENT):
+            return ("InvalidSpec", f"unknown jobType {spec.job_type!r}")
+        if not spec.command:
+            return (
+                "CommandRequired",
+                "the local runtime runs replicas as processes and needs a command: "
+                f"the image {spec.image_ref} is recorded but not pulled; give the service "
+                "a command (and args)",
+            )
+        if spec.job_type == model.SCHEDULED and not schedule.is_valid(spec.schedule):
+            return ("InvalidSchedule", f"{spec.schedule!r} is not a five-field cron expression")
+        for name in spec.input_files.values():
+            if not layout.is_plain_file_name(name):
+                return ("InvalidSpec", f"input file name {name!r} is not a plain file name")
+        return None
+
+    # --- sync --------------------------------------------------------------------------------
+
+    async def sync(self, resource: AnalyticsResource, *, allow_create: bool) -> SyncResult:
+        self._loop = asyncio.get_running_loop()
+        return await asyncio.to_thread(self._sync_blocking, resource, allow_create)
+
+    def _sync_blocking(self, resource: AnalyticsResource, allow_create: bool) -> SyncResult:
+        sdir = self._service_dir(resource.service_id)
+        marker = sdir / "service.json"
+        kind = resource.spec.job_type
+        if not marker.exists():
+            if kind == model.ONDEMAND and not allow_create:
+                return SyncResult(Observation())
+            sdir.mkdir(parents=True, exist_ok=True)
+            sup.write_json_atomic(
+                marker, {"uid": resource.uid, "created_at": self._clock().isoformat()}
+            )
+            log.info("local workload created", service_id=resource.service_id, job_type=kind)
+        if kind == model.ONDEMAND:
+            return self._sync_ondemand(resource, act=True)
+        if kind == model.SCHEDULED:
+            return self._sync_scheduled(resource, act=True)
+        return self._sync_persistent(resource, act=True)
+
+    async def observe(self, resource: AnalyticsResource) -> Observation:
+        return await asyncio.to_thread(self._observe_blocking, resource)
+
+    def _observe_blocking(self, resource: AnalyticsResource) -> Observation:
+        if not (self._service_dir(resource.service_id) / "service.json").exists():
+            return Observation()
+        kind = resource.spec.job_type
+        if kind == model.ONDEMAND:
+            return self._sync_ondemand(resource, act=False).observation
+        if kind == model.SCHEDULED:
+            return self._sync_scheduled(resource, act=False).observation
+        return self._sync_persistent(resource, act=False).observation
+
+    def _created_at(self, service_id: str) -> dt.datetime:
+        data = _read_json(self._service_dir(service_id) / "service.json") or {}
+        return _parse_iso(data.get("created_at")) or self._clock()
+
+    def _terminating(self, service_id: str) -> bool:
+        return (self._service_dir(service_id) / "terminating").exists()
+
+    def _capacity(self, service_id: str) -> int:
+        others = sum(n for sid, n in self._alive.items() if sid != service_id)
+        return max(self._max_processes - others, 0)
+
+    def _run_replicas(
+        self,
+        resource: AnalyticsResource,
+        *,
+        run: str,
+        act: bool,
+        deadline_exceeded: bool,
+        budget: list[int],
+    ) -> list[Replica]:
+        """Observe (and, with ``act``, advance) the replicas of one run of Jobs semantics."""
+        spec = resource.spec
+        now = self._clock()
+        terminating = self._terminating(resource.service_id)
+        result: list[Replica] = []
+        startable: list[tuple[int, int]] = []
+        for index in range(spec.reps):
+            folder = self._replica_dir(resource.service_id, run, index)
+            attempts = attempts_of(folder, now=now)
+            latest = attempts[-1] if attempts else None
+            failures = sum(1 for a in attempts if a.finished and not a.succeeded)
+            if latest is None:
+                entry = Replica(run=run, index=index, state=model.PENDING)
+                if not deadline_exceeded and not terminating:
+                    startable.append((index, 0))
+            elif not latest.finished:
+                entry = self._entry(resource, run, index, latest, model.RUNNING)
+            elif latest.succeeded:
+                entry = self._entry(resource, run, index, latest, model.SUCCEEDED)
+            elif failures <= spec.backoff_limit_per_index and not (
+                deadline_exceeded or terminating
+            ):
+                entry = self._entry(resource, run, index, latest, model.PENDING)
+                entry = _note_retry(entry)
+                startable.append((index, latest.number + 1))
+            else:
+                entry = self._entry(resource, run, index, latest, model.FAILED)
+            if deadline_exceeded and not entry.final:
+                entry = _deadline(entry, spec.active_deadline_seconds)
+            result.append(entry)
+        if act:
+            running = sum(1 for r in result if r.state == model.RUNNING)
+            for index, number in startable:
+                if running >= spec.parallelism or budget[0] <= 0:
+                    break
+                self._start(resource, run=run, index=index, number=number)
+                budget[0] -= 1
+                running += 1
+                result[index] = Replica(
+                    run=run,
+                    index=index,
+                    state=model.RUNNING,
+                    start_time=now,
+                    pod_name=_run_id(resource, run, index, number),
+                )
+        return result
+
+    def _entry(
+        self, resource: AnalyticsResource, run: str, index: int, attempt: Attempt, state: str
+    ) -> Replica:
+        pid = attempt.pid or {}
+        record = attempt.exit or {}
+        start = _parse_iso(pid.get("started_at") or record.get("started_at")) or attempt.spawned_at
+        if state in (model.RUNNING,):
+            return Replica(
+                run=run,
+                index=index,
+                state=state,
+                start_time=start,
+                pod_name=_run_id(resource, run, index, attempt.number),
+            )
+        code, reason, message = _ended_as(
+            attempt, terminating=self._terminating(resource.service_id)
+        )
+        return Replica(
+            run=run,
+            index=index,
+            state=state,
+            start_time=start,
+            finish_time=_parse_iso(record.get("finished_at"))
+            or (self._clock() if state == model.FAILED else None),
+            exit_code=code,
+            reason="" if state == model.SUCCEEDED else reason,
+            message="" if state == model.SUCCEEDED else message,
+            pod_name=_run_id(resource, run, index, attempt.number),
+        )
+
+    def _sync_ondemand(self, resource: AnalyticsResource, *, act: bool) -> SyncResult:
+        spec = resource.spec
+        sid = resource.service_id
+        sdir = self._service_dir(sid)
+        deadline_marker = sdir / "deadline-exceeded"
+        deadline_exceeded = deadline_marker.exists()
+        requeue: float | None = None
+        if spec.active_deadline_seconds is not None and not deadline_exceeded:
+            elapsed = (self._clock() - self._created_at(sid)).total_seconds()
+            if elapsed >= spec.active_deadline_seconds:
+                deadline_exceeded = True
+                if act:
+                    deadline_marker.touch()
+                    self._signal_all(sid, signal.SIGKILL)
+            else:
+                requeue = spec.active_deadline_seconds - elapsed
+        budget = [self._capacity(sid)]
+        replicas = self._run_replicas(
+            resource, run=sid, act=act, deadline_exceeded=deadline_exceeded, budget=budget
+        )
+        self._alive[sid] = sum(1 for r in replicas if r.state == model.RUNNING)
+        return SyncResult(
+            Observation(
+                replicas=tuple(replicas),
+                live_runs=frozenset({sid}),
+                ready=True,
+            ),
+            requeue_after=requeue,
+        )
+
+    def _sync_scheduled(self, resource: AnalyticsResource, *, act: bool) -> SyncResult:
+        spec = resource.spec
+        sid = resource.service_id
+        sdir = self._service_dir(sid)
+        runs_dir = sdir / "runs"
+        now = self._clock()
+        state = _read_json(sdir / "schedule.json") or {}
+        last = _parse_iso(state.get("last")) or self._created_at(sid)
+        runs_meta = self._runs_meta(sid)
+        budget = [self._capacity(sid)]
+        replicas: list[Replica] = []
+        runs: list[Run] = []
+        for name, scheduled_at in runs_meta:
+            members = self._run_replicas(
+                resource, run=name, act=act, deadline_exceeded=False, budget=budget
+            )
+            replicas += members
+            runs.append(Run(name=name, schedule_time=scheduled_at, state=_run_state(members)))
+        if act and not self._terminating(sid):
+            when = schedule.due(spec.schedule, last=last, now=now)
+            if when is not None:
+                sup.write_json_atomic(sdir / "schedule.json", {"last": when.isoformat()})
+                if any(r.state == model.RUNNING for r in runs):
+                    log.info("scheduled run skipped: the previous one still runs", service_id=sid)
+                else:
+                    name = schedule.run_name(sid, when)
+                    folder = runs_dir / name
+                    folder.mkdir(parents=True, exist_ok=True)
+                    sup.write_json_atomic(folder / "run.json", {"scheduled_at": when.isoformat()})
+                    members = self._run_replicas(
+                        resource, run=name, act=True, deadline_exceeded=False, budget=budget
+                    )
+                    replicas += members
+                    runs.append(Run(name=name, schedule_time=when, state=model.RUNNING))
+                    log.info("scheduled run started", service_id=sid, run=name)
+            self._trim_history(resource, runs)
+        self._alive[sid] = sum(1 for r in replicas if r.state == model.RUNNING)
+        wait = (schedule.next_time(spec.schedule, after=now) - now).total_seconds()
+        return SyncResult(
+            Observation(
+                replicas=tuple(replicas),
+                runs=tuple(runs),
+                live_runs=frozenset(r.name for r in runs),
+                ready=True,
+            ),
+            requeue_after=min(max(wait, 0.0), SCHEDULE_CHECK_MAX_SECONDS),
+        )
+
+    def _runs_meta(self, service_id: str) -> list[tuple[str, dt.datetime | None]]:
+        runs_dir = self._service_dir(service_id) / "runs"
+        if not runs_dir.is_dir():
+            return []
+        found = []
+        for folder in runs_dir.iterdir():
+            meta = _read_json(folder / "run.json") or {}
+            found.append((folder.name, _parse_iso(meta.get("scheduled_at"))))
+        epoch = dt.datetime.min.replace(tzinfo=dt.UTC)
+        return sorted(found, key=lambda item: (item[1] or epoch, item[0]))
+
+    def _trim_history(self, resource: AnalyticsResource, runs: list[Run]) -> None:
+        """Forget finished runs beyond the history limits, once the status recorded them
+        as finished (their outputs are collected by then or tracked by the status)."""
+        recorded = {r.name for r in resource.status.runs if r.state in model.FINAL_REPLICA_STATES}
+        spec = resource.spec
+        for state, limit in (
+            (model.SUCCEEDED, spec.successful_jobs_history_limit),
+            (model.FAILED, spec.failed_jobs_history_limit),
+        ):
+            finished = [r for r in runs if r.state == state and r.name in recorded]
+            for run in finished[: max(len(finished) - limit, 0)]:
+                shutil.rmtree(
+                    self._service_dir(resource.service_id) / "runs" / run.name, ignore_errors=True
+                )
+
+    def _sync_persistent(self, resource: AnalyticsResource, *, act: bool) -> SyncResult:
+        sid = resource.service_id
+        now = self._clock()
+        folder = self._replica_dir(sid, sid, 0)
+        attempts = attempts_of(folder, now=now)
+        latest = attempts[-1] if attempts else None
+        fingerprint = resource.spec.fingerprint()
+        requeue: float | None = None
+        terminating = self._terminating(sid)
+        if latest is not None and not latest.finished:
+            spec_of_latest = _read_json(latest.path / sup.SPEC_FILE) or {}
+            if act and spec_of_latest.get("fingerprint") != fingerprint:
+                log.info("spec changed: restarting the persistent process", service_id=sid)
+                self._signal_attempt(latest, signal.SIGTERM)
+            entry = self._entry(resource, sid, 0, latest, model.RUNNING)
+            ready = True
+        else:
+            ready = False
+            entry = Replica(run=sid, index=0, state=model.PENDING)
+            number = 0 if latest is None else latest.number + 1
+            wait = 0.0
+            if latest is not None:
+                code, reason, message = _ended_as(latest, terminating=terminating)
+                finished = _parse_iso((latest.exit or {}).get("finished_at")) or now
+                wait = (
+                    min(2.0 ** max(len(attempts) - 1, 0), PERSISTENT_BACKOFF_MAX)
+                    - (now - finished).total_seconds()
+                )
+                entry = Replica(
+                    run=sid,
+                    index=0,
+                    state=model.PENDING,
+                    exit_code=code,
+                    reason="Restarting",
+                    message=f"exited ({reason or 'code ' + str(code)}); restarting. {message}"[
+                        :1024
+                    ],
+                    pod_name=_run_id(resource, sid, 0, latest.number),
+                )
+            if act and not terminating:
+                if wait <= 0 and self._capacity(sid) > 0:
+                    self._start(resource, run=sid, index=0, number=number)
+                    entry = Replica(
+                        run=sid,
+                        index=0,
+                        state=model.RUNNING,
+                        start_time=now,
+                        pod_name=_run_id(resource, sid, 0, number),
+                    )
+                    ready = True
+                else:
+                    requeue = max(wait, 0.5)
+        self._alive[sid] = 1 if entry.state == model.RUNNING else 0
+        return SyncResult(
+            Observation(replicas=(entry,), live_runs=frozenset({sid}), ready=ready),
+            requeue_after=requeue,
+        )
+
+    # --- starting ----------------------------------------------------------------------------
+
+    def _env(
+        self,
+        resource: AnalyticsResource,
+        *,
+        run: str,
+        index: int,
+        number: int,
+        input_dir: Path,
+        output_dir: Path,
+    ) -> dict[str, str]:
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith("DTPOC_") and k != "KUBECONFIG"
+        }
+        platform = {
+            "DTPOC_SERVICE_ID": resource.service_id,
+            "REPLICA_INDEX": str(index),
+            "JOB_COMPLETION_INDEX": str(index),
+            "RUN_ID": _run_id(resource, run, index, number),
+            "OUTPUT_FOLDER": str(output_dir),
+            "INPUT_FOLDER": str(input_dir),
+        }
+        if resource.spec.job_type == model.SCHEDULED:
+            platform["DTPOC_RUN"] = run
+        inputs = layout.input_env(dict(resource.spec.input_files), input_folder=str(input_dir))
+        user = {
+            k: _localise(v, input_dir=input_dir, output_dir=output_dir)
+            for k, v in resource.spec.env.items()
+            if k not in layout.RESERVED_ENV
+        }
+        env.update(inputs)
+        env.update(user)
+        env.update(platform)
+        return env
+
+    def _start(self, resource: AnalyticsResource, *, run: str, index: int, number: int) -> None:
+        attempt = self._replica_dir(resource.service_id, run, index) / str(number)
+        attempt.mkdir(parents=True, exist_ok=True)
+        input_dir = attempt / "input"
+        output_dir = self.output_folder(resource, run=run, index=index)
+        spec = resource.spec
+        payload = {
+            "argv": [*spec.command, *spec.args],
+            "env": self._env(
+                resource,
+                run=run,
+                index=index,
+                number=number,
+                input_dir=input_dir,
+                output_dir=output_dir,
+            ),
+            "input_dir": str(input_dir),
+            "output_dir": str(output_dir),
+            "inputs": [
+                {"file_id": fid, "name": name} for fid, name in sorted(spec.input_files.items())
+            ],
+            "files_address": self._files_address,
+            "fingerprint": spec.fingerprint(),
+        }
+        sup.write_json_atomic(attempt / sup.SPEC_FILE, payload)
+        sup.write_json_atomic(attempt / "spawn.json", {"spawned_at": self._clock().isoformat()})
+        # Runs in a worker thread: the event loop spawns (and later reaps) the supervisor.
+        assert self._loop is not None, "sync() sets the loop before any start"
+        started = asyncio.run_coroutine_threadsafe(self._spawn(attempt, resource.key), self._loop)
+        started.result(timeout=STARTING_GRACE_SECONDS)
+        log.info(
+            "replica started",
+            service_id=resource.service_id,
+            run=run,
+            replica_index=index,
+            attempt=number,
+        )
+
+    async def _spawn(self, attempt: Path, key: ServiceKey) -> None:
+        with (attempt / "supervisor.log").open("ab") as out:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "dtpoc_operator.local.replica",
+                str(attempt),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=out,
+                stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+        async def reap() -> None:
+            await process.wait()
+            self._on_change(key)
+
+        task = asyncio.create_task(reap())
+        self._children.add(task)
+        task.add_done_callback(self._children.discard)
+
+    # --- stopping ----------------------------------------------------------------------------
+
+    def _live_attempts(self, service_id: str) -> list[Attempt]:
+        runs_dir = self._service_dir(service_id) / "runs"
+        if not runs_dir.is_dir():
+            return []
+        now = self._clock()
+        found = []
+        for run in runs_dir.iterdir():
+            if not run.is_dir():
+                continue
+            for replica_dir in run.iterdir():
+                if replica_dir.is_dir():
+                    found += [a for a in attempts_of(replica_dir, now=now) if not a.finished]
+        return found
+
+    @staticmethod
+    def _signal_attempt(attempt: Attempt, signum: int) -> None:
+        pgid = (attempt.pid or {}).get("pgid")
+        if not pgid:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(int(pgid), signum)
+
+    def _signal_all(self, service_id: str, signum: int) -> None:
+        for attempt in self._live_attempts(service_id):
+            self._signal_attempt(attempt, signum)
+
+    async def stop(self, resource: AnalyticsResource, *, force: bool) -> bool:
+        return await asyncio.to_thread(self._stop_blocking, resource, force)
+
+    def _stop_blocking(self, resource: AnalyticsResource, force: bool) -> bool:
+        sid = resource.service_id
+        sdir = self._service_dir(sid)
+        if not sdir.is_dir():
+            return True
+        marker = sdir / "terminating"
+        first = not marker.exists()
+        marker.touch()
+        live = self._live_attempts(sid)
+        if not live:
+            return True
+        if force:
+            for attempt in live:
+                self._signal_attempt(attempt, signal.SIGKILL)
+            log.info("replicas killed after the grace period", service_id=sid, count=len(live))
+            return True
+        if first:
+            for attempt in live:
+                self._signal_attempt(attempt, signal.SIGTERM)
+            log.info("replicas asked to stop", service_id=sid, count=len(live))
+        return False
+
+    async def forget(self, resource: AnalyticsResource) -> None:
+        self._alive.pop(resource.service_id, None)
+        await asyncio.to_thread(
+            shutil.rmtree, self._service_dir(resource.service_id), ignore_errors=True
+        )
+
+
+def _run_id(resource: AnalyticsResource, run: str, index: int, number: int) -> str:
+    base = f"{run}-{index}"
+    return f"{base}-{number}" if number else base
+
+
+def _localise(value: str, *, input_dir: Path, output_dir: Path) -> str:
+    for prefix, folder in (("/input", input_dir), ("/output", output_dir)):
+        if value == prefix or value.startswith(prefix + "/"):
+            return str(folder) + value[len(prefix) :]
+    return value
+
+
+def _note_retry(entry: Replica) -> Replica:
+    return replace(entry, message=f"attempt failed ({entry.reason}); retrying. {entry.message}")
+
+
+def _deadline(entry: Replica, seconds: int | None) -> Replica:
+    return replace(
+        entry,
+        state=model.FAILED,
+        reason="DeadlineExceeded",
+        message=f"the service ran longer than activeDeadlineSeconds ({seconds})",
+    )
+
+
+def _run_state(members: list[Replica]) -> str:
+    if members and all(r.final for r in members):
+        return model.FAILED if any(r.state == model.FAILED for r in members) else model.SUCCEEDED
+    return model.RUNNING

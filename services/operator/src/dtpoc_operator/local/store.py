@@ -1,0 +1,121 @@
+"""The local Analytics store: documents in MongoDB (``orchestrator.analytics``).
+
+The orchestrator's local backend writes ``{_id: <service id>, metadata:
+{name, namespace, labels, generation, creationTimestamp, deletionTimestamp?},
+spec, status}``; this operator reads them by polling (FerretDB has no change
+streams), writes ``status`` only, and deletes a document once it has handled
+its ``deletionTimestamp`` (the local runtime's counterpart of a finalizer).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from bson import ObjectId
+from google.protobuf import json_format
+from pymongo import AsyncMongoClient
+from pymongo.errors import PyMongoError
+
+from dtpoc_common import analytics
+from dtpoc_common import logging as dlog
+from dtpoc_operator import model, ports
+from dtpoc_operator.model import AnalyticsResource, ServiceKey, Status
+
+log = dlog.get_logger(__name__)
+
+
+class StoreUnavailable(ports.AdapterError):
+    """MongoDB did not answer; the reconcile is retried."""
+
+
+def _id_filter(service_id: str) -> dict[str, Any]:
+    """Match the document whether its ``_id`` is stored as a string or an ObjectId."""
+    ids: list[Any] = [service_id]
+    if ObjectId.is_valid(service_id):
+        ids.append(ObjectId(service_id))
+    return {"_id": {"$in": ids}}
+
+
+def _time(value: Any) -> dt.datetime | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, dt.datetime):
+        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    try:
+        parsed = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def to_resource(doc: dict[str, Any]) -> AnalyticsResource:
+    """A local document (keys escaped, see :mod:`dtpoc_common.analytics`) as a resource."""
+    service_id = str(doc["_id"])
+    resource = analytics.resource_from_local_document(doc)
+    meta = resource.get("metadata") or {}
+    spec = model.ServiceSpec.from_proto(analytics.spec_from_dict(resource.get("spec") or {}))
+    raw_status = resource.get("status") or {}
+    try:
+        status = model.status_from_proto(analytics.status_from_dict(raw_status))
+    except json_format.ParseError as error:
+        log.warning("unreadable status replaced", service_id=service_id, error=str(error))
+        status = Status()
+    created = _time(meta.get("creationTimestamp"))
+    deleted = _time(meta.get("deletionTimestamp"))
+    return AnalyticsResource(
+        key=ServiceKey(namespace="", name=service_id),
+        uid=f"{service_id}@{created.isoformat() if created else ''}",
+        generation=int(meta.get("generation") or 1),
+        spec=spec,
+        status=status,
+        deleting=meta.get("deletionTimestamp") not in (None, ""),
+        deletion_time=deleted,
+        creation_time=created,
+        raw_status=raw_status,
+    )
+
+
+class MongoAnalyticsStore:
+    """:class:`dtpoc_operator.ports.AnalyticsStore` over a MongoDB collection."""
+
+    def __init__(self, client: AsyncMongoClient[Any], *, database: str, collection: str) -> None:
+        self._collection = client[database][collection]
+
+    async def get(self, key: ServiceKey) -> AnalyticsResource | None:
+        try:
+            doc = await self._collection.find_one(_id_filter(key.name))
+        except PyMongoError as error:
+            raise StoreUnavailable(f"reading Analytics {key.name}: {error}") from None
+        return to_resource(doc) if doc is not None else None
+
+    async def list_keys(self) -> list[ServiceKey]:
+        try:
+            docs = await self._collection.find({}, {"_id": 1}).to_list(None)
+        except PyMongoError as error:
+            raise StoreUnavailable(f"listing Analytics: {error}") from None
+        return [ServiceKey(namespace="", name=str(d["_id"])) for d in docs]
+
+    async def ensure_finalizer(self, resource: AnalyticsResource) -> AnalyticsResource:
+        return resource
+
+    async def write_status(self, resource: AnalyticsResource, status: Status) -> None:
+        body = analytics.escape_keys(analytics.status_to_dict(model.status_to_proto(status)))
+        try:
+            await self._collection.update_one(
+                _id_filter(resource.service_id), {"$set": {"status": body}}
+            )
+        except PyMongoError as error:
+            raise StoreUnavailable(
+                f"writing the status of {resource.service_id}: {error}"
+            ) from None
+
+    async def finish_deletion(self, resource: AnalyticsResource) -> None:
+        query = {
+            **_id_filter(resource.service_id),
+            analytics.LOCAL_DELETION_TIMESTAMP: {"$exists": True, "$ne": None},
+        }
+        try:
+            await self._collection.delete_one(query)
+        except PyMongoError as error:
+            raise StoreUnavailable(f"deleting {resource.service_id}: {error}") from None

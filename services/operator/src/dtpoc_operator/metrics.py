@@ -1,0 +1,66 @@
+"""Prometheus metrics of the operator, and the HTTP endpoint that serves them.
+
+Names follow the Prometheus conventions (``_total`` counters, base units).
+The replicas gauge is recomputed from every status the operator writes, so
+it counts what the statuses say, across all services it reconciles.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+
+from prometheus_client import Counter as PromCounter
+from prometheus_client import Gauge, Histogram
+
+RECONCILES = PromCounter(
+    "dtpoc_operator_reconciles_total", "Reconciles finished, by outcome.", ["result"]
+)
+RECONCILE_ERRORS = PromCounter(
+    "dtpoc_operator_reconcile_errors_total", "Reconciles that failed, by error kind.", ["kind"]
+)
+RECONCILE_SECONDS = Histogram(
+    "dtpoc_operator_reconcile_duration_seconds",
+    "Time one reconcile takes.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+QUEUE_DEPTH = Gauge("dtpoc_operator_queue_depth", "Services waiting to be reconciled.")
+REPLICAS = Gauge("dtpoc_operator_replicas", "Replicas by state, as the statuses say.", ["state"])
+SERVICES = Gauge("dtpoc_operator_services", "Services by phase.", ["phase"])
+UPLOADS = PromCounter(
+    "dtpoc_operator_uploads_total", "Output files sent to Files, by outcome.", ["result"]
+)
+UPLOAD_BYTES = PromCounter(
+    "dtpoc_operator_upload_bytes_total", "Bytes of output files stored in Files."
+)
+
+_STATES = ("pending", "running", "succeeded", "failed")
+_PHASES = ("pending", "running", "succeeded", "failed")
+
+
+class StateBook:
+    """Per-service replica counts, summed into the gauges on every change."""
+
+    def __init__(self) -> None:
+        self._replicas: dict[str, Counter[str]] = {}
+        self._phases: dict[str, str] = {}
+
+    def record(self, service: str, *, phase: str, replica_states: Mapping[str, int]) -> None:
+        self._replicas[service] = Counter(replica_states)
+        self._phases[service] = phase
+        self._publish()
+
+    def forget(self, service: str) -> None:
+        self._replicas.pop(service, None)
+        self._phases.pop(service, None)
+        self._publish()
+
+    def _publish(self) -> None:
+        totals: Counter[str] = Counter()
+        for counts in self._replicas.values():
+            totals.update(counts)
+        for state in _STATES:
+            REPLICAS.labels(state=state).set(totals.get(state, 0))
+        phases = Counter(self._phases.values())
+        for phase in _PHASES:
+            SERVICES.labels(phase=phase).set(phases.get(phase, 0))

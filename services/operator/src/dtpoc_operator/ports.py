@@ -1,0 +1,91 @@
+"""The two ports the reconciler needs, one adapter of each per runtime.
+
+- :class:`AnalyticsStore`: where Analytics live (Kubernetes custom resources,
+  or documents in MongoDB for the local runtime).
+- :class:`Runtime`: what runs replicas (Jobs/CronJobs/Deployments, or child
+  processes).
+
+Both are small on purpose: the reconciler (:mod:`dtpoc_operator.reconciler`)
+holds the order of work that makes the operator restart-safe, and the status
+rules (:mod:`dtpoc_operator.status`) say what the status means, once, for both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from dtpoc_operator.model import AnalyticsResource, Observation, ServiceKey, Status
+
+
+class AdapterError(Exception):
+    """A dependency (apiserver, MongoDB, Files) failed in an expected way; the
+    reconcile is retried with backoff and the log gets a warning, not a trace."""
+
+
+class AnalyticsStore(Protocol):
+    """Reads Analytics, writes their status (only), ends their deletion."""
+
+    async def get(self, key: ServiceKey) -> AnalyticsResource | None:
+        """The current resource, or None when it is gone."""
+        ...
+
+    async def list_keys(self) -> list[ServiceKey]:
+        """Every resource this operator is responsible for."""
+        ...
+
+    async def ensure_finalizer(self, resource: AnalyticsResource) -> AnalyticsResource:
+        """Make sure deletion waits for the operator (a no-op where deletion is a flag)."""
+        ...
+
+    async def write_status(self, resource: AnalyticsResource, status: Status) -> None:
+        """Replace the resource's status (Kubernetes: through the status subresource)."""
+        ...
+
+    async def finish_deletion(self, resource: AnalyticsResource) -> None:
+        """Let a resource marked for deletion go (remove the finalizer / the document)."""
+        ...
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    """What :meth:`Runtime.sync` saw, and when it wants to look again."""
+
+    observation: Observation
+    requeue_after: float | None = None
+
+
+class Runtime(Protocol):
+    """Creates, observes and stops the replicas of one service."""
+
+    name: str
+
+    def problem(self, resource: AnalyticsResource) -> tuple[str, str] | None:
+        """A configuration problem that makes the service fail at once, as
+        (reason, message); None when the runtime can run it."""
+        ...
+
+    async def sync(self, resource: AnalyticsResource, *, allow_create: bool) -> SyncResult:
+        """Bring the workload to the spec and observe it.
+
+        ``allow_create`` False means: the service ran already (its status has
+        replicas), so a missing ondemand workload must not be created again.
+        """
+        ...
+
+    async def observe(self, resource: AnalyticsResource) -> Observation:
+        """Observe without changing anything (used while terminating)."""
+        ...
+
+    async def stop(self, resource: AnalyticsResource, *, force: bool) -> bool:
+        """Stop every replica; True once nothing runs any more (or ``force``)."""
+        ...
+
+    def output_folder(self, resource: AnalyticsResource, *, run: str, index: int) -> Path:
+        """Where the operator finds replica ``index`` of ``run``'s outputs."""
+        ...
+
+    async def forget(self, resource: AnalyticsResource) -> None:
+        """Drop what the runtime keeps for a service whose deletion is done."""
+        ...

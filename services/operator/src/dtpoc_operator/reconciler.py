@@ -1,0 +1,281 @@
+"""The reconciler: one service's desired state -> workload -> status -> outputs in Files.
+
+Shared by both runtimes; only the adapters differ (:mod:`dtpoc_operator.ports`).
+Every call reads the current state and converges, so it may run any number
+of times, after any crash, and do no harm (level-triggered, idempotent).
+
+The order of work is the crash-safety argument:
+
+1. finalizer first (Kubernetes), so a deletion always waits for step 5 below;
+2. workload created/patched (children have deterministic names, so a
+   restart finds them instead of creating twins), then observed;
+3. outputs of replicas that finished are uploaded to Files;
+4. the new status, holding their file ids, is written;
+5. only then the local copies are deleted.
+
+A crash between 3 and 4 re-uploads next time (Files answers the same ids:
+content is deduplicated by SHA-256). A crash between 4 and 5 leaves copies
+that are already recorded; they are uploaded again (same ids) and deleted.
+
+Terminating (a deletion): the workload is observed one last time (so that
+replicas that finished are recorded as such), stopped, given
+``terminate_grace_seconds`` to stop, then every replica folder is collected
+(partial outputs of replicas that were stopped too), the final status
+written, and the deletion let through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from dtpoc_common import analytics
+from dtpoc_common import logging as dlog
+from dtpoc_operator import collector as collector_mod
+from dtpoc_operator import metrics, model, ports, status
+from dtpoc_operator.model import AnalyticsResource, Observation, Replica, ServiceKey, Status
+
+log = dlog.get_logger(__name__)
+
+#: Seconds between checks while a terminated service's replicas are stopping.
+STOP_POLL_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class ReconcilerOptions:
+    terminate_grace_seconds: float = 30.0
+    status_max_runs: int = 20
+    #: TEST ONLY: SIGKILL the process between upload and status write.
+    fault_crash_after_upload: bool = False
+
+
+class Reconciler:
+    """Reconciles one service per call; see the module docs for the order of work."""
+
+    def __init__(
+        self,
+        *,
+        store: ports.AnalyticsStore,
+        runtime: ports.Runtime,
+        collector: collector_mod.OutputCollector,
+        options: ReconcilerOptions,
+        book: metrics.StateBook | None = None,
+        clock: Callable[[], dt.datetime] = model.utcnow,
+    ) -> None:
+        self._store = store
+        self._runtime = runtime
+        self._collector = collector
+        self._options = options
+        self._book = book or metrics.StateBook()
+        self._clock = clock
+        #: Replica folders checked since this process started (see _cleanup_candidates).
+        self._verified: set[tuple[str, str, int]] = set()
+
+    async def reconcile(self, key: ServiceKey) -> float | None:
+        """Reconcile ``key``; returns seconds after which to look again, if any."""
+        with metrics.RECONCILE_SECONDS.time():
+            resource = await self._store.get(key)
+            if resource is None:
+                self._book.forget(str(key))
+                metrics.RECONCILES.labels(result="gone").inc()
+                return None
+            if resource.deleting:
+                delay = await self._terminate(resource)
+            else:
+                delay = await self._converge(resource)
+            metrics.RECONCILES.labels(result="ok").inc()
+            return delay
+
+    # --- a live service ----------------------------------------------------------------------
+
+    async def _converge(self, resource: AnalyticsResource) -> float | None:
+        resource = await self._store.ensure_finalizer(resource)
+        problem = self._runtime.problem(resource)
+        requeue_after: float | None = None
+        if problem is not None:
+            observation = Observation(problem=problem)
+        else:
+            previous = resource.status
+            allow_create = not previous.replicas and previous.phase not in (
+                model.SUCCEEDED,
+                model.FAILED,
+            )
+            result = await self._runtime.sync(resource, allow_create=allow_create)
+            observation = result.observation
+            requeue_after = result.requeue_after
+        await self._record(resource, observation, terminating=False)
+        return requeue_after
+
+    # --- a service being terminated ----------------------------------------------------------
+
+    async def _terminate(self, resource: AnalyticsResource) -> float | None:
+        now = self._clock()
+        deleted_at = resource.deletion_time or now
+        grace_over = (now - deleted_at).total_seconds() >= self._options.terminate_grace_seconds
+        observation = await self._runtime.observe(resource)
+        if observation.live_runs:
+            # Record what finished before stopping, so that it is not called terminated.
+            resource = await self._record(resource, observation, terminating=False)
+        stopped = await self._runtime.stop(resource, force=grace_over)
+        if not stopped:
+            log.info("waiting for replicas to stop", service_id=resource.service_id)
+            return STOP_POLL_SECONDS
+        observation = await self._runtime.observe(resource)
+        await self._record(resource, observation, terminating=True)
+        await self._runtime.forget(resource)
+        await self._store.finish_deletion(resource)
+        self._book.forget(str(resource.key))
+        log.info("service terminated", service_id=resource.service_id)
+        return None
+
+    # --- status and outputs ------------------------------------------------------------------
+
+    async def _record(
+        self, resource: AnalyticsResource, observation: Observation, *, terminating: bool
+    ) -> AnalyticsResource:
+        """Compute the status, collect finished outputs, write, then delete local copies."""
+        spec = resource.spec
+        now = self._clock()
+
+        def compute(
+            collected: dict[tuple[str, int], tuple[tuple[str, ...], str]],
+        ) -> Status:
+            new = status.compute_status(
+                spec=spec,
+                service_id=resource.service_id,
+                generation=resource.generation,
+                previous=resource.status,
+                observation=observation,
+                collected={k: ids for k, (ids, _note) in collected.items()},
+                now=now,
+                terminating=terminating,
+                max_runs=self._options.status_max_runs,
+            )
+            return _with_notes(new, {k: note for k, (_ids, note) in collected.items() if note})
+
+        draft = compute({})
+        candidates = status.to_collect(draft) + self._cleanup_candidates(resource, draft)
+        results = await self._collect(resource, candidates)
+        collected = {
+            key: (_merge_ids(_recorded(draft, key), outcome.file_ids), outcome.note)
+            for key, (outcome, _folder) in results.items()
+        }
+        if collected and any(outcome.file_ids for outcome, _folder in results.values()):
+            self._maybe_crash(resource)
+        final = compute(collected) if collected else draft
+        if _status_dict(final) != _status_dict(resource.status):
+            await self._store.write_status(resource, final)
+        for outcome, folder in results.values():
+            await asyncio.to_thread(self._collector.remove_uploaded, folder, outcome)
+        for key in results:
+            self._verified.add((resource.service_id, *key))
+        self._book.record(
+            str(resource.key),
+            phase=final.phase,
+            replica_states=_count_states(final.replicas),
+        )
+        return _with_status(resource, final)
+
+    def _cleanup_candidates(self, resource: AnalyticsResource, draft: Status) -> list[Replica]:
+        """Collected replicas whose folder still exists (a crash between status write
+        and deletion): collected again, which answers the same ids, then deleted.
+        Checked once per replica per process lifetime."""
+        found = []
+        for replica in draft.replicas:
+            marker = (resource.service_id, replica.run, replica.index)
+            if not replica.outputs_collected or marker in self._verified:
+                continue
+            folder = self._runtime.output_folder(resource, run=replica.run, index=replica.index)
+            if folder.exists():
+                found.append(replica)
+            else:
+                self._verified.add(marker)
+        return found
+
+    async def _collect(
+        self, resource: AnalyticsResource, replicas: list[Replica]
+    ) -> dict[tuple[str, int], tuple[collector_mod.Collected, Path]]:
+        async def one(replica: Replica) -> tuple[Replica, collector_mod.Collected, Path]:
+            folder = self._runtime.output_folder(resource, run=replica.run, index=replica.index)
+            outcome = await self._collector.collect(
+                folder,
+                service_id=resource.service_id,
+                replica_index=replica.index,
+                run=replica.run,
+            )
+            return replica, outcome, folder
+
+        results: dict[tuple[str, int], tuple[collector_mod.Collected, Path]] = {}
+        errors: list[BaseException] = []
+        answers = await asyncio.gather(*(one(r) for r in replicas), return_exceptions=True)
+        for answer in answers:
+            if isinstance(answer, collector_mod.CollectError):
+                errors.append(answer)
+            elif isinstance(answer, BaseException):
+                raise answer
+            else:
+                replica, outcome, folder = answer
+                results[replica.key] = (outcome, folder)
+        if errors and not results:
+            raise errors[0]
+        if errors:
+            log.warning(
+                "some outputs could not be collected yet",
+                service_id=resource.service_id,
+                error=str(errors[0]),
+            )
+        return results
+
+    def _maybe_crash(self, resource: AnalyticsResource) -> None:
+        if not self._options.fault_crash_after_upload:
+            return
+        log.error(
+            "FAULT INJECTION: killing the operator after upload, before the status write",
+            service_id=resource.service_id,
+        )
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _recorded(status_: Status, key: tuple[str, int]) -> tuple[str, ...]:
+    for replica in status_.replicas:
+        if replica.key == key and replica.outputs_collected:
+            return replica.output_file_ids
+    return ()
+
+
+def _merge_ids(recorded: tuple[str, ...], fresh: tuple[str, ...]) -> tuple[str, ...]:
+    merged = list(recorded)
+    merged.extend(i for i in fresh if i not in recorded)
+    return tuple(merged)
+
+
+def _with_notes(status_: Status, notes: dict[tuple[str, int], str]) -> Status:
+    if not notes:
+        return status_
+    replicas = tuple(
+        replace(r, message=f"{r.message}; {notes[r.key]}" if r.message else notes[r.key])
+        if r.key in notes and notes[r.key] not in r.message
+        else r
+        for r in status_.replicas
+    )
+    return replace(status_, replicas=replicas)
+
+
+def _with_status(resource: AnalyticsResource, new: Status) -> AnalyticsResource:
+    return replace(resource, status=new)
+
+
+def _status_dict(status_: Status) -> dict[str, object]:
+    return analytics.status_to_dict(model.status_to_proto(status_))
+
+
+def _count_states(replicas: tuple[Replica, ...]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for replica in replicas:
+        counts[replica.state] = counts.get(replica.state, 0) + 1
+    return counts

@@ -1,0 +1,126 @@
+"""Settings of the operator, read from ``DTPOC_OPERATOR_*`` environment variables.
+
+One object per process. Addresses default to loopback for a local run; the
+Helm chart sets the in-cluster ones. The MongoDB URI (local runtime only)
+is the shared ``DTPOC_MONGODB_URI``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Runtime = Literal["kubernetes", "local"]
+
+
+class OperatorSettings(BaseSettings):
+    """Everything ``dtpoc-operator`` needs; see services/operator/README.md."""
+
+    model_config = SettingsConfigDict(env_prefix="DTPOC_OPERATOR_", extra="ignore")
+
+    #: ``kubernetes`` (Analytics custom resources, Jobs...) or ``local``
+    #: (Analytics documents in MongoDB, child processes). ``--runtime`` overrides.
+    runtime: Runtime = "kubernetes"
+    #: Log level name.
+    log_level: str = "INFO"
+
+    # --- where Analytics live ----------------------------------------------------------------
+    #: Comma-separated namespaces whose Analytics this operator reconciles.
+    namespaces: str = "default"
+    #: Kubeconfig file; empty: ``$KUBECONFIG``, then the in-cluster service account.
+    kubeconfig: str = ""
+    #: MongoDB connection string of the local Analytics store (local runtime).
+    mongodb_uri: str = Field(
+        default="mongodb://127.0.0.1:27017/",
+        validation_alias=AliasChoices("DTPOC_OPERATOR_MONGODB_URI", "DTPOC_MONGODB_URI"),
+    )
+    #: Milliseconds to wait for MongoDB before a call fails.
+    mongodb_timeout_ms: int = Field(
+        default=5000,
+        gt=0,
+        validation_alias=AliasChoices(
+            "DTPOC_OPERATOR_MONGODB_TIMEOUT_MS", "DTPOC_MONGODB_TIMEOUT_MS"
+        ),
+    )
+    #: Database and collection of the local Analytics store (the orchestrator writes it).
+    local_database: str = "orchestrator"
+    local_collection: str = "analytics"
+
+    # --- outputs and inputs ------------------------------------------------------------------
+    #: Where the operator sees the shared output volume (Kubernetes: its mount of the
+    #: output PVC; local: the folder replicas write under).
+    output_root: Path = Path("/var/lib/dtpoc/outputs")
+    #: Where the local runtime keeps each replica's input folder, pid and exit record;
+    #: empty: ``<output_root>/.local-runtime``.
+    local_state_root: str = ""
+    #: Files service address (``host:port``) the operator uploads outputs to.
+    files_address: str = "127.0.0.1:50051"
+    #: Files address as pods see it (init containers fetch inputs from it);
+    #: empty: the same as ``files_address``.
+    pod_files_address: str = ""
+    #: Image of the init container that fetches inputs: the operator's own image.
+    image: str = ""
+    #: PersistentVolumeClaim of the shared output volume mounted by every replica.
+    output_pvc: str = "dtpoc-outputs"
+    #: IngressClass of a persistent service's Ingress; empty: the cluster default.
+    ingress_class: str = ""
+    #: Host of a persistent service's Ingress rule; empty: any host.
+    ingress_host: str = ""
+
+    # --- pacing ------------------------------------------------------------------------------
+    #: Reconciles running at once (each handles one service).
+    max_parallel_reconciles: int = Field(default=8, ge=1, le=256)
+    #: Output files uploaded at once, across services.
+    max_parallel_uploads: int = Field(default=4, ge=1, le=64)
+    #: Replica processes the local runtime runs at once, across services.
+    local_max_processes: int = Field(default_factory=lambda: max(os.cpu_count() or 1, 1), ge=1)
+    #: Seconds between full resyncs (every service reconciled even without events).
+    resync_seconds: float = Field(default=30.0, gt=0)
+    #: Seconds between polls of the local store (it has no change streams).
+    local_poll_seconds: float = Field(default=1.0, gt=0)
+    #: Seconds a terminated service's replicas get between SIGTERM and SIGKILL
+    #: (local), or to stop before their outputs are collected anyway (Kubernetes).
+    terminate_grace_seconds: float = Field(default=30.0, ge=0)
+    #: Runs of a scheduled service kept in its status (older ones keep their
+    #: outputs in Files, found by the ``run`` metadata).
+    status_max_runs: int = Field(default=20, ge=1)
+    #: Seconds any call to the Files service may take.
+    files_timeout_seconds: float = Field(default=120.0, gt=0)
+    #: Largest gRPC message to Files, in bytes.
+    max_message_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
+
+    # --- probes and metrics ------------------------------------------------------------------
+    #: ``host:port`` of the HTTP server answering ``/healthz`` and ``/readyz``.
+    health_listen: str = "127.0.0.1:8080"
+    #: ``host:port`` of the Prometheus ``/metrics`` endpoint; empty: off.
+    metrics_listen: str = "127.0.0.1:9090"
+
+    # --- test-only fault injection -----------------------------------------------------------
+    #: TEST ONLY. When true the operator SIGKILLs itself right after it uploaded a
+    #: replica's outputs and before it records them in the status, to prove that
+    #: a crash there loses and doubles nothing. Never set it in a deployment.
+    fault_crash_after_upload: bool = False
+
+    def namespace_list(self) -> list[str]:
+        """The watched namespaces, in order, without blanks or repeats."""
+        seen: list[str] = []
+        for part in self.namespaces.split(","):
+            name = part.strip()
+            if name and name not in seen:
+                seen.append(name)
+        return seen
+
+    def state_root(self) -> Path:
+        """The local runtime's state folder."""
+        return (
+            Path(self.local_state_root)
+            if self.local_state_root
+            else (self.output_root / ".local-runtime")
+        )
+
+    def files_address_for_pods(self) -> str:
+        return self.pod_files_address or self.files_address
