@@ -9,6 +9,7 @@ and writes the files the container would have written to its output volume.
 from __future__ import annotations
 
 import json
+
 from tests.operator.conftest import INIT_IMAGE, OUTPUT_PVC, KubeOperator, child_name
 from tests.realdeps import waiting
 from tests.realdeps.kubelet_double import KubeletDouble
@@ -170,4 +171,3 @@ def test_status_is_written_through_the_status_subresource_only(kube_operator: Ku
     assert obj["metadata"]["finalizers"] == ["dtpoc.eng.cam.ac.uk/collect-outputs"]
     annotations = obj["metadata"].get("annotations") or {}
     assert not [k for k in annotations if "kopf" in k]
-    assert Path
