@@ -38,6 +38,7 @@ from tests.platform.orchestrator import (
     drop_databases,
     start_orchestrator_server,
 )
+from tests.realdeps import waiting
 from tests.realdeps.kube import KubeCluster
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -55,16 +56,25 @@ def install_analytics_crd(kube: KubeCluster) -> str:
     """Apply ``infra/crds/analytics.yaml`` (create, or replace if present) and wait Established."""
     manifest = yaml.safe_load(CRD_PATH.read_text())
     name = str(manifest["metadata"]["name"])
-    path = f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}"
+    collection = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
     try:
-        kube.create_crd(manifest)
+        kube.request("POST", collection, body=manifest)
     except ApiException as error:
         if error.status != 409:
             raise
-        current = kube.request("GET", path)
+        current = kube.request("GET", f"{collection}/{name}")
         manifest["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-        kube.request("PUT", path, body=manifest)
-        kube.wait_crd_established(name)
+        kube.request("PUT", f"{collection}/{name}", body=manifest)
+
+    def established() -> bool:
+        # ``status.conditions`` is null until the apiextensions controller has looked.
+        status = kube.request("GET", f"{collection}/{name}").get("status") or {}
+        return any(
+            c.get("type") == "Established" and c.get("status") == "True"
+            for c in status.get("conditions") or []
+        )
+
+    waiting.wait_for(established, timeout=60, what=f"CRD {name} to be Established")
     return name
 
 
@@ -322,6 +332,54 @@ def platform(
         drop_databases(mongodb_uri, {server.database})
 
 
+@pytest.fixture(scope="module", params=BACKENDS)
+def shared_platform(
+    request: pytest.FixtureRequest,
+    mongodb_uri: str,
+    module_files: FilesServer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Platform]:
+    """Like ``platform``, but one per module and backend: for tests that only look at the
+    services they launch themselves (starting processes is most of a test's time)."""
+    namespace = None
+    kube: KubeCluster | None = None
+    operator: OperatorDouble
+    if request.param == "kubernetes":
+        kube = request.getfixturevalue("kube")
+        request.getfixturevalue("analytics_crd")
+        namespace = kube.create_namespace(prefix="orch")
+        server = start_orchestrator_server(
+            mongodb_uri=mongodb_uri,
+            workdir=tmp_path_factory.mktemp("orchestrator"),
+            files_address=module_files.address,
+            backend="kubernetes",
+            kubeconfig_path=kube.kubeconfig_path,
+            namespace=namespace,
+        )
+        operator = KubeOperatorDouble(kube, namespace)
+    else:
+        server = start_orchestrator_server(
+            mongodb_uri=mongodb_uri,
+            workdir=tmp_path_factory.mktemp("orchestrator"),
+            files_address=module_files.address,
+            backend="local",
+        )
+        operator = LocalOperatorDouble(mongodb_uri, server.database)
+    result = Platform(
+        orchestrator=server, files=module_files, operator=operator, mongodb_uri=mongodb_uri
+    )
+    try:
+        yield result
+    finally:
+        result.close()
+        server.stop()
+        if isinstance(operator, LocalOperatorDouble):
+            operator.close()
+        if kube is not None and namespace is not None:
+            kube.delete_namespace(namespace)
+        drop_databases(mongodb_uri, {server.database})
+
+
 @pytest.fixture(scope="module")
 def module_files(
     mongodb_uri: str, tmp_path_factory: pytest.TempPathFactory
@@ -369,3 +427,73 @@ def b64(data: bytes) -> str:
 
 Stub = orchestrator_pb2_grpc.OrchestratorServiceStub
 RpcCall = Callable[..., Any]
+
+
+def service_account_kubeconfig(
+    kube: KubeCluster, *, namespace: str, verbs: list[str], path: Path
+) -> Path:
+    """A kubeconfig for a new service account allowed only ``verbs`` on analytics.
+
+    The token comes from the real TokenRequest API and RBAC is the API
+    server's own, so a refusal is exactly what a badly bound orchestrator
+    would meet.
+    """
+    name = f"limited-{uuid.uuid4().hex[:6]}"
+    kube.request(
+        "POST",
+        f"/api/v1/namespaces/{namespace}/serviceaccounts",
+        body={"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name}},
+    )
+    kube.request(
+        "POST",
+        f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/roles",
+        body={
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": name},
+            "rules": [{"apiGroups": ["eng.cam.ac.uk"], "resources": ["analytics"], "verbs": verbs}],
+        },
+    )
+    kube.request(
+        "POST",
+        f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/rolebindings",
+        body={
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": name},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
+        },
+    )
+    token = kube.request(
+        "POST",
+        f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token",
+        body={
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {"expirationSeconds": 3600},
+        },
+    )["status"]["token"]
+    admin = yaml.safe_load(kube.kubeconfig_path.read_text())
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": admin["clusters"],
+        "users": [{"name": name, "user": {"token": token}}],
+        "contexts": [
+            {"name": name, "context": {"cluster": admin["clusters"][0]["name"], "user": name}}
+        ],
+        "current-context": name,
+    }
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)
+    return path
+
+
+def unreachable_kubeconfig(kube: KubeCluster, *, port: int, path: Path) -> Path:
+    """The admin kubeconfig pointed at a loopback port where nothing listens."""
+    config = yaml.safe_load(kube.kubeconfig_path.read_text())
+    config["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{port}"
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)
+    return path

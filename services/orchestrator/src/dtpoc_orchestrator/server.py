@@ -19,7 +19,7 @@ from dtpoc_common import errors
 from dtpoc_common import logging as dlog
 from dtpoc_common.grpcserver import Registration
 from dtpoc_orchestrator import service, servicer, settings, store
-from dtpoc_orchestrator.adapters import files, kubernetes, local, mongo, records
+from dtpoc_orchestrator.adapters import files, local, mongo, records
 
 log = dlog.get_logger(__name__)
 
@@ -38,6 +38,10 @@ async def build_store(
         return local.LocalAnalyticsStore(
             collection, namespace=config.namespace, poll_seconds=config.watch_poll_seconds
         )
+    # Imported here: the Kubernetes client takes seconds to import, which the local
+    # runtime need not pay at every start.
+    from dtpoc_orchestrator.adapters import kubernetes
+
     return await kubernetes.KubernetesAnalyticsStore.connect(
         kubeconfig=config.kubeconfig,
         namespace=config.namespace,

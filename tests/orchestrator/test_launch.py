@@ -1,0 +1,385 @@
+"""Launching: what is written where, and that a failed launch leaves nothing behind."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from bson import ObjectId
+
+from dtpoc.analytics.v1alpha1 import analytics_pb2
+from dtpoc.orchestrator.v1alpha1 import orchestrator_pb2, orchestrator_pb2_grpc
+from dtpoc_common import analytics
+from tests.orchestrator.conftest import (
+    CALL_TIMEOUT,
+    KubeOperatorDouble,
+    LocalOperatorDouble,
+    Platform,
+    launch_request,
+    service_account_kubeconfig,
+    unreachable_kubeconfig,
+)
+from tests.platform.files import FilesServer
+from tests.platform.orchestrator import OrchestratorServer
+from tests.realdeps import ports
+from tests.realdeps.kube import KubeCluster
+
+
+def _stub(server: OrchestratorServer) -> orchestrator_pb2_grpc.OrchestratorServiceStub:
+    return orchestrator_pb2_grpc.OrchestratorServiceStub(grpc.insecure_channel(server.address))
+
+
+def test_launch_writes_the_record_and_the_resource(platform: Platform) -> None:
+    input_id = platform.upload("input.xlsx", b"workbook bytes")
+    service_id = platform.launch(
+        image="ghcr.io/cam-digital-hospitals/digital-hosp-des",
+        version="2.1",
+        description="Histopathology lab simulation",
+        env={"INPUT_EXCEL_FILE": "/input/input.xlsx", "SIM_HOURS": "1176"},
+        mount_files={input_id: "input.xlsx"},
+        ana={
+            "job_type": "ondemand",
+            "reps": 3,
+            "parallelism": 2,
+            "backoff_limit_per_index": 1,
+            "active_deadline_seconds": 7200,
+            "ttl_seconds_after_finished": 600,
+        },
+        command=["python", "-m", "histolab"],
+        args=["--fast"],
+        resources={"requests": {"cpu": "500m"}, "limits": {"memory": "1Gi"}},
+        labels={"app.kubernetes.io/part-of": "histolab"},
+    )
+    assert ObjectId.is_valid(service_id) and len(service_id) == 24
+
+    record = platform.records().find_one({"_id": ObjectId(service_id)})
+    assert record is not None
+    assert record["state"] == "launched"
+    assert record["terminated_at"] is None
+    assert record["input_file_ids"] == [input_id]
+    assert abs(record["created_at"] - time.time()) < 600
+
+    resource = platform.operator.resource(service_id)
+    assert resource is not None
+    assert resource["metadata"]["name"] == service_id
+    assert resource["metadata"]["namespace"] == platform.orchestrator.namespace
+    assert resource["metadata"]["labels"] == {
+        "app.kubernetes.io/part-of": "histolab",
+        analytics.LABEL_SERVICE_ID: service_id,
+    }
+    assert resource["spec"] == {
+        "image": "ghcr.io/cam-digital-hospitals/digital-hosp-des",
+        "version": "2.1",
+        "description": "Histopathology lab simulation",
+        "jobType": "ondemand",
+        "reps": 3,
+        "env": {"INPUT_EXCEL_FILE": "/input/input.xlsx", "SIM_HOURS": "1176"},
+        "command": ["python", "-m", "histolab"],
+        "args": ["--fast"],
+        "parallelism": 2,
+        "backoffLimitPerIndex": 1,
+        "activeDeadlineSeconds": 7200,
+        "ttlSecondsAfterFinished": 600,
+        "resources": {"requests": {"cpu": "500m"}, "limits": {"memory": "1Gi"}},
+        "inputFiles": {input_id: "input.xlsx"},
+    }
+    assert not resource.get("status")  # only the operator writes status
+
+    got = platform.stub().GetService(
+        orchestrator_pb2.GetServiceRequest(id=service_id), timeout=CALL_TIMEOUT
+    )
+    service = got.service
+    assert (service.image, service.version, service.reps, service.job_type) == (
+        "ghcr.io/cam-digital-hospitals/digital-hosp-des",
+        "2.1",
+        3,
+        "ondemand",
+    )
+    assert dict(service.mount_files) == {input_id: "input.xlsx"}
+    assert dict(service.labels) == {"app.kubernetes.io/part-of": "histolab"}
+    assert list(service.command) == ["python", "-m", "histolab"]
+    assert not service.HasField("terminated_at")
+
+
+def test_scheduled_and_persistent_launches_map_their_fields(platform: Platform) -> None:
+    scheduled = platform.launch(ana={"job_type": "scheduled", "reps": 2, "schedule": "0 6 * * *"})
+    persistent = platform.launch(port=8080, ana={"job_type": "persistent"})
+    scheduled_spec = platform.operator.resource(scheduled)["spec"]  # type: ignore[index]
+    persistent_spec = platform.operator.resource(persistent)["spec"]  # type: ignore[index]
+    assert (scheduled_spec["jobType"], scheduled_spec["reps"], scheduled_spec["schedule"]) == (
+        "scheduled",
+        2,
+        "0 6 * * *",
+    )
+    assert "port" not in scheduled_spec
+    assert persistent_spec["jobType"] == "persistent"
+    assert persistent_spec["port"] == 8080
+    assert "reps" not in persistent_spec
+    service = (
+        platform.stub()
+        .GetService(orchestrator_pb2.GetServiceRequest(id=persistent), timeout=CALL_TIMEOUT)
+        .service
+    )
+    assert service.port == 8080 and service.reps == 0
+
+
+def _nothing_written(platform: Platform, names_before: set[str]) -> None:
+    assert platform.records().count_documents({}) == 0
+    assert platform.operator.resource_names() == names_before
+
+
+def test_a_missing_input_file_is_not_found_and_writes_nothing(platform: Platform) -> None:
+    present = platform.upload("a.xlsx", b"a")
+    missing = str(ObjectId())
+    names_before = platform.operator.resource_names()
+    with pytest.raises(grpc.RpcError) as raised:
+        platform.launch(mount_files={present: "a.xlsx", missing: "b.xlsx"})
+    assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+    assert raised.value.details() == (
+        f"mount_files: file {missing} does not exist in the files service"
+    )
+    _nothing_written(platform, names_before)
+
+
+def test_files_down_is_unavailable_and_writes_nothing(
+    orchestrator_server_factory: Callable[..., OrchestratorServer], mongodb_uri: str
+) -> None:
+    nowhere = f"127.0.0.1:{ports.free_port()}"
+    server = orchestrator_server_factory(
+        files_address=nowhere, DTPOC_ORCHESTRATOR_FILES_TIMEOUT_SECONDS="2"
+    )
+    request = launch_request(mount_files={str(ObjectId()): "in.xlsx"})
+    with pytest.raises(grpc.RpcError) as raised:
+        _stub(server).LaunchService(request, timeout=CALL_TIMEOUT)
+    assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert f"files service unreachable at {nowhere}" in (raised.value.details() or "")
+    local = LocalOperatorDouble(mongodb_uri, server.database)
+    try:
+        assert local.resource_names() == set()
+        assert local._client[server.database]["services"].count_documents({}) == 0
+    finally:
+        local.close()
+
+
+def test_launch_without_input_files_does_not_need_files(
+    orchestrator_server_factory: Callable[..., OrchestratorServer],
+) -> None:
+    server = orchestrator_server_factory(files_address=f"127.0.0.1:{ports.free_port()}")
+    response = _stub(server).LaunchService(launch_request(), timeout=CALL_TIMEOUT)
+    assert len(response.id) == 24
+
+
+def _kube_server(
+    factory: Callable[..., OrchestratorServer],
+    files_server: FilesServer,
+    *,
+    kubeconfig: Path,
+    namespace: str,
+) -> OrchestratorServer:
+    return factory(
+        files_address=files_server.address,
+        backend="kubernetes",
+        kubeconfig_path=kubeconfig,
+        namespace=namespace,
+    )
+
+
+def _record_count(mongodb_uri: str, server: OrchestratorServer) -> int:
+    local = LocalOperatorDouble(mongodb_uri, server.database)
+    try:
+        return int(local._client[server.database]["services"].count_documents({}))
+    finally:
+        local.close()
+
+
+def test_a_missing_namespace_fails_the_launch_without_an_orphan_record(
+    orchestrator_server_factory: Callable[..., OrchestratorServer],
+    files_server: FilesServer,
+    kube: KubeCluster,
+    analytics_crd: str,
+    mongodb_uri: str,
+) -> None:
+    server = _kube_server(
+        orchestrator_server_factory,
+        files_server,
+        kubeconfig=kube.kubeconfig_path,
+        namespace="namespace-that-does-not-exist",
+    )
+    with pytest.raises(grpc.RpcError) as raised:
+        _stub(server).LaunchService(launch_request(backend="kubernetes"), timeout=CALL_TIMEOUT)
+    assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    details = raised.value.details() or ""
+    assert "namespace-that-does-not-exist" in details
+    assert _record_count(mongodb_uri, server) == 0
+    listed = _stub(server).ListServices(orchestrator_pb2.ListServicesRequest(), timeout=10)
+    assert list(listed.services) == []
+
+
+def test_rbac_refusal_is_permission_denied_without_an_orphan_record(
+    orchestrator_server_factory: Callable[..., OrchestratorServer],
+    files_server: FilesServer,
+    kube: KubeCluster,
+    analytics_crd: str,
+    kube_namespace: str,
+    mongodb_uri: str,
+    tmp_path: Path,
+) -> None:
+    kubeconfig = service_account_kubeconfig(
+        kube, namespace=kube_namespace, verbs=["get", "list", "watch"], path=tmp_path / "kc"
+    )
+    server = _kube_server(
+        orchestrator_server_factory, files_server, kubeconfig=kubeconfig, namespace=kube_namespace
+    )
+    with pytest.raises(grpc.RpcError) as raised:
+        _stub(server).LaunchService(launch_request(backend="kubernetes"), timeout=CALL_TIMEOUT)
+    assert raised.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    details = raised.value.details() or ""
+    assert details.startswith("the Kubernetes API server refused to create Analytics")
+    assert "forbidden" in details
+    assert _record_count(mongodb_uri, server) == 0
+    assert KubeOperatorDouble(kube, kube_namespace).resource_names() == set()
+
+
+def test_an_unreachable_apiserver_is_unavailable_and_nothing_is_shown(
+    orchestrator_server_factory: Callable[..., OrchestratorServer],
+    files_server: FilesServer,
+    kube: KubeCluster,
+    mongodb_uri: str,
+    tmp_path: Path,
+) -> None:
+    kubeconfig = unreachable_kubeconfig(kube, port=ports.free_port(), path=tmp_path / "kc")
+    server = _kube_server(
+        orchestrator_server_factory, files_server, kubeconfig=kubeconfig, namespace="default"
+    )
+    stub = _stub(server)
+    with pytest.raises(grpc.RpcError) as raised:
+        stub.LaunchService(launch_request(backend="kubernetes"), timeout=CALL_TIMEOUT)
+    assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "Kubernetes API server is unreachable" in (raised.value.details() or "")
+    # The outcome of the write is unknown, so the record may stay "creating" until the
+    # apiserver answers again - but it is never shown as a service.
+    local = LocalOperatorDouble(mongodb_uri, server.database)
+    try:
+        records = list(local._client[server.database]["services"].find())
+    finally:
+        local.close()
+    assert all(r["state"] == "creating" for r in records)
+    with pytest.raises(grpc.RpcError) as raised:
+        stub.ListServices(orchestrator_pb2.ListServicesRequest(), timeout=CALL_TIMEOUT)
+    assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def _insert_creating_record(platform: Platform, *, age_seconds: float) -> str:
+    """The state a crash between "record inserted" and "resource written" leaves."""
+    service_id = str(ObjectId())
+    spec = analytics_pb2.AnalyticsSpec(
+        image="ghcr.io/example/sim", version="1", job_type="ondemand", reps=1
+    )
+    platform.records().insert_one(
+        {
+            "_id": ObjectId(service_id),
+            "state": "creating",
+            "created_at": time.time() - age_seconds,
+            "terminated_at": None,
+            "spec": analytics.spec_to_dict(spec),
+            "labels": {},
+            "input_file_ids": [],
+            "namespace": platform.orchestrator.namespace,
+            "backend": platform.backend,
+            "last_status": None,
+        }
+    )
+    return service_id
+
+
+def _write_resource_as_a_crashed_launch_did(platform: Platform, service_id: str) -> None:
+    spec = analytics_pb2.AnalyticsSpec(
+        image="ghcr.io/example/sim", version="1", job_type="ondemand", reps=1
+    )
+    operator = platform.operator
+    if isinstance(operator, LocalOperatorDouble):
+        import datetime as dt
+
+        operator._collection.insert_one(
+            analytics.local_document(
+                service_id=service_id,
+                namespace=platform.orchestrator.namespace,
+                spec=spec,
+                created_at=dt.datetime.now(dt.UTC),
+            )
+        )
+    else:
+        assert isinstance(operator, KubeOperatorDouble)
+        operator._kube.request(
+            "POST",
+            operator._path,
+            body=analytics.build_resource(
+                service_id=service_id, namespace=platform.orchestrator.namespace, spec=spec
+            ),
+        )
+
+
+def _ids(platform: Platform) -> list[str]:
+    listed = platform.stub().ListServices(
+        orchestrator_pb2.ListServicesRequest(limit=100), timeout=CALL_TIMEOUT
+    )
+    return [s.id for s in listed.services]
+
+
+def test_a_crashed_launch_without_resource_is_removed_after_the_grace_period(
+    platform: Platform,
+) -> None:
+    stale = _insert_creating_record(platform, age_seconds=3600)
+    fresh = _insert_creating_record(platform, age_seconds=0)
+    assert _ids(platform) == []
+    # The stale one is gone for good; the fresh one (a launch in progress) stays hidden.
+    assert platform.records().find_one({"_id": ObjectId(stale)}) is None
+    assert platform.records().find_one({"_id": ObjectId(fresh)})["state"] == "creating"  # type: ignore[index]
+    with pytest.raises(grpc.RpcError) as raised:
+        platform.stub().GetService(orchestrator_pb2.GetServiceRequest(id=fresh), timeout=10)
+    assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_a_crashed_launch_whose_resource_exists_is_completed(platform: Platform) -> None:
+    service_id = _insert_creating_record(platform, age_seconds=3600)
+    _write_resource_as_a_crashed_launch_did(platform, service_id)
+    got = platform.stub().GetService(
+        orchestrator_pb2.GetServiceRequest(id=service_id), timeout=CALL_TIMEOUT
+    )
+    assert got.service.id == service_id
+    assert got.service.phase == "pending"
+    assert platform.records().find_one({"_id": ObjectId(service_id)})["state"] == "launched"  # type: ignore[index]
+    assert _ids(platform) == [service_id]
+
+
+def test_database_down_is_unavailable_database_unreachable(
+    orchestrator_server_factory: Callable[..., OrchestratorServer], files_server: FilesServer
+) -> None:
+    server = orchestrator_server_factory(
+        files_address=files_server.address,
+        DTPOC_ORCHESTRATOR_MONGODB_URI=f"mongodb://127.0.0.1:{ports.free_port()}/",
+        DTPOC_ORCHESTRATOR_MONGODB_TIMEOUT_MS="500",
+    )
+    stub = _stub(server)
+    calls: list[Callable[[], Any]] = [
+        lambda: stub.Healthz(orchestrator_pb2.HealthzRequest(), timeout=CALL_TIMEOUT),
+        lambda: stub.LaunchService(launch_request(), timeout=CALL_TIMEOUT),
+        lambda: stub.ListServices(orchestrator_pb2.ListServicesRequest(), timeout=CALL_TIMEOUT),
+        lambda: stub.GetFileUsage(
+            orchestrator_pb2.GetFileUsageRequest(file_id=str(ObjectId())), timeout=CALL_TIMEOUT
+        ),
+    ]
+    for call in calls:
+        with pytest.raises(grpc.RpcError) as raised:
+            call()
+        assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert raised.value.details() == "database unreachable"
+
+
+def test_healthz_answers_ok(local_platform: Platform) -> None:
+    response = local_platform.stub().Healthz(orchestrator_pb2.HealthzRequest(), timeout=10)
+    assert response.status == "ok"
