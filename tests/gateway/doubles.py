@@ -13,8 +13,9 @@ Scripted behaviour, documented so tests can rely on it:
   ``double says <CODE>``; any other unknown id answers NOT_FOUND.
 * ``WatchService`` sends the statuses in ``watch_script`` (one per
   ``watch_gap`` seconds), then ends; with ``abort-<CODE>`` it fails at once;
-  with ``<id>/fail-late`` semantics see :attr:`OrchestratorDouble.fail_after`.
-* ``GetServiceStatus`` for an id in ``slow_ids`` answers after 5 s, or
+  with :attr:`OrchestratorDouble.fail_after` set it fails after the first
+  message; a caller that goes away is recorded as ``WatchService cancelled``.
+* ``GetServiceStatus`` for an id in ``slow_ids`` answers after ``slow_seconds``, or
   when the caller's deadline passes, whichever comes first.
 * Every request received is appended to ``received`` (method name, message).
 
@@ -65,6 +66,8 @@ class OrchestratorDouble(pb_grpc.OrchestratorServiceServicer):
     def __init__(self) -> None:
         self.services: dict[str, pb.Service] = {}
         self.received: list[tuple[str, Any]] = []
+        #: Invocation metadata of each GetServiceStatus call.
+        self.metadata: list[dict[str, Any]] = []
         self.watch_script: list[pb.ServiceStatus] = [
             pb.ServiceStatus(status="running", phase="running", active_runs=2, total_runs=2),
             pb.ServiceStatus(
@@ -73,8 +76,9 @@ class OrchestratorDouble(pb_grpc.OrchestratorServiceServicer):
             pb.ServiceStatus(status="ok", phase="succeeded", succeeded_runs=2, total_runs=2),
         ]
         self.watch_gap = 0.05
-        #: Ids whose GetServiceStatus takes 5 s (or until the caller gives up).
+        #: Ids whose GetServiceStatus takes ``slow_seconds`` (or until the caller gives up).
         self.slow_ids: set[str] = set()
+        self.slow_seconds = 5.0
         #: When set, WatchService fails with this code after the first message.
         self.fail_after: grpc.StatusCode | None = None
         self._lock = threading.Lock()
@@ -145,8 +149,10 @@ class OrchestratorDouble(pb_grpc.OrchestratorServiceServicer):
         self, request: pb.GetServiceStatusRequest, context: grpc.ServicerContext
     ) -> pb.GetServiceStatusResponse:
         self._record("GetServiceStatus", request)
+        with self._lock:
+            self.metadata.append(dict(context.invocation_metadata()))
         if request.id in self.slow_ids:
-            deadline = time.monotonic() + 5.0
+            deadline = time.monotonic() + self.slow_seconds
             while context.is_active() and time.monotonic() < deadline:
                 time.sleep(0.01)
         service = self._find(request.id, context)
@@ -202,7 +208,12 @@ class OrchestratorDouble(pb_grpc.OrchestratorServiceServicer):
         self._find(request.id, context)
         for index, status in enumerate(self.watch_script):
             if index:
-                time.sleep(self.watch_gap)
+                deadline = time.monotonic() + self.watch_gap
+                while context.is_active() and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                if not context.is_active():
+                    self._record("WatchService cancelled", request)
+                    return
             yield pb.WatchServiceResponse(status=status)
             if self.fail_after is not None:
                 context.abort(self.fail_after, f"double says {self.fail_after.name}")

@@ -25,6 +25,9 @@ from tests.gateway import synthetic
 from tests.gateway.conftest import PREFIX
 from tests.platform import gateway
 
+#: One client for the module; a generous timeout for a busy shared machine.
+http = httpx.Client(timeout=30.0)
+
 
 def declared_bindings(files: descriptor_pb2.FileDescriptorSet) -> set[tuple[str, str]]:
     found: set[tuple[str, str]] = set()
@@ -134,7 +137,7 @@ def test_query_parameters_of_every_kind(shelves: tuple[synthetic.ShelfDouble, st
         ("limit", "0"),
         ("ratio", "0.5"),
     ]
-    answer = httpx.get(f"{base_url}{PREFIX}/testonly/shelves/s1:search", params=query)
+    answer = http.get(f"{base_url}{PREFIX}/testonly/shelves/s1:search", params=query)
     assert answer.status_code == 200, answer.text
     assert answer.json() == {
         "name": "shelves/s1",
@@ -156,7 +159,7 @@ def test_zero_values_are_printed_and_optional_unset_is_not(
     shelves: tuple[synthetic.ShelfDouble, str],
 ) -> None:
     _double, base_url = shelves
-    answer = httpx.get(f"{base_url}/testonly/shelves/empty:search")
+    answer = http.get(f"{base_url}/testonly/shelves/empty:search")
     assert answer.status_code == 200
     body = answer.json()
     assert body["tags"] == [] and body["big"] == 0 and body["flag"] is False
@@ -181,7 +184,7 @@ def test_bad_query_parameters_name_the_field(
     shelves: tuple[synthetic.ShelfDouble, str], query: dict[str, str], field: str
 ) -> None:
     _double, base_url = shelves
-    answer = httpx.get(f"{base_url}{PREFIX}/testonly/shelves/s1:search", params=query)
+    answer = http.get(f"{base_url}{PREFIX}/testonly/shelves/s1:search", params=query)
     assert answer.status_code == 400, answer.text
     body = answer.json()
     assert field in body["message"]
@@ -192,14 +195,14 @@ def test_body_field_nested_path_variable_and_success_code(
     shelves: tuple[synthetic.ShelfDouble, str],
 ) -> None:
     double, base_url = shelves
-    created = httpx.post(
+    created = http.post(
         f"{base_url}{PREFIX}/testonly/shelves/s2/books", json={"title": "Dune", "pages": "412"}
     )
     assert created.status_code == 201, created.text
     assert created.json() == {"title": "shelves/s2/Dune", "pages": 412}
 
     # Additional binding: another verb, and {book.title} set from the path over the body.
-    replaced = httpx.put(
+    replaced = http.put(
         f"{base_url}{PREFIX}/testonly/shelves/s2/books/Emma", json={"title": "ignored", "pages": 3}
     )
     assert replaced.status_code == 201, replaced.text
@@ -207,7 +210,7 @@ def test_body_field_nested_path_variable_and_success_code(
     assert double.received[-1].book.title == "Emma"
 
     # body: "book" means the body is the Book itself; a CreateBookRequest field is unknown.
-    wrong = httpx.post(f"{base_url}{PREFIX}/testonly/shelves/s2/books", json={"book": {}})
+    wrong = http.post(f"{base_url}{PREFIX}/testonly/shelves/s2/books", json={"book": {}})
     assert wrong.status_code == 400
     assert "book" in wrong.json()["message"]
 
@@ -216,8 +219,8 @@ def test_multi_segment_variables_do_not_match_other_shapes(
     shelves: tuple[synthetic.ShelfDouble, str],
 ) -> None:
     _double, base_url = shelves
-    assert httpx.get(f"{base_url}{PREFIX}/testonly/racks/s1:search").status_code == 404
-    assert httpx.get(f"{base_url}{PREFIX}/testonly/shelves/a/b:search").status_code == 404
+    assert http.get(f"{base_url}{PREFIX}/testonly/racks/s1:search").status_code == 404
+    assert http.get(f"{base_url}{PREFIX}/testonly/shelves/a/b:search").status_code == 404
 
 
 # -- path templates ------------------------------------------------------------------
