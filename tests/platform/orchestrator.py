@@ -3,7 +3,7 @@
 Fixtures:
 
 ``orchestrator_server_factory`` -> ``start(*, files_address, backend="local",
-kubeconfig_path=None, namespace=None, wait_serving=True, **env_overrides)
+kubeconfig_path=None, namespace=None, wait_serving=True, args=(), **env_overrides)
 -> OrchestratorServer``
     Starts ``dtpoc-orchestrator`` as a subprocess on a free loopback port (the
     server binds port 0 and logs the port it got) against the ``mongodb_uri``
@@ -14,6 +14,7 @@ kubeconfig_path=None, namespace=None, wait_serving=True, **env_overrides)
     Analytics CRD must be installed). Ready when gRPC health answers SERVING
     (deadline :data:`READY_TIMEOUT`). ``env_overrides`` are more
     ``DTPOC_ORCHESTRATOR_*`` variables (e.g. ``DTPOC_ORCHESTRATOR_CREATING_GRACE_SECONDS``).
+    ``args`` are command-line arguments (e.g. ``["--backend", "local"]``).
     Every server started is stopped (SIGTERM, then SIGKILL) after the test
     and its database dropped.
 
@@ -36,7 +37,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,6 +87,7 @@ def start_orchestrator_server(
     namespace: str | None = None,
     wait_serving: bool = True,
     env_overrides: dict[str, str] | None = None,
+    args: Sequence[str] = (),
 ) -> OrchestratorServer:
     """Start ``dtpoc-orchestrator`` and wait until it serves (see the module docstring)."""
     if backend == "kubernetes" and (kubeconfig_path is None or namespace is None):
@@ -109,7 +111,7 @@ def start_orchestrator_server(
     log_path = workdir / f"dtpoc-orchestrator-{database}-{uuid.uuid4().hex[:6]}.log"
     server = processes.ServerProcess(
         name="dtpoc-orchestrator",
-        argv=[orchestrator_executable()],
+        argv=[orchestrator_executable(), *args],
         log_path=log_path,
         env=env,
         cwd=workdir,
@@ -165,6 +167,7 @@ def orchestrator_server_factory(
         kubeconfig_path: Path | str | None = None,
         namespace: str | None = None,
         wait_serving: bool = True,
+        args: Sequence[str] = (),
         **env_overrides: str,
     ) -> OrchestratorServer:
         server = start_orchestrator_server(
@@ -176,6 +179,7 @@ def orchestrator_server_factory(
             namespace=namespace,
             wait_serving=wait_serving,
             env_overrides=env_overrides,
+            args=args,
         )
         started.append(server)
         return server

@@ -13,6 +13,11 @@ from dtpoc_common import logging as dlog
 from dtpoc_orchestrator import server
 from dtpoc_orchestrator.settings import BACKEND_KUBERNETES, BACKEND_LOCAL, OrchestratorSettings
 
+log = dlog.get_logger("dtpoc_orchestrator")
+
+#: Exit status when the configuration does not allow starting.
+EXIT_CONFIGURATION = 2
+
 
 async def _run(settings: OrchestratorSettings) -> None:
     registrations, cleanup = await server.build(settings)
@@ -34,7 +39,11 @@ def main(argv: list[str] | None = None) -> None:
     if options.backend:
         settings = settings.model_copy(update={"backend": options.backend})
     dlog.configure(settings.log_level)
-    asyncio.run(_run(settings))
+    try:
+        asyncio.run(_run(settings))
+    except server.StartupError as exc:
+        log.error("cannot start", reason=str(exc))
+        raise SystemExit(EXIT_CONFIGURATION) from None
 
 
 if __name__ == "__main__":

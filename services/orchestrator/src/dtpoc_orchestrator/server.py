@@ -29,6 +29,10 @@ INDEX_RETRY_SECONDS = 5.0
 Cleanup = Callable[[], Awaitable[None]]
 
 
+class StartupError(RuntimeError):
+    """The settings do not allow the process to start; the message says why."""
+
+
 async def build_store(
     config: settings.OrchestratorSettings, client: AsyncMongoClient[mongo.Document]
 ) -> store.AnalyticsStore:
@@ -42,12 +46,15 @@ async def build_store(
     # runtime need not pay at every start.
     from dtpoc_orchestrator.adapters import kubernetes
 
-    return await kubernetes.KubernetesAnalyticsStore.connect(
-        kubeconfig=config.kubeconfig,
-        namespace=config.namespace,
-        timeout_seconds=config.kube_timeout_seconds,
-        watch_renew_seconds=config.watch_renew_seconds,
-    )
+    try:
+        return await kubernetes.KubernetesAnalyticsStore.connect(
+            kubeconfig=config.kubeconfig,
+            namespace=config.namespace,
+            timeout_seconds=config.kube_timeout_seconds,
+            watch_renew_seconds=config.watch_renew_seconds,
+        )
+    except kubernetes.ConfigurationError as exc:
+        raise StartupError(str(exc)) from exc
 
 
 async def build(

@@ -36,15 +36,32 @@ log = dlog.get_logger(__name__)
 BACKEND = "kubernetes"
 
 
+class ConfigurationError(RuntimeError):
+    """No usable Kubernetes configuration: the process cannot start."""
+
+
 async def load_configuration(kubeconfig: Path | None) -> client.Configuration:
     """Client configuration from a kubeconfig file, else the pod's service account."""
     configuration = client.Configuration()
-    if kubeconfig is not None:
-        await config.load_kube_config(
-            config_file=str(kubeconfig), client_configuration=configuration
+    if kubeconfig is not None and not await asyncio.to_thread(kubeconfig.is_file):
+        raise ConfigurationError(f"the kubeconfig {kubeconfig} does not exist")
+    try:
+        if kubeconfig is not None:
+            await config.load_kube_config(
+                config_file=str(kubeconfig), client_configuration=configuration
+            )
+        else:
+            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    except (config.ConfigException, OSError, ValueError) as exc:
+        where = (
+            f"the kubeconfig {kubeconfig}"
+            if kubeconfig is not None
+            else "the in-cluster service account (set DTPOC_ORCHESTRATOR_KUBECONFIG outside a "
+            "cluster, or DTPOC_ORCHESTRATOR_BACKEND=local)"
         )
-    else:
-        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        raise ConfigurationError(
+            f"cannot load a Kubernetes configuration from {where}: {exc}"
+        ) from exc
     return configuration
 
 
