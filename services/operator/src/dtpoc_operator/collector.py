@@ -246,8 +246,8 @@ class OutputCollector:
             path.unlink(missing_ok=True)
         if not folder.is_dir() or folder.is_symlink():
             return
-        for root, _dirs, names in os.walk(folder, followlinks=False):
-            for name in names:
+        for root, dirs, names in os.walk(folder, followlinks=False):
+            for name in [*dirs, *names]:  # a link to a folder is listed among dirs
                 link = Path(root) / name
                 if link.is_symlink():
                     link.unlink(missing_ok=True)  # the link itself, never its target
