@@ -59,6 +59,7 @@ def _serve() -> int:
             access_log=False,
             server_header=False,
             timeout_graceful_shutdown=int(config.shutdown_grace_seconds) or None,
+            timeout_keep_alive=config.keep_alive_seconds,
             lifespan="on",
         )
     )

@@ -53,6 +53,9 @@ class GatewaySettings(BaseSettings):
     log_level: str = "INFO"
     #: Seconds in-flight requests get to finish on SIGTERM.
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+    #: Seconds an idle keep-alive connection stays open; longer than a proxy's idle
+    #: timeout (nginx: 60 s) so that the proxy, not the gateway, closes first.
+    keep_alive_seconds: int = Field(default=75, ge=1)
 
     #: ``host:port`` of the Files service (``dtpoc.files.v1alpha1.FilesService``).
     files_address: str | None = None
