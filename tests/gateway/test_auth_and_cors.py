@@ -88,6 +88,8 @@ def test_health_readiness_and_docs_stay_open(secured: gateway.GatewayServer) -> 
         f"{PREFIX}/docs",
         f"{PREFIX}/docs/init.js",
         f"{PREFIX}/docs/static/swagger-ui-bundle.js",
+        "/docs",
+        "/openapi.json",
     ):
         assert http.get(secured.url(path)).status_code == 200, path
 

@@ -209,6 +209,17 @@ def test_upload_over_the_limit_answers_413(files_server: FilesServer, gateway_se
         assert listed.json() == []
 
 
+def test_the_files_service_size_limit_is_413_too(
+    files_server_factory: Any, gateway_server: Any
+) -> None:
+    small_files = files_server_factory(DTPOC_FILES_MAX_UPLOAD_BYTES=str(MIB))
+    server = gateway_server(files_address=small_files.address)
+    with httpx.Client(base_url=server.base_url + PREFIX, timeout=60.0) as client:
+        answer = upload(client, "too-big.bin", bytes(2 * MIB))
+    assert answer.status_code == 413, answer.text
+    assert answer.json()["status"] == "RESOURCE_EXHAUSTED"
+
+
 def test_expected_sha256_from_the_query_reaches_the_header(rest: httpx.Client) -> None:
     data = b"checked content"
     wrong = rest.post(

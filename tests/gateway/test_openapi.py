@@ -97,6 +97,9 @@ def test_docs_page_uses_only_local_assets(api: httpx.Client) -> None:
         assert api.get(source).status_code == 200, source
     init = api.get(f"{PREFIX}/docs/init.js").text
     assert DOC_URL in init and "http" not in init
+    # Where the original (FastAPI) served them, too.
+    assert api.get("/docs").text == page.text
+    assert api.get("/openapi.json").json() == api.get(DOC_URL).json()
 
 
 # -- schemathesis: the document describes what the gateway answers --------------------

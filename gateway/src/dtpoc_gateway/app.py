@@ -148,7 +148,9 @@ def build(config: settings.GatewaySettings) -> FastAPI:
         [
             Route("/readyz", _ok, methods=["GET"], include_in_schema=False),
             Route("/livez", _ok, methods=["GET"], include_in_schema=False),
-            *docs.routes(document, prefix=config.api_prefix),
+            *docs.routes(
+                document, prefix=config.api_prefix, also_at_root=config.serve_without_prefix
+            ),
             *(item.route for item in built),
         ]
     )

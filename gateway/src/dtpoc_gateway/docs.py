@@ -54,8 +54,12 @@ _INIT = """window.onload = function () {{
 """
 
 
-def routes(document: dict[str, Any], *, prefix: str) -> list[BaseRoute]:
-    """``<prefix>/openapi.json``, ``<prefix>/docs`` and the Swagger UI assets."""
+def routes(document: dict[str, Any], *, prefix: str, also_at_root: bool) -> list[BaseRoute]:
+    """``<prefix>/openapi.json``, ``<prefix>/docs`` and the Swagger UI assets.
+
+    With ``also_at_root`` the same answer at ``/openapi.json`` and ``/docs``
+    too, where the original (FastAPI) served them.
+    """
     docs = f"{prefix}/docs"
     static = f"{docs}/static"
     spec_url = f"{prefix}/openapi.json"
@@ -72,9 +76,13 @@ def routes(document: dict[str, Any], *, prefix: str) -> list[BaseRoute]:
     async def init_js(request: Request) -> Response:
         return Response(init, media_type="text/javascript")
 
-    return [
-        Route(spec_url, openapi_json, methods=["GET"], include_in_schema=False),
-        Route(docs, docs_page, methods=["GET"], include_in_schema=False),
-        Route(f"{docs}/init.js", init_js, methods=["GET"], include_in_schema=False),
-        Mount(static, app=StaticFiles(directory=Path(str(swagger_ui_path))), name="swagger-ui"),
-    ]
+    assets = StaticFiles(directory=Path(str(swagger_ui_path)))
+    found: list[BaseRoute] = []
+    for base in [prefix, *([""] if also_at_root and prefix else [])]:
+        found += [
+            Route(f"{base}/openapi.json", openapi_json, methods=["GET"], include_in_schema=False),
+            Route(f"{base}/docs", docs_page, methods=["GET"], include_in_schema=False),
+            Route(f"{base}/docs/init.js", init_js, methods=["GET"], include_in_schema=False),
+            Mount(f"{base}/docs/static", app=assets),
+        ]
+    return found
