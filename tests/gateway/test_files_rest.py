@@ -107,6 +107,9 @@ def test_download_headers_and_bytes(rest: httpx.Client) -> None:
     assert answer.headers["content-disposition"] == 'attachment; filename="result.bin"'
     assert answer.headers["accept-ranges"] == "bytes"
     assert answer.headers["etag"] == f'"{hashlib.sha256(data).hexdigest()}"'
+    head = rest.head(f"/files/{file_id}")
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["content-length"] == str(len(data))
 
 
 def test_download_keeps_the_stored_type_and_a_safe_unicode_name(rest: httpx.Client) -> None:
