@@ -137,6 +137,20 @@ class OperatorProcess:
         )
 
 
+def start_operator(
+    env: dict[str, str],
+    *,
+    workdir: Path,
+    started: list[OperatorProcess] | None = None,
+    wait_ready: bool = True,
+) -> OperatorProcess:
+    """Start ``dtpoc-operator`` with ``env`` outside a fixture (the bench uses it); free
+    loopback ports are chosen for its probes and metrics. The caller stops it."""
+    return _start(
+        env, workdir=workdir, started=started if started is not None else [], wait_ready=wait_ready
+    )
+
+
 def _start(
     env: dict[str, str], *, workdir: Path, started: list[OperatorProcess], wait_ready: bool
 ) -> OperatorProcess:

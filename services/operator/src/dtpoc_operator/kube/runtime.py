@@ -118,28 +118,52 @@ class KubeRuntime:
     # --- sync --------------------------------------------------------------------------------
 
     async def sync(self, resource: AnalyticsResource, *, allow_create: bool) -> SyncResult:
+        try:
+            return await self._sync(resource, allow_create=allow_create)
+        except kapi.KubeError as error:
+            if error.status != 422:
+                raise
+            # The apiserver refused a child (e.g. a schedule it cannot parse): retrying
+            # cannot help, so the service fails and says why.
+            return SyncResult(
+                Observation(problem=("InvalidSpec", f"Kubernetes refused a child: {error.message}"))
+            )
+
+    async def _sync(self, resource: AnalyticsResource, *, allow_create: bool) -> SyncResult:
         desired = manifests.children(resource, self._children)
         kind = resource.spec.job_type
         if kind == model.ONDEMAND:
-            job = await self._api.get(path_of("Job", resource.key.namespace, _name(desired[0])))
-            if job is None and allow_create:
-                job = await self._ensure(resource, desired[0], None, patch=False)
-                log.info("job created", service_id=resource.service_id, job=_name(job))
-            elif job is not None:
-                job = await self._ensure(resource, desired[0], job, patch=False)
-            return SyncResult(await self._observe_ondemand(resource, job))
+            if allow_create:
+                # First pass: create straight away (409 means it exists: then compare).
+                job, created = await self._ensure(resource, desired[0], None, patch=False)
+                if created:
+                    log.info("job created", service_id=resource.service_id, job=_name(job))
+                    # Nothing to observe yet: no pod exists a moment after the Job.
+                    replicas = observe.job_replicas(job, [], run=resource.service_id)
+                    return SyncResult(
+                        Observation(
+                            replicas=tuple(replicas),
+                            live_runs=frozenset({resource.service_id}),
+                            ready=True,
+                        )
+                    )
+                return SyncResult(await self._observe_ondemand(resource, job))
+            found = await self._api.get(path_of("Job", resource.key.namespace, _name(desired[0])))
+            if found is not None:
+                found, _ = await self._ensure(resource, desired[0], found, patch=False)
+            return SyncResult(await self._observe_ondemand(resource, found))
         if kind == model.SCHEDULED:
             existing = await self._api.get(
                 path_of("CronJob", resource.key.namespace, _name(desired[0]))
             )
-            cronjob = await self._ensure(resource, desired[0], existing, patch=True)
+            cronjob, _ = await self._ensure(resource, desired[0], existing, patch=True)
             return SyncResult(await self._observe_scheduled(resource, cronjob))
         deployment: Obj | None = None
         for body in desired:
             existing = await self._api.get(
                 path_of(body["kind"], resource.key.namespace, _name(body))
             )
-            ensured = await self._ensure(resource, body, existing, patch=True)
+            ensured, _ = await self._ensure(resource, body, existing, patch=True)
             if body["kind"] == "Deployment":
                 deployment = ensured
         if resource.spec.port is None:
@@ -149,19 +173,22 @@ class KubeRuntime:
 
     async def _ensure(
         self, resource: AnalyticsResource, desired: Obj, existing: Obj | None, *, patch: bool
-    ) -> Obj:
+    ) -> tuple[Obj, bool]:
+        """The child, created, adopted or patched as needed; True when created now."""
         kind = desired["kind"]
         namespace = resource.key.namespace
         name = _name(desired)
         if existing is None:
             try:
-                return await self._api.create(path_of(kind, namespace), desired)
+                created = await self._api.create(path_of(kind, namespace), desired)
             except kapi.KubeError as error:
                 if not error.conflict:
                     raise
                 existing = await self._api.get(path_of(kind, namespace, name))
                 if existing is None:
                     raise
+            else:
+                return created, True
         owner = controller_of(existing)
         if owner is None:
             refs = [*((existing.get("metadata") or {}).get("ownerReferences") or [])]
@@ -194,7 +221,7 @@ class KubeRuntime:
                 },
             )
             log.info("child updated", service_id=resource.service_id, kind=kind, name=name)
-        return existing
+        return existing, False
 
     async def _delete_owned(self, resource: AnalyticsResource, kind: str) -> None:
         name = layout.child_name(resource.service_id)
