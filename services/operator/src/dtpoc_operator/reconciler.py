@@ -99,6 +99,10 @@ class Reconciler:
         requeue_after: float | None = None
         if problem is not None:
             observation = Observation(problem=problem)
+        elif _finished_ondemand(resource):
+            # Nothing can change any more: skip the workload (its Job may even be
+            # gone by TTL); _record still checks for copies left by a crash.
+            observation = Observation(live_runs=frozenset({resource.service_id}))
         else:
             previous = resource.status
             allow_create = not previous.replicas and previous.phase not in (
@@ -239,6 +243,17 @@ class Reconciler:
             service_id=resource.service_id,
         )
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _finished_ondemand(resource: AnalyticsResource) -> bool:
+    current = resource.status
+    return (
+        resource.spec.job_type == model.ONDEMAND
+        and current.phase in (model.SUCCEEDED, model.FAILED)
+        and current.observed_generation == resource.generation
+        and bool(current.replicas)
+        and all(r.final and r.outputs_collected for r in current.replicas)
+    )
 
 
 def _recorded(status_: Status, key: tuple[str, int]) -> tuple[str, ...]:
