@@ -343,8 +343,8 @@ class GridFSStore:
 class PendingUpload:
     """An upload in progress: chunks written so far, not visible to anyone.
 
-    Holds at most one partial chunk between writes; every full chunk goes to
-    the database before :meth:`write` returns.
+    Holds at most one partial chunk and one message's worth of chunks being
+    inserted between writes; :meth:`commit` waits for every insert.
     """
 
     def __init__(self, store: GridFSStore, *, file_id: ObjectId, chunk_bytes: int) -> None:
@@ -390,12 +390,23 @@ class PendingUpload:
             for start in range(0, full, size)
         ]
         del self._buffer[:full]
-        # Shielded: a client that goes away cancels this coroutine, but an
-        # insert already sent must be waited for, or it could land after
-        # :meth:`discard` deleted the chunks and leave orphans.
+        # Write-behind, one insert deep: this insert runs while the next
+        # message arrives, and the next write waits for it first (order kept,
+        # memory bounded by one message in flight plus one arriving).
+        await self._wait_for_inflight()
         self._inflight = asyncio.ensure_future(
             self._store.chunks.insert_many(documents, ordered=True)
         )
+
+    async def _wait_for_inflight(self) -> None:
+        """Wait for the chunk insert in flight; raise its error if it failed.
+
+        Shielded: a client that goes away cancels the caller, but an insert
+        already sent must be waited for, or it could land after
+        :meth:`discard` deleted the chunks and leave orphans.
+        """
+        if self._inflight is None:
+            return
         with database_errors():
             await asyncio.shield(self._inflight)
         self._inflight = None
@@ -419,6 +430,7 @@ class PendingUpload:
         half-way (a files document inserted after a discard would be a file
         without its claim).
         """
+        await self._wait_for_inflight()
         with database_errors():
             if self._buffer:
                 await self._store.chunks.insert_one(self._chunk_document(bytes(self._buffer)))

@@ -8,9 +8,10 @@ and the "who mounts this file" answer from :mod:`dtpoc_files.usage`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from dtpoc_common import errors
 from dtpoc_common import logging as dlog
@@ -19,6 +20,9 @@ from dtpoc_files import domain, gridfs_store, usage
 log = dlog.get_logger(__name__)
 
 T = TypeVar("T")
+
+#: Download pieces read ahead of the one being sent (each ``download_chunk_bytes``).
+DOWNLOAD_READ_AHEAD = 2
 
 
 @dataclass(frozen=True)
@@ -72,7 +76,7 @@ class FilesService:
         ``still_wanted()`` turning false before the file became visible.
         """
         digest = domain.ContentDigest(max_bytes=self.max_upload_bytes)
-        upload = await self._store.begin_upload(filename=header.filename)
+        upload = await self._begin(header)
         try:
             async for data in content:
                 digest.update(data)
@@ -97,6 +101,10 @@ class FilesService:
         except asyncio.CancelledError:
             gone.set()
             raise
+        except gridfs_store.UploadAbandoned as exc:
+            raise errors.Aborted(
+                "the upload was cancelled before it completed; nothing was stored"
+            ) from exc
         record = outcome.record
         log.info(
             "file deduplicated" if outcome.deduplicated else "file uploaded",
@@ -108,6 +116,20 @@ class FilesService:
             **_labels(header),
         )
         return outcome
+
+    async def _begin(self, header: domain.UploadHeader) -> gridfs_store.PendingUpload:
+        """Register the upload; if the client goes away meanwhile, undo it once registered."""
+        begin = self._background(self._store.begin_upload(filename=header.filename))
+        try:
+            return await asyncio.shield(begin)
+        except asyncio.CancelledError:
+            begin.add_done_callback(self._discard_if_begun)
+            raise
+
+    def _discard_if_begun(self, begin: asyncio.Task[gridfs_store.PendingUpload]) -> None:
+        if begin.cancelled() or begin.exception() is not None:
+            return
+        self._background(self._discard(begin.result(), reason=asyncio.CancelledError(), received=0))
 
     def _background(self, coroutine: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         """A task that finishes even if its awaiter is cancelled (kept until done)."""
@@ -175,10 +197,9 @@ class FilesService:
     async def _pieces(
         self, record: domain.FileRecord, byte_range: domain.ByteRange
     ) -> AsyncIterator[bytes]:
+        pieces = self._store.read_range(record, byte_range, piece_bytes=self._piece_bytes)
         try:
-            async for piece in self._store.read_range(
-                record, byte_range, piece_bytes=self._piece_bytes
-            ):
+            async for piece in read_ahead(pieces, depth=DOWNLOAD_READ_AHEAD):
                 yield piece
         except gridfs_store.CorruptFile:
             # Deleted while it was being read is the caller's business; a
@@ -222,6 +243,49 @@ class FilesService:
             forced=force,
         )
         return f"File {record.file_id} deleted"
+
+
+class _Failed:
+    """What the fetcher of :func:`read_ahead` hands over instead of an item when it fails."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+_END = object()
+
+
+async def read_ahead(source: AsyncIterator[T], *, depth: int) -> AsyncIterator[T]:
+    """``source``'s items, fetched up to ``depth`` ahead by a task of their own.
+
+    Lets the database read of the next pieces overlap with sending this one
+    to the client, with at most ``depth`` pieces held. Closing the result
+    (the client went away) stops the fetching.
+    """
+    queue: asyncio.Queue[object] = asyncio.Queue(depth)
+
+    async def fetch() -> None:
+        try:
+            async for item in source:
+                await queue.put(item)
+        except Exception as exc:  # noqa: BLE001 - handed to the consumer, who raises it
+            await queue.put(_Failed(exc))
+        else:
+            await queue.put(_END)
+
+    fetcher = asyncio.create_task(fetch())
+    try:
+        while (item := await queue.get()) is not _END:
+            if isinstance(item, _Failed):
+                raise item.error
+            yield cast(T, item)
+    finally:
+        fetcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await fetcher
+        aclose = getattr(source, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 def _labels(header: domain.UploadHeader) -> dict[str, object]:
