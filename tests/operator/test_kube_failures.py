@@ -126,3 +126,36 @@ def test_image_pull_error_surfaces_while_pending(
     ready = {c["type"]: c for c in status["conditions"]}["Ready"]
     assert (ready["status"], ready["reason"]) == ("False", "ImagePullBackOff")
     assert "ImagePullBackOff" in status["message"]
+
+
+def test_a_retried_replica_fails_only_when_its_retries_are_used_up(
+    kube_operator: KubeOperator, kubelet_double: KubeletDouble
+) -> None:
+    """backoffLimitPerIndex 1: the first failure is a retry (the Job controller starts a
+    new pod for the index), the second is failure for good."""
+    op = kube_operator
+    service_id = op.create(
+        {
+            "image": "ghcr.io/example/sim",
+            "jobType": "ondemand",
+            "reps": 1,
+            "backoffLimitPerIndex": 1,
+            "command": ["run"],
+        }
+    )
+    job_name = child_name(service_id)
+    (first,) = kubelet_double.wait_for_job_pods(op.namespace, job_name, count=1)
+    kubelet_double.finish_pod(op.namespace, first["metadata"]["name"], exit_code=1)
+    (second,) = kubelet_double.wait_for_job_pods(op.namespace, job_name, count=1)
+    assert second["metadata"]["name"] != first["metadata"]["name"]
+    status = op.status(service_id)
+    assert op.replica(status, 0).get("state") != "failed"
+    assert status.get("phase") != "failed"
+    kubelet_double.finish_pod(op.namespace, second["metadata"]["name"], exit_code=2)
+    status = op.wait_status(service_id, lambda s: s.get("phase") == "failed", "failed")
+    replica = op.replica(status, 0)
+    assert (replica["state"], replica["exitCode"], replica["podName"]) == (
+        "failed",
+        2,
+        second["metadata"]["name"],
+    )

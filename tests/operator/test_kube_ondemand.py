@@ -156,6 +156,10 @@ def test_replicas_finish_one_by_one_and_outputs_land_in_files(
             assert op.content(record["file_id"]) == expected[index][meta["path"]]
     # Exactly one Job ever.
     assert [j["metadata"]["name"] for j in op.jobs()] == [job_name]
+    metrics = op.process.metrics()
+    assert 'dtpoc_operator_uploads_total{result="ok"} 6.0' in metrics
+    assert 'dtpoc_operator_replicas{state="succeeded"} 3.0' in metrics
+    assert "dtpoc_operator_reconciles_total" in metrics
 
 
 def test_status_is_written_through_the_status_subresource_only(kube_operator: KubeOperator) -> None:
