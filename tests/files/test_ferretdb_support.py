@@ -12,6 +12,7 @@ from typing import Any
 import gridfs
 import pymongo
 import pytest
+from bson import ObjectId
 from pymongo import errors
 
 from tests.realdeps.mongodb import unique_db_name
@@ -62,3 +63,46 @@ def test_partial_unique_index_is_not_implemented(
             unique=True,
             partialFilterExpression={"metadata.sha256": {"$exists": True}},
         )
+
+
+def test_large_gridfs_downloads_break_on_ferretdb(
+    db: Any, mongo_client: pymongo.MongoClient[dict[str, Any]]
+) -> None:
+    """FerretDB 1.24 answers a ``getMore`` without ``batchSize`` with up to 250
+    documents whatever their size, ignoring the 16 MiB batch cap of MongoDB.
+    With 255 KiB GridFS chunks that reply outgrows the 48 MB wire message limit,
+    so ``GridFSBucket`` (whose chunk cursor sets no batch size) cannot download
+    a file of more than about 71 MiB. The service reads chunks with a batch
+    size of its own (``gridfs_store.READ_BATCH_CHUNKS``) and is not affected.
+    """
+    if not is_ferretdb(mongo_client):
+        pytest.skip("a FerretDB limitation; this server is not FerretDB")
+    chunk = b"x" * (255 * 1024)
+    db.big.insert_many([{"n": n, "data": chunk} for n in range(300)])
+    with pytest.raises(errors.ProtocolError, match="larger than server max message size"):
+        for _ in db.big.find():
+            pass
+    assert sum(1 for _ in db.big.find(batch_size=16)) == 300, "a batch size avoids it"
+
+    bucket = gridfs.GridFSBucket(db)
+    file_id = bucket.upload_from_stream("big.bin", chunk * 300)
+    with pytest.raises(errors.ProtocolError, match="larger than server max message size"):
+        bucket.open_download_stream(file_id).read()
+
+
+def test_chunk_lookups_are_not_pushed_down_on_ferretdb(
+    db: Any, mongo_client: pymongo.MongoClient[dict[str, Any]]
+) -> None:
+    """FerretDB 1.24 (SQLite backend) does not push a ``files_id`` filter down to
+    SQL even with the GridFS index in place: every download scans every chunk
+    of the bucket, so download speed on FerretDB falls as the bucket grows
+    (MongoDB uses the ``{files_id: 1, n: 1}`` index). Why bench/files.py gives
+    each way a bucket of its own."""
+    if not is_ferretdb(mongo_client):
+        pytest.skip("a FerretDB limitation; this server is not FerretDB")
+    chunks = db["fs.chunks"]
+    chunks.create_index([("files_id", 1), ("n", 1)], unique=True)
+    file_id = ObjectId()
+    chunks.insert_many([{"files_id": file_id, "n": n, "data": b"x"} for n in range(3)])
+    plan = db.command("explain", {"find": "fs.chunks", "filter": {"files_id": file_id}})
+    assert plan["filterPushdown"] is False
