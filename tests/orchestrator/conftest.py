@@ -201,21 +201,26 @@ class Platform:
     files: FilesServer
     operator: OperatorDouble
     mongodb_uri: str
-    channels: list[grpc.Channel] = field(default_factory=list)
+    channels: dict[str, grpc.Channel] = field(default_factory=dict)
 
     @property
     def backend(self) -> str:
         return self.orchestrator.backend
 
+    def _channel(self, address: str) -> grpc.Channel:
+        # One channel per address, closed with the platform: channels left open
+        # (reconnecting) while a fixture forks can deadlock gRPC's fork handler.
+        if address not in self.channels:
+            self.channels[address] = grpc.insecure_channel(address)
+        return self.channels[address]
+
     def stub(self) -> orchestrator_pb2_grpc.OrchestratorServiceStub:
-        channel = grpc.insecure_channel(self.orchestrator.address)
-        self.channels.append(channel)
-        return orchestrator_pb2_grpc.OrchestratorServiceStub(channel)
+        return orchestrator_pb2_grpc.OrchestratorServiceStub(
+            self._channel(self.orchestrator.address)
+        )
 
     def files_stub(self) -> files_pb2_grpc.FilesServiceStub:
-        channel = grpc.insecure_channel(self.files.address)
-        self.channels.append(channel)
-        return files_pb2_grpc.FilesServiceStub(channel)
+        return files_pb2_grpc.FilesServiceStub(self._channel(self.files.address))
 
     def upload(self, filename: str, data: bytes, *, metadata: dict[str, Any] | None = None) -> str:
         """Store a file in the real Files service; answers its id."""
@@ -249,8 +254,8 @@ class Platform:
         return client[self.orchestrator.database]["services"]
 
     def close(self) -> None:
-        for channel in self.channels:
-            channel.close()
+        while self.channels:
+            self.channels.popitem()[1].close()
 
 
 def launch_request(

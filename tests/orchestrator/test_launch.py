@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +28,22 @@ from tests.platform.orchestrator import OrchestratorServer
 from tests.realdeps import ports
 from tests.realdeps.kube import KubeCluster
 
+_open_channels: list[grpc.Channel] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_channels() -> Iterator[None]:
+    """Close every channel a test opened: a gRPC channel left reconnecting to a stopped
+    server can deadlock gRPC's fork handler when the next fixture starts a process."""
+    yield
+    while _open_channels:
+        _open_channels.pop().close()
+
 
 def _stub(server: OrchestratorServer) -> orchestrator_pb2_grpc.OrchestratorServiceStub:
-    return orchestrator_pb2_grpc.OrchestratorServiceStub(grpc.insecure_channel(server.address))
+    channel = grpc.insecure_channel(server.address)
+    _open_channels.append(channel)
+    return orchestrator_pb2_grpc.OrchestratorServiceStub(channel)
 
 
 def test_launch_writes_the_record_and_the_resource(platform: Platform) -> None:
