@@ -206,17 +206,25 @@ class OrchestratorDouble(pb_grpc.OrchestratorServiceServicer):
         self, request: pb.WatchServiceRequest, context: grpc.ServicerContext
     ) -> Iterator[pb.WatchServiceResponse]:
         self._find(request.id, context)
+        finished = threading.Event()
+
+        def ended() -> None:  # called by gRPC when the call ends, however it ends
+            if not finished.is_set():
+                self._record("WatchService cancelled", request)
+
+        context.add_callback(ended)
         for index, status in enumerate(self.watch_script):
             if index:
                 deadline = time.monotonic() + self.watch_gap
                 while context.is_active() and time.monotonic() < deadline:
                     time.sleep(0.01)
                 if not context.is_active():
-                    self._record("WatchService cancelled", request)
                     return
             yield pb.WatchServiceResponse(status=status)
             if self.fail_after is not None:
+                finished.set()
                 context.abort(self.fail_after, f"double says {self.fail_after.name}")
+        finished.set()
 
     def GetFileUsage(  # noqa: N802 - gRPC method name
         self, request: pb.GetFileUsageRequest, context: grpc.ServicerContext
