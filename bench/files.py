@@ -97,6 +97,7 @@ def via_grpc(stub: files_pb2_grpc.FilesServiceStub, path: Path, size: int, sha: 
         )
         for piece in file_pieces(path):
             yield files_pb2.UploadFileRequest(chunk=piece)
+        yield files_pb2.UploadFileRequest(finish=True)
 
     started = time.perf_counter()
     response = stub.UploadFile(requests(), timeout=TIMEOUT)

@@ -59,6 +59,7 @@ def requests(
     yield files_pb2.UploadFileRequest(header=head)
     for piece in pieces:
         yield files_pb2.UploadFileRequest(chunk=piece)
+    yield files_pb2.UploadFileRequest(finish=True)
 
 
 def pieces_of(data: bytes, size: int = MIB) -> Iterator[bytes]:

@@ -186,8 +186,14 @@ def test_malformed_upload_streams_are_invalid_arguments(
         files_pb2.UploadFileRequest(chunk=b"abc"),
         files_pb2.UploadFileRequest(header=helpers.header()),
     ]
+    after_finish = [
+        files_pb2.UploadFileRequest(header=helpers.header()),
+        files_pb2.UploadFileRequest(finish=True),
+        files_pb2.UploadFileRequest(chunk=b"abc"),
+    ]
     cases: dict[str, Any] = {
         "empty stream": iter([]),
+        "chunk after finish": iter(after_finish),
         "chunk first": iter(chunk_first),
         "two headers": iter(two_headers),
         "no name": helpers.requests(helpers.header(""), [b"x"]),
@@ -226,3 +232,18 @@ def test_files_are_plain_gridfs_for_other_drivers(
     assert downloaded.info.filename == "legacy.xlsx"
     assert downloaded.info.sha256 == "", "files stored elsewhere have no sha256 until re-uploaded"
     assert downloaded.info.content_type == "application/octet-stream"
+
+
+def test_stream_ending_without_finish_stores_nothing(
+    files: files_pb2_grpc.FilesServiceStub, files_db: Database[dict[str, Any]]
+) -> None:
+    """A half-closed stream without ``finish`` looks like a client that went away."""
+    before = counts(files_db)
+    unfinished = [
+        files_pb2.UploadFileRequest(header=helpers.header("half.bin")),
+        files_pb2.UploadFileRequest(chunk=b"x" * MIB),
+    ]
+    error = helpers.rpc_error(files.UploadFile, iter(unfinished))
+    assert error.code() == grpc.StatusCode.ABORTED
+    assert "finish" in (error.details() or "")
+    assert counts(files_db) == before

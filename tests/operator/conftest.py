@@ -152,6 +152,7 @@ class KubeOperator:
         def requests() -> Iterator[files_pb2.UploadFileRequest]:
             yield files_pb2.UploadFileRequest(header=files_pb2.UploadFileHeader(filename=name))
             yield files_pb2.UploadFileRequest(chunk=content)
+            yield files_pb2.UploadFileRequest(finish=True)
 
         return str(self.files.UploadFile(requests(), timeout=20).file_id)
 

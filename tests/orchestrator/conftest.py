@@ -232,6 +232,7 @@ class Platform:
         messages = [
             files_pb2.UploadFileRequest(header=header),
             files_pb2.UploadFileRequest(chunk=data),
+            files_pb2.UploadFileRequest(finish=True),
         ]
         response = self.files_stub().UploadFile(iter(messages), timeout=CALL_TIMEOUT)
         return str(response.file_id)

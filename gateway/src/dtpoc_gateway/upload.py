@@ -17,13 +17,14 @@ nothing. The answer is the original's ``{"file_id", "filename"}``, plus
 ``"message"`` when the content was already stored.
 
 The handler finds its fields by shape, not by name: the request message's
-only bytes field carries chunks and its only message field the header.
+only bytes field carries chunks, its only message field the header, and its
+only bool field, when there is one, the finish mark sent after the last
+chunk (a stream cut short without it stores nothing).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,7 +39,6 @@ from dtpoc_gateway import catalog, context, httperrors, transcode
 
 FD = descriptor.FieldDescriptor
 FILE_PART = "file"
-ABANDON_SECONDS = 2.0
 
 
 @dataclass
@@ -46,6 +46,7 @@ class _Shape:
     chunk_field: str
     header_field: str
     header_class: type[message.Message]
+    finish_field: str | None
 
 
 def shape(method: catalog.Method) -> _Shape:
@@ -61,10 +62,12 @@ def shape(method: catalog.Method) -> _Shape:
             "bytes field (chunks) and one message field (the header)"
         )
     header_class = type(getattr(method.request_class(), message_fields[0].name))
+    bool_fields = [f for f in request.fields if f.type == FD.TYPE_BOOL]
     return _Shape(
         chunk_field=byte_fields[0].name,
         header_field=message_fields[0].name,
         header_class=header_class,
+        finish_field=bool_fields[0].name if len(bool_fields) == 1 else None,
     )
 
 
@@ -151,24 +154,6 @@ def _fill(header: message.Message, name: str, value: str) -> None:
         setattr(header, name, value)
 
 
-async def _abandon(call: Any, second_header: message.Message) -> None:
-    """Make the backend drop a partial upload, then cancel the call.
-
-    A cancel alone is not enough: the grpc-python asyncio server ends the
-    servicer's request iterator normally when the client cancels, so a
-    servicer cannot tell a cancelled upload from a complete one. A second
-    header breaks the stream's contract ("the header exactly once, first"),
-    which every conforming server answers by discarding what it received.
-    """
-    with contextlib.suppress(Exception):
-        await asyncio.wait_for(call.write(second_header), timeout=ABANDON_SECONDS)
-        # Let the backend answer (it refuses the stream) before cancelling,
-        # so the refusal is not lost to the cancel.
-        await asyncio.wait_for(call.code(), timeout=ABANDON_SECONDS)
-    if not call.done():
-        call.cancel()
-
-
 def endpoint(ctx: context.RouteContext) -> context.Endpoint:
     method = ctx.method
     fields = shape(method)
@@ -233,6 +218,8 @@ def endpoint(ctx: context.RouteContext) -> context.Endpoint:
             if form.buffer:
                 await send(call, request_class(**{fields.chunk_field: bytes(form.buffer)}))
                 form.buffer.clear()
+            if fields.finish_field is not None:
+                await send(call, request_class(**{fields.finish_field: True}))
             await call.done_writing()
             response = await call
             finished = True
@@ -244,7 +231,8 @@ def endpoint(ctx: context.RouteContext) -> context.Endpoint:
             raise httperrors.ApiError(499, "the client closed the upload before its end") from None
         finally:
             if call is not None and not finished and not call.done():
-                await _abandon(call, request_class(**{fields.header_field: fields.header_class()}))
+                # Without the finish message the backend stores nothing.
+                call.cancel()
         full = transcode.to_json(response)
         answer = {key: full[key] for key in ("file_id", "filename") if key in full}
         if full.get("message"):

@@ -8,7 +8,6 @@ the common server interceptor.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import datetime
 import decimal
@@ -111,19 +110,31 @@ class FilesServicer(files_pb2_grpc.FilesServiceServicer):
 
 
 async def _content(messages: AsyncIterator[files_pb2.UploadFileRequest]) -> AsyncIterator[bytes]:
-    """The bytes of the messages after the header."""
+    """The bytes of the messages after the header, up to the finish message.
+
+    A stream that ends without ``finish`` raises: grpc-python's asyncio server
+    ends the request stream normally when the client cancels, so only the
+    finish message tells a complete upload from an abandoned one.
+    """
+    finished = False
     async for message in messages:
         kind = message.WhichOneof("payload")
+        if finished:
+            raise errors.InvalidArgument(
+                "nothing may follow the finish message of an upload", field="finish"
+            )
         if kind == "chunk":
             yield message.chunk
+        elif kind == "finish":
+            finished = message.finish
         elif kind == "header":
             raise errors.InvalidArgument(
                 "the header may only be sent once, as the first message", field="header"
             )
-    # A client's cancel ends the stream like a half-close; the cancellation of
-    # this handler follows on the next turn of the loop. Give it that turn
-    # here, so most cancelled uploads stop before the commit even starts.
-    await asyncio.sleep(0)
+    if not finished:
+        raise errors.Aborted(
+            "the upload stream ended without its finish message; nothing was stored"
+        )
 
 
 def file_info(record: domain.FileRecord) -> files_pb2.FileInfo:

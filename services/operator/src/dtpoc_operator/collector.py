@@ -231,6 +231,7 @@ class OutputCollector:
             with os.fdopen(fd, "rb") as handle:
                 while chunk := await asyncio.to_thread(handle.read, CHUNK_BYTES):
                     yield files_pb2.UploadFileRequest(chunk=chunk)
+            yield files_pb2.UploadFileRequest(finish=True)
 
         async with self._uploads:
             response: files_pb2.UploadFileResponse = await self._stub.UploadFile(

@@ -28,7 +28,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n dtpoc/files/v1alpha1/files.proto\x12\x14\x64tpoc.files.v1alpha1\x1a dtpoc/api/v1alpha1/options.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbe\x01\n\x08\x46ileInfo\x12\x0f\n\x07\x66ile_id\x18\x01 \x01(\t\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\x12\x0e\n\x06length\x18\x03 \x01(\x03\x12.\n\nuploadDate\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x08metadata\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0e\n\x06sha256\x18\x06 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x07 \x01(\t\"\xb0\x01\n\x10UploadFileHeader\x12\x10\n\x08\x66ilename\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12)\n\x08metadata\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x17\n\x0f\x65xpected_sha256\x18\x04 \x01(\t\x12\x1c\n\x0f\x65xpected_length\x18\x05 \x01(\x03H\x00\x88\x01\x01\x42\x12\n\x10_expected_length\"i\n\x11UploadFileRequest\x12\x38\n\x06header\x18\x01 \x01(\x0b\x32&.dtpoc.files.v1alpha1.UploadFileHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\t\n\x07payload\"\x8c\x01\n\x12UploadFileResponse\x12\x0f\n\x07\x66ile_id\x18\x01 \x01(\t\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x14\n\x0c\x64\x65\x64uplicated\x18\x04 \x01(\x08\x12,\n\x04\x66ile\x18\x05 \x01(\x0b\x32\x1e.dtpoc.files.v1alpha1.FileInfo\"A\n\x0eGetFileRequest\x12\x0f\n\x07\x66ile_id\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x0e\n\x06length\x18\x03 \x01(\x03\"]\n\x0fGetFileResponse\x12.\n\x04info\x18\x01 \x01(\x0b\x32\x1e.dtpoc.files.v1alpha1.FileInfoH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\t\n\x07payload\"%\n\x12GetFileInfoRequest\x12\x0f\n\x07\x66ile_id\x18\x01 \x01(\t\"C\n\x13GetFileInfoResponse\x12,\n\x04\x66ile\x18\x01 \x01(\x0b\x32\x1e.dtpoc.files.v1alpha1.FileInfo\"\x97\x01\n\x10ListFilesRequest\x12\x0c\n\x04skip\x18\x01 \x01(\x05\x12\r\n\x05limit\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x12\n\nservice_id\x18\x04 \x01(\t\x12\x1a\n\rreplica_index\x18\x05 \x01(\x05H\x00\x88\x01\x01\x12\x10\n\x08\x66ilename\x18\x06 \x01(\tB\x10\n\x0e_replica_index\"[\n\x11ListFilesResponse\x12-\n\x05\x66iles\x18\x01 \x03(\x0b\x32\x1e.dtpoc.files.v1alpha1.FileInfo\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"3\n\x11\x44\x65leteFileRequest\x12\x0f\n\x07\x66ile_id\x18\x01 \x01(\t\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\"%\n\x12\x44\x65leteFileResponse\x12\x0f\n\x07message\x18\x01 \x01(\t2\xa4\x06\n\x0c\x46ilesService\x12\xa9\x01\n\nUploadFile\x12\'.dtpoc.files.v1alpha1.UploadFileRequest\x1a(.dtpoc.files.v1alpha1.UploadFileResponse\"F\xd2\xf3\x18\x10multipart_upload\x82\xd3\xe4\x93\x02,\"\'/api/orchestrator/v1alpha1/files/upload:\x01*(\x01\x12\x9d\x01\n\x07GetFile\x12$.dtpoc.files.v1alpha1.GetFileRequest\x1a%.dtpoc.files.v1alpha1.GetFileResponse\"C\xd2\xf3\x18\rbyte_download\x82\xd3\xe4\x93\x02,\x12*/api/orchestrator/v1alpha1/files/{file_id}0\x01\x12\xa1\x01\n\x0bGetFileInfo\x12(.dtpoc.files.v1alpha1.GetFileInfoRequest\x1a).dtpoc.files.v1alpha1.GetFileInfoResponse\"=\x82\xd3\xe4\x93\x02\x37\x12//api/orchestrator/v1alpha1/files/{file_id}/infob\x04\x66ile\x12\x8d\x01\n\tListFiles\x12&.dtpoc.files.v1alpha1.ListFilesRequest\x1a\'.dtpoc.files.v1alpha1.ListFilesResponse\"/\x82\xd3\xe4\x93\x02)\x12 /api/orchestrator/v1alpha1/filesb\x05\x66iles\x12\x93\x01\n\nDeleteFile\x12\'.dtpoc.files.v1alpha1.DeleteFileRequest\x1a(.dtpoc.files.v1alpha1.DeleteFileResponse\"2\x82\xd3\xe4\x93\x02,**/api/orchestrator/v1alpha1/files/{file_id}b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n dtpoc/files/v1alpha1/files.proto\x12\x14\x64tpoc.files.v1alpha1\x1a dtpoc/api/v1alpha1/options.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbe\x01\n\x08\x46ileInfo\x12\x0f\n\x07\x66ile_id\x18\x01 \x01(\t\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\x12\x0e\n\x06length\x18\x03 \x01(\x03\x12.\n\nuploadDate\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x08metadata\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0e\n\x06sha256\x18\x06 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x07 \x01(\t\"\xb0\x01\n\x10UploadFileHeader\x12\x10\n\x08\x66ilename\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12)\n\x08metadata\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x17\n\x0f\x65xpected_sha256\x18\x04 \x01(\t\x12\x1c\n\x0f\x65xpected_length\x18\x05 \x01(\x03H\x00\x88\x01\x01\x42\x12\n\x10_expected_length\"{\n\x11UploadFileRequest\x12\x38\n\x06header\x18\x01 \x01(\x0b\x32&.dtpoc.files.v1alpha1.UploadFileHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x12\x10\n\x06\x66inish\x18\x03 \x01(\x08H\x00\x42\t\n\x07payload\"\x8c\x01\n\x12UploadFileResponse\x12\x0f\n\x07\x66ile_id\x18\x01 \x01(\t\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x14\n\x0c\x64\x65\x64uplicated\x18\x04 \x01(\x08\x12,\n\x04\x66ile\x18\x05 \x01(\x0b\x32\x1e.dtpoc.files.v1alpha1.FileInfo\"A\n\x0eGetFileRequest\x12\x0f\n\x07\x66ile_id\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x0e\n\x06length\x18\x03 \x01(\x03\"]\n\x0fGetFileResponse\x12.\n\x04info\x18\x01 \x01(\x0b\x32\x1e.dtpoc.files.v1alpha1.FileInfoH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\t\n\x07payload\"%\n\x12GetFileInfoRequest\x12\x0f\n\x07\x66ile_id\x18\x01 \x01(\t\"C\n\x13GetFileInfoResponse\x12,\n\x04\x66ile\x18\x01 \x01(\x0b\x32\x1e.dtpoc.files.v1alpha1.FileInfo\"\x97\x01\n\x10ListFilesRequest\x12\x0c\n\x04skip\x18\x01 \x01(\x05\x12\r\n\x05limit\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x12\n\nservice_id\x18\x04 \x01(\t\x12\x1a\n\rreplica_index\x18\x05 \x01(\x05H\x00\x88\x01\x01\x12\x10\n\x08\x66ilename\x18\x06 \x01(\tB\x10\n\x0e_replica_index\"[\n\x11ListFilesResponse\x12-\n\x05\x66iles\x18\x01 \x03(\x0b\x32\x1e.dtpoc.files.v1alpha1.FileInfo\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"3\n\x11\x44\x65leteFileRequest\x12\x0f\n\x07\x66ile_id\x18\x01 \x01(\t\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\"%\n\x12\x44\x65leteFileResponse\x12\x0f\n\x07message\x18\x01 \x01(\t2\xa4\x06\n\x0c\x46ilesService\x12\xa9\x01\n\nUploadFile\x12\'.dtpoc.files.v1alpha1.UploadFileRequest\x1a(.dtpoc.files.v1alpha1.UploadFileResponse\"F\xd2\xf3\x18\x10multipart_upload\x82\xd3\xe4\x93\x02,\"\'/api/orchestrator/v1alpha1/files/upload:\x01*(\x01\x12\x9d\x01\n\x07GetFile\x12$.dtpoc.files.v1alpha1.GetFileRequest\x1a%.dtpoc.files.v1alpha1.GetFileResponse\"C\xd2\xf3\x18\rbyte_download\x82\xd3\xe4\x93\x02,\x12*/api/orchestrator/v1alpha1/files/{file_id}0\x01\x12\xa1\x01\n\x0bGetFileInfo\x12(.dtpoc.files.v1alpha1.GetFileInfoRequest\x1a).dtpoc.files.v1alpha1.GetFileInfoResponse\"=\x82\xd3\xe4\x93\x02\x37\x12//api/orchestrator/v1alpha1/files/{file_id}/infob\x04\x66ile\x12\x8d\x01\n\tListFiles\x12&.dtpoc.files.v1alpha1.ListFilesRequest\x1a\'.dtpoc.files.v1alpha1.ListFilesResponse\"/\x82\xd3\xe4\x93\x02)\x12 /api/orchestrator/v1alpha1/filesb\x05\x66iles\x12\x93\x01\n\nDeleteFile\x12\'.dtpoc.files.v1alpha1.DeleteFileRequest\x1a(.dtpoc.files.v1alpha1.DeleteFileResponse\"2\x82\xd3\xe4\x93\x02,**/api/orchestrator/v1alpha1/files/{file_id}b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -50,25 +50,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_UPLOADFILEHEADER']._serialized_start=379
   _globals['_UPLOADFILEHEADER']._serialized_end=555
   _globals['_UPLOADFILEREQUEST']._serialized_start=557
-  _globals['_UPLOADFILEREQUEST']._serialized_end=662
-  _globals['_UPLOADFILERESPONSE']._serialized_start=665
-  _globals['_UPLOADFILERESPONSE']._serialized_end=805
-  _globals['_GETFILEREQUEST']._serialized_start=807
-  _globals['_GETFILEREQUEST']._serialized_end=872
-  _globals['_GETFILERESPONSE']._serialized_start=874
-  _globals['_GETFILERESPONSE']._serialized_end=967
-  _globals['_GETFILEINFOREQUEST']._serialized_start=969
-  _globals['_GETFILEINFOREQUEST']._serialized_end=1006
-  _globals['_GETFILEINFORESPONSE']._serialized_start=1008
-  _globals['_GETFILEINFORESPONSE']._serialized_end=1075
-  _globals['_LISTFILESREQUEST']._serialized_start=1078
-  _globals['_LISTFILESREQUEST']._serialized_end=1229
-  _globals['_LISTFILESRESPONSE']._serialized_start=1231
-  _globals['_LISTFILESRESPONSE']._serialized_end=1322
-  _globals['_DELETEFILEREQUEST']._serialized_start=1324
-  _globals['_DELETEFILEREQUEST']._serialized_end=1375
-  _globals['_DELETEFILERESPONSE']._serialized_start=1377
-  _globals['_DELETEFILERESPONSE']._serialized_end=1414
-  _globals['_FILESSERVICE']._serialized_start=1417
-  _globals['_FILESSERVICE']._serialized_end=2221
+  _globals['_UPLOADFILEREQUEST']._serialized_end=680
+  _globals['_UPLOADFILERESPONSE']._serialized_start=683
+  _globals['_UPLOADFILERESPONSE']._serialized_end=823
+  _globals['_GETFILEREQUEST']._serialized_start=825
+  _globals['_GETFILEREQUEST']._serialized_end=890
+  _globals['_GETFILERESPONSE']._serialized_start=892
+  _globals['_GETFILERESPONSE']._serialized_end=985
+  _globals['_GETFILEINFOREQUEST']._serialized_start=987
+  _globals['_GETFILEINFOREQUEST']._serialized_end=1024
+  _globals['_GETFILEINFORESPONSE']._serialized_start=1026
+  _globals['_GETFILEINFORESPONSE']._serialized_end=1093
+  _globals['_LISTFILESREQUEST']._serialized_start=1096
+  _globals['_LISTFILESREQUEST']._serialized_end=1247
+  _globals['_LISTFILESRESPONSE']._serialized_start=1249
+  _globals['_LISTFILESRESPONSE']._serialized_end=1340
+  _globals['_DELETEFILEREQUEST']._serialized_start=1342
+  _globals['_DELETEFILEREQUEST']._serialized_end=1393
+  _globals['_DELETEFILERESPONSE']._serialized_start=1395
+  _globals['_DELETEFILERESPONSE']._serialized_end=1432
+  _globals['_FILESSERVICE']._serialized_start=1435
+  _globals['_FILESSERVICE']._serialized_end=2239
 # @@protoc_insertion_point(module_scope)

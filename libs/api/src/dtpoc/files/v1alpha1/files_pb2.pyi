@@ -128,15 +128,21 @@ Global___UploadFileHeader: _TypeAlias = UploadFileHeader  # noqa: Y015
 
 @_typing.final
 class UploadFileRequest(_message.Message):
-    """One message of an upload stream: the header first, then chunks."""
+    """One message of an upload stream: the header first, then chunks, then finish."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
     HEADER_FIELD_NUMBER: _builtins.int
     CHUNK_FIELD_NUMBER: _builtins.int
+    FINISH_FIELD_NUMBER: _builtins.int
     chunk: _builtins.bytes
     """A piece of the content, in order; any size up to the gRPC message
     limit (1 MiB pieces work well).
+    """
+    finish: _builtins.bool
+    """True on the last message, after every chunk: the content is complete.
+    A stream that ends without it stores nothing, because a client that
+    went away mid-upload looks, to the server, like a stream that ended.
     """
     @_builtins.property
     def header(self) -> Global___UploadFileHeader:
@@ -147,12 +153,13 @@ class UploadFileRequest(_message.Message):
         *,
         header: Global___UploadFileHeader | None = ...,
         chunk: _builtins.bytes = ...,
+        finish: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "header", b"header", "payload", b"payload"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "finish", b"finish", "header", b"header", "payload", b"payload"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "header", b"header", "payload", b"payload"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "finish", b"finish", "header", b"header", "payload", b"payload"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["header", "chunk"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["header", "chunk", "finish"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 

@@ -76,7 +76,8 @@ class FilesServiceServicer:
 
     def UploadFile(self, request_iterator, context):
         """Uploads one file as a client stream: the first message carries the
-        header (name, content type, metadata), the following ones the bytes.
+        header (name, content type, metadata), the following ones the bytes, and
+        the last one `finish`.
         The server holds at most a few chunks in memory whatever the file size.
         A stream that ends early, exceeds the size limit or does not match the
         expected SHA-256 leaves no visible file and no orphan chunks.

@@ -40,7 +40,8 @@ class FilesServiceStub:
     def __new__(cls, channel: _aio.Channel) -> FilesServiceAsyncStub: ...
     UploadFile: _grpc.StreamUnaryMultiCallable[_files_pb2.UploadFileRequest, _files_pb2.UploadFileResponse]
     """Uploads one file as a client stream: the first message carries the
-    header (name, content type, metadata), the following ones the bytes.
+    header (name, content type, metadata), the following ones the bytes, and
+    the last one `finish`.
     The server holds at most a few chunks in memory whatever the file size.
     A stream that ends early, exceeds the size limit or does not match the
     expected SHA-256 leaves no visible file and no orphan chunks.
@@ -73,7 +74,8 @@ class FilesServiceAsyncStub(FilesServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     UploadFile: _aio.StreamUnaryMultiCallable[_files_pb2.UploadFileRequest, _files_pb2.UploadFileResponse]  # type: ignore[assignment]
     """Uploads one file as a client stream: the first message carries the
-    header (name, content type, metadata), the following ones the bytes.
+    header (name, content type, metadata), the following ones the bytes, and
+    the last one `finish`.
     The server holds at most a few chunks in memory whatever the file size.
     A stream that ends early, exceeds the size limit or does not match the
     expected SHA-256 leaves no visible file and no orphan chunks.
@@ -109,7 +111,8 @@ class FilesServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_files_pb2.UploadFileResponse, _abc.Awaitable[_files_pb2.UploadFileResponse]]:
         """Uploads one file as a client stream: the first message carries the
-        header (name, content type, metadata), the following ones the bytes.
+        header (name, content type, metadata), the following ones the bytes, and
+        the last one `finish`.
         The server holds at most a few chunks in memory whatever the file size.
         A stream that ends early, exceeds the size limit or does not match the
         expected SHA-256 leaves no visible file and no orphan chunks.
