@@ -60,4 +60,4 @@ run: sync
 	@$(UV) run python tools/run_local.py $(RUN_ARGS)
 
 bench: sync testbin
-	@for b in bench/*.py; do echo "== $$b"; $(UV) run python $$b || exit 1; done
+	@for b in bench/[a-z]*.py; do m=$$(basename $$b .py); echo "== bench.$$m"; $(UV) run python -m bench.$$m || exit 1; done

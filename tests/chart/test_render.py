@@ -102,10 +102,8 @@ def test_platform_probes_use_grpc_health_and_http_endpoints() -> None:
         assert probes[name]["readinessProbe"]["grpc"] == {"port": port}
         assert probes[name]["livenessProbe"]["grpc"] == {"port": port}
     assert probes["gateway"]["readinessProbe"]["httpGet"]["path"] == "/readyz"
-    assert (
-        probes["gateway"]["livenessProbe"]["httpGet"]["path"]
-        == "/api/orchestrator/v1alpha1/healthz"
-    )
+    # The gateway's own liveness: an orchestrator outage must not restart it.
+    assert probes["gateway"]["livenessProbe"]["httpGet"]["path"] == "/livez"
     assert probes["operator"]["livenessProbe"]["httpGet"]["port"] == "health"
 
 
