@@ -54,6 +54,8 @@ def test_indexed_job_spec_field_by_field(kube_operator: KubeOperator) -> None:
     pod = spec["template"]["spec"]
     assert pod["restartPolicy"] == "Never"
     assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["containers"][0]["securityContext"]["allowPrivilegeEscalation"] is False
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["output"]["persistentVolumeClaim"]["claimName"] == OUTPUT_PVC
     assert "emptyDir" in volumes["input"]

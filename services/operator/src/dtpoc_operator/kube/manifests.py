@@ -165,6 +165,9 @@ def pod_template(resource: AnalyticsResource, settings: ChildSettings, *, kind: 
         # A failed container's last log lines become its termination message,
         # which the operator shows as the replica's message.
         "terminationMessagePolicy": "FallbackToLogsOnError",
+        # What every image tolerates; the user an image runs as is its own
+        # (analytics images may need root), so runAsNonRoot is not forced.
+        "securityContext": {"allowPrivilegeEscalation": False},
     }
     if spec.command:
         container["command"] = list(spec.command)
@@ -183,6 +186,7 @@ def pod_template(resource: AnalyticsResource, settings: ChildSettings, *, kind: 
         "restartPolicy": "Always" if kind == "persistent" else "Never",
         "enableServiceLinks": False,
         "automountServiceAccountToken": False,
+        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
         "containers": [container],
         "volumes": [
             {"name": OUTPUT_VOLUME, "persistentVolumeClaim": {"claimName": settings.output_pvc}},
