@@ -14,10 +14,9 @@ the orchestrator process - is the real thing.
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ import yaml
 from google.protobuf import json_format, struct_pb2
 from kubernetes.client.exceptions import ApiException
 
+from dtpoc.analytics.v1alpha1 import analytics_pb2
 from dtpoc.files.v1alpha1 import files_pb2, files_pb2_grpc
 from dtpoc.orchestrator.v1alpha1 import orchestrator_pb2, orchestrator_pb2_grpc
 from dtpoc_common import analytics
@@ -179,8 +179,6 @@ class KubeOperatorDouble(OperatorDouble):
 
 def status_dict(**fields: Any) -> dict[str, Any]:
     """An Analytics status (resource JSON) from proto field names, via the shared codec."""
-    from dtpoc.analytics.v1alpha1 import analytics_pb2
-
     message = json_format.ParseDict(fields, analytics_pb2.AnalyticsStatus())
     return analytics.status_to_dict(message)
 
@@ -425,14 +423,6 @@ def local_platform(
 
 def value_to_python(value: struct_pb2.Value) -> Any:
     return json_format.MessageToDict(value)
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
-
-
-Stub = orchestrator_pb2_grpc.OrchestratorServiceStub
-RpcCall = Callable[..., Any]
 
 
 def service_account_kubeconfig(

@@ -286,11 +286,17 @@ def test_an_unreachable_apiserver_is_unavailable_and_nothing_is_shown(
     assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
-def _insert_creating_record(platform: Platform, *, age_seconds: float) -> str:
+def _insert_creating_record(
+    platform: Platform, *, age_seconds: float, input_file_ids: list[str] | None = None
+) -> str:
     """The state a crash between "record inserted" and "resource written" leaves."""
     service_id = str(ObjectId())
     spec = analytics_pb2.AnalyticsSpec(
-        image="ghcr.io/example/sim", version="1", job_type="ondemand", reps=1
+        image="ghcr.io/example/sim",
+        version="1",
+        job_type="ondemand",
+        reps=1,
+        input_files={i: f"in{n}.xlsx" for n, i in enumerate(input_file_ids or [])},
     )
     platform.records().insert_one(
         {
@@ -300,7 +306,7 @@ def _insert_creating_record(platform: Platform, *, age_seconds: float) -> str:
             "terminated_at": None,
             "spec": analytics.spec_to_dict(spec),
             "labels": {},
-            "input_file_ids": [],
+            "input_file_ids": sorted(input_file_ids or []),
             "namespace": platform.orchestrator.namespace,
             "backend": platform.backend,
             "last_status": None,
@@ -367,6 +373,19 @@ def test_a_crashed_launch_whose_resource_exists_is_completed(platform: Platform)
     assert got.service.phase == "pending"
     assert platform.records().find_one({"_id": ObjectId(service_id)})["state"] == "launched"  # type: ignore[index]
     assert _ids(platform) == [service_id]
+
+
+def test_a_launch_in_progress_counts_as_a_file_user(platform: Platform) -> None:
+    """Between "record inserted" and "resource written" the file must not be deleted;
+    a launch that died there stops counting once it is settled away."""
+    file_id = str(ObjectId())
+    in_progress = _insert_creating_record(platform, age_seconds=0, input_file_ids=[file_id])
+    dead = _insert_creating_record(platform, age_seconds=3600, input_file_ids=[file_id])
+    answer = platform.stub().GetFileUsage(
+        orchestrator_pb2.GetFileUsageRequest(file_id=file_id), timeout=CALL_TIMEOUT
+    )
+    assert list(answer.active_service_ids) == [in_progress]
+    assert platform.records().find_one({"_id": ObjectId(dead)}) is None
 
 
 def test_database_down_is_unavailable_database_unreachable(
