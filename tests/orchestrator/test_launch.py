@@ -415,3 +415,37 @@ def test_database_down_is_unavailable_database_unreachable(
 def test_healthz_answers_ok(local_platform: Platform) -> None:
     response = local_platform.stub().Healthz(orchestrator_pb2.HealthzRequest(), timeout=10)
     assert response.status == "ok"
+
+
+def test_the_documented_role_is_enough(
+    orchestrator_server_factory: Callable[..., OrchestratorServer],
+    files_server: FilesServer,
+    kube: KubeCluster,
+    analytics_crd: str,
+    kube_namespace: str,
+    tmp_path: Path,
+) -> None:
+    """Launch, read, list, watch and terminate as a service account holding only the
+    verbs the README lists (get, list, watch, create, delete on analytics)."""
+    kubeconfig = service_account_kubeconfig(
+        kube,
+        namespace=kube_namespace,
+        verbs=["get", "list", "watch", "create", "delete"],
+        path=tmp_path / "kc",
+    )
+    server = _kube_server(
+        orchestrator_server_factory, files_server, kubeconfig=kubeconfig, namespace=kube_namespace
+    )
+    stub = _stub(server)
+    ids = [
+        stub.LaunchService(launch_request(backend="kubernetes"), timeout=CALL_TIMEOUT).id
+        for _ in range(5)
+    ]
+    listed = stub.ListServices(orchestrator_pb2.ListServicesRequest(), timeout=CALL_TIMEOUT)
+    assert sorted(s.id for s in listed.services) == sorted(ids)
+    first = next(
+        iter(stub.WatchService(orchestrator_pb2.WatchServiceRequest(id=ids[0]), timeout=30))
+    )
+    assert first.status.phase == "pending"
+    stub.TerminateService(orchestrator_pb2.TerminateServiceRequest(id=ids[0]), timeout=CALL_TIMEOUT)
+    assert KubeOperatorDouble(kube, kube_namespace).resource_names() == set(ids[1:])
