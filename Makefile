@@ -54,7 +54,7 @@ helm-lint:
 check: lint typecheck buf-lint helm-lint check-generated
 
 test: sync testbin
-	@$(UV) run pytest $(PYTEST_ARGS)
+	@GRPC_ENABLE_FORK_SUPPORT=false $(UV) run pytest $(PYTEST_ARGS)
 
 run: sync
 	@$(UV) run python tools/run_local.py $(RUN_ARGS)
