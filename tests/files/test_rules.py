@@ -100,7 +100,7 @@ def test_list_query_defaults_and_limits() -> None:
     def query(**fields: object) -> domain.ListQuery:
         base: dict[str, object] = {
             "skip": 0,
-            "limit": 0,
+            "limit": None,
             "page_token": "",
             "service_id": "",
             "replica_index": None,
@@ -113,6 +113,8 @@ def test_list_query_defaults_and_limits() -> None:
     assert query(limit=1000).limit == 1000
     with pytest.raises(errors.InvalidArgument):
         query(limit=1001)
+    with pytest.raises(errors.InvalidArgument):
+        query(limit=0)
     with pytest.raises(errors.InvalidArgument):
         query(skip=-1)
 

@@ -21,7 +21,7 @@ def test_paging_newest_first_and_filters(platform: Platform) -> None:
     launched = [platform.launch(ana={"job_type": "ondemand", "reps": 1}) for _ in range(12)]
     newest_first = list(reversed(launched))
 
-    assert list_ids(platform) == newest_first[:10]  # limit 0 means 10
+    assert list_ids(platform) == newest_first[:10]  # no limit means 10
     assert list_ids(platform, limit=1000) == newest_first
     assert list_ids(platform, skip=10, limit=5) == newest_first[10:]
     assert list_ids(platform, skip=3, limit=2) == newest_first[3:5]
@@ -53,8 +53,9 @@ def test_paging_newest_first_and_filters(platform: Platform) -> None:
     ("fields", "message"),
     [
         ({"skip": -1}, "skip: must be >= 0, got -1"),
-        ({"limit": -1}, "limit: must be between 1 and 1000 (0 means 10), got -1"),
-        ({"limit": 1001}, "limit: must be between 1 and 1000 (0 means 10), got 1001"),
+        ({"limit": -1}, "limit: must be between 1 and 1000, got -1"),
+        ({"limit": 0}, "limit: must be between 1 and 1000, got 0"),
+        ({"limit": 1001}, "limit: must be between 1 and 1000, got 1001"),
         ({"status": "done"}, "status: must be one of"),
     ],
 )

@@ -311,7 +311,7 @@ class ListQuery:
 def parse_list_query(
     *,
     skip: int,
-    limit: int,
+    limit: int | None,
     page_token: str,
     service_id: str,
     replica_index: int | None,
@@ -320,9 +320,9 @@ def parse_list_query(
     """Validate a listing request (skip/limit as the original, or a page token)."""
     if skip < 0:
         raise errors.InvalidArgument("skip must not be negative", field="skip")
-    if limit < 0:
-        raise errors.InvalidArgument("limit must be positive", field="limit")
-    if limit > MAX_PAGE_SIZE:
+    if limit is not None and limit < 1:
+        raise errors.InvalidArgument(f"limit must be at least 1, got {limit}", field="limit")
+    if limit is not None and limit > MAX_PAGE_SIZE:
         raise errors.InvalidArgument(f"limit must be at most {MAX_PAGE_SIZE}", field="limit")
     if replica_index is not None and replica_index < 0:
         raise errors.InvalidArgument("replica_index must not be negative", field="replica_index")
@@ -332,7 +332,7 @@ def parse_list_query(
     after = decode_page_token(page_token, file_filter) if page_token else None
     return ListQuery(
         filter=file_filter,
-        limit=limit or DEFAULT_PAGE_SIZE,
+        limit=DEFAULT_PAGE_SIZE if limit is None else limit,
         skip=0 if after is not None else skip,
         after=after,
     )

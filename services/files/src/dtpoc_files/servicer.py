@@ -90,7 +90,7 @@ class FilesServicer(files_pb2_grpc.FilesServiceServicer):
     ) -> files_pb2.ListFilesResponse:
         query = domain.parse_list_query(
             skip=request.skip,
-            limit=request.limit,
+            limit=request.limit if request.HasField("limit") else None,
             page_token=request.page_token,
             service_id=request.service_id,
             replica_index=request.replica_index if request.HasField("replica_index") else None,

@@ -272,7 +272,7 @@ class Orchestrator:
         return await self._view(record, await self._store.get(record.id))
 
     async def list_services(
-        self, *, skip: int, limit: int, status_filter: str = ""
+        self, *, skip: int, limit: int | None, status_filter: str = ""
     ) -> list[ServiceView]:
         skip, limit = validation.validate_page(skip=skip, limit=limit)
         wanted = status_filter.strip().lower()

@@ -134,7 +134,9 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         self, request: orchestrator_pb2.ListServicesRequest, context: Any
     ) -> orchestrator_pb2.ListServicesResponse:
         views = await self._orchestrator.list_services(
-            skip=request.skip, limit=request.limit, status_filter=request.status
+            skip=request.skip,
+            limit=request.limit if request.HasField("limit") else None,
+            status_filter=request.status,
         )
         return orchestrator_pb2.ListServicesResponse(services=[service_message(v) for v in views])
 

@@ -349,12 +349,12 @@ def _validate_resources(field_name: str, quantities: dict[str, str]) -> None:
             )
 
 
-def validate_page(*, skip: int, limit: int) -> tuple[int, int]:
-    """``(skip, limit)`` of a list request: limit 0 means 10, at most 1000."""
+def validate_page(*, skip: int, limit: int | None) -> tuple[int, int]:
+    """``(skip, limit)`` of a list request: limit 1..1000, 10 when absent."""
     if skip < 0:
         raise errors.InvalidArgument(f"must be >= 0, got {skip}", field="skip")
-    if limit < 0 or limit > 1000:
-        raise errors.InvalidArgument(
-            f"must be between 1 and 1000 (0 means 10), got {limit}", field="limit"
-        )
-    return skip, limit or 10
+    if limit is None:
+        return skip, 10
+    if limit < 1 or limit > 1000:
+        raise errors.InvalidArgument(f"must be between 1 and 1000, got {limit}", field="limit")
+    return skip, limit

@@ -328,8 +328,8 @@ class ListFilesRequest(_message.Message):
     skip: _builtins.int
     """Records to skip (REST `skip`, as in the original); >= 0."""
     limit: _builtins.int
-    """Records to return (REST `limit`, as in the original); 0 means 10,
-    at most 1000.
+    """Records to return (REST `limit`, as in the original): 1..1000, 10 when
+    absent.
     """
     page_token: _builtins.str
     """Opaque token from a previous answer's `next_page_token`; when set,
@@ -345,18 +345,23 @@ class ListFilesRequest(_message.Message):
         self,
         *,
         skip: _builtins.int = ...,
-        limit: _builtins.int = ...,
+        limit: _builtins.int | None = ...,
         page_token: _builtins.str = ...,
         service_id: _builtins.str = ...,
         replica_index: _builtins.int | None = ...,
         filename: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_replica_index", b"_replica_index", "replica_index", b"replica_index"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_limit", b"_limit", "_replica_index", b"_replica_index", "limit", b"limit", "replica_index", b"replica_index"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_replica_index", b"_replica_index", "filename", b"filename", "limit", b"limit", "page_token", b"page_token", "replica_index", b"replica_index", "service_id", b"service_id", "skip", b"skip"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_limit", b"_limit", "_replica_index", b"_replica_index", "filename", b"filename", "limit", b"limit", "page_token", b"page_token", "replica_index", b"replica_index", "service_id", b"service_id", "skip", b"skip"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__limit: _TypeAlias = _typing.Literal["limit"]  # noqa: Y015
+    _WhichOneofArgType__limit: _TypeAlias = _typing.Literal["_limit", b"_limit"]  # noqa: Y015
     _WhichOneofReturnType__replica_index: _TypeAlias = _typing.Literal["replica_index"]  # noqa: Y015
     _WhichOneofArgType__replica_index: _TypeAlias = _typing.Literal["_replica_index", b"_replica_index"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__limit) -> _WhichOneofReturnType__limit | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__replica_index) -> _WhichOneofReturnType__replica_index | None: ...
 
 Global___ListFilesRequest: _TypeAlias = ListFilesRequest  # noqa: Y015

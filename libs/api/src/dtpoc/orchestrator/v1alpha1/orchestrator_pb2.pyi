@@ -518,21 +518,23 @@ class ListServicesRequest(_message.Message):
     skip: _builtins.int
     """Records to skip; >= 0."""
     limit: _builtins.int
-    """Records to return; 0 means 10, at most 1000."""
+    """Records to return: 1..1000, 10 when absent."""
     status: _builtins.str
     """Only services whose `phase` or `status` is this."""
     def __init__(
         self,
         *,
         skip: _builtins.int = ...,
-        limit: _builtins.int = ...,
+        limit: _builtins.int | None = ...,
         status: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_limit", b"_limit", "limit", b"limit"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "skip", b"skip", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_limit", b"_limit", "limit", b"limit", "skip", b"skip", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__limit: _TypeAlias = _typing.Literal["limit"]  # noqa: Y015
+    _WhichOneofArgType__limit: _TypeAlias = _typing.Literal["_limit", b"_limit"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__limit) -> _WhichOneofReturnType__limit | None: ...
 
 Global___ListServicesRequest: _TypeAlias = ListServicesRequest  # noqa: Y015
 
