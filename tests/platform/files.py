@@ -24,20 +24,14 @@ Fixtures:
 
 from __future__ import annotations
 
-import contextlib
-import json
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
-import pymongo
-import pymongo.errors
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from tests.platform import grpcprocess
 from tests.realdeps import mongodb, processes
 
 READY_TIMEOUT = 30.0
@@ -61,39 +55,7 @@ class FilesServer:
 
 def files_executable() -> str:
     """The ``dtpoc-files`` console script of the environment running the tests."""
-    script = Path(sys.executable).parent / "dtpoc-files"
-    if not script.exists():
-        raise RuntimeError(f"{script} is missing: run `uv sync` in the workspace")
-    return str(script)
-
-
-def listening_address(log_path: Path) -> str | None:
-    """The address the server logged it listens on, once it has."""
-    try:
-        text = log_path.read_text(errors="replace")
-    except FileNotFoundError:
-        return None
-    for line in text.splitlines():
-        if '"grpc server listening"' not in line:
-            continue
-        try:
-            address = json.loads(line).get("address")
-        except json.JSONDecodeError:
-            continue
-        if isinstance(address, str):
-            return address
-    return None
-
-
-def health_serving(address: str) -> bool:
-    """True when the server at ``address`` answers health SERVING."""
-    with grpc.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        try:
-            response = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1.0)
-        except grpc.RpcError:
-            return False
-    return bool(response.status == health_pb2.HealthCheckResponse.SERVING)
+    return grpcprocess.executable("dtpoc-files")
 
 
 def start_files_server(
@@ -115,24 +77,18 @@ def start_files_server(
         **(env_overrides or {}),
     }
     database = env["DTPOC_FILES_DATABASE"]
-    workdir.mkdir(parents=True, exist_ok=True)
     log_path = workdir / f"dtpoc-files-{database}-{uuid.uuid4().hex[:6]}.log"
-    server = processes.ServerProcess(
-        name="dtpoc-files", argv=[files_executable()], log_path=log_path, env=env, cwd=workdir
-    ).start()
-    found: list[str] = []
-
-    def ready() -> bool:
-        address = found[0] if found else listening_address(log_path)
-        if address is None:
-            return False
-        if not found:
-            found.append(address)
-        return not wait_serving or health_serving(address)
-
-    server.wait_ready(ready, timeout=READY_TIMEOUT, what="gRPC health SERVING")
+    server, address = grpcprocess.start(
+        name="dtpoc-files",
+        argv=[files_executable()],
+        env=env,
+        workdir=workdir,
+        log_path=log_path,
+        wait_serving=wait_serving,
+        timeout=READY_TIMEOUT,
+    )
     return FilesServer(
-        address=found[0],
+        address=address,
         pid=server.pid,
         database=database,
         env=env,
@@ -164,20 +120,7 @@ def files_server_factory(
     finally:
         for server in started:
             server.stop()
-        _drop_databases(mongodb_uri, {server.database for server in started})
-
-
-def _drop_databases(mongodb_uri: str, names: set[str]) -> None:
-    """Drop the test databases (FerretDB keeps each as a file; big uploads add up)."""
-    client: pymongo.MongoClient[dict[str, object]] = pymongo.MongoClient(
-        mongodb_uri, serverSelectionTimeoutMS=2000
-    )
-    try:
-        for name in names:
-            with contextlib.suppress(pymongo.errors.PyMongoError):
-                client.drop_database(name)
-    finally:
-        client.close()
+        grpcprocess.drop_databases(mongodb_uri, {server.database for server in started})
 
 
 @pytest.fixture

@@ -34,18 +34,15 @@ module-scoped servers); the caller stops it.
 
 from __future__ import annotations
 
-import contextlib
-import sys
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import pymongo
-import pymongo.errors
 import pytest
 
-from tests.platform.files import FilesServer, health_serving, listening_address
+from tests.platform import grpcprocess
+from tests.platform.files import FilesServer
 from tests.realdeps import mongodb, processes
 
 READY_TIMEOUT = 30.0
@@ -71,10 +68,7 @@ class OrchestratorServer:
 
 def orchestrator_executable() -> str:
     """The ``dtpoc-orchestrator`` console script of the environment running the tests."""
-    script = Path(sys.executable).parent / "dtpoc-orchestrator"
-    if not script.exists():
-        raise RuntimeError(f"{script} is missing: run `uv sync` in the workspace")
-    return str(script)
+    return grpcprocess.executable("dtpoc-orchestrator")
 
 
 def start_orchestrator_server(
@@ -107,28 +101,18 @@ def start_orchestrator_server(
         **(env_overrides or {}),
     }
     database = env["DTPOC_ORCHESTRATOR_DATABASE"]
-    workdir.mkdir(parents=True, exist_ok=True)
     log_path = workdir / f"dtpoc-orchestrator-{database}-{uuid.uuid4().hex[:6]}.log"
-    server = processes.ServerProcess(
+    server, address = grpcprocess.start(
         name="dtpoc-orchestrator",
         argv=[orchestrator_executable(), *args],
-        log_path=log_path,
         env=env,
-        cwd=workdir,
-    ).start()
-    found: list[str] = []
-
-    def ready() -> bool:
-        address = found[0] if found else listening_address(log_path)
-        if address is None:
-            return False
-        if not found:
-            found.append(address)
-        return not wait_serving or health_serving(address)
-
-    server.wait_ready(ready, timeout=READY_TIMEOUT, what="gRPC health SERVING")
+        workdir=workdir,
+        log_path=log_path,
+        wait_serving=wait_serving,
+        timeout=READY_TIMEOUT,
+    )
     return OrchestratorServer(
-        address=found[0],
+        address=address,
         pid=server.pid,
         database=database,
         env=env,
@@ -139,17 +123,8 @@ def start_orchestrator_server(
     )
 
 
-def drop_databases(mongodb_uri: str, names: set[str]) -> None:
-    """Drop test databases, ignoring a server that is gone already."""
-    client: pymongo.MongoClient[dict[str, object]] = pymongo.MongoClient(
-        mongodb_uri, serverSelectionTimeoutMS=2000
-    )
-    try:
-        for name in names:
-            with contextlib.suppress(pymongo.errors.PyMongoError):
-                client.drop_database(name)
-    finally:
-        client.close()
+# Kept importable from here: the orchestrator tests use it.
+drop_databases = grpcprocess.drop_databases
 
 
 @pytest.fixture
