@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.platform import grpcprocess
+from tests.platform import _grpcprocess as grpcprocess
 from tests.realdeps import mongodb, processes
 
 READY_TIMEOUT = 30.0

@@ -41,7 +41,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.platform import grpcprocess
+from tests.platform import _grpcprocess as grpcprocess
 from tests.platform.files import FilesServer
 from tests.realdeps import mongodb, processes
 
