@@ -110,6 +110,9 @@ class OperatorDouble:
     def resource_names(self) -> set[str]:
         raise NotImplementedError
 
+    def close(self) -> None:
+        """Release what the double holds (nothing unless a subclass says so)."""
+
 
 class LocalOperatorDouble(OperatorDouble):
     backend = "local"
@@ -256,6 +259,13 @@ class Platform:
         while self.channels:
             self.channels.popitem()[1].close()
 
+    def shutdown(self) -> None:
+        """End of a fixture: channels, the orchestrator, the operator double, the database."""
+        self.close()
+        self.orchestrator.stop()
+        self.operator.close()
+        drop_databases(self.mongodb_uri, {self.orchestrator.database})
+
 
 def launch_request(
     *, backend: str = "local", **fields: Any
@@ -329,11 +339,7 @@ def platform(
     try:
         yield result
     finally:
-        result.close()
-        server.stop()
-        if isinstance(operator, LocalOperatorDouble):
-            operator.close()
-        drop_databases(mongodb_uri, {server.database})
+        result.shutdown()
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -375,13 +381,9 @@ def shared_platform(
     try:
         yield result
     finally:
-        result.close()
-        server.stop()
-        if isinstance(operator, LocalOperatorDouble):
-            operator.close()
+        result.shutdown()
         if kube is not None and namespace is not None:
             kube.delete_namespace(namespace)
-        drop_databases(mongodb_uri, {server.database})
 
 
 @pytest.fixture(scope="module")
@@ -415,10 +417,7 @@ def local_platform(
     try:
         yield result
     finally:
-        result.close()
-        server.stop()
-        operator.close()
-        drop_databases(mongodb_uri, {server.database})
+        result.shutdown()
 
 
 def value_to_python(value: struct_pb2.Value) -> Any:
