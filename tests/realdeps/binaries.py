@@ -28,9 +28,14 @@ _VERSION_KEYS = {
     "kubectl": "KUBERNETES_VERSION",
     "helm": "HELM_VERSION",
     "buf": "BUF_VERSION",
+    "kubelet": "KUBERNETES_VERSION",
+    "kube-scheduler": "KUBERNETES_VERSION",
+    "kube-proxy": "KUBERNETES_VERSION",
+    "coredns": "COREDNS_VERSION",
+    "pause": "PAUSE_VERSION",
 }
 NAMES = tuple(_VERSION_KEYS)
-"""Every binary the build script knows."""
+"""Every binary the build script knows (the last five are the node's: ``make cluster``)."""
 
 
 class BinaryUnavailable(RuntimeError):
