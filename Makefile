@@ -4,12 +4,13 @@ SHELL := /bin/bash
 UV ?= uv
 CACHE ?= $(or $(DTPOC_CACHE_DIR),$(HOME)/.cache/dtpoc)
 
-.PHONY: help bootstrap sync generate check-generated lint format typecheck buf-lint helm-lint check test run bench testbin
+.PHONY: help bootstrap sync generate check-generated lint format typecheck buf-lint helm-lint check test run bench testbin images
 
 help:
 	@echo "make run        start the platform on this machine and run the sample analysis"
 	@echo "make test       install what is missing, build the test servers, run the tests"
 	@echo "make check      ruff, mypy, buf lint/format, helm lint, generated code up to date"
+	@echo "make images     build the container images here (Docker, else buildah; cached by content)"
 	@echo "make generate   regenerate the Python API package from protos/"
 
 bootstrap:
@@ -37,7 +38,7 @@ format: sync
 	@$(UV) run ruff check --fix .
 
 typecheck: sync
-	@$(UV) run mypy libs/common/src services/files/src services/orchestrator/src services/operator/src gateway/src examples/histolab/src tools/generate.py tools/run_local.py
+	@$(UV) run mypy libs/common/src services/files/src services/orchestrator/src services/operator/src gateway/src examples/histolab/src tools/generate.py tools/run_local.py tools/images tests/realdeps/images.py
 
 buf-lint: generate
 	@tools/testbin/build buf >&2
@@ -55,6 +56,10 @@ check: lint typecheck buf-lint helm-lint check-generated
 
 test: sync testbin
 	@GRPC_ENABLE_FORK_SUPPORT=false $(UV) run pytest $(PYTEST_ARGS)
+
+# IMAGES="dtpoc histolab" builds only those (and their bases); default: all of them.
+images: sync
+	@$(UV) run python -m tools.images $(IMAGES)
 
 run: sync
 	@$(UV) run python tools/run_local.py $(RUN_ARGS)

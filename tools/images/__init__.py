@@ -1,0 +1,1 @@
+"""The project's container image builds (``make images``; see ``__main__``)."""

@@ -1,0 +1,189 @@
+"""Every image the project builds: its Dockerfile, context, bases and names.
+
+The platform and example Dockerfiles keep public bases as their defaults (a
+Docker user builds them unchanged); here each gets the local base through
+its ``ARG`` instead. The first tag of an image is its primary name: the one
+its OCI archive carries and the one a cluster or client asks for.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tools.images import _artifacts, _context
+
+Prepare = Callable[[Path], None]
+
+
+def _nothing(_: Path) -> None:
+    return None
+
+
+def _no_inputs() -> dict[str, str]:
+    return {}
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """One image: built from ``dockerfile`` (relative to ``context``) in the repo."""
+
+    name: str
+    summary: str
+    tags: tuple[str, ...]
+    context: str
+    dockerfile: str = "Dockerfile"
+    # build arg -> name of the image (in this catalogue) passed through it
+    bases: Mapping[str, str] = field(default_factory=dict)
+    # extra digest inputs that are not files of the context (cheap to compute)
+    inputs: Callable[[], dict[str, str]] = _no_inputs
+    # writes the generated files (root filesystem, binaries) into the staged context
+    prepare: Prepare = _nothing
+    first_build: str = "under a minute"
+
+
+def _chart_image(repo: Path) -> str:
+    """``image.repository:tag`` as infra/values.yaml names it (tag "" -> appVersion)."""
+    values = (repo / "infra/values.yaml").read_text()
+    block = re.search(r"^image:\n((?:[ ]+.*\n|\n)+)", values, re.MULTILINE)
+    if block is None:
+        raise RuntimeError("infra/values.yaml has no top-level image: block")
+    repository = re.search(r"^  repository: *(\S+)", block.group(1), re.MULTILINE)
+    tag = re.search(r'^  tag: *"?([^"\s]*)"?', block.group(1), re.MULTILINE)
+    if repository is None:
+        raise RuntimeError("infra/values.yaml: image.repository is missing")
+    version = tag.group(1) if tag else ""
+    if not version:
+        chart = (repo / "infra/Chart.yaml").read_text()
+        app = re.search(r'^appVersion: *"?([^"\s]+)"?', chart, re.MULTILINE)
+        if app is None:
+            raise RuntimeError("infra/Chart.yaml has no appVersion")
+        version = app.group(1)
+    return f"{repository.group(1)}:{version}"
+
+
+def _values_tag(repo: Path, component: str) -> str:
+    """The ``<component>.image.tag`` of infra/values.yaml (the upstream version)."""
+    values = (repo / "infra/values.yaml").read_text()
+    found = re.search(
+        rf'^{component}:\n(?:  .*\n|\n)*?  image:\n(?:    .*\n)*?    tag: *"?([^"\s]+)"?',
+        values,
+        re.MULTILINE,
+    )
+    if found is None:
+        raise RuntimeError(f"infra/values.yaml: {component}.image.tag not found")
+    return found.group(1)
+
+
+def _pyproject_version(path: Path) -> str:
+    return str(tomllib.loads(path.read_text())["project"]["version"])
+
+
+def _go_pin(repo: Path, key: str) -> str:
+    text = (repo / "tools/testbin/versions.env").read_text()
+    found = re.search(rf"^{key}=(\S+)$", text, re.MULTILINE)
+    if found is None:
+        raise RuntimeError(f"tools/testbin/versions.env has no {key}")
+    return found.group(1)
+
+
+Inputs = Callable[[], dict[str, str]]
+
+
+def _binary_step(repo: Path, name: str, version: str) -> tuple[Inputs, Prepare]:
+    """Digest inputs and prepare step of an image holding one built Go binary."""
+
+    def inputs() -> dict[str, str]:
+        binary = _artifacts.go_binary(repo, name, version)
+        return {name: version, "sha256": _context.file_digest(binary)}
+
+    def prepare(context: Path) -> None:
+        target = context / name
+        target.write_bytes(_artifacts.go_binary(repo, name, version).read_bytes())
+        target.chmod(0o755)
+
+    return inputs, prepare
+
+
+def catalogue(repo: Path, downloads: Path) -> dict[str, ImageSpec]:
+    """The images by short name, in build order (bases first)."""
+    uv = _artifacts.uv_version(repo / "services/Dockerfile")
+    app = _chart_image(repo)
+    histolab = _pyproject_version(repo / "examples/histolab/pyproject.toml")
+    ferretdb = _go_pin(repo, "FERRETDB_VERSION")
+    telegraf = "v" + _values_tag(repo, "telegraf").removeprefix("v")
+    ferretdb_inputs, ferretdb_prepare = _binary_step(repo, "ferretdb", ferretdb)
+    telegraf_inputs, telegraf_prepare = _binary_step(repo, "telegraf", telegraf)
+    base = "localhost/dtpoc-base:bookworm"
+    specs = [
+        ImageSpec(
+            name="base",
+            summary="Debian bookworm + Python 3.11 (mmdebstrap, this machine's apt and CAs)",
+            tags=(base,),
+            context="tools/images/base",
+            inputs=_artifacts.rootfs_inputs,
+            prepare=lambda ctx: _artifacts.write_rootfs(ctx / "rootfs.tar"),
+            first_build="about 2 min (mmdebstrap)",
+        ),
+        ImageSpec(
+            name="uv",
+            summary=f"uv {uv} alone (from its PyPI wheel)",
+            tags=(f"localhost/dtpoc-uv:{uv}",),
+            context="tools/images/uv",
+            inputs=lambda: _artifacts.uv_inputs(uv),
+            prepare=lambda ctx: _artifacts.write_uv(version=uv, downloads=downloads, dest=ctx),
+            first_build="seconds (one 20 MB download)",
+        ),
+        ImageSpec(
+            name="dtpoc",
+            summary="platform: files, orchestrator, gateway, operator, fetch-inputs",
+            tags=(app, f"localhost/dtpoc:{app.rsplit(':', 1)[1]}"),
+            context=".",
+            dockerfile="services/Dockerfile",
+            bases={"PYTHON_IMAGE": "base", "UV_IMAGE": "uv"},
+            first_build="about 1 min (uv sync from PyPI)",
+        ),
+        ImageSpec(
+            name="histolab",
+            summary="histolab example analytics (the original's digital-hosp-des)",
+            tags=(
+                "ghcr.io/cam-digital-hospitals/digital-hosp-des:latest",
+                f"localhost/dtpoc-histolab:{histolab}",
+            ),
+            context="examples/histolab",
+            bases={"PYTHON_IMAGE": "base"},
+            first_build="about 30 s (pip from PyPI)",
+        ),
+        ImageSpec(
+            name="ferretdb",
+            summary=f"FerretDB {ferretdb} (MongoDB protocol on SQLite), built from source",
+            tags=(f"localhost/dtpoc-ferretdb:{ferretdb}",),
+            context="tools/images/ferretdb",
+            bases={"BASE_IMAGE": "base"},
+            inputs=ferretdb_inputs,
+            prepare=ferretdb_prepare,
+            first_build="seconds (binary from tools/testbin/build, ~2 min if not built)",
+        ),
+        ImageSpec(
+            name="mosquitto",
+            summary="Mosquitto MQTT broker (Debian package)",
+            tags=("localhost/dtpoc-mosquitto:bookworm",),
+            context="tools/images/mosquitto",
+            bases={"BASE_IMAGE": "base"},
+            first_build="about 30 s (apt)",
+        ),
+        ImageSpec(
+            name="telegraf",
+            summary=f"Telegraf {telegraf} with the chart's plugins, built from source",
+            tags=(f"localhost/dtpoc-telegraf:{telegraf.removeprefix('v')}",),
+            context="tools/images/telegraf",
+            bases={"BASE_IMAGE": "base"},
+            inputs=telegraf_inputs,
+            prepare=telegraf_prepare,
+            first_build="seconds (binary from tests/chart/build-telegraf, ~3 min if not built)",
+        ),
+    ]
+    return {spec.name: spec for spec in specs}
