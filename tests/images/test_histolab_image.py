@@ -1,0 +1,77 @@
+"""The histolab example image, run as the operator runs a replica's container.
+
+Given the sample workbook in a read-only /input and an empty /output, the
+image (under the name the original's clients launch) writes its KPI JSON
+and exits 0; a bad input or a bad entry point fails with a message that says
+what is wrong, not a stack trace.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+from tests.images import _containers
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLE = REPO / "examples" / "histolab" / "sample" / "input.xlsx"
+ORIGINAL_NAME = "ghcr.io/cam-digital-hospitals/digital-hosp-des:latest"
+
+
+def _folders(tmp_path: Path) -> tuple[Path, Path]:
+    inputs, outputs = tmp_path / "input", tmp_path / "output"
+    inputs.mkdir()
+    outputs.mkdir()
+    outputs.chmod(0o777)  # an emptyDir / output folder the image's uid may write
+    return inputs, outputs
+
+
+def _mounts(inputs: Path, outputs: Path) -> list[str]:
+    return ["--volume", f"{inputs}:/input:ro", "--volume", f"{outputs}:/output"]
+
+
+def test_sample_workbook_gives_kpis_in_output(histolab_image: str, tmp_path: Path) -> None:
+    assert histolab_image == ORIGINAL_NAME
+    inputs, outputs = _folders(tmp_path)
+    shutil.copy(SAMPLE, inputs / "input.xlsx")
+    result = _containers.run(
+        histolab_image,
+        env={"SIM_HOURS": "336", "REPLICA_INDEX": "1", "RUN_ID": "run-1"},
+        extra=_mounts(inputs, outputs),
+    )
+    assert result.returncode == 0, result.stderr
+    assert [p.name for p in outputs.iterdir()] == ["kpis.json"]
+    kpis = json.loads((outputs / "kpis.json").read_text())
+    counts = kpis["specimens"]
+    assert counts["arrived"] > 500, "two weeks of a 130-a-day lab"
+    assert counts["arrived"] == counts["completed"] + counts["wip_at_end"]
+    assert sum(kpis["throughput"]["per_day"]) == counts["completed"]
+    assert len(kpis["throughput"]["per_day"]) == 14
+    assert kpis["turnaround_hours"]["overall"]["count"] == counts["completed"]
+    urgent = kpis["turnaround_hours"]["by_priority"]["urgent"]["p50"]
+    assert urgent < kpis["turnaround_hours"]["by_priority"]["routine"]["p50"]
+    assert kpis["replica_index"] == 1
+    assert kpis["sim_hours"] == 336
+    assert kpis["input"]["sha256"] == hashlib.sha256(SAMPLE.read_bytes()).hexdigest()
+
+
+def test_missing_workbook_fails_with_a_clear_message(histolab_image: str, tmp_path: Path) -> None:
+    inputs, outputs = _folders(tmp_path)
+    result = _containers.run(histolab_image, extra=_mounts(inputs, outputs))
+    assert result.returncode == 2, result.stderr
+    assert "input.xlsx" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert list(outputs.iterdir()) == []
+
+
+def test_bad_entry_point_fails_with_a_clear_message(histolab_image: str, tmp_path: Path) -> None:
+    inputs, outputs = _folders(tmp_path)
+    result = _containers.run(
+        histolab_image,
+        extra=[*_mounts(inputs, outputs), "--entrypoint", "dtpoc-no-such-model"],
+    )
+    assert result.returncode != 0
+    assert "dtpoc-no-such-model" in result.stderr
+    assert "executable file not found" in result.stderr
