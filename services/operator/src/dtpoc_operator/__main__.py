@@ -14,6 +14,7 @@ import sys
 from pydantic import ValidationError
 
 from dtpoc_operator import app
+from dtpoc_operator.local.containers import EngineUnavailable
 from dtpoc_operator.settings import OperatorSettings
 
 
@@ -32,7 +33,11 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     if args.runtime:
         settings = settings.model_copy(update={"runtime": args.runtime})
-    asyncio.run(app.run(settings))
+    try:
+        asyncio.run(app.run(settings))
+    except EngineUnavailable as error:
+        print(f"dtpoc-operator: no container engine: {error}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

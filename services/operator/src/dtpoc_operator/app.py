@@ -108,6 +108,7 @@ async def run(settings: OperatorSettings) -> None:
         ready_events = [listed, watching]
         log.info("operator starting", runtime="kubernetes", namespaces=namespaces)
     else:
+        from dtpoc_operator.local import containers
         from dtpoc_operator.local.runtime import LocalRuntime
         from dtpoc_operator.local.store import MongoAnalyticsStore
 
@@ -121,16 +122,30 @@ async def run(settings: OperatorSettings) -> None:
             client, database=settings.local_database, collection=settings.local_collection
         )
         settings.output_root.mkdir(parents=True, exist_ok=True)
+        engine = await asyncio.to_thread(
+            containers.detect,
+            settings.local_container_engine,
+            oci_runtime=settings.local_oci_runtime,
+            containers_conf=settings.local_containers_conf,
+            state_root=settings.state_root(),
+        )
         runtime = LocalRuntime(
             output_root=settings.output_root,
             state_root=settings.state_root(),
             files_address=settings.files_address,
             max_processes=settings.local_max_processes,
             on_change=queue.add,
+            engine=engine,
+            stop_grace_seconds=settings.terminate_grace_seconds,
         )
         resync_interval = settings.local_poll_seconds
         ready_events = [listed]
-        log.info("operator starting", runtime="local", output_root=str(settings.output_root))
+        log.info(
+            "operator starting",
+            runtime="local",
+            output_root=str(settings.output_root),
+            container_engine=engine.name if engine else "none",
+        )
 
     worker = reconciler.Reconciler(
         store=store,

@@ -76,6 +76,19 @@ class OperatorSettings(BaseSettings):
     max_parallel_reconciles: int = Field(default=8, ge=1, le=256)
     #: Output files uploaded at once, across services.
     max_parallel_uploads: int = Field(default=4, ge=1, le=64)
+    #: Container engine of the local runtime for launches with an image and no
+    #: command: ``auto`` (podman, else docker when ``docker info`` answers, else
+    #: nerdctl; none found: launches need a command), an engine's name (it must
+    #: work, or the operator does not start), or ``none`` (processes only).
+    local_container_engine: Literal["auto", "podman", "docker", "nerdctl", "none"] = "none"
+    #: OCI runtime podman runs containers with (``--runtime``); empty: podman's default.
+    #: ``runc``: crun refuses hybrid cgroup v1 hosts.
+    local_oci_runtime: str = "runc"
+    #: containers.conf podman runs with: empty: a generated one whose
+    #: ``default_ulimits`` is empty (containers inherit the engine's limits; hosts
+    #: without CAP_SYS_RESOURCE refuse podman's defaults); ``system``: podman's own
+    #: configuration; else the path of a file.
+    local_containers_conf: str = ""
     #: Replica processes the local runtime runs at once, across services.
     local_max_processes: int = Field(default_factory=lambda: max(os.cpu_count() or 1, 1), ge=1)
     #: Seconds between full resyncs (every service reconciled even without events).

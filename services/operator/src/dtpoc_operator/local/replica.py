@@ -26,12 +26,14 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from dtpoc.files.v1alpha1 import files_pb2_grpc
 from dtpoc_common import grpcclient
 from dtpoc_operator import fetch_inputs
+from dtpoc_operator.local import container_run, containers
 
 SPEC_FILE = "spec.json"
 LOCK_FILE = "lock"
@@ -101,11 +103,11 @@ def supervise(attempt: Path) -> int:
     )
     record: dict[str, Any] = {"started_at": started}
 
-    child: subprocess.Popen[bytes] | None = None
+    stopping: list[Callable[[int], None]] = []
 
     def forward(signum: int, _frame: Any) -> None:
-        if child is not None and child.poll() is None:
-            child.send_signal(signum)
+        for stop in stopping:
+            stop(signum)
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
@@ -121,10 +123,29 @@ def supervise(attempt: Path) -> int:
         )
         write_json_atomic(attempt / EXIT_FILE, record)
         return 0
+    log_path = attempt / LOG_FILE
+    if "container" in spec:
+        record.update(_run_container(attempt, spec, log_path, stopping))
+    else:
+        record.update(_run_process(attempt, spec, log_path, stopping))
+    record["finished_at"] = now_iso()
+    write_json_atomic(attempt / EXIT_FILE, record)
+    return 0
+
+
+def _add_pid(attempt: Path, pid: int) -> None:
+    write_json_atomic(
+        attempt / PID_FILE, {**json.loads((attempt / PID_FILE).read_text()), "child_pid": pid}
+    )
+
+
+def _run_process(
+    attempt: Path, spec: dict[str, Any], log_path: Path, stopping: list[Callable[[int], None]]
+) -> dict[str, Any]:
+    """The command as a child process; SIGTERM is forwarded to it."""
     Path(spec["output_dir"]).mkdir(parents=True, exist_ok=True)
     work = attempt / "work"
     work.mkdir(exist_ok=True)
-    log_path = attempt / LOG_FILE
     with log_path.open("ab") as log:
         try:
             child = subprocess.Popen(
@@ -136,44 +157,62 @@ def supervise(attempt: Path) -> int:
                 stderr=subprocess.STDOUT,
             )
         except OSError as error:
-            record.update(
-                exit_code=127,
-                reason="StartError",
-                message=f"could not start {spec['argv'][0]!r}: {error.strerror}",
-                finished_at=now_iso(),
-            )
-            write_json_atomic(attempt / EXIT_FILE, record)
-            return 0
-        record["child_pid"] = child.pid
-        write_json_atomic(
-            attempt / PID_FILE,
-            {**json.loads((attempt / PID_FILE).read_text()), "child_pid": child.pid},
-        )
+            return {
+                "exit_code": 127,
+                "reason": "StartError",
+                "message": f"could not start {spec['argv'][0]!r}: {error.strerror}",
+            }
+
+        def forward(signum: int) -> None:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+        stopping.append(forward)
+        _add_pid(attempt, child.pid)
         while True:
             try:
                 code = child.wait()
                 break
             except InterruptedError:
                 continue
-    record["finished_at"] = now_iso()
     if code < 0:
         number = -code
         try:
             name = signal.Signals(number).name
         except ValueError:
             name = f"signal {number}"
-        record.update(
-            exit_code=128 + number,
-            signal=number,
-            reason="Killed",
-            message=f"killed by {name}",
-        )
-    else:
-        record["exit_code"] = code
-        if code != 0:
-            record.update(reason="Error", message=log_tail(log_path)[-1024:])
-    write_json_atomic(attempt / EXIT_FILE, record)
-    return 0
+        return {
+            "exit_code": 128 + number,
+            "signal": number,
+            "reason": "Killed",
+            "message": f"killed by {name}",
+        }
+    if code != 0:
+        return {"exit_code": code, "reason": "Error", "message": log_tail(log_path)[-1024:]}
+    return {"exit_code": code}
+
+
+def _run_container(
+    attempt: Path, spec: dict[str, Any], log_path: Path, stopping: list[Callable[[int], None]]
+) -> dict[str, Any]:
+    """The image in a container (:mod:`.container_run`); SIGTERM becomes the engine's stop."""
+    settings = spec["container"]
+    job = containers.ContainerJob.from_dict(settings["job"])
+    container_run.prepare_input(Path(job.input_dir))
+    container_run.prepare_output(
+        Path(job.output_dir), collector_uid=int(settings.get("collector_uid", os.geteuid()))
+    )
+    runner = container_run.ContainerReplica(
+        containers.Engine.from_dict(settings["engine"]),
+        job,
+        grace_seconds=float(settings.get("grace_seconds", 30.0)),
+    )
+    stopping.append(lambda _signum: runner.request_stop())
+    with log_path.open("ab") as log:
+        outcome = runner.run(log_file=log, on_started=lambda pid: _add_pid(attempt, pid))
+    if outcome.get("reason") == "Error" and not outcome.get("message"):
+        outcome["message"] = log_tail(log_path)[-1024:]
+    return outcome
 
 
 def main() -> None:

@@ -1,4 +1,7 @@
-"""The local runtime: each replica a supervised child process (see :mod:`.replica`).
+"""The local runtime: each replica a supervised child process (see :mod:`.replica`),
+which runs the launch's command, or, for a launch with an image and no command,
+the image in a container through the machine's container engine (see
+:mod:`.containers`, :mod:`.container_run`).
 
 State lives on disk so that a restarted operator picks up where it left off:
 
@@ -21,7 +24,13 @@ retries a failed replica, ``activeDeadlineSeconds`` kills what still runs
 one is still running (``Forbid``) and keeps its history limits, a persistent
 service's process is restarted on exit (back-off 1 s doubling to 60 s).
 
-Replica environment: the operator's own environment without ``DTPOC_*`` and
+Container replicas get the pod's environment instead (``/input``,
+``/output``, ``RUN_ID``... see :func:`.containers.container_env`); their
+container is named after the run id, so terminate and a restarted operator
+find it: terminate stops it (the engine's stop with the grace period, then
+``rm -f`` by name on force), and a lost supervisor's container is removed.
+
+Process replica environment: the operator's own environment without ``DTPOC_*`` and
 ``KUBECONFIG`` (never leak the database URI), then ``REPLICA_INDEX``,
 ``RUN_ID``, ``DTPOC_SERVICE_ID``, ``DTPOC_RUN`` (scheduled),
 ``OUTPUT_FOLDER``, ``INPUT_FOLDER`` and ``INPUT_<NAME>`` pointing at the local
@@ -48,8 +57,8 @@ from typing import Any
 
 from dtpoc_common import logging as dlog
 from dtpoc_operator import layout, model
+from dtpoc_operator.local import container_run, containers, schedule
 from dtpoc_operator.local import replica as sup
-from dtpoc_operator.local import schedule
 from dtpoc_operator.model import AnalyticsResource, Observation, Replica, Run, ServiceKey
 from dtpoc_operator.ports import SyncResult
 
@@ -179,6 +188,9 @@ class LocalRuntime:
         max_processes: int,
         on_change: Callable[[ServiceKey], None] = lambda _key: None,
         clock: Callable[[], dt.datetime] = model.utcnow,
+        engine: containers.Engine | None = None,
+        stop_grace_seconds: float = 30.0,
+        collector_uid: int | None = None,
     ) -> None:
         self._output_root = output_root
         self._state_root = state_root
@@ -189,6 +201,14 @@ class LocalRuntime:
         self._alive: dict[str, int] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._children: set[asyncio.Task[None]] = set()
+        self._engine = engine
+        self._stop_grace = stop_grace_seconds
+        self._collector_uid = os.geteuid() if collector_uid is None else collector_uid
+
+    @property
+    def engine(self) -> containers.Engine | None:
+        """The container engine replicas without a command run in; None: processes only."""
+        return self._engine
 
     # --- paths -------------------------------------------------------------------------------
 
@@ -211,13 +231,19 @@ class LocalRuntime:
             return ("InvalidServiceId", f"{resource.service_id!r} cannot name an output folder")
         if spec.job_type not in (model.ONDEMAND, model.SCHEDULED, model.PERSISTENT):
             return ("InvalidSpec", f"unknown jobType {spec.job_type!r}")
-        if not spec.command:
+        if not spec.command and self._engine is None:
             return (
                 "CommandRequired",
-                "the local runtime runs replicas as processes and needs a command: "
-                f"the image {spec.image_ref} is recorded but not pulled; give the service "
-                "a command (and args)",
+                "the local runtime has no container engine, so it runs replicas as processes "
+                f"and needs a command: the image {spec.image_ref} is recorded but not run; "
+                "give the service a command (and args), or enable containers with "
+                f"{containers.ENGINE_SETTING}=auto (podman or docker)",
             )
+        if not spec.command:
+            try:
+                containers.limits_of(spec.limits)
+            except ValueError as error:
+                return ("InvalidSpec", f"resources.limits: {error}")
         if spec.job_type == model.SCHEDULED and not schedule.is_valid(spec.schedule):
             return ("InvalidSchedule", f"{spec.schedule!r} is not a five-field cron expression")
         for name in spec.input_files.values():
@@ -293,6 +319,9 @@ class LocalRuntime:
             attempts = attempts_of(folder, now=now)
             latest = attempts[-1] if attempts else None
             failures = sum(1 for a in attempts if a.finished and not a.succeeded)
+            if act:
+                for lost in (a for a in attempts if a.finished and a.exit is None):
+                    _remove_container(lost.path)
             if latest is None:
                 entry = Replica(run=run, index=index, state=model.PENDING)
                 if not deadline_exceeded and not terminating:
@@ -563,16 +592,7 @@ class LocalRuntime:
         input_dir = attempt / "input"
         output_dir = self.output_folder(resource, run=run, index=index)
         spec = resource.spec
-        payload = {
-            "argv": [*spec.command, *spec.args],
-            "env": self._env(
-                resource,
-                run=run,
-                index=index,
-                number=number,
-                input_dir=input_dir,
-                output_dir=output_dir,
-            ),
+        payload: dict[str, Any] = {
             "input_dir": str(input_dir),
             "output_dir": str(output_dir),
             "inputs": [
@@ -581,6 +601,25 @@ class LocalRuntime:
             "files_address": self._files_address,
             "fingerprint": spec.fingerprint(),
         }
+        if spec.command:
+            payload["argv"] = [*spec.command, *spec.args]
+            payload["env"] = self._env(
+                resource,
+                run=run,
+                index=index,
+                number=number,
+                input_dir=input_dir,
+                output_dir=output_dir,
+            )
+        else:
+            payload["container"] = self._container_payload(
+                resource,
+                run=run,
+                index=index,
+                number=number,
+                input_dir=input_dir,
+                output_dir=output_dir,
+            )
         sup.write_json_atomic(attempt / sup.SPEC_FILE, payload)
         sup.write_json_atomic(attempt / "spawn.json", {"spawned_at": self._clock().isoformat()})
         # Runs in a worker thread: the event loop spawns (and later reaps) the supervisor.
@@ -594,6 +633,39 @@ class LocalRuntime:
             replica_index=index,
             attempt=number,
         )
+
+    def _container_payload(
+        self,
+        resource: AnalyticsResource,
+        *,
+        run: str,
+        index: int,
+        number: int,
+        input_dir: Path,
+        output_dir: Path,
+    ) -> dict[str, Any]:
+        """What the supervisor needs to run the image (see :mod:`.container_run`)."""
+        assert self._engine is not None, "problem() refuses a launch without command or engine"
+        spec = resource.spec
+        run_id = _run_id(resource, run, index, number)
+        memory, cpus = containers.limits_of(spec.limits)
+        job = containers.ContainerJob(
+            name=containers.container_name(run_id),
+            image=spec.image_ref,
+            env=containers.container_env(resource, run=run, index=index, run_id=run_id),
+            input_dir=str(input_dir),
+            output_dir=str(output_dir),
+            labels=dict([containers.service_label(resource.service_id).split("=", 1)]),
+            memory_bytes=memory,
+            cpus=cpus,
+            port=spec.port if spec.job_type == model.PERSISTENT else None,
+        )
+        return {
+            "engine": self._engine.to_dict(),
+            "job": job.to_dict(),
+            "grace_seconds": self._stop_grace,
+            "collector_uid": self._collector_uid,
+        }
 
     async def _spawn(self, attempt: Path, key: ServiceKey) -> None:
         with (attempt / "supervisor.log").open("ab") as out:
@@ -661,6 +733,7 @@ class LocalRuntime:
         if force:
             for attempt in live:
                 self._signal_attempt(attempt, signal.SIGKILL)
+                _remove_container(attempt.path)
             log.info("replicas killed after the grace period", service_id=sid, count=len(live))
             return True
         if first:
@@ -671,9 +744,34 @@ class LocalRuntime:
 
     async def forget(self, resource: AnalyticsResource) -> None:
         self._alive.pop(resource.service_id, None)
+        if self._engine is not None:
+            await asyncio.to_thread(self._remove_containers_of, resource.service_id)
         await asyncio.to_thread(
             shutil.rmtree, self._service_dir(resource.service_id), ignore_errors=True
         )
+
+    def _remove_containers_of(self, service_id: str) -> None:
+        """Every container labelled with the service (nothing outlives the service)."""
+        assert self._engine is not None
+        for name in self._engine.names(label=containers.service_label(service_id)):
+            self._engine.remove(name)
+            container_run.remove_cgroups(name)
+            log.info("container removed", service_id=service_id, container=name)
+
+
+def _remove_container(attempt: Path) -> None:
+    """Remove the container of an attempt whose supervisor is gone or killed (its
+    container runs on under the engine's monitor otherwise). Idempotent."""
+    marker = attempt / "container-removed"
+    settings = (_read_json(attempt / sup.SPEC_FILE) or {}).get("container")
+    if not settings or marker.exists():
+        return
+    engine = containers.Engine.from_dict(settings["engine"])
+    name = str(settings["job"]["name"])
+    if engine.remove(name):
+        container_run.remove_cgroups(name)
+        marker.touch()
+        log.info("container removed", container=name)
 
 
 def _run_id(resource: AnalyticsResource, run: str, index: int, number: int) -> str:
