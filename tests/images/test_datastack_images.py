@@ -1,0 +1,163 @@
+"""The data-stack images built here, run as the chart runs them (read-only root).
+
+No registry can be pulled on the project's machines, so FerretDB, Mosquitto
+and Telegraf are built locally (tools/images); these tests prove each one
+does its job under the chart's command and user: FerretDB stores and reads
+a document, Mosquitto accepts the hashed user and refuses anonymous
+clients, Telegraf carries the plugins the chart's sensors use.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from collections.abc import Callable
+from pathlib import Path
+
+import pymongo
+import pymongo.errors
+import pytest
+
+from tests.images import _containers
+from tests.realdeps import images, ports, waiting
+
+READY_TIMEOUT = 30.0
+
+
+@pytest.fixture(scope="module")
+def datastack_image(container_engine: str) -> Callable[[str], str]:
+    refs: dict[str, str] = {}
+
+    def ref(name: str) -> str:
+        if name not in refs:
+            refs[name] = images.ensure_image(name)
+        return refs[name]
+
+    return ref
+
+
+def _writable(path: Path) -> Path:
+    path.mkdir()
+    path.chmod(0o777)  # the image's own uid writes it, as a volume in the pod
+    return path
+
+
+def test_ferretdb_stores_and_reads_a_document(
+    datastack_image: Callable[[str], str],
+    containers: Callable[..., _containers.Container],
+    tmp_path: Path,
+) -> None:
+    port = ports.free_port()
+    state = _writable(tmp_path / "state")
+    container = containers(
+        datastack_image("ferretdb"),
+        command=[],
+        env={"FERRETDB_LISTEN_ADDR": f"127.0.0.1:{port}"},
+        extra=["--volume", f"{state}:/state"],
+    )
+    client: pymongo.MongoClient[dict[str, object]] = pymongo.MongoClient(
+        f"mongodb://127.0.0.1:{port}/", serverSelectionTimeoutMS=500
+    )
+
+    def ping() -> bool:
+        if not container.running():
+            raise AssertionError(f"ferretdb exited:\n{container.logs()}")
+        try:
+            client.admin.command("ping")
+        except pymongo.errors.PyMongoError:
+            return False
+        return True
+
+    try:
+        waiting.wait_for(ping, timeout=READY_TIMEOUT, what="FerretDB ping")
+        client.dtpoc.records.insert_one({"_id": "a", "beds": 12})
+        assert client.dtpoc.records.find_one({"_id": "a"}) == {"_id": "a", "beds": 12}
+    finally:
+        client.close()
+    assert any(state.rglob("*.sqlite")), "data lands in the /state volume"
+
+
+def _mqtt_connect(port: int, *, username: str = "", password: str = "") -> int:
+    """CONNACK return code of an MQTT 3.1.1 CONNECT (0 accepted, 5 not authorised)."""
+    flags = 0x02  # clean session
+    payload = struct.pack("!H", 4) + b"test"
+    if username:
+        flags |= 0xC0
+        payload += struct.pack("!H", len(username)) + username.encode()
+        payload += struct.pack("!H", len(password)) + password.encode()
+    variable = struct.pack("!H", 4) + b"MQTT" + bytes([4, flags]) + struct.pack("!H", 30)
+    body = variable + payload
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(bytes([0x10, len(body)]) + body)
+        answer = sock.recv(4)
+    assert answer[:2] == b"\x20\x02", answer
+    return answer[3]
+
+
+def test_mosquitto_accepts_its_user_and_refuses_anonymous_clients(
+    datastack_image: Callable[[str], str],
+    containers: Callable[..., _containers.Container],
+    tmp_path: Path,
+) -> None:
+    image = datastack_image("mosquitto")
+    auth, config = _writable(tmp_path / "auth"), tmp_path / "config"
+    config.mkdir()
+    # As the chart's init container: hash the password into a file the broker reads.
+    hashed = _containers.run(
+        image,
+        command=[
+            "/bin/sh",
+            "-ec",
+            ": > /mosquitto/auth/passwd; mosquitto_passwd -b "
+            "/mosquitto/auth/passwd dtpoc-mqtt s3cret",
+        ],
+        extra=["--volume", f"{auth}:/mosquitto/auth"],
+    )
+    assert hashed.returncode == 0, hashed.stderr
+    port = ports.free_port()
+    (config / "mosquitto.conf").write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous false\n"
+        "password_file /mosquitto/auth/passwd\npersistence true\n"
+        "persistence_location /mosquitto/data/\n"
+    )
+    data = _writable(tmp_path / "data")
+    container = containers(
+        image,
+        command=["mosquitto", "-c", "/mosquitto/config/mosquitto.conf"],
+        env={},
+        extra=[
+            "--volume",
+            f"{config}:/mosquitto/config:ro",
+            "--volume",
+            f"{auth}:/mosquitto/auth:ro",
+            "--volume",
+            f"{data}:/mosquitto/data",
+        ],
+    )
+
+    def listening() -> bool:
+        if not container.running():
+            raise AssertionError(f"mosquitto exited:\n{container.logs()}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except OSError:
+            return False
+        return True
+
+    waiting.wait_for(listening, timeout=READY_TIMEOUT, what="mosquitto listening")
+    assert _mqtt_connect(port, username="dtpoc-mqtt", password="s3cret") == 0
+    assert _mqtt_connect(port) == 5
+    assert _mqtt_connect(port, username="dtpoc-mqtt", password="wrong") == 5
+
+
+def test_telegraf_has_the_plugins_the_chart_configures(
+    datastack_image: Callable[[str], str],
+) -> None:
+    image = datastack_image("telegraf")
+    listed = {}
+    for kind in ("inputs", "outputs"):
+        result = _containers.run(image, command=["telegraf", "plugins", kind])
+        assert result.returncode == 0, result.stderr
+        listed[kind] = set(result.stdout.split())
+    assert "inputs.mqtt_consumer" in listed["inputs"]
+    assert {"outputs.influxdb_v2", "outputs.health"} <= listed["outputs"]
