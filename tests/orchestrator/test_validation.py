@@ -5,13 +5,21 @@ A refused launch writes nothing: no record, no Analytics resource.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
 
-from dtpoc.orchestrator.v1alpha1 import orchestrator_pb2
-from tests.orchestrator.conftest import CALL_TIMEOUT, Platform, launch_request
+from dtpoc.orchestrator.v1alpha1 import orchestrator_pb2, orchestrator_pb2_grpc
+from tests.orchestrator.conftest import (
+    CALL_TIMEOUT,
+    Platform,
+    drop_databases,
+    launch_request,
+    start_orchestrator_server,
+)
+from tests.platform.files import FilesServer
 
 OK = grpc.StatusCode.OK
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
@@ -300,12 +308,48 @@ def test_a_refused_launch_writes_no_resource(local_platform: Platform) -> None:
     assert local_platform.operator.resource_names() == names_before
 
 
-def test_the_local_backend_needs_a_command(local_platform: Platform) -> None:
+def test_the_local_backend_without_containers_needs_a_command(local_platform: Platform) -> None:
     request = launch_request(backend="kubernetes")  # no command
     with pytest.raises(grpc.RpcError) as raised:
         local_platform.stub().LaunchService(request, timeout=CALL_TIMEOUT)
     assert raised.value.code() == INVALID
-    assert (raised.value.details() or "").startswith("command: required by the local backend")
+    message = raised.value.details() or ""
+    assert message.startswith("command: required by the local backend")
+    # ... and says how to run the image instead
+    assert "DTPOC_ORCHESTRATOR_LOCAL_CONTAINERS=true" in message
+    assert "DTPOC_OPERATOR_LOCAL_CONTAINER_ENGINE" in message
+
+
+def test_the_local_backend_with_containers_takes_the_originals_body(
+    mongodb_uri: str, module_files: FilesServer, tmp_path: Path
+) -> None:
+    server = start_orchestrator_server(
+        mongodb_uri=mongodb_uri,
+        workdir=tmp_path,
+        files_address=module_files.address,
+        backend="local",
+        env_overrides={"DTPOC_ORCHESTRATOR_LOCAL_CONTAINERS": "true"},
+    )
+    try:
+        with grpc.insecure_channel(server.address) as channel:
+            stub = orchestrator_pb2_grpc.OrchestratorServiceStub(channel)
+            request = launch_request(
+                backend="kubernetes",  # the original's body: image and version, no command
+                image="ghcr.io/cam-digital-hospitals/digital-hosp-des",
+                version="latest",
+            )
+            answer = stub.LaunchService(request, timeout=CALL_TIMEOUT)
+            assert answer.id
+            stored = stub.GetService(
+                orchestrator_pb2.GetServiceRequest(id=answer.id), timeout=CALL_TIMEOUT
+            )
+            assert (stored.service.image, stored.service.version) == (
+                "ghcr.io/cam-digital-hospitals/digital-hosp-des",
+                "latest",
+            )
+    finally:
+        server.stop()
+        drop_databases(mongodb_uri, {server.database})
 
 
 def test_empty_version_becomes_latest(local_platform: Platform) -> None:

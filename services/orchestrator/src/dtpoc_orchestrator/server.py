@@ -78,11 +78,13 @@ async def build(
         ping_database=ping,
         creating_grace_seconds=config.creating_grace_seconds,
         max_inline_output_bytes=config.max_inline_output_bytes,
+        local_containers=config.local_containers,
     )
     indexes = asyncio.create_task(_ensure_indexes(service_records), name="orchestrator-indexes")
     log.info(
         "orchestrator configured",
         backend=config.backend,
+        local_containers=config.local_containers,
         namespace=config.namespace,
         database=config.database,
         files=config.files_address,

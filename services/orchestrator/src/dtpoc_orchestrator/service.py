@@ -107,8 +107,10 @@ class Orchestrator:
         creating_grace_seconds: float = 60.0,
         max_inline_output_bytes: int = 4 * 1024 * 1024,
         clock: Callable[[], float] = time.time,
+        local_containers: bool = False,
     ) -> None:
         self._records = records
+        self._local_containers = local_containers
         self._store = analytics_store
         self._files = files
         self._ping_database = ping_database
@@ -128,7 +130,9 @@ class Orchestrator:
 
     async def launch(self, request: domain.LaunchRequest) -> str:
         """Validate, record, write the desired state; answer the new service id."""
-        validation.validate_launch(request, backend=self._store.backend)
+        validation.validate_launch(
+            request, backend=self._store.backend, local_containers=self._local_containers
+        )
         spec = desired.analytics_spec(request)
         service_id = str(ObjectId())
         record = domain.ServiceRecord(

@@ -44,6 +44,10 @@ class OrchestratorSettings(BaseServiceSettings):
     #: Where Analytics resources live: Kubernetes custom resources, or a
     #: MongoDB collection read by the local operator.
     backend: Backend = BACKEND_KUBERNETES
+    #: Local backend only: the operator runs launches without a command as
+    #: containers of their image (its ``DTPOC_OPERATOR_LOCAL_CONTAINER_ENGINE``
+    #: is set), so such launches are accepted; false: they need a command.
+    local_containers: bool = False
     #: Namespace of the Analytics resources (also recorded in local documents).
     namespace: str = Field(default_factory=default_namespace, min_length=1)
     #: Kubeconfig file; the in-cluster service account is used when unset.

@@ -78,8 +78,14 @@ _MONTH_NAMES = re.compile(r"JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC", re
 _DAY_NAMES = re.compile(r"SUN|MON|TUE|WED|THU|FRI|SAT", re.IGNORECASE)
 
 
-def validate_launch(request: domain.LaunchRequest, *, backend: str) -> None:
-    """Raise for the first rule ``request`` breaks; return when it passes all."""
+def validate_launch(
+    request: domain.LaunchRequest, *, backend: str, local_containers: bool = False
+) -> None:
+    """Raise for the first rule ``request`` breaks; return when it passes all.
+
+    ``local_containers``: the local backend's operator runs images in containers,
+    so a launch without a command (the original's body) is accepted there too.
+    """
     if request.simulation and request.analytics is not None:
         raise errors.InvalidArgument("set exactly one of ana and sim, not both", field="ana")
     if request.simulation:
@@ -100,11 +106,13 @@ def validate_launch(request: domain.LaunchRequest, *, backend: str) -> None:
     _validate_labels(request.labels)
     _validate_resources("resources.requests", request.resource_requests)
     _validate_resources("resources.limits", request.resource_limits)
-    if backend == "local" and not request.command:
+    if backend == "local" and not request.command and not local_containers:
         raise errors.InvalidArgument(
-            "required by the local backend, which runs each replica as a process "
-            "of this command (the image's entrypoint is not known without a container "
-            "runtime)",
+            "required by the local backend without a container engine, which runs each "
+            "replica as a process of this command; to run the image itself, enable "
+            "containers: DTPOC_ORCHESTRATOR_LOCAL_CONTAINERS=true here and "
+            "DTPOC_OPERATOR_LOCAL_CONTAINER_ENGINE=auto (podman or docker) for the "
+            "operator (`make run` sets both when an engine works)",
             field="command",
         )
 
