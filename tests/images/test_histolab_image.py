@@ -11,9 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import tempfile
 from pathlib import Path
 
 from tests.images import _containers
+from tests.realdeps import images
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "examples" / "histolab" / "sample" / "input.xlsx"
@@ -75,3 +77,19 @@ def test_bad_entry_point_fails_with_a_clear_message(histolab_image: str, tmp_pat
     assert result.returncode != 0
     assert "dtpoc-no-such-model" in result.stderr
     assert "executable file not found" in result.stderr
+
+
+def test_oci_archive_loads_under_the_original_name(histolab_image: str, tmp_path: Path) -> None:
+    """The archive a cluster node imports carries the name clients launch."""
+    archive = images.archive_path("histolab")
+    # A store of its own (podman wants its runroot path short: under /tmp).
+    with tempfile.TemporaryDirectory(prefix="dtpoc-store-", dir="/tmp") as scratch:
+        store = ["--root", f"{scratch}/root", "--runroot", f"{scratch}/run"]
+        try:
+            loaded = _containers.podman(*store, "load", "--input", str(archive), timeout=300)
+            assert loaded.returncode == 0, loaded.stderr
+            assert ORIGINAL_NAME in loaded.stdout
+            listed = _containers.podman(*store, "images", "--format", "{{.Repository}}:{{.Tag}}")
+            assert listed.stdout.split() == [ORIGINAL_NAME]
+        finally:
+            _containers.podman(*store, "system", "reset", "--force")
