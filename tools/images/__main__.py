@@ -12,6 +12,8 @@ Options:
   --ref         print the primary reference of each NAME on stdout (one a line)
   --archive     print the OCI archive path of each NAME on stdout
   --list        print the image names and what they are, build nothing
+  --chart-values  print Helm values pointing the chart's data stack at the local
+                images (helm install ... -f <(tools/images/build --chart-values))
   --builder B   docker | buildah
 
 Progress and the final size table go to stderr; stdout carries only --ref /
@@ -27,7 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-from tools.images import _build, _catalogue, _engine
+from tools.images import _build, _catalogue, _chart, _engine
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -58,6 +60,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--ref", action="store_true")
     parser.add_argument("--archive", action="store_true")
     parser.add_argument("--list", action="store_true")
+    parser.add_argument("--chart-values", action="store_true")
     parser.add_argument("--builder", choices=("docker", "buildah"))
     return parser.parse_args(argv)
 
@@ -69,6 +72,9 @@ def main(argv: list[str]) -> int:
     if args.list:
         for spec in specs.values():
             print(f"{spec.name:10} {spec.tags[0]:58} {spec.summary}")
+        return 0
+    if args.chart_values:
+        print(_chart.local_values(REPO, specs), end="")
         return 0
     try:
         engine = _engine.detect(cache, prefer=args.builder)
