@@ -54,7 +54,14 @@ def test_delete_removes_the_file_its_chunks_and_its_identity(
     assert delete(files, file_id).message
 
     assert not exists(files, file_id)
-    for name in ("fs.files", "fs.chunks", "fs.sha256", "fs.pending_uploads"):
+    for name in (
+        "fs.files",
+        "fs.chunks",
+        "fs.sha256",
+        "fs.pending_uploads",
+        "fs.references",
+        "fs.generations",
+    ):
         assert files_db[name].count_documents({}) == 0, name
     again = helpers.upload(files, data)
     assert not again.deduplicated and again.file_id != file_id
@@ -72,7 +79,7 @@ def test_a_file_a_live_service_mounts_is_kept_unless_forced(
         orchestrator.usage[mounted] = Usage(active=["svc-b", "svc-a"], terminated=["svc-old"])
 
         error = helpers.rpc_error(client.DeleteFile, files_pb2.DeleteFileRequest(file_id=mounted))
-        assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert error.code() == grpc.StatusCode.ABORTED, "in use: HTTP 409"
         assert "svc-a, svc-b" in error.details() and "force" in error.details()
         assert exists(client, mounted)
         assert orchestrator.asked == [mounted]

@@ -7,6 +7,8 @@ design may be simplified (see the docstring of ``dtpoc_files.gridfs_store``).
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from typing import Any
 
 import gridfs
@@ -48,6 +50,60 @@ def test_unique_indexes_and_ids_are_enforced(db: Any) -> None:
     db.chunks.insert_one({"files_id": 1, "n": 0})
     with pytest.raises(errors.DuplicateKeyError):
         db.chunks.insert_one({"files_id": 1, "n": 0})
+
+
+def race(db: Any, call: Callable[[Any], Any], *, times: int) -> list[Any]:
+    """``call(collection_db)`` from ``times`` clients released at the same moment."""
+    client_options = db.client.options
+    uri = f"mongodb://{db.client.address[0]}:{db.client.address[1]}"
+    results: list[Any] = []
+    start = threading.Barrier(times)
+
+    def one() -> None:
+        with pymongo.MongoClient(uri, tz_aware=client_options.codec_options.tz_aware) as client:
+            start.wait()
+            results.append(call(client[db.name]))
+
+    threads = [threading.Thread(target=one) for _ in range(times)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+def test_concurrent_updates_of_one_document_lose_writes_on_ferretdb(
+    db: Any, mongo_client: pymongo.MongoClient[dict[str, Any]]
+) -> None:
+    """FerretDB 1.24 (SQLite backend) runs ``update_one`` and
+    ``find_one_and_update`` as a read, then a write of the whole document: 8
+    concurrent ``$inc`` of one counter add less than 8, and 8 compare-and-set
+    updates on the same value may all report success. Why file references
+    and the delete's compare-and-set (``dtpoc_files.references``) use only
+    unique inserts and deletes by ``_id``, which stay exact (below)."""
+    if not is_ferretdb(mongo_client):
+        pytest.skip("a FerretDB limitation; this server is not FerretDB")
+    lost = False
+    for _ in range(5):
+        db.counter.replace_one({"_id": 1}, {"_id": 1, "n": 0}, upsert=True)
+        race(db, lambda d: d.counter.update_one({"_id": 1}, {"$inc": {"n": 1}}), times=8)
+        if db.counter.find_one({"_id": 1})["n"] < 8:
+            lost = True
+            break
+    assert lost, "every concurrent increment arrived: FerretDB may make updates atomic now"
+
+    db.once.insert_one({"_id": 1})
+    deleted = race(db, lambda d: d.once.delete_one({"_id": 1}).deleted_count, times=8)
+    assert sorted(deleted) == [0] * 7 + [1], "exactly one delete by _id wins"
+
+    def insert(d: Any) -> bool:
+        try:
+            d.claims.insert_one({"_id": "step-1"})
+        except errors.DuplicateKeyError:
+            return False
+        return True
+
+    assert sorted(race(db, insert, times=8)) == [False] * 7 + [True], "one unique insert wins"
 
 
 def test_partial_unique_index_is_not_implemented(

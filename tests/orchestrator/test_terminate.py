@@ -178,7 +178,7 @@ def test_files_refuses_to_delete_a_file_a_live_service_mounts(
         files_stub = platform.files_stub()
         with pytest.raises(grpc.RpcError) as raised:
             files_stub.DeleteFile(files_pb2.DeleteFileRequest(file_id=file_id), timeout=30)
-        assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert raised.value.code() == grpc.StatusCode.ABORTED, "in use: HTTP 409"
         assert service_id in (raised.value.details() or "")
         terminate(platform, service_id)
         files_stub.DeleteFile(files_pb2.DeleteFileRequest(file_id=file_id), timeout=30)

@@ -7,18 +7,33 @@ they never carry exception text or stack traces of the server.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import grpc
+from google.protobuf import message as protobuf_message
 
 
 class DomainError(Exception):
-    """Base of every error a caller is meant to see."""
+    """Base of every error a caller is meant to see.
+
+    ``details`` are google.rpc detail messages (``PreconditionFailure``, ...)
+    sent with the status, for callers that want the structure behind the
+    message.
+    """
 
     code: grpc.StatusCode = grpc.StatusCode.INTERNAL
 
-    def __init__(self, message: str, *, field: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        details: Sequence[protobuf_message.Message] = (),
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
+        self.details = tuple(details)
 
 
 class InvalidArgument(DomainError):
@@ -65,6 +80,17 @@ class Unimplemented(DomainError):
 
 class Aborted(DomainError):
     """A concurrent change got there first; retrying may succeed."""
+
+    code = grpc.StatusCode.ABORTED
+
+
+class InUse(DomainError):
+    """The thing is still used by others (HTTP 409); the details say by whom.
+
+    ABORTED rather than FAILED_PRECONDITION because the gateway answers
+    ABORTED with 409 Conflict, the status REST clients expect for "still in
+    use".
+    """
 
     code = grpc.StatusCode.ABORTED
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+from google.rpc import status_pb2  # type: ignore[import-untyped]
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -25,6 +26,7 @@ from dtpoc_common.settings import BaseServiceSettings
 log = dlog.get_logger(__name__)
 
 INTERNAL_MESSAGE = "internal error; the server log has the details"
+_STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
 
 @dataclass(frozen=True)
@@ -38,9 +40,19 @@ class Registration:
 
 async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: BaseException) -> None:
     if isinstance(exc, errors.DomainError):
-        await context.abort(exc.code, errors.describe(exc))
+        await context.abort(exc.code, errors.describe(exc), trailing_metadata=_status_details(exc))
     log.exception("unhandled error in rpc", error_type=type(exc).__name__)
     await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
+
+
+def _status_details(exc: errors.DomainError) -> tuple[tuple[str, bytes], ...]:
+    """The ``grpc-status-details-bin`` trailer (a google.rpc.Status) of an error with details."""
+    if not exc.details:
+        return ()
+    status = status_pb2.Status(code=exc.code.value[0], message=errors.describe(exc))
+    for detail in exc.details:
+        status.details.add().Pack(detail)
+    return ((_STATUS_DETAILS_KEY, status.SerializeToString()),)
 
 
 def _is_abort(exc: BaseException) -> bool:

@@ -246,6 +246,90 @@ class UploadOutcome:
 
 
 @dataclass(frozen=True)
+class OutputReference:
+    """A replica's output that an upload recorded: never deleted while it exists."""
+
+    service_id: str
+    replica_index: int
+    path: str
+    run: str
+
+    def reference_id(self, file_id: str) -> str:
+        """The same for every upload of this output, so recording it again adds nothing."""
+        text = json.dumps([file_id, self.service_id, self.replica_index, self.run, self.path])
+        return "output:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def output_reference(metadata: Mapping[str, Any]) -> OutputReference | None:
+    """The output reference an upload's metadata makes, None for a plain upload.
+
+    The operator's collector labels every replica output with ``service_id``
+    and ``replica_index`` (and ``path``, ``run``); those two make it an output.
+    """
+    service_id = metadata.get("service_id")
+    index = metadata.get("replica_index")
+    if not isinstance(service_id, str) or not service_id:
+        return None
+    if isinstance(index, bool) or not isinstance(index, int):
+        return None
+    return OutputReference(
+        service_id=service_id,
+        replica_index=index,
+        path=str(metadata.get("path") or ""),
+        run=str(metadata.get("run") or ""),
+    )
+
+
+@dataclass(frozen=True)
+class References:
+    """Who holds a stored file: uploads answered with its id, and recorded outputs.
+
+    ``uploads`` are the ids of the upload references (one is removed per
+    delete). ``generation`` is the file's position in its sequence of
+    changes (new references, announced mounts, the delete): a delete that
+    decided on an older generation cannot complete.
+    """
+
+    uploads: tuple[str, ...]
+    outputs: tuple[OutputReference, ...]
+    generation: int
+
+    @property
+    def output_service_ids(self) -> list[str]:
+        return sorted({ref.service_id for ref in self.outputs})
+
+
+#: What a delete does, decided from a file's references (see :func:`plan_delete`).
+DROP_UPLOAD = "drop_upload"
+DELETE_FILE = "delete_file"
+REFUSE_OUTPUT = "refuse_output"
+
+
+def plan_delete(references: References) -> str:
+    """Remove one upload reference while others hold the file, delete the file with
+    its last upload reference, refuse when only recorded outputs hold it."""
+    uploads = len(references.uploads)
+    if uploads > 1 or (uploads == 1 and references.outputs):
+        return DROP_UPLOAD
+    if references.outputs:
+        return REFUSE_OUTPUT
+    return DELETE_FILE
+
+
+def kept_message(file_id: str, after: References) -> str:
+    """What a delete that removed one reference but kept the file answers."""
+    holders = []
+    uploads = len(after.uploads)
+    if uploads:
+        holders.append(f"{uploads} other upload{'s' if uploads != 1 else ''}")
+    if after.outputs:
+        holders.append("recorded outputs of services " + ", ".join(after.output_service_ids))
+    return f"File {file_id}: one upload reference removed; the file is kept for " + " and ".join(
+        holders
+    )
+
+
+@dataclass(frozen=True)
 class ByteRange:
     """The bytes ``[offset, offset + length)`` of a file."""
 

@@ -28,7 +28,18 @@ batch of 101 chunks, about 25 MiB) sorted by ``n`` (which FerretDB performs in
 its own memory for the whole file). Both break "memory bounded by a few
 chunks", so this module writes and reads the GridFS documents itself, one
 incoming message's chunks per ``insert_many`` and a few chunks per read
-batch. Deletion uses :class:`gridfs.AsyncGridFSBucket` unchanged.
+batch.
+
+References and deletion
+-----------------------
+Who holds a file (uploads, recorded outputs) and the compare-and-set that
+makes a delete safe against uploads and launches at the same moment live in
+:mod:`dtpoc_files.references`; the files document only carries
+``references: 1`` (an extra top-level field GridFS readers ignore) to say
+they are kept there. A committed delete removes the files document first,
+then chunks, claim and references; a server that dies in between leaves the
+commit mark, and :meth:`GridFSStore.finish_interrupted_deletions` (run with
+the sweep) completes it.
 
 Visibility and crash safety
 ---------------------------
@@ -66,17 +77,15 @@ import datetime
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any
 
-import gridfs
 import pymongo
 from bson import Int64, ObjectId
-from gridfs import errors as gridfs_errors
 from pymongo import errors as mongo_errors
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
 from dtpoc_common import errors
 from dtpoc_common import logging as dlog
-from dtpoc_files import domain
+from dtpoc_files import domain, references
 
 log = dlog.get_logger(__name__)
 
@@ -159,6 +168,7 @@ class GridFSStore:
         self.chunks: AsyncCollection[dict[str, Any]] = database[f"{bucket}.chunks"]
         self.pending: AsyncCollection[dict[str, Any]] = database[f"{bucket}.pending_uploads"]
         self.claims: AsyncCollection[dict[str, Any]] = database[f"{bucket}.sha256"]
+        self.book = references.ReferenceBook(database, bucket=bucket)
         self._indexes_ready = False
         self._index_lock = asyncio.Lock()
 
@@ -185,6 +195,7 @@ class GridFSStore:
                 )
                 await self.claims.create_index([("file_id", 1)])
                 await self.pending.create_index([("heartbeat_at", 1)])
+                await self.book.ensure_indexes()
             self._indexes_ready = True
 
     async def get(self, file_id: str) -> domain.FileRecord:
@@ -286,16 +297,59 @@ class GridFSStore:
         if pending:
             yield bytes(pending)
 
-    async def delete(self, file_id: str) -> None:
-        """Delete a visible file, its chunks and its content claim; NOT_FOUND if absent."""
-        oid = ObjectId(file_id)
-        bucket = gridfs.AsyncGridFSBucket(self._database, bucket_name=self._bucket_name)
+    async def references(self, file_id: str) -> domain.References:
+        """Who holds a visible file; NOT_FOUND if absent or its deletion is committed."""
         with database_errors():
-            try:
-                await bucket.delete(oid)
-            except gridfs_errors.NoFile as exc:
-                raise errors.NotFound(f"file {file_id} does not exist", field="file_id") from exc
-            await self.claims.delete_many({"file_id": oid})
+            return await self.book.read(file_id)
+
+    async def add_reference(self, file_id: str, output: domain.OutputReference | None) -> bool:
+        """One more upload (or a recorded output) holds the file; False if it is gone."""
+        with database_errors():
+            if await self.book.add(file_id, output):
+                return True
+            await self._finish_deletion(file_id)
+        return False
+
+    async def announce_mount(self, file_id: str) -> domain.FileRecord:
+        """A launch will mount the file (see :mod:`dtpoc_files.references`); NOT_FOUND if absent."""
+        with database_errors():
+            announced = await self.book.announce_mount(file_id)
+            if not announced:
+                await self._finish_deletion(file_id)
+        if not announced:
+            raise errors.NotFound(f"file {file_id} does not exist", field="file_id")
+        return await self.get(file_id)
+
+    async def drop_upload_reference(self, reference_id: str) -> bool:
+        """Remove one upload reference; True for exactly one of racing callers."""
+        with database_errors():
+            return await self.book.drop(reference_id)
+
+    async def delete_if_unchanged(self, file_id: str, *, generation: int) -> bool:
+        """Delete a visible file if nothing changed since ``generation`` (no new
+        reference, no announced mount): commit the delete, then remove the files
+        document, its chunks, its content claim and its references."""
+        with database_errors():
+            if not await self.book.commit_delete(file_id, generation=generation):
+                return False
+            await self._finish_deletion(file_id)
+        return True
+
+    async def _finish_deletion(self, file_id: str) -> None:
+        """Remove what a committed delete leaves (idempotent; the sweep repeats it)."""
+        oid = ObjectId(file_id)
+        await self.files.delete_one({"_id": oid})
+        await self.chunks.delete_many({"files_id": oid})
+        await self.claims.delete_many({"file_id": oid})
+        await self.book.forget(file_id)
+
+    async def finish_interrupted_deletions(self) -> int:
+        """Finish deletes whose server died after committing them; answer how many."""
+        with database_errors():
+            pending = await self.book.interrupted_deletions()
+            for file_id in pending:
+                await self._finish_deletion(file_id)
+        return len(pending)
 
     async def begin_upload(self, *, filename: str) -> PendingUpload:
         """Register a new upload (not visible) that chunks can be written to."""
@@ -334,6 +388,7 @@ class GridFSStore:
                 if await self.files.find_one({"_id": file_id}, projection={"_id": 1}) is None:
                     await self.chunks.delete_many({"files_id": file_id})
                     await self.claims.delete_many({"file_id": file_id})
+                    await self.book.references.delete_many({"file_id": str(file_id)})
                     log.info("abandoned upload removed", file_id=str(file_id))
                 await self.pending.delete_one({"_id": file_id, "heartbeat_at": {"$lt": cutoff}})
                 swept += 1
@@ -435,7 +490,7 @@ class PendingUpload:
             if self._buffer:
                 await self._store.chunks.insert_one(self._chunk_document(bytes(self._buffer)))
                 self._buffer.clear()
-            existing = await self._claim(digest.sha256)
+            existing = await self._claim_or_reference(metadata, digest.sha256, still_wanted)
             if existing is not None:
                 await self.discard()
                 return domain.UploadOutcome(record=existing, deduplicated=True)
@@ -450,11 +505,32 @@ class PendingUpload:
                 "uploadDate": _now(),
                 "filename": filename,
                 "metadata": dict(metadata),
+                references.MARK_FIELD: references.MARK_VERSION,
             }
+            await self._store.book.record_first(str(self.file_id), metadata)
             await self._store.files.insert_one(document)
             await self._stop_heartbeat()
             await self._store.pending.delete_one({"_id": self.file_id})
         return domain.UploadOutcome(record=record_from_document(document), deduplicated=False)
+
+    async def _claim_or_reference(
+        self, metadata: Mapping[str, Any], sha256: str, still_wanted: Callable[[], bool]
+    ) -> domain.FileRecord | None:
+        """Claim the content, or add this upload's reference to the file holding it.
+
+        The reference is added before the existing id is answered, so a
+        delete running at the same moment either removed the file first (the
+        claim is then made afresh) or sees one more reference.
+        """
+        while True:
+            existing = await self._claim(sha256)
+            if existing is None:
+                return None
+            if not still_wanted():
+                raise UploadAbandoned(f"upload {self.file_id} was abandoned by its client")
+            output = domain.output_reference(metadata)
+            if await self._store.add_reference(existing.file_id, output):
+                return existing
 
     async def _claim(self, sha256: str) -> domain.FileRecord | None:
         """Claim the content for this upload; answer the existing file if it is taken."""
@@ -513,6 +589,7 @@ class PendingUpload:
             await store.files.delete_one({"_id": self.file_id})
             await store.chunks.delete_many({"files_id": self.file_id})
             await store.claims.delete_many({"file_id": self.file_id})
+            await store.book.references.delete_many({"file_id": str(self.file_id)})
             if outcome_unknown:
                 await store.pending.update_one(
                     {"_id": self.file_id}, {"$set": {"heartbeat_at": _EPOCH}}

@@ -72,15 +72,19 @@ async def build(settings: FilesSettings) -> tuple[list[Registration], Cleanup]:
 
 
 async def _maintain(store: gridfs_store.GridFSStore, *, interval: float) -> None:
-    """Indexes once, then the sweep for abandoned uploads at start and every ``interval``."""
+    """Indexes once, then the sweep for abandoned uploads and interrupted deletions at
+    start and every ``interval``."""
     while True:
         try:
             await store.ensure_indexes()
             swept = await store.sweep_abandoned_uploads()
+            finished = await store.finish_interrupted_deletions()
         except errors.Unavailable:
             log.warning("files database unreachable; maintenance retries")
             await asyncio.sleep(min(interval, STARTUP_RETRY_SECONDS))
             continue
         if swept:
             log.info("abandoned uploads swept", count=swept)
+        if finished:
+            log.info("interrupted deletions finished", count=finished)
         await asyncio.sleep(interval)

@@ -13,6 +13,8 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
+from google.rpc import error_details_pb2  # type: ignore[import-untyped]
+
 from dtpoc_common import errors
 from dtpoc_common import logging as dlog
 from dtpoc_files import domain, gridfs_store, usage
@@ -23,6 +25,19 @@ T = TypeVar("T")
 
 #: Download pieces read ahead of the one being sent (each ``download_chunk_bytes``).
 DOWNLOAD_READ_AHEAD = 2
+#: Times a delete decides again when its file changed under it before it gives up.
+DELETE_ATTEMPTS = 8
+#: ``PreconditionFailure`` violation types of a refused delete.
+MOUNTED_VIOLATION = "MOUNTED"
+OUTPUT_VIOLATION = "OUTPUT"
+
+
+@dataclass(frozen=True)
+class DeleteOutcome:
+    """What a delete did: the file is gone, or one reference of it."""
+
+    message: str
+    deleted: bool
 
 
 @dataclass(frozen=True)
@@ -223,26 +238,104 @@ class FilesService:
             )
         return Page(records=records, next_page_token=token)
 
-    async def delete(self, file_id: str, *, force: bool) -> str:
-        """Delete a file unless a service that is not terminated mounts it (or ``force``)."""
+    async def prepare_mount(self, file_id: str) -> domain.FileRecord:
+        """A launch will mount the file: confirm it exists; make racing deletes look again."""
+        return await self._store.announce_mount(domain.parse_file_id(file_id))
+
+    async def delete(self, file_id: str, *, force: bool) -> DeleteOutcome:
+        """Remove one reference, and the file with its last one (see ``DeleteFile``).
+
+        Each attempt decides on the references it read; removing an upload
+        reference is a delete by id (one winner), deleting the file a
+        compare-and-set on its generation, so an upload, a recorded output or
+        a launch's mount announced in between makes it decide again.
+        """
         record = await self._store.get(domain.parse_file_id(file_id))
-        if not force:
-            active = await self._usage.active_service_ids(record.file_id)
-            if active:
-                raise errors.FailedPrecondition(
-                    f"file {record.file_id} is mounted by services that are not terminated: "
-                    f"{', '.join(sorted(active))}; terminate them first or delete with force"
+        dropped = False
+        for _attempt in range(DELETE_ATTEMPTS):
+            try:
+                references = await self._store.references(record.file_id)
+            except errors.NotFound:
+                if not dropped:
+                    raise
+                return DeleteOutcome(message=f"File {record.file_id} deleted", deleted=True)
+            if dropped and (references.uploads or references.outputs):
+                return self._kept(record, references)
+            if not dropped:
+                plan = domain.plan_delete(references)
+                if plan == domain.REFUSE_OUTPUT:
+                    raise in_use(record.file_id, mounted=[], outputs=references.output_service_ids)
+                if plan == domain.DROP_UPLOAD:
+                    dropped = await self._store.drop_upload_reference(references.uploads[-1])
+                    continue
+            if not force:
+                active = await self._usage.active_service_ids(record.file_id)
+                if active and dropped:
+                    return self._kept(record, references)
+                if active:
+                    raise in_use(record.file_id, mounted=active, outputs=[])
+            if await self._store.delete_if_unchanged(
+                record.file_id, generation=references.generation
+            ):
+                log.info(
+                    "file deleted",
+                    file_id=record.file_id,
+                    filename=record.filename,
+                    size=record.length,
+                    sha256=record.sha256,
+                    forced=force,
                 )
-        await self._store.delete(record.file_id)
-        log.info(
-            "file deleted",
-            file_id=record.file_id,
-            filename=record.filename,
-            size=record.length,
-            sha256=record.sha256,
-            forced=force,
+                return DeleteOutcome(message=f"File {record.file_id} deleted", deleted=True)
+        raise errors.Aborted(
+            f"file {record.file_id} kept changing while it was being deleted (new uploads or "
+            "launches mounting it); nothing was deleted. Retry"
         )
-        return f"File {record.file_id} deleted"
+
+    @staticmethod
+    def _kept(record: domain.FileRecord, after: domain.References) -> DeleteOutcome:
+        log.info(
+            "file reference removed",
+            file_id=record.file_id,
+            uploads=len(after.uploads),
+            output_services=after.output_service_ids,
+        )
+        return DeleteOutcome(message=domain.kept_message(record.file_id, after), deleted=False)
+
+
+def in_use(file_id: str, *, mounted: list[str], outputs: list[str]) -> errors.InUse:
+    """The refusal of a delete, naming the services that hold the file."""
+    parts = []
+    violations = []
+    if mounted:
+        parts.append(
+            f"mounted by services that are not terminated: {', '.join(sorted(mounted))} "
+            "(terminate them first, or delete with force)"
+        )
+        violations += [
+            error_details_pb2.PreconditionFailure.Violation(
+                type=MOUNTED_VIOLATION,
+                subject=f"services/{service_id}",
+                description=f"service {service_id} mounts the file as an input",
+            )
+            for service_id in sorted(mounted)
+        ]
+    if outputs:
+        parts.append(
+            f"recorded as an output of services {', '.join(outputs)} "
+            "(recorded outputs are never deleted, not even with force)"
+        )
+        violations += [
+            error_details_pb2.PreconditionFailure.Violation(
+                type=OUTPUT_VIOLATION,
+                subject=f"services/{service_id}",
+                description=f"a replica of service {service_id} recorded the file as its output",
+            )
+            for service_id in outputs
+        ]
+    return errors.InUse(
+        f"file {file_id} is still used: {'; '.join(parts)}; nothing was deleted",
+        details=[error_details_pb2.PreconditionFailure(violations=violations)],
+    )
 
 
 class _Failed:

@@ -105,8 +105,14 @@ class FilesServicer(files_pb2_grpc.FilesServiceServicer):
     async def DeleteFile(  # noqa: N802 - gRPC method name
         self, request: files_pb2.DeleteFileRequest, context: Any
     ) -> files_pb2.DeleteFileResponse:
-        message = await self._files.delete(request.file_id, force=request.force)
-        return files_pb2.DeleteFileResponse(message=message)
+        outcome = await self._files.delete(request.file_id, force=request.force)
+        return files_pb2.DeleteFileResponse(message=outcome.message, deleted=outcome.deleted)
+
+    async def PrepareMount(  # noqa: N802 - gRPC method name
+        self, request: files_pb2.PrepareMountRequest, context: Any
+    ) -> files_pb2.PrepareMountResponse:
+        record = await self._files.prepare_mount(request.file_id)
+        return files_pb2.PrepareMountResponse(file=file_info(record))
 
 
 async def _content(messages: AsyncIterator[files_pb2.UploadFileRequest]) -> AsyncIterator[bytes]:

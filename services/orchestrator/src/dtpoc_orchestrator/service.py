@@ -6,7 +6,10 @@ Launch, crash-safe without transactions (FerretDB has none):
 2. insert the record with ``state: creating`` - it reserves the service id
    and already counts as a user of its input files, so a file cannot be
    deleted between the existence check and the launch;
-3. check that every mounted file exists in Files;
+3. announce each mounted file to Files (``PrepareMount``): it answers
+   NOT_FOUND for a missing file and takes a step in the file's change
+   sequence, so a delete that checked the file's users before step 2 fails
+   its compare-and-set and checks again, now seeing this record;
 4. create the Analytics resource;
 5. mark the record ``launched``.
 
@@ -182,7 +185,7 @@ class Orchestrator:
     async def _check_files_exist(self, input_files: Any) -> None:
         async def check(file_id: str) -> None:
             try:
-                await self._files.get_info(file_id)
+                await self._files.prepare_mount(file_id)
             except errors.NotFound:
                 raise errors.NotFound(
                     f"file {file_id} does not exist in the files service", field="mount_files"

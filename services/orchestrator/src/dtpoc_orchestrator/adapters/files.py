@@ -85,6 +85,15 @@ class FilesClient:
             )
         return stored_file(response.file)
 
+    async def prepare_mount(self, file_id: str) -> domain.StoredFile:
+        """Tell Files a launch (recorded already) will mount the file; NotFound when
+        it does not exist. A delete deciding at the same moment looks again."""
+        with self._rpc_errors(f"prepare file {file_id} for mounting", file_id=file_id):
+            response = await self._stub.PrepareMount(
+                files_pb2.PrepareMountRequest(file_id=file_id), timeout=self._timeout
+            )
+        return stored_file(response.file)
+
     async def replica_files(
         self, *, service_id: str, replica_index: int
     ) -> list[domain.StoredFile]:

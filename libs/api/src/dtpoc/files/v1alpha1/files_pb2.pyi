@@ -405,7 +405,9 @@ class DeleteFileRequest(_message.Message):
     file_id: _builtins.str
     """Id of the file."""
     force: _builtins.bool
-    """Delete even when a service that is not terminated mounts the file."""
+    """Delete even when a service that is not terminated mounts the file.
+    Never deletes a file that replicas' recorded outputs hold.
+    """
     def __init__(
         self,
         *,
@@ -427,17 +429,70 @@ class DeleteFileResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     MESSAGE_FIELD_NUMBER: _builtins.int
+    DELETED_FIELD_NUMBER: _builtins.int
     message: _builtins.str
     """What happened, for people."""
+    deleted: _builtins.bool
+    """True when the stored file is gone; false when one upload reference was
+    removed and the file stays for its other references (named in
+    `message`).
+    """
     def __init__(
         self,
         *,
         message: _builtins.str = ...,
+        deleted: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deleted", b"deleted", "message", b"message"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DeleteFileResponse: _TypeAlias = DeleteFileResponse  # noqa: Y015
+
+@_typing.final
+class PrepareMountRequest(_message.Message):
+    """Asks to prepare a file for mounting by a launching service."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILE_ID_FIELD_NUMBER: _builtins.int
+    file_id: _builtins.str
+    """Id of the file."""
+    def __init__(
+        self,
+        *,
+        file_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["file_id", b"file_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PrepareMountRequest: _TypeAlias = PrepareMountRequest  # noqa: Y015
+
+@_typing.final
+class PrepareMountResponse(_message.Message):
+    """The file a launch will mount."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def file(self) -> Global___FileInfo:
+        """The file's record."""
+
+    def __init__(
+        self,
+        *,
+        file: Global___FileInfo | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["file", b"file"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["file", b"file"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PrepareMountResponse: _TypeAlias = PrepareMountResponse  # noqa: Y015

@@ -64,6 +64,11 @@ class FilesServiceStub:
                 request_serializer=dtpoc_dot_files_dot_v1alpha1_dot_files__pb2.DeleteFileRequest.SerializeToString,
                 response_deserializer=dtpoc_dot_files_dot_v1alpha1_dot_files__pb2.DeleteFileResponse.FromString,
                 _registered_method=True)
+        self.PrepareMount = channel.unary_unary(
+                '/dtpoc.files.v1alpha1.FilesService/PrepareMount',
+                request_serializer=dtpoc_dot_files_dot_v1alpha1_dot_files__pb2.PrepareMountRequest.SerializeToString,
+                response_deserializer=dtpoc_dot_files_dot_v1alpha1_dot_files__pb2.PrepareMountResponse.FromString,
+                _registered_method=True)
 
 
 class FilesServiceServicer:
@@ -111,8 +116,31 @@ class FilesServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DeleteFile(self, request, context):
-        """Deletes a file. A file that a service which is not terminated mounts as
-        input is refused with FAILED_PRECONDITION unless `force` is set.
+        """Removes one reference to a file, and the file with its last one.
+
+        Identical content is stored once, so one stored file may be several
+        uploads (each upload answered with this id is one reference) and
+        several replicas' recorded outputs. A delete removes one upload
+        reference; while other uploads or recorded outputs remain, the file
+        stays and the answer says why (`deleted` false). The last reference
+        goes only if no service that is not terminated mounts the file (unless
+        `force`). A file that is only a recorded output is never deleted, with
+        or without `force`. Refusals are ABORTED (HTTP 409) naming the services
+        in the message and in a google.rpc.PreconditionFailure detail (one
+        violation per service, subject `services/<id>`, type `MOUNTED` or
+        `OUTPUT`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PrepareMount(self, request, context):
+        """Confirms, for a launch about to mount it, that a file exists, and makes
+        any delete deciding at the same moment look again at who uses the file.
+        The orchestrator calls it after recording the launching service, so a
+        delete either sees that service or fails its compare-and-set and
+        re-checks. NOT_FOUND when the file does not exist. Not part of the REST
+        surface.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -145,6 +173,11 @@ def add_FilesServiceServicer_to_server(servicer, server):
                     servicer.DeleteFile,
                     request_deserializer=dtpoc_dot_files_dot_v1alpha1_dot_files__pb2.DeleteFileRequest.FromString,
                     response_serializer=dtpoc_dot_files_dot_v1alpha1_dot_files__pb2.DeleteFileResponse.SerializeToString,
+            ),
+            'PrepareMount': grpc.unary_unary_rpc_method_handler(
+                    servicer.PrepareMount,
+                    request_deserializer=dtpoc_dot_files_dot_v1alpha1_dot_files__pb2.PrepareMountRequest.FromString,
+                    response_serializer=dtpoc_dot_files_dot_v1alpha1_dot_files__pb2.PrepareMountResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -287,6 +320,33 @@ class FilesService:
             '/dtpoc.files.v1alpha1.FilesService/DeleteFile',
             dtpoc_dot_files_dot_v1alpha1_dot_files__pb2.DeleteFileRequest.SerializeToString,
             dtpoc_dot_files_dot_v1alpha1_dot_files__pb2.DeleteFileResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PrepareMount(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dtpoc.files.v1alpha1.FilesService/PrepareMount',
+            dtpoc_dot_files_dot_v1alpha1_dot_files__pb2.PrepareMountRequest.SerializeToString,
+            dtpoc_dot_files_dot_v1alpha1_dot_files__pb2.PrepareMountResponse.FromString,
             options,
             channel_credentials,
             insecure,

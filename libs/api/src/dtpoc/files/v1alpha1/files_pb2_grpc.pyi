@@ -58,8 +58,27 @@ class FilesServiceStub:
     as the service and replica that produced them.
     """
     DeleteFile: _grpc.UnaryUnaryMultiCallable[_files_pb2.DeleteFileRequest, _files_pb2.DeleteFileResponse]
-    """Deletes a file. A file that a service which is not terminated mounts as
-    input is refused with FAILED_PRECONDITION unless `force` is set.
+    """Removes one reference to a file, and the file with its last one.
+
+    Identical content is stored once, so one stored file may be several
+    uploads (each upload answered with this id is one reference) and
+    several replicas' recorded outputs. A delete removes one upload
+    reference; while other uploads or recorded outputs remain, the file
+    stays and the answer says why (`deleted` false). The last reference
+    goes only if no service that is not terminated mounts the file (unless
+    `force`). A file that is only a recorded output is never deleted, with
+    or without `force`. Refusals are ABORTED (HTTP 409) naming the services
+    in the message and in a google.rpc.PreconditionFailure detail (one
+    violation per service, subject `services/<id>`, type `MOUNTED` or
+    `OUTPUT`).
+    """
+    PrepareMount: _grpc.UnaryUnaryMultiCallable[_files_pb2.PrepareMountRequest, _files_pb2.PrepareMountResponse]
+    """Confirms, for a launch about to mount it, that a file exists, and makes
+    any delete deciding at the same moment look again at who uses the file.
+    The orchestrator calls it after recording the launching service, so a
+    delete either sees that service or fails its compare-and-set and
+    re-checks. NOT_FOUND when the file does not exist. Not part of the REST
+    surface.
     """
 
 @_typing.type_check_only
@@ -92,8 +111,27 @@ class FilesServiceAsyncStub(FilesServiceStub):
     as the service and replica that produced them.
     """
     DeleteFile: _aio.UnaryUnaryMultiCallable[_files_pb2.DeleteFileRequest, _files_pb2.DeleteFileResponse]  # type: ignore[assignment]
-    """Deletes a file. A file that a service which is not terminated mounts as
-    input is refused with FAILED_PRECONDITION unless `force` is set.
+    """Removes one reference to a file, and the file with its last one.
+
+    Identical content is stored once, so one stored file may be several
+    uploads (each upload answered with this id is one reference) and
+    several replicas' recorded outputs. A delete removes one upload
+    reference; while other uploads or recorded outputs remain, the file
+    stays and the answer says why (`deleted` false). The last reference
+    goes only if no service that is not terminated mounts the file (unless
+    `force`). A file that is only a recorded output is never deleted, with
+    or without `force`. Refusals are ABORTED (HTTP 409) naming the services
+    in the message and in a google.rpc.PreconditionFailure detail (one
+    violation per service, subject `services/<id>`, type `MOUNTED` or
+    `OUTPUT`).
+    """
+    PrepareMount: _aio.UnaryUnaryMultiCallable[_files_pb2.PrepareMountRequest, _files_pb2.PrepareMountResponse]  # type: ignore[assignment]
+    """Confirms, for a launch about to mount it, that a file exists, and makes
+    any delete deciding at the same moment look again at who uses the file.
+    The orchestrator calls it after recording the launching service, so a
+    delete either sees that service or fails its compare-and-set and
+    re-checks. NOT_FOUND when the file does not exist. Not part of the REST
+    surface.
     """
 
 class FilesServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -153,8 +191,33 @@ class FilesServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _files_pb2.DeleteFileRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_files_pb2.DeleteFileResponse, _abc.Awaitable[_files_pb2.DeleteFileResponse]]:
-        """Deletes a file. A file that a service which is not terminated mounts as
-        input is refused with FAILED_PRECONDITION unless `force` is set.
+        """Removes one reference to a file, and the file with its last one.
+
+        Identical content is stored once, so one stored file may be several
+        uploads (each upload answered with this id is one reference) and
+        several replicas' recorded outputs. A delete removes one upload
+        reference; while other uploads or recorded outputs remain, the file
+        stays and the answer says why (`deleted` false). The last reference
+        goes only if no service that is not terminated mounts the file (unless
+        `force`). A file that is only a recorded output is never deleted, with
+        or without `force`. Refusals are ABORTED (HTTP 409) naming the services
+        in the message and in a google.rpc.PreconditionFailure detail (one
+        violation per service, subject `services/<id>`, type `MOUNTED` or
+        `OUTPUT`).
+        """
+
+    @_abc_1.abstractmethod
+    def PrepareMount(
+        self,
+        request: _files_pb2.PrepareMountRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_files_pb2.PrepareMountResponse, _abc.Awaitable[_files_pb2.PrepareMountResponse]]:
+        """Confirms, for a launch about to mount it, that a file exists, and makes
+        any delete deciding at the same moment look again at who uses the file.
+        The orchestrator calls it after recording the launching service, so a
+        delete either sees that service or fails its compare-and-set and
+        re-checks. NOT_FOUND when the file does not exist. Not part of the REST
+        surface.
         """
 
 def add_FilesServiceServicer_to_server(servicer: FilesServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

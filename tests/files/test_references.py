@@ -1,0 +1,211 @@
+"""Reference-aware deletion: a stored file stays while anything references it.
+
+Files deduplicates by content, so one stored file can be several users'
+uploads and several services' recorded outputs at once. A delete removes
+one upload reference; the file goes only with its last reference, and a
+replica's recorded output is never deleted (``force`` or not).
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2, status_pb2  # type: ignore[import-untyped]
+from pymongo.database import Database
+
+from dtpoc.files.v1alpha1 import files_pb2, files_pb2_grpc
+from tests.files import helpers
+
+
+def delete(
+    client: files_pb2_grpc.FilesServiceStub, file_id: str, *, force: bool = False
+) -> files_pb2.DeleteFileResponse:
+    response: files_pb2.DeleteFileResponse = client.DeleteFile(
+        files_pb2.DeleteFileRequest(file_id=file_id, force=force), timeout=helpers.CALL_TIMEOUT
+    )
+    return response
+
+
+def exists(client: files_pb2_grpc.FilesServiceStub, file_id: str) -> bool:
+    try:
+        client.GetFileInfo(
+            files_pb2.GetFileInfoRequest(file_id=file_id), timeout=helpers.CALL_TIMEOUT
+        )
+    except grpc.RpcError as exc:
+        if exc.code() == grpc.StatusCode.NOT_FOUND:
+            return False
+        raise
+    return True
+
+
+def upload_output(
+    client: files_pb2_grpc.FilesServiceStub,
+    data: bytes,
+    *,
+    service_id: str,
+    replica_index: int = 0,
+    path: str = "result.json",
+) -> str:
+    """Store ``data`` as the operator's collector stores a replica's output."""
+    metadata = {"service_id": service_id, "replica_index": replica_index, "path": path}
+    return str(helpers.upload(client, data, path.rsplit("/", 1)[-1], metadata=metadata).file_id)
+
+
+def refusal(client: files_pb2_grpc.FilesServiceStub, file_id: str, *, force: bool) -> grpc.Call:
+    with pytest.raises(grpc.RpcError) as raised:
+        delete(client, file_id, force=force)
+    error: Any = raised.value
+    return error  # type: ignore[no-any-return]
+
+
+def precondition_subjects(error: Any) -> set[str]:
+    """The subjects of the google.rpc.PreconditionFailure detail of a refusal."""
+    subjects: set[str] = set()
+    for key, value in error.trailing_metadata() or ():
+        if key != "grpc-status-details-bin":
+            continue
+        status = status_pb2.Status.FromString(value)
+        for detail in status.details:
+            failure = error_details_pb2.PreconditionFailure()
+            if detail.Unpack(failure):
+                subjects.update(v.subject for v in failure.violations)
+    return subjects
+
+
+def test_two_uploads_of_the_same_content_need_two_deletes(
+    files: files_pb2_grpc.FilesServiceStub,
+) -> None:
+    data = helpers.unique_bytes(10_000)
+    first = helpers.upload(files, data, "mine.xlsx").file_id
+    second = helpers.upload(files, data, "yours.xlsx")
+    assert second.deduplicated and second.file_id == first
+
+    kept = delete(files, first)
+    assert not kept.deleted
+    assert "1 other upload" in kept.message
+    assert exists(files, first), "the other user's upload still holds the file"
+    assert helpers.download(files, first).data == data
+
+    gone = delete(files, first)
+    assert gone.deleted
+    assert not exists(files, first)
+
+
+def test_a_recorded_output_survives_a_delete_of_the_same_content(
+    files: files_pb2_grpc.FilesServiceStub,
+) -> None:
+    data = helpers.unique_bytes(5_000)
+    output = upload_output(files, data, service_id="aaaaaaaaaaaaaaaaaaaaaaaa", replica_index=1)
+    # A user uploads the same bytes, gets the output's id, and deletes "their" file.
+    users = helpers.upload(files, data, "copy.json")
+    assert users.file_id == output
+
+    kept = delete(files, output)
+    assert not kept.deleted and "aaaaaaaaaaaaaaaaaaaaaaaa" in kept.message
+    assert helpers.download(files, output).data == data
+
+    for force in (False, True):
+        error = refusal(files, output, force=force)
+        assert error.code() == grpc.StatusCode.ABORTED, force
+        assert "aaaaaaaaaaaaaaaaaaaaaaaa" in (error.details() or "")
+        assert "output" in (error.details() or "")
+        assert precondition_subjects(error) == {"services/aaaaaaaaaaaaaaaaaaaaaaaa"}
+    assert helpers.download(files, output).data == data
+
+
+def test_outputs_of_two_services_with_the_same_content_both_hold_the_file(
+    files: files_pb2_grpc.FilesServiceStub,
+) -> None:
+    data = helpers.unique_bytes(2_000)
+    one = upload_output(files, data, service_id="bbbbbbbbbbbbbbbbbbbbbbbb")
+    two = upload_output(files, data, service_id="cccccccccccccccccccccccc", path="x/y.json")
+    again = upload_output(files, data, service_id="bbbbbbbbbbbbbbbbbbbbbbbb")  # a re-collect
+    assert one == two == again
+
+    error = refusal(files, one, force=True)
+    assert error.code() == grpc.StatusCode.ABORTED
+    assert precondition_subjects(error) == {
+        "services/bbbbbbbbbbbbbbbbbbbbbbbb",
+        "services/cccccccccccccccccccccccc",
+    }
+    assert exists(files, one)
+
+
+def test_files_stored_before_references_existed_keep_their_meaning(
+    files: files_pb2_grpc.FilesServiceStub, files_db: Database[dict[str, Any]]
+) -> None:
+    """A files document without references (older server, another tool) counts as one
+    upload, or as a recorded output when its metadata names a service's replica."""
+    plain = helpers.upload(files, helpers.unique_bytes(100)).file_id
+    output = upload_output(files, helpers.unique_bytes(100), service_id="dddddddddddddddddddddddd")
+    files_db["fs.files"].update_many({}, {"$unset": {"references": ""}})
+
+    assert refusal(files, output, force=True).code() == grpc.StatusCode.ABORTED
+    assert delete(files, plain).deleted
+    assert not exists(files, plain)
+
+
+def test_concurrent_deletes_remove_one_reference_each(
+    files: files_pb2_grpc.FilesServiceStub,
+) -> None:
+    data = helpers.unique_bytes(1_000)
+    uploads = 6
+    ids = {helpers.upload(files, data, f"u{i}.bin").file_id for i in range(uploads)}
+    assert len(ids) == 1
+    file_id = ids.pop()
+
+    answers: list[files_pb2.DeleteFileResponse] = []
+    failures: list[BaseException] = []
+    start = threading.Barrier(uploads)
+
+    def one() -> None:
+        start.wait()
+        try:
+            answers.append(delete(files, file_id))
+        except grpc.RpcError as exc:  # pragma: no cover - reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=one) for _ in range(uploads)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert not failures, failures
+    assert sorted(a.deleted for a in answers) == [False] * (uploads - 1) + [True]
+    assert not exists(files, file_id)
+
+
+def run_together(*calls: Callable[[], Any]) -> list[Any]:
+    """Run ``calls`` in threads released at the same moment; answer their results."""
+    results: list[Any] = [None] * len(calls)
+    start = threading.Barrier(len(calls))
+
+    def run(i: int) -> None:
+        start.wait()
+        results[i] = calls[i]()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+def test_an_upload_racing_a_delete_never_answers_a_deleted_file(
+    files: files_pb2_grpc.FilesServiceStub,
+) -> None:
+    """Whichever comes first, the id an upload answers stays readable."""
+    for round_ in range(8):
+        data = helpers.unique_bytes(3_000)
+        first = helpers.upload(files, data).file_id
+        answer, _deleted = run_together(
+            functools.partial(helpers.upload, files, data), functools.partial(delete, files, first)
+        )
+        assert helpers.download(files, answer.file_id).data == data, round_
