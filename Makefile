@@ -4,11 +4,14 @@ SHELL := /bin/bash
 UV ?= uv
 CACHE ?= $(or $(DTPOC_CACHE_DIR),$(HOME)/.cache/dtpoc)
 
-.PHONY: help bootstrap sync generate check-generated lint format typecheck buf-lint helm-lint check test run bench testbin images
+.PHONY: help bootstrap sync generate check-generated lint format typecheck buf-lint helm-lint check test run bench testbin images cluster cluster-down test-cluster
 
 help:
 	@echo "make run        start the platform on this machine and run the sample analysis"
 	@echo "make test       install what is missing, build the test servers, run the tests"
+	@echo "make cluster    a real one-node Kubernetes here with the chart; gateway on 127.0.0.1:8000"
+	@echo "make cluster-down   remove that node and its data"
+	@echo "make test-cluster   the cluster tier: tests/cluster against a real node (root)"
 	@echo "make check      ruff, mypy, buf lint/format, helm lint, generated code up to date"
 	@echo "make images     build the container images here (Docker, else buildah; cached by content)"
 	@echo "make generate   regenerate the Python API package from protos/"
@@ -38,7 +41,7 @@ format: sync
 	@$(UV) run ruff check --fix .
 
 typecheck: sync
-	@$(UV) run mypy libs/common/src services/files/src services/orchestrator/src services/operator/src gateway/src examples/histolab/src tools/generate.py tools/run_local.py tools/images tests/realdeps/images.py
+	@$(UV) run mypy libs/common/src services/files/src services/orchestrator/src services/operator/src gateway/src examples/histolab/src tools/generate.py tools/run_local.py tools/cluster tools/images tests/realdeps/images.py
 
 buf-lint: generate
 	@tools/testbin/build buf >&2
@@ -66,3 +69,15 @@ run: sync
 
 bench: sync testbin
 	@for b in bench/[a-z]*.py; do m=$$(basename $$b .py); echo "== bench.$$m"; $(UV) run python -m bench.$$m || exit 1; done
+
+# The node's binaries (kubelet, kube-scheduler, kube-proxy, CoreDNS, pause) come on top of testbin's.
+cluster: sync testbin
+	@tools/testbin/build node
+	@$(UV) run python -m tools.cluster up $(CLUSTER_ARGS)
+
+cluster-down: sync
+	@$(UV) run python -m tools.cluster down
+
+test-cluster: sync testbin
+	@tools/testbin/build node
+	@DTPOC_TEST_CLUSTER=1 GRPC_ENABLE_FORK_SUPPORT=false $(UV) run pytest tests/cluster $(PYTEST_ARGS)

@@ -29,11 +29,14 @@ OPERATOR_ROLE_FILE = CHART_DIR / "rbac" / "operator-role.yaml"
 
 PRODUCTION = CHART_DIR / "values-production.yaml"
 DOCKER_DESKTOP = CHART_DIR / "values-docker-desktop.yaml"
+CLUSTER = CHART_DIR / "values-cluster.yaml"
+"""The node of ``make cluster`` (tools/cluster)."""
 
 SHAPES: dict[str, tuple[Path, ...]] = {
     "default": (),
     "production": (PRODUCTION,),
     "docker-desktop": (DOCKER_DESKTOP,),
+    "cluster": (CLUSTER,),
 }
 """The supported values shapes: name -> values files passed with ``-f``."""
 

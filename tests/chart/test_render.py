@@ -384,7 +384,26 @@ def test_wrong_values_fail_with_a_message_naming_them(sets: list[str], message: 
 def test_values_files_of_the_repository_are_all_checked() -> None:
     on_disk = sorted(p.name for p in chart.CHART_DIR.glob("values*.yaml"))
     assert on_disk == sorted(
-        ["values.yaml", *(Path(f).name for f in (chart.PRODUCTION, chart.DOCKER_DESKTOP))]
+        [
+            "values.yaml",
+            *(Path(f).name for f in (chart.PRODUCTION, chart.DOCKER_DESKTOP, chart.CLUSTER)),
+        ]
+    )
+
+
+def test_ferretdb_serves_mongodb_without_users_and_keeps_its_data_on_the_volume() -> None:
+    rendered = chart.render([chart.CLUSTER])
+    uri = rendered.named("Secret", "dtpoc-mongodb-auth")["stringData"]["mongodb-uri"]
+    assert uri == "mongodb://dtpoc-mongodb.dtpoc.svc.cluster.local:27017/"
+    pod = rendered.named("StatefulSet", "dtpoc-mongodb")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert "args" not in container, "the FerretDB image's entrypoint is used as it is"
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["FERRETDB_SQLITE_URL"] == "file:/state/"
+    assert {"name": "data", "mountPath": "/state"} in container["volumeMounts"]
+    assert not [v for v in pod["volumes"] if "configMap" in v], "no mongod init scripts"
+    assert not rendered.of_kind("ConfigMap") or all(
+        "mongodb-init" not in c["metadata"]["name"] for c in rendered.of_kind("ConfigMap")
     )
 
 

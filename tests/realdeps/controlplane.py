@@ -1,10 +1,14 @@
 """A real Kubernetes control plane on loopback: etcd, kube-apiserver, kube-controller-manager.
 
-There is no scheduler and no kubelet (no container runtime here): pods stay
-Pending until a test plays the kubelet's part with
+With the default :class:`ControlPlaneOptions` there is no scheduler and no
+kubelet: pods stay Pending until a test plays the kubelet's part with
 :mod:`tests.realdeps.kubelet_double`. Everything else is the real thing:
 RBAC authorization, admission (including ServiceAccount), CRDs, and the
 controllers that Jobs, CronJobs, Deployments and namespaces need.
+
+``make cluster`` (``tools/cluster``) starts the same plane with other options
+(an address a node can reach, the Node authorizer, every controller) and adds
+a real node to it.
 """
 
 from __future__ import annotations
@@ -13,13 +17,19 @@ import base64
 import ssl
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from tests.realdeps import binaries, ports, processes
-from tests.realdeps.pki import CertPair, ControlPlanePki, generate_control_plane_pki
+from tests.realdeps.pki import (
+    CertPair,
+    ControlPlanePki,
+    generate_control_plane_pki,
+    issue_client_certificate,
+)
 
 SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
 """Cluster IPs are bookkeeping only here: nothing routes to them."""
@@ -43,6 +53,35 @@ CONTROLLERS = (
 )
 """Controllers the platform relies on; node, volume and cloud controllers stay off."""
 
+
+@dataclass(frozen=True)
+class ControlPlaneOptions:
+    """How the plane is started; the defaults are the test fixtures' (loopback, no node).
+
+    ``address`` is where the apiserver listens and what it advertises (the
+    endpoint of the ``kubernetes`` Service when ``endpoint_reconciler`` is not
+    ``none``); ``apiserver_port`` 0 picks a free one.
+    """
+
+    address: str = ports.LOOPBACK
+    apiserver_port: int = 0
+    service_cidr: str = SERVICE_CLUSTER_IP_RANGE
+    first_service_ip: str = FIRST_SERVICE_IP
+    authorization_modes: Sequence[str] = ("RBAC",)
+    # The "kubernetes" Service cannot have a loopback endpoint; nothing
+    # in-cluster needs to reach the apiserver through it on the test plane.
+    endpoint_reconciler: str = "none"
+    controllers: Sequence[str] = CONTROLLERS
+    # Test data is thrown away: skip fsync, which dominates etcd latency on VMs.
+    etcd_fsync: bool = False
+    extra_apiserver_args: Sequence[str] = field(default_factory=tuple)
+    extra_controller_manager_args: Sequence[str] = field(default_factory=tuple)
+    # A node's parts: the apiserver's client certificate for kubelets (logs,
+    # exec, port-forward) and a kube-scheduler.
+    kubelet_client: bool = False
+    scheduler: bool = False
+
+
 ETCD_READY_TIMEOUT = 30.0
 APISERVER_READY_TIMEOUT = 120.0
 CONTROLLER_MANAGER_READY_TIMEOUT = 60.0
@@ -58,11 +97,13 @@ class ControlPlane:
     etcd: processes.ServerProcess
     apiserver: processes.ServerProcess
     controller_manager: processes.ServerProcess
+    scheduler: processes.ServerProcess | None = None
 
     def stop(self) -> None:
         """Stop in reverse start order, so no component logs its peers' deaths first."""
-        for server in (self.controller_manager, self.apiserver, self.etcd):
-            server.stop()
+        for server in (self.scheduler, self.controller_manager, self.apiserver, self.etcd):
+            if server is not None:
+                server.stop()
 
 
 def write_kubeconfig(path: Path, *, server: str, ca: Path, client: CertPair, user: str) -> Path:
@@ -113,7 +154,7 @@ def _http_ok(url: str) -> bool:
         return False
 
 
-def _start_etcd(workdir: Path) -> tuple[processes.ServerProcess, str]:
+def _start_etcd(workdir: Path, options: ControlPlaneOptions) -> tuple[processes.ServerProcess, str]:
     client_port, peer_port = ports.free_ports(2)
     client_url = f"http://{ports.LOOPBACK}:{client_port}"
     peer_url = f"http://{ports.LOOPBACK}:{peer_port}"
@@ -128,8 +169,7 @@ def _start_etcd(workdir: Path) -> tuple[processes.ServerProcess, str]:
             f"--listen-peer-urls={peer_url}",
             f"--initial-advertise-peer-urls={peer_url}",
             f"--initial-cluster=dtpoc-test={peer_url}",
-            # Test data is thrown away: skip fsync, which dominates etcd latency on VMs.
-            "--unsafe-no-fsync=true",
+            f"--unsafe-no-fsync={str(not options.etcd_fsync).lower()}",
             "--log-level=warn",
         ],
         log_path=workdir / "etcd.log",
@@ -143,35 +183,35 @@ def _start_etcd(workdir: Path) -> tuple[processes.ServerProcess, str]:
 
 
 def _start_apiserver(
-    workdir: Path, *, pki: ControlPlanePki, etcd_url: str
+    workdir: Path, *, pki: ControlPlanePki, etcd_url: str, options: ControlPlaneOptions
 ) -> tuple[processes.ServerProcess, str]:
-    port = ports.free_port()
-    server = f"https://{ports.LOOPBACK}:{port}"
+    port = options.apiserver_port or ports.free_port()
+    server = f"https://{options.address}:{port}"
     apiserver = processes.ServerProcess(
         name="kube-apiserver",
         argv=[
             str(binaries.path("kube-apiserver")),
             f"--etcd-servers={etcd_url}",
-            f"--bind-address={ports.LOOPBACK}",
-            f"--advertise-address={ports.LOOPBACK}",
+            f"--bind-address={options.address}",
+            f"--advertise-address={options.address}",
             f"--secure-port={port}",
             f"--cert-dir={workdir / 'apiserver-certs'}",
             f"--tls-cert-file={pki.apiserver.cert_path}",
             f"--tls-private-key-file={pki.apiserver.key_path}",
             f"--client-ca-file={pki.ca.cert_path}",
-            "--authorization-mode=RBAC",
+            f"--authorization-mode={','.join(options.authorization_modes)}",
             "--anonymous-auth=false",
             f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
             f"--service-account-key-file={pki.service_account_pub_path}",
             f"--service-account-signing-key-file={pki.service_account_key_path}",
-            f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
+            f"--service-cluster-ip-range={options.service_cidr}",
             "--allow-privileged=true",
-            # The "kubernetes" Service cannot have a loopback endpoint; nothing in-cluster
-            # needs to reach the apiserver through it here.
-            "--endpoint-reconciler-type=none",
+            f"--endpoint-reconciler-type={options.endpoint_reconciler}",
             "--enable-priority-and-fairness=false",
             "--profiling=false",
             "--v=1",
+            *_kubelet_client_args(workdir, pki=pki, options=options),
+            *options.extra_apiserver_args,
         ],
         log_path=workdir / "kube-apiserver.log",
     ).start()
@@ -185,8 +225,73 @@ def _start_apiserver(
     return apiserver, server
 
 
-def _start_controller_manager(
+def _kubelet_client_args(
+    workdir: Path, *, pki: ControlPlanePki, options: ControlPlaneOptions
+) -> list[str]:
+    if not options.kubelet_client:
+        return []
+    client = issue_client_certificate(
+        pki.ca,
+        directory=workdir / "pki",
+        stem="apiserver-kubelet-client",
+        common_name="kube-apiserver-kubelet-client",
+        organization="system:masters",
+    )
+    return [
+        f"--kubelet-client-certificate={client.cert_path}",
+        f"--kubelet-client-key={client.key_path}",
+        "--kubelet-preferred-address-types=InternalIP",
+    ]
+
+
+def _insecure_https_ok(url: str) -> bool:
+    """For a component's /healthz on its self-signed serving certificate."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return _https_ok(url, context)
+
+
+def _start_scheduler(
     workdir: Path, *, pki: ControlPlanePki, server: str
+) -> processes.ServerProcess:
+    client = issue_client_certificate(
+        pki.ca, directory=workdir / "pki", stem="scheduler", common_name="system:kube-scheduler"
+    )
+    kubeconfig = write_kubeconfig(
+        workdir / "scheduler.kubeconfig",
+        server=server,
+        ca=pki.ca.cert_path,
+        client=client,
+        user="system:kube-scheduler",
+    )
+    port = ports.free_port()
+    scheduler = processes.ServerProcess(
+        name="kube-scheduler",
+        argv=[
+            str(binaries.path("kube-scheduler")),
+            f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}",
+            f"--authorization-kubeconfig={kubeconfig}",
+            f"--bind-address={ports.LOOPBACK}",
+            f"--secure-port={port}",
+            f"--cert-dir={workdir / 'scheduler-certs'}",
+            "--leader-elect=false",
+            "--profiling=false",
+            "--v=1",
+        ],
+        log_path=workdir / "kube-scheduler.log",
+    ).start()
+    scheduler.wait_ready(
+        lambda: _insecure_https_ok(f"https://{ports.LOOPBACK}:{port}/healthz"),
+        timeout=CONTROLLER_MANAGER_READY_TIMEOUT,
+        what="/healthz",
+    )
+    return scheduler
+
+
+def _start_controller_manager(
+    workdir: Path, *, pki: ControlPlanePki, server: str, options: ControlPlaneOptions
 ) -> processes.ServerProcess:
     kubeconfig = write_kubeconfig(
         workdir / "controller-manager.kubeconfig",
@@ -207,28 +312,26 @@ def _start_controller_manager(
             f"--secure-port={port}",
             f"--cert-dir={workdir / 'controller-manager-certs'}",
             "--leader-elect=false",
-            f"--controllers={','.join(CONTROLLERS)}",
+            f"--controllers={','.join(options.controllers)}",
             f"--service-account-private-key-file={pki.service_account_key_path}",
             f"--root-ca-file={pki.ca.cert_path}",
             "--use-service-account-credentials=true",
             "--profiling=false",
             "--v=1",
+            *options.extra_controller_manager_args,
         ],
         log_path=workdir / "kube-controller-manager.log",
     ).start()
     # Its serving certificate is self-signed; /healthz is all that is read here.
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
     controller_manager.wait_ready(
-        lambda: _https_ok(f"https://{ports.LOOPBACK}:{port}/healthz", context),
+        lambda: _insecure_https_ok(f"https://{ports.LOOPBACK}:{port}/healthz"),
         timeout=CONTROLLER_MANAGER_READY_TIMEOUT,
         what="/healthz",
     )
     return controller_manager
 
 
-def start_control_plane(workdir: Path) -> ControlPlane:
+def start_control_plane(workdir: Path, options: ControlPlaneOptions | None = None) -> ControlPlane:
     """Start etcd, kube-apiserver and kube-controller-manager under ``workdir``.
 
     Returns once the apiserver's /readyz and the controller-manager's /healthz
@@ -236,15 +339,16 @@ def start_control_plane(workdir: Path) -> ControlPlane:
     admin kubeconfig (``admin.kubeconfig``) authenticates as a member of
     ``system:masters``.
     """
+    options = options or ControlPlaneOptions()
     workdir.mkdir(parents=True, exist_ok=True)
     pki = generate_control_plane_pki(
-        workdir / "pki", service_ip=FIRST_SERVICE_IP, host_ip=ports.LOOPBACK
+        workdir / "pki", service_ip=options.first_service_ip, host_ip=options.address
     )
     started: list[processes.ServerProcess] = []
     try:
-        etcd, etcd_url = _start_etcd(workdir)
+        etcd, etcd_url = _start_etcd(workdir, options)
         started.append(etcd)
-        apiserver, server = _start_apiserver(workdir, pki=pki, etcd_url=etcd_url)
+        apiserver, server = _start_apiserver(workdir, pki=pki, etcd_url=etcd_url, options=options)
         started.append(apiserver)
         admin_kubeconfig = write_kubeconfig(
             workdir / "admin.kubeconfig",
@@ -253,8 +357,14 @@ def start_control_plane(workdir: Path) -> ControlPlane:
             client=pki.admin,
             user="dtpoc-test-admin",
         )
-        controller_manager = _start_controller_manager(workdir, pki=pki, server=server)
+        controller_manager = _start_controller_manager(
+            workdir, pki=pki, server=server, options=options
+        )
         started.append(controller_manager)
+        scheduler = None
+        if options.scheduler:
+            scheduler = _start_scheduler(workdir, pki=pki, server=server)
+            started.append(scheduler)
     except BaseException:
         for process in reversed(started):
             process.stop()
@@ -266,4 +376,5 @@ def start_control_plane(workdir: Path) -> ControlPlane:
         etcd=etcd,
         apiserver=apiserver,
         controller_manager=controller_manager,
+        scheduler=scheduler,
     )

@@ -201,3 +201,26 @@ def generate_control_plane_pki(
         service_account_key_path=_write(directory / "sa.key", _key_pem(sa_key)),
         service_account_pub_path=_write(directory / "sa.pub", sa_pub),
     )
+
+
+def issue_client_certificate(
+    ca: CertPair, *, directory: Path, stem: str, common_name: str, organization: str | None = None
+) -> CertPair:
+    """Another client certificate from the plane's CA (a node's kubelet, proxy, scheduler).
+
+    The apiserver maps ``common_name`` to the user and ``organization`` to its
+    group, e.g. ``system:node:<name>`` in ``system:nodes`` for a kubelet.
+    """
+    ca_key = serialization.load_pem_private_key(ca.key_pem(), password=None)
+    if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
+        raise TypeError(f"the CA key {ca.key_path} is not the EC key this module writes")
+    ca_cert = x509.load_pem_x509_certificate(ca.cert_pem())
+    directory.mkdir(parents=True, exist_ok=True)
+    return _issue(
+        directory=directory,
+        stem=stem,
+        subject=_name(common_name, organization),
+        ca_key=ca_key,
+        ca_cert=ca_cert,
+        usage=ExtendedKeyUsageOID.CLIENT_AUTH,
+    )

@@ -1,0 +1,83 @@
+"""The cluster tier: the chart on a real node (``make test-cluster``; no kubelet double).
+
+One node for the whole session, started by :mod:`tools.cluster` (as ``make
+cluster`` does, in ``var/cluster-test``) with the images of ``make images``
+and the chart installed; the gateway is forwarded to a free loopback port.
+It needs root (network namespace, containerd) and is skipped unless
+``DTPOC_TEST_CLUSTER=1`` (``make test-cluster`` sets it), so ``make test``
+stays fast. ``make cluster`` must not be running at the same time (they share
+the node's namespace and addresses).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.realdeps import ports
+from tests.realdeps.kube import KubeCluster
+from tools.cluster import cluster, layout, network, release
+
+ENV = "DTPOC_TEST_CLUSTER"
+HERE = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    skip = pytest.mark.skip(reason=f"cluster tier: run with make test-cluster ({ENV}=1, root)")
+    for item in items:
+        if HERE in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.cluster)
+            if not os.environ.get(ENV):
+                item.add_marker(skip)
+
+
+@dataclass
+class Platform:
+    """The node, its admin client, and the gateway as a client of the original sees it."""
+
+    node: cluster.Node
+    api_url: str
+    token: str
+
+    @property
+    def kube(self) -> KubeCluster:
+        return self.node.kube
+
+    def client(self, **kwargs: object) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.api_url,
+            headers={"Authorization": f"Bearer {self.token}"},
+            timeout=httpx.Timeout(60.0),
+            **kwargs,  # type: ignore[arg-type]
+        )
+
+    def kubectl(self, *args: str) -> str:
+        return self.node.kubectl(*args)
+
+
+@pytest.fixture(scope="session")
+def platform() -> Iterator[Platform]:
+    if os.geteuid() != 0:
+        pytest.fail("the cluster tier needs root (network namespace, containerd)")
+    if network.exists():
+        pytest.fail(f"network namespace {layout.NETNS} exists: is make cluster running?")
+    lay = layout.Layout(
+        state=layout.REPO / "var" / "cluster-test", images=layout.Layout.default().images
+    )
+    node = cluster.start(lay, import_images=release.import_images)
+    try:
+        release.install(lay)
+        port = ports.free_port()
+        node.servers.append(release.port_forward(lay, port=port))
+        yield Platform(
+            node=node,
+            api_url=f"http://127.0.0.1:{port}/api/orchestrator/v1alpha1",
+            token=release.api_token(lay),
+        )
+    finally:
+        node.stop()
