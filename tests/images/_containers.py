@@ -74,16 +74,22 @@ def start(
     command: Sequence[str],
     env: Mapping[str, str],
     extra: Sequence[str] = (),
+    publish: Mapping[int, int] | None = None,
 ) -> Container:
-    """Start ``image`` detached, locked down (module docstring), on the host network."""
+    """Start ``image`` detached, locked down (module docstring), on the host network;
+    with ``publish`` ({host port: container port}) on its own network instead, those
+    ports published on loopback (for servers whose port is fixed)."""
     name = f"dtpoc-test-{uuid.uuid4().hex[:10]}"
+    if publish:
+        network = [f"--publish=127.0.0.1:{h}:{c}" for h, c in sorted(publish.items())]
+    else:
+        network = ["--network", "host"]
     result = podman(
         "run",
         "--detach",
         "--name",
         name,
-        "--network",
-        "host",
+        *network,
         *LOCKED_DOWN,
         *env_flags(env),
         *extra,

@@ -51,7 +51,7 @@ def histolab_image(container_engine: str) -> str:
 
 @pytest.fixture
 def containers(container_engine: str) -> Iterator[Callable[..., _containers.Container]]:
-    """``start(image, command=..., env=..., extra=...)`` -> a running container."""
+    """``start(image, command=..., env=..., extra=..., publish=...)`` -> a running container."""
     started: list[_containers.Container] = []
 
     def start(
@@ -60,8 +60,9 @@ def containers(container_engine: str) -> Iterator[Callable[..., _containers.Cont
         command: Sequence[str],
         env: Mapping[str, str],
         extra: Sequence[str] = (),
+        publish: Mapping[int, int] | None = None,
     ) -> _containers.Container:
-        container = _containers.start(image, command=command, env=env, extra=extra)
+        container = _containers.start(image, command=command, env=env, extra=extra, publish=publish)
         started.append(container)
         return container
 

@@ -3,7 +3,7 @@
 On a machine without a registry a pod whose image must be pulled never
 starts; every container of the rendered chart must name either the dtpoc
 image (built under the chart's own name) or one of the local data-stack
-images — except the upstream-only parts (InfluxDB, Grafana, Node-RED, Mongo
+images — except the upstream-only parts (InfluxDB, Grafana, Mongo
 Express), which these values leave alone and which are listed here.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 from tests.chart import chart
 
 REPO = Path(__file__).resolve().parents[2]
-NOT_BUILT_HERE = ("influxdb", "grafana", "node-red", "mongo-express")
+NOT_BUILT_HERE = ("influxdb", "grafana", "mongo-express")
 
 
 def _local_values(tmp_path: Path) -> Path:

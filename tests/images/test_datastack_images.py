@@ -4,13 +4,16 @@ No registry can be pulled on the project's machines, so FerretDB, Mosquitto
 and Telegraf are built locally (tools/images); these tests prove each one
 does its job under the chart's command and user: FerretDB stores and reads
 a document, Mosquitto accepts the hashed user and refuses anonymous
-clients, Telegraf carries the plugins the chart's sensors use.
+clients, Telegraf carries the plugins the chart's sensors use, Node-RED
+serves the chart's settings and flow with its admin API locked.
 """
 
 from __future__ import annotations
 
 import socket
 import struct
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,6 +21,7 @@ import pymongo
 import pymongo.errors
 import pytest
 
+from tests.chart import chart
 from tests.images import _containers
 from tests.realdeps import images, ports, waiting
 
@@ -161,3 +165,62 @@ def test_telegraf_has_the_plugins_the_chart_configures(
         listed[kind] = set(result.stdout.split())
     assert "inputs.mqtt_consumer" in listed["inputs"]
     assert {"outputs.influxdb_v2", "outputs.health"} <= listed["outputs"]
+
+
+def _http_status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return 0
+
+
+def test_node_red_runs_the_charts_settings_and_flow(
+    datastack_image: Callable[[str], str],
+    containers: Callable[..., _containers.Container],
+    tmp_path: Path,
+) -> None:
+    image = datastack_image("node-red")
+    rendered = chart.render()
+    config_map = rendered.named("ConfigMap", "dtpoc-node-red")
+    config = tmp_path / "config"
+    config.mkdir()
+    for key in ("settings.js", "flows.json"):
+        (config / key).write_text(config_map["data"][key])
+    secrets = rendered.secret_values()
+    data = _writable(tmp_path / "data")
+    mounts = ["--volume", f"{config}:/config:ro", "--volume", f"{data}:/data"]
+    # The chart's init container: the flow of the ConfigMap is the flow at every start.
+    copied = _containers.run(
+        image,
+        command=["/bin/sh", "-ec", "cp /config/flows.json /data/flows.json"],
+        extra=["--entrypoint", "", *mounts],
+    )
+    assert copied.returncode == 0, copied.stderr
+    port = ports.free_port()
+    container = containers(
+        image,
+        command=["--settings", "/config/settings.js"],
+        env={
+            "NODE_RED_ADMIN_USERNAME": "dtpoc-nodered",
+            "NODE_RED_ADMIN_PASSWORD_BCRYPT": secrets[
+                ("dtpoc-node-red-auth", "admin-password-bcrypt")
+            ],
+            "NODE_RED_CREDENTIAL_SECRET": secrets[("dtpoc-node-red-auth", "credential-secret")],
+        },
+        extra=mounts,
+        publish={port: 1880},
+    )
+
+    def serving() -> bool:
+        if not container.running():
+            raise AssertionError(f"node-red exited:\n{container.logs()}")
+        return _http_status(f"http://127.0.0.1:{port}/") == 200
+
+    waiting.wait_for(serving, timeout=60, what="Node-RED editor", details=container.logs)
+    assert _http_status(f"http://127.0.0.1:{port}/flows") == 401, "the admin API needs a login"
+    waiting.wait_for(
+        lambda: "Started flows" in container.logs(), timeout=30, what="the chart's flow started"
+    )

@@ -57,7 +57,10 @@ def ensure(
     files = _context.context_files(repo, Path(spec.context))
     if spec.dockerfile not in files:
         raise RuntimeError(f"{spec.context}/{spec.dockerfile} is not a file git knows")
-    build_args = {arg: done[base].spec.tags[0] for arg, base in spec.bases.items()}
+    build_args = {
+        **spec.args,
+        **{arg: done[base].spec.tags[0] for arg, base in spec.bases.items()},
+    }
     digest = _context.build_digest(
         name=spec.name,
         engine=engine.kind,

@@ -38,6 +38,8 @@ class ImageSpec:
     dockerfile: str = "Dockerfile"
     # build arg -> name of the image (in this catalogue) passed through it
     bases: Mapping[str, str] = field(default_factory=dict)
+    # other build args (versions the chart pins)
+    args: Mapping[str, str] = field(default_factory=dict)
     # extra digest inputs that are not files of the context (cheap to compute)
     inputs: Callable[[], dict[str, str]] = _no_inputs
     # writes the generated files (root filesystem, binaries) into the staged context
@@ -115,6 +117,7 @@ def catalogue(repo: Path, downloads: Path) -> dict[str, ImageSpec]:
     histolab = _pyproject_version(repo / "examples/histolab/pyproject.toml")
     ferretdb = _go_pin(repo, "FERRETDB_VERSION")
     telegraf = "v" + _values_tag(repo, "telegraf").removeprefix("v")
+    node_red = _values_tag(repo, "nodeRed")
     ferretdb_inputs, ferretdb_prepare = _binary_step(repo, "ferretdb", ferretdb)
     telegraf_inputs, telegraf_prepare = _binary_step(repo, "telegraf", telegraf)
     base = "localhost/dtpoc-base:bookworm"
@@ -184,6 +187,15 @@ def catalogue(repo: Path, downloads: Path) -> dict[str, ImageSpec]:
             inputs=telegraf_inputs,
             prepare=telegraf_prepare,
             first_build="seconds (binary from tests/chart/build-telegraf, ~3 min if not built)",
+        ),
+        ImageSpec(
+            name="node-red",
+            summary="Node-RED (npm package on Debian's Node.js)",
+            tags=(f"localhost/dtpoc-node-red:{node_red}",),
+            context="tools/images/node-red",
+            bases={"BASE_IMAGE": "base"},
+            args={"NODE_RED_VERSION": node_red},
+            first_build="about 1.5 min (apt, npm)",
         ),
     ]
     return {spec.name: spec for spec in specs}

@@ -3,8 +3,10 @@
 The dtpoc image already carries the chart's own name (``image.repository``
 and the appVersion), so a node that imported its archive needs nothing set.
 The data stack's upstream images cannot be pulled on machines without a
-registry; these values swap in the local builds, keeping each component's
-command and paths (the local images are laid out as the chart expects).
+registry; these values swap in the local builds of Mosquitto, Telegraf and
+Node-RED, which keep each component's command and paths (the local images
+are laid out as the chart expects). InfluxDB, Grafana and Mongo Express
+have no local build and keep their upstream images.
 The MongoDB-protocol server becomes FerretDB only where the chart offers
 ``mongodb.server`` (its schema says so).
 """
@@ -17,7 +19,7 @@ from pathlib import Path
 from tools.images._catalogue import ImageSpec
 
 # chart component -> image of the catalogue
-_COMPONENTS = {"mosquitto": "mosquitto", "telegraf": "telegraf"}
+_COMPONENTS = {"mosquitto": "mosquitto", "telegraf": "telegraf", "nodeRed": "node-red"}
 
 
 def _image_block(ref: str) -> str:
