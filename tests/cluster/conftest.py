@@ -69,7 +69,7 @@ def platform() -> Iterator[Platform]:
     lay = layout.Layout(
         state=layout.REPO / "var" / "cluster-test", images=layout.Layout.default().images
     )
-    node = cluster.start(lay, import_images=release.import_images)
+    node = cluster.start(lay, archives=release.image_archives())
     try:
         release.install(lay)
         port = ports.free_port()

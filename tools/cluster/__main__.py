@@ -29,7 +29,8 @@ def _wait_for_interrupt() -> None:
 def up(args: argparse.Namespace) -> int:
     lay = layout.Layout.default()
     started = time.monotonic()
-    running = cluster.start(lay, import_images=None if args.node_only else release.import_images)
+    archives = [] if args.node_only else release.image_archives()
+    running = cluster.start(lay, archives=archives)
     try:
         if not args.node_only:
             mark = time.monotonic()

@@ -16,7 +16,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from kubernetes.client.exceptions import ApiException
 from tests.realdeps import binaries, controlplane, processes, waiting
 from tests.realdeps.kube import KubeCluster
 from tests.realdeps.pki import issue_client_certificate
-from tools.cluster import addons, layout, network, node
+from tools.cluster import addons, layout, network, node, registry
 
 NODE_READY_TIMEOUT = 180.0
 DNS_READY_TIMEOUT = 60.0
@@ -50,6 +50,7 @@ class Node:
     kube: KubeCluster
     servers: list[processes.ServerProcess] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    registry: registry.Registry | None = None
 
     def kubectl(self, *args: str, stdin: str | None = None) -> str:
         return kubectl(self.lay, *args, stdin=stdin)
@@ -63,6 +64,10 @@ class Node:
         if "containerd" in by_name:
             _remove_containers(self.lay)
             by_name["containerd"].stop()
+        if "port-forward" in by_name:
+            by_name["port-forward"].stop()
+        if self.registry is not None:
+            self.registry.stop()
         self.kube.close()
         self.plane.stop()
         unmount_under(self.lay.state)
@@ -207,10 +212,8 @@ class _Stopwatch:
         log(f"{stage}: {self._timings[stage]:.1f}s")
 
 
-def start(
-    lay: layout.Layout, *, import_images: Callable[[layout.Layout], None] | None = None
-) -> Node:
-    """Bring up the node; ``import_images`` runs once containerd answers."""
+def start(lay: layout.Layout, *, archives: Sequence[Path] = ()) -> Node:
+    """Bring up the node with these OCI image archives imported (and served to pulls)."""
     node.check_prerequisites()
     timings: dict[str, float] = {}
     watch = _Stopwatch(timings)
@@ -243,25 +246,25 @@ def start(
     running = Node(lay=lay, plane=plane, kube=kube, timings=timings)
     watch.lap("control plane")
     try:
-        _start_node(running, watch, import_images)
+        _start_node(running, watch, archives)
     except BaseException:
         running.stop()
         raise
     return running
 
 
-def _start_node(
-    running: Node, watch: _Stopwatch, import_images: Callable[[layout.Layout], None] | None
-) -> None:
+def _start_node(running: Node, watch: _Stopwatch, archives: Sequence[Path]) -> None:
     lay = running.lay
     credentials = _credentials(lay, running.plane)
     pause = subprocess.run(
         [str(binaries.BUILD_SCRIPT), "--pause-image"], capture_output=True, text=True, check=True
     ).stdout.strip()
-    running.servers.append(node.start_containerd(lay, pause_image=pause))
-    import_archive(lay, binaries.path("pause").with_name("pause.oci.tar"))
-    if import_images is not None:
-        import_images(lay)
+    every = [binaries.path("pause").with_name("pause.oci.tar"), *archives]
+    running.registry = registry.Registry(every).start()
+    mirrors = registry.mirrors_config(running.registry.store.hosts(), running.registry.endpoint)
+    running.servers.append(node.start_containerd(lay, pause_image=pause, mirrors=mirrors))
+    for archive in every:
+        import_archive(lay, archive)
     watch.lap("containerd + images")
     apply(lay, addons.coredns_rbac())
     kubelet = node.start_kubelet(lay, credentials)

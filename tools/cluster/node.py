@@ -51,7 +51,7 @@ def _write(path: Path, text: str) -> Path:
 # --- containerd ----------------------------------------------------------------------------
 
 
-def containerd_config(lay: layout.Layout, *, pause_image: str) -> str:
+def containerd_config(lay: layout.Layout, *, pause_image: str, mirrors: str = "") -> str:
     """containerd 1.6 config (version 2) for this node.
 
     ``restrict_oom_score_adj``: the host's processes lack CAP_SYS_RESOURCE, so
@@ -105,7 +105,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
   bin_dir = "{CNI_BIN_DIR}"
   conf_dir = "{lay.cni_conf_dir}"
   max_conf_num = 1
-"""
+{mirrors}"""
 
 
 def cni_config(lay: layout.Layout) -> str:
@@ -133,9 +133,12 @@ def cni_config(lay: layout.Layout) -> str:
     return json.dumps(config, indent=2)
 
 
-def start_containerd(lay: layout.Layout, *, pause_image: str) -> processes.ServerProcess:
+def start_containerd(
+    lay: layout.Layout, *, pause_image: str, mirrors: str = ""
+) -> processes.ServerProcess:
     config = _write(
-        lay.containerd_state / "config.toml", containerd_config(lay, pause_image=pause_image)
+        lay.containerd_state / "config.toml",
+        containerd_config(lay, pause_image=pause_image, mirrors=mirrors),
     )
     _write(lay.cni_conf_dir / "10-dtpoc.conflist", cni_config(lay))
     (lay.images / "root").mkdir(parents=True, exist_ok=True)

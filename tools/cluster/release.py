@@ -39,9 +39,10 @@ def values_images() -> dict[str, str]:
     return found
 
 
-def import_images(lay: layout.Layout, names: Sequence[str] = IMAGES) -> None:
-    """Build (cached) and import each image; refuse a values file that names another tag."""
+def image_archives(names: Sequence[str] = IMAGES) -> list[Path]:
+    """Build (cached) each image, return its archive; refuse a values file naming another tag."""
     expected = values_images()
+    archives = []
     for name in names:
         reference = images.ensure_image(name)
         if name in expected and expected[name] != reference:
@@ -49,7 +50,8 @@ def import_images(lay: layout.Layout, names: Sequence[str] = IMAGES) -> None:
                 f"{layout.VALUES_FILE} names {expected[name]} for {name}, "
                 f"but make images builds {reference}"
             )
-        cluster.import_archive(lay, images.archive_path(name))
+        archives.append(images.archive_path(name))
+    return archives
 
 
 def api_token(lay: layout.Layout) -> str:
