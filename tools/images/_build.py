@@ -77,7 +77,7 @@ def ensure(
             if other is None or other.id != info.id:
                 engine.tag(spec.tags[0], [tag])
         return Built(spec, info.id, info.size, digest, archive, time.monotonic() - start, True)
-    say(f"building {spec.name} ({spec.summary}; first build {spec.first_build})")
+    say(f"building {spec.name}: {spec.summary} [first build {spec.first_build}]")
     staged = cache / "images" / "work" / spec.name
     _context.stage(source=repo / spec.context, files=files, dest=staged)
     spec.prepare(staged)
