@@ -86,7 +86,11 @@ def main(argv: list[str]) -> int:
     start = time.monotonic()
     with (cache / "images" / ".build.lock").open("w") as lock:
         # One build per cache at a time: `make images` and a test run share the store.
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            _build.say("another tools/images build is running; waiting for it...")
+            fcntl.flock(lock, fcntl.LOCK_EX)
         done: dict[str, _build.Built] = {}
         for name in order:
             done[name] = _build.ensure(
