@@ -1,7 +1,7 @@
 """Build the project's container images here: ``python -m tools.images [NAME ...]``.
 
 Run from the repository root (``make images``, or ``tools/images/build``).
-NAME is any of: base uv dtpoc histolab ferretdb mosquitto telegraf (default:
+NAME is any of: base uv dtpoc histolab ferretdb mosquitto telegraf node-red (default:
 all); the images a name is built on are built first. Builds with Docker when
 ``docker info`` answers, else buildah (``--builder`` or DTPOC_IMAGE_BUILDER
 picks one). Cached by content: an image whose inputs did not change is not
@@ -55,7 +55,11 @@ def _with_bases(names: list[str], specs: dict[str, _catalogue.ImageSpec]) -> lis
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="tools/images/build", add_help=True)
+    parser = argparse.ArgumentParser(
+        prog="tools/images/build",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("names", nargs="*")
     parser.add_argument("--ref", action="store_true")
     parser.add_argument("--archive", action="store_true")
