@@ -240,7 +240,8 @@ CASES: list[tuple[str, dict[str, Any], grpc.StatusCode, str]] = [
     ("mount name traversal", {"mount_files": {FILE_A: "../x"}}, INVALID, "path separator"),
     ("mount name backslash", {"mount_files": {FILE_A: "a\\b"}}, INVALID, "path separator"),
     ("mount name NUL", {"mount_files": {FILE_A: "a\x00b"}}, INVALID, "NUL"),
-    ("mount name 256 bytes", {"mount_files": {FILE_A: "a" * 256}}, INVALID, "255 bytes"),
+    # 240: the fetcher's temporary name (".<name>.part-<8 hex>") must fit NAME_MAX too.
+    ("mount name 241 bytes", {"mount_files": {FILE_A: "a" * 241}}, INVALID, "240 bytes"),
     ("mount name colon", {"mount_files": {FILE_A: "a:b"}}, INVALID, "characters other than"),
     (
         "duplicate mount names",

@@ -39,7 +39,7 @@ from pathlib import Path
 import grpc
 
 from dtpoc.files.v1alpha1 import files_pb2, files_pb2_grpc
-from dtpoc_common import grpcclient
+from dtpoc_common import grpcclient, limits
 from dtpoc_operator import layout
 
 ENV_ADDRESS = "DTPOC_FETCH_FILES_ADDRESS"
@@ -94,6 +94,12 @@ def parse_inputs(text: str) -> list[InputFile]:
         if not isinstance(name, str) or not layout.is_plain_file_name(name):
             raise FetchError(
                 f"input name {name!r} is not a plain file name", exit_code=EXIT_MISSING
+            )
+        if len(name.encode()) > limits.MAX_INPUT_NAME_BYTES:
+            raise FetchError(
+                f"input name {name[:40]!r}... is longer than {limits.MAX_INPUT_NAME_BYTES} "
+                "bytes (its temporary name would not fit the file system)",
+                exit_code=EXIT_MISSING,
             )
         result.append(InputFile(file_id=item["file_id"], name=name))
     return result
@@ -151,7 +157,9 @@ async def _fetch_one(
     stub: files_pb2_grpc.FilesServiceAsyncStub, item: InputFile, dest: Path, *, seconds: float
 ) -> Path:
     target = dest / item.name
-    partial = dest / f".{item.name}.part-{uuid.uuid4().hex[:8]}"
+    partial = dest / limits.fetch_partial_name(
+        item.name, uuid.uuid4().hex[: limits.FETCH_TOKEN_HEX]
+    )
     digest = hashlib.sha256()
     md5 = hashlib.md5(usedforsecurity=False)
     size = 0

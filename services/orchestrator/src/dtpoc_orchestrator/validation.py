@@ -16,7 +16,7 @@ import re
 
 from croniter import croniter
 
-from dtpoc_common import analytics, errors
+from dtpoc_common import analytics, errors, limits
 from dtpoc_orchestrator import domain
 
 MIN_REPS = 1
@@ -25,7 +25,8 @@ MIN_PORT = 1024
 MAX_PORT = 65535
 MAX_DESCRIPTION = 4096
 MAX_IMAGE = 255
-MAX_MOUNT_NAME_BYTES = 255
+#: An input's temporary name (the fetcher's) must fit NAME_MAX too.
+MAX_MOUNT_NAME_BYTES = limits.MAX_INPUT_NAME_BYTES
 MAX_ENV_VARIABLES = 500
 MAX_ENV_VALUE_BYTES = 32 * 1024
 MAX_BACKOFF_LIMIT_PER_INDEX = 10
@@ -100,8 +101,10 @@ def validate_launch(
         raise errors.InvalidArgument(
             f"must be at most {MAX_DESCRIPTION} bytes", field="description"
         )
+    _refuse_controls("description", request.description)
     _validate_job(request.analytics, port=request.port)
     _validate_env(request.env)
+    _validate_process_strings(request)
     validate_mount_files(request.mount_files)
     _validate_labels(request.labels)
     _validate_resources("resources.requests", request.resource_requests)
@@ -129,7 +132,7 @@ def _validate_image(image: str, version: str) -> None:
             "digests are not supported: give the image without @digest and its tag in version",
             field="image",
         )
-    if not IMAGE_NAME.match(image):
+    if not IMAGE_NAME.fullmatch(image):
         hint = ""
         last = image.rsplit("/", 1)[-1]
         if ":" in last:
@@ -141,7 +144,7 @@ def _validate_image(image: str, version: str) -> None:
             f"path components of letters, digits and . _ - separators){hint}",
             field="image",
         )
-    if version and not TAG.match(version):
+    if version and not TAG.fullmatch(version):
         raise errors.InvalidArgument(
             f"{version!r} is not a valid image tag: up to 128 letters, digits, '_', '.' "
             "and '-', not starting with '.' or '-'",
@@ -237,7 +240,7 @@ def validate_cron(schedule: str) -> None:
             plain = _MONTH_NAMES.sub("1", plain)
         if position == 4:
             plain = _DAY_NAMES.sub("1", plain)
-        if not _CRON_FIELD.match(plain):
+        if not _CRON_FIELD.fullmatch(plain):
             raise errors.InvalidArgument(
                 f"{schedule!r}: field {position + 1} ({value!r}) uses characters Kubernetes "
                 "cron does not accept (digits, * ? , / - and month or day names only)",
@@ -253,7 +256,7 @@ def _validate_env(env: dict[str, str]) -> None:
     if len(env) > MAX_ENV_VARIABLES:
         raise errors.InvalidArgument(f"at most {MAX_ENV_VARIABLES} variables", field="env")
     for name, value in env.items():
-        if not ENV_NAME.match(name):
+        if not ENV_NAME.fullmatch(name):
             raise errors.InvalidArgument(
                 f"{name!r} is not a valid variable name (letters, digits and '_', not "
                 "starting with a digit)",
@@ -270,13 +273,62 @@ def _validate_env(env: dict[str, str]) -> None:
                 f"the value of {name!r} is longer than {MAX_ENV_VALUE_BYTES} bytes",
                 field="env",
             )
+        _refuse_controls("env", value, what=f"the value of {name!r}")
+
+
+def _refuse_controls(field: str, text: str, *, what: str = "") -> None:
+    """Control characters (but tab and line breaks) cannot reach a process or a pod."""
+    found = limits.first_control(text)
+    if found is not None:
+        subject = f"{what} contains" if what else "contains"
+        raise errors.InvalidArgument(
+            f"{subject} the control character U+{ord(found):04X}; only tab and line breaks "
+            "are allowed",
+            field=field,
+        )
+
+
+def _validate_process_strings(request: domain.LaunchRequest) -> None:
+    """What ``execve`` takes: no NUL, each string and all of them within Linux's limits."""
+    argv = [("command", item) for item in request.command] + [
+        ("args", item) for item in request.args
+    ]
+    if len(argv) > limits.MAX_ARGV_ITEMS:
+        raise errors.InvalidArgument(
+            f"command and args have at most {limits.MAX_ARGV_ITEMS} items together",
+            field="args" if request.args else "command",
+        )
+    total = sum(len(name.encode()) + len(value.encode()) + 2 for name, value in request.env.items())
+    budget = limits.MAX_PROCESS_STRINGS_TOTAL_BYTES
+    if total > budget:
+        raise errors.InvalidArgument(
+            f"the variables take {total} bytes; at most {budget} bytes (names and values) "
+            "can be passed to a replica's process",
+            field="env",
+        )
+    for field, item in argv:
+        size = len(item.encode()) + 1
+        if size > limits.MAX_PROCESS_STRING_BYTES:
+            raise errors.InvalidArgument(
+                f"an item is {size} bytes long; a process takes at most "
+                f"{limits.MAX_PROCESS_STRING_BYTES} bytes per argument",
+                field=field,
+            )
+        _refuse_controls(field, item, what=f"item {item[:40]!r}")
+        total += size
+    if total > budget:
+        raise errors.InvalidArgument(
+            f"command, args and env take {total} bytes together; at most {budget} bytes can "
+            "be passed to a replica's process",
+            field="args" if request.args else "command",
+        )
 
 
 def validate_mount_files(mount_files: dict[str, str]) -> None:
     """File ids are ObjectIds, names plain file names, no name used twice."""
     seen: dict[str, str] = {}
     for file_id, name in mount_files.items():
-        if not FILE_ID.match(file_id):
+        if not FILE_ID.fullmatch(file_id):
             raise errors.InvalidArgument(
                 f"{file_id!r} is not a file id (24 lower-case hexadecimal digits)",
                 field="mount_files",
@@ -308,7 +360,7 @@ def _validate_mount_name(file_id: str, name: str) -> None:
         raise refuse("is not a file name")
     if len(name.encode()) > MAX_MOUNT_NAME_BYTES:
         raise refuse(f"is longer than {MAX_MOUNT_NAME_BYTES} bytes")
-    if not MOUNT_NAME.match(name):
+    if not MOUNT_NAME.fullmatch(name):
         raise refuse(
             "has characters other than letters, digits, space, '.', '_' and '-' "
             "(or starts with a space)"
@@ -321,8 +373,8 @@ def _validate_labels(labels: dict[str, str]) -> None:
         if (
             not name
             or len(name) > 63
-            or not _LABEL_NAME.match(name)
-            or (prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)))
+            or not _LABEL_NAME.fullmatch(name)
+            or (prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.fullmatch(prefix)))
         ):
             raise errors.InvalidArgument(
                 f"{key!r} is not a valid Kubernetes label key ([prefix/]name, name of up to "
@@ -334,7 +386,7 @@ def _validate_labels(labels: dict[str, str]) -> None:
                 f"{key!r}: the prefix {RESERVED_LABEL_PREFIXES[0]} is the platform's",
                 field="labels",
             )
-        if value and (len(value) > 63 or not _LABEL_NAME.match(value)):
+        if value and (len(value) > 63 or not _LABEL_NAME.fullmatch(value)):
             raise errors.InvalidArgument(
                 f"the value of {key!r} ({value!r}) is not a valid Kubernetes label value "
                 "(up to 63 letters, digits, '-', '_', '.')",
@@ -344,13 +396,13 @@ def _validate_labels(labels: dict[str, str]) -> None:
 
 def _validate_resources(field_name: str, quantities: dict[str, str]) -> None:
     for name, quantity in quantities.items():
-        if not RESOURCE_NAME.match(name):
+        if not RESOURCE_NAME.fullmatch(name):
             raise errors.InvalidArgument(
                 f"{name!r} is not a resource name (cpu, memory, ephemeral-storage, "
                 "vendor.example/device)",
                 field=field_name,
             )
-        if not QUANTITY.match(quantity):
+        if not QUANTITY.fullmatch(quantity):
             raise errors.InvalidArgument(
                 f"{quantity!r} ({name}) is not a quantity such as '500m', '2', '512Mi', '1Gi'",
                 field=field_name,
