@@ -9,8 +9,12 @@ the newest entry for the index answers (runs are ordered by the operator's
 
 from __future__ import annotations
 
+import json
+import math
+from typing import Any
+
 from dtpoc.analytics.v1alpha1 import analytics_pb2
-from dtpoc_common import errors
+from dtpoc_common import errors, limits
 from dtpoc_orchestrator import domain
 
 FINISHED_STATES = frozenset({"succeeded", "failed"})
@@ -68,3 +72,57 @@ def finished_replica(
             f"replica {idx} has not finished (state {replica.state or 'pending'})"
         )
     return replica
+
+
+class NotInline(ValueError):
+    """A replica's output that ``output/{idx}`` answers as its file list instead."""
+
+
+def _refuse_constant(name: str) -> None:
+    raise NotInline(f"{name} is not JSON")
+
+
+def parse_inline(content: bytes) -> Any:
+    """The output document when it can travel inline as a ``google.protobuf.Value``.
+
+    NotInline when it is not JSON, holds a number JSON cannot carry (NaN,
+    Infinity, 1e400), nests deeper than :data:`limits.MAX_OUTPUT_DEPTH` or
+    would encode larger than :data:`limits.MAX_OUTPUT_VALUE_BYTES`; the client
+    then gets the file list and downloads the file, streamed, from Files.
+    """
+    try:
+        document = json.loads(content, parse_constant=_refuse_constant)
+    except NotInline:
+        raise
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise NotInline("not JSON") from exc
+    except RecursionError as exc:
+        raise NotInline(f"nests deeper than {limits.MAX_OUTPUT_DEPTH} levels") from exc
+    _check_shape(document)
+    return document
+
+
+def _check_shape(document: Any) -> None:
+    """Depth, finiteness and an upper bound of the encoded size, without recursion."""
+    size = 0
+    pending: list[tuple[Any, int]] = [(document, 1)]
+    while pending:
+        node, depth = pending.pop()
+        if depth > limits.MAX_OUTPUT_DEPTH:
+            raise NotInline(f"nests deeper than {limits.MAX_OUTPUT_DEPTH} levels")
+        if isinstance(node, dict):
+            size += 8
+            for key, value in node.items():
+                size += len(key.encode()) + 8
+                pending.append((value, depth + 1))
+        elif isinstance(node, list):
+            size += 8
+            pending.extend((value, depth + 1) for value in node)
+        elif isinstance(node, str):
+            size += len(node.encode()) + 8
+        elif isinstance(node, float) and not math.isfinite(node):
+            raise NotInline("holds a number beyond the range of a double")
+        else:
+            size += 12
+        if size > limits.MAX_OUTPUT_VALUE_BYTES:
+            raise NotInline(f"would encode larger than {limits.MAX_OUTPUT_VALUE_BYTES} bytes")

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
@@ -329,12 +328,13 @@ class Orchestrator:
             content = await self._files.read(stored[0].file_id, max_bytes=self._max_inline)
             if content is not None:
                 try:
-                    document = json.loads(content)
-                except (UnicodeDecodeError, ValueError):
+                    document = outputs.parse_inline(content)
+                except outputs.NotInline as exc:
                     log.info(
-                        "output is not JSON; answering the file list",
+                        "output is not JSON that fits an answer; answering the file list",
                         service_id=view.record.id,
                         replica_index=idx,
+                        reason=str(exc),
                     )
                 else:
                     return ReplicaOutput(
