@@ -21,7 +21,7 @@ import pydantic
 import uvicorn
 
 from dtpoc_common import logging as dlog
-from dtpoc_gateway import app, auth, catalog, settings
+from dtpoc_gateway import app, auth, catalog, httpserver, settings
 
 
 def _hash_token() -> int:
@@ -60,6 +60,10 @@ def _serve() -> int:
             server_header=False,
             timeout_graceful_shutdown=int(config.shutdown_grace_seconds) or None,
             timeout_keep_alive=config.keep_alive_seconds,
+            http=httpserver.protocol_class(header_timeout_seconds=config.header_timeout_seconds),
+            h11_max_incomplete_event_size=config.max_header_bytes,
+            limit_concurrency=config.limit_concurrency,
+            backlog=config.backlog,
             lifespan="on",
         )
     )

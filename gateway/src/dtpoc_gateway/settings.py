@@ -56,6 +56,16 @@ class GatewaySettings(BaseSettings):
     #: Seconds an idle keep-alive connection stays open; longer than a proxy's idle
     #: timeout (nginx: 60 s) so that the proxy, not the gateway, closes first.
     keep_alive_seconds: int = Field(default=75, ge=1)
+    #: Seconds a connection gets to send a complete request head (request line and
+    #: headers); a slower one answers 408 and is closed (slow-loris clients).
+    header_timeout_seconds: float = Field(default=15.0, gt=0)
+    #: Largest request head, in bytes; a larger one answers 431.
+    max_header_bytes: int = Field(default=32 * 1024, ge=1024)
+    #: Connections plus in-flight requests served at once; beyond it new requests
+    #: answer 503 at once instead of queueing without bound.
+    limit_concurrency: int = Field(default=1000, ge=1)
+    #: Connections the kernel queues before they are accepted.
+    backlog: int = Field(default=2048, ge=1)
 
     #: ``host:port`` of the Files service (``dtpoc.files.v1alpha1.FilesService``).
     files_address: str | None = None
