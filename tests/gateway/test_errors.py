@@ -23,7 +23,7 @@ MAPPING = [
     (grpc.StatusCode.ABORTED, 409),
     (grpc.StatusCode.UNAUTHENTICATED, 401),
     (grpc.StatusCode.PERMISSION_DENIED, 403),
-    (grpc.StatusCode.RESOURCE_EXHAUSTED, 429),
+    (grpc.StatusCode.RESOURCE_EXHAUSTED, 413),  # size limits only: never a retryable 429
     (grpc.StatusCode.UNIMPLEMENTED, 501),
     (grpc.StatusCode.UNAVAILABLE, 503),
     (grpc.StatusCode.DEADLINE_EXCEEDED, 504),

@@ -98,7 +98,12 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error", path=request.url.path, error_type=type(exc).__name__)
+    log.exception(
+        "unhandled error",
+        path=request.url.path,
+        error_type=type(exc).__name__,
+        request_id=str(request.scope.get("dtpoc.request_id", "")),
+    )
     return httperrors.ApiError(500, httperrors.INTERNAL_MESSAGE).response()
 
 

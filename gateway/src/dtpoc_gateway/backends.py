@@ -81,13 +81,14 @@ class Backends:
             return False
         return channel.get_state(try_to_connect=False) == grpc.ChannelConnectivity.READY
 
-    def error(self, method: catalog.Method, exc: grpc.aio.AioRpcError) -> httperrors.ApiError:
-        """The HTTP answer for a failed call of ``method``."""
+    def error(
+        self, method: catalog.Method, exc: grpc.aio.AioRpcError, *, request_id: str = ""
+    ) -> httperrors.ApiError:
+        """The HTTP answer for a failed call of ``method``; the backend's own text is logged."""
         api_error = httperrors.from_rpc_error(
             exc,
             service=method.service.full_name,
             reachable=self.reachable(method),
-            size_limited=method.client_streaming,
         )
         level = log.warning if api_error.http_status >= 500 else log.info
         level(
@@ -96,5 +97,6 @@ class Backends:
             grpc_code=exc.code().name,
             grpc_message=exc.details(),
             http_status=api_error.http_status,
+            request_id=request_id,
         )
         return api_error

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +17,11 @@ from dtpoc_gateway import backends, catalog, httperrors, pathtemplate, settings,
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 JSON_TYPES = ("application/json", "text/json")
+#: Deepest nesting of arrays and objects in a request body: every message of
+#: the API is far shallower, and a recursive parser must never meet more.
+MAX_JSON_DEPTH = 32
+#: Most digits of a JSON integer: any field of the API holds 20 at most (2^64).
+MAX_JSON_INTEGER_DIGITS = 40
 
 
 @dataclass(frozen=True)
@@ -56,7 +63,77 @@ def too_large(limit: int) -> httperrors.ApiError:
     return httperrors.ApiError(413, f"request body exceeds the limit of {limit} bytes")
 
 
-async def read_json_body(request: Request, *, limit: int) -> Any:
+class _NotPlainJson(ValueError):
+    """A number or constant that no field of the API can hold."""
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_JSON_INTEGER_DIGITS:
+        raise _NotPlainJson(f"the number {text[:24]}... has more than 40 digits")
+    return int(text)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NotPlainJson(f"the number {text[:24]} is beyond the range of a double")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise _NotPlainJson(f"{name} is not a JSON value")
+
+
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def too_deep(data: bytes, *, limit: int) -> bool:
+    """Whether arrays and objects nest deeper than ``limit`` (strings do not count).
+
+    Checked on the text before parsing, so that a deep body never reaches a
+    recursive parser: each pass removes the innermost empty pairs.
+    """
+    brackets = _STRING.sub(b"", data).translate(None, _NOT_BRACKET)
+    for _ in range(limit):
+        if not brackets:
+            return False
+        brackets = brackets.replace(b"[]", b"").replace(b"{}", b"")
+    if not brackets:
+        return False
+    # Left over after `limit` passes: deeper, unless the brackets do not pair at all.
+    shorter = brackets.replace(b"[]", b"").replace(b"{}", b"")
+    return len(shorter) < len(brackets)
+
+
+def parse_json(data: bytes, *, max_depth: int) -> Any:
+    """Parse a JSON body; 400 for anything the API's messages cannot hold."""
+    if too_deep(data, limit=max_depth):
+        raise httperrors.bad_request(f"the request body nests deeper than {max_depth} levels")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise httperrors.bad_request("the request body is not UTF-8 text") from None
+    try:
+        return json.loads(
+            text,
+            parse_int=_bounded_int,
+            parse_float=_finite_float,
+            parse_constant=_no_constant,
+        )
+    except _NotPlainJson as exc:
+        raise httperrors.bad_request(f"the request body is not usable JSON: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise httperrors.bad_request(
+            f"the request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+    except RecursionError:
+        raise httperrors.bad_request(
+            f"the request body nests deeper than {max_depth} levels"
+        ) from None
+
+
+async def read_json_body(request: Request, *, limit: int, max_depth: int = MAX_JSON_DEPTH) -> Any:
     """The parsed JSON body, ``transcode.NO_BODY`` when empty; 413 over ``limit``."""
     length = declared_length(request)
     if length is not None and length > limit:
@@ -75,11 +152,4 @@ async def read_json_body(request: Request, *, limit: int) -> Any:
         return transcode.NO_BODY
     if media and media not in JSON_TYPES and not media.endswith("+json"):
         raise httperrors.ApiError(415, f"the request body must be application/json, not {media}")
-    try:
-        return json.loads(data)
-    except UnicodeDecodeError:
-        raise httperrors.bad_request("the request body is not UTF-8 text") from None
-    except json.JSONDecodeError as exc:
-        raise httperrors.bad_request(
-            f"the request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        ) from None
+    return parse_json(data, max_depth=max_depth)

@@ -42,6 +42,12 @@ log = dlog.get_logger(__name__)
 FD = descriptor.FieldDescriptor
 OCTET_STREAM = "application/octet-stream"
 _RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
+#: A position no file reaches (files are far below 2^62 bytes); fits an int64 field.
+BEYOND_ANY_FILE = 2**62
+MAX_MEDIA_TYPE = 255
+_TCHARS = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+_PARAMETER = rf'\s*;\s*{_TCHARS}=(?:{_TCHARS}|"[\x20\x21\x23-\x5b\x5d-\x7e]*")'
+_MEDIA_TYPE = re.compile(rf"{_TCHARS}/{_TCHARS}(?:{_PARAMETER})*", re.ASCII)
 
 
 class DownloadAborted(Exception):
@@ -93,11 +99,30 @@ def parse_range(header: str | None) -> tuple[int | None, int | None] | None:
     first_text, last_text = match.groups()
     if not first_text and not last_text:
         return None
-    first = int(first_text) if first_text else None
-    last = int(last_text) if last_text else None
+    first = _position(first_text) if first_text else None
+    last = _position(last_text) if last_text else None
     if first is not None and last is not None and last < first:
         return None
     return first, last
+
+
+def _position(digits: str) -> int:
+    """A byte position; any number past every file's size reads as :data:`BEYOND_ANY_FILE`."""
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if len(digits) < len(str(BEYOND_ANY_FILE)) else BEYOND_ANY_FILE
+
+
+def safe_media_type(stored: str) -> str:
+    """The stored content type when it is a well-formed media type, else octet-stream.
+
+    The type comes from whoever stored the file (a browser's part header, a
+    replica's output); one that is not ``type/subtype[; name=value]`` in
+    plain ASCII cannot be sent as a header and says nothing useful anyway.
+    """
+    value = stored.strip()
+    if not value or len(value) > MAX_MEDIA_TYPE or not _MEDIA_TYPE.fullmatch(value):
+        return OCTET_STREAM
+    return value
 
 
 def resolve_range(wanted: tuple[int | None, int | None], size: int) -> tuple[int, int] | None:
@@ -181,7 +206,7 @@ def endpoint(ctx: context.RouteContext) -> context.Endpoint:
         sha256 = str(getattr(info, "sha256", ""))
         if sha256:
             headers["ETag"] = f'"{sha256}"'
-        media_type = str(getattr(info, "content_type", "")) or OCTET_STREAM
+        media_type = safe_media_type(str(getattr(info, "content_type", "")))
         if request.method == "HEAD":
             call.cancel()
             return Response(status_code=status, headers=headers, media_type=media_type)
@@ -217,8 +242,8 @@ async def _first(
         first = await call.read()
     except grpc.aio.AioRpcError as exc:
         if exc.code() == grpc.StatusCode.OUT_OF_RANGE:
-            raise httperrors.ApiError(416, exc.details() or "range not satisfiable") from None
-        raise ctx.backends.error(method, exc) from None
+            raise httperrors.ApiError(416, "range not satisfiable") from None
+        raise ctx.backends.error(method, exc, request_id=context.request_id(request)) from None
     if first is grpc.aio.EOF or not first.HasField(fields.info_field):
         call.cancel()
         raise httperrors.ApiError(502, "the backend stream did not start with the file's record")

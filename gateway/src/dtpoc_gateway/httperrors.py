@@ -6,8 +6,9 @@ Envoy apply it, with two documented choices:
 * ``FAILED_PRECONDITION`` is 400 as google.rpc says (not 412, which HTTP
   keeps for conditional request headers); conflicts are ``ABORTED`` and
   ``ALREADY_EXISTS``, both 409.
-* ``RESOURCE_EXHAUSTED`` is 413 when it answers a request that carries a
-  body stream (an upload: the size limit) and 429 otherwise (a quota).
+* ``RESOURCE_EXHAUSTED`` is 413: the services raise it only for size limits,
+  which retrying never helps (429 would invite a retry); the platform has no
+  quotas.
 
 The body is ``{"code", "status", "message", "details", "detail"}``:
 
@@ -20,7 +21,10 @@ The body is ``{"code", "status", "message", "details", "detail"}``:
   read ``{"detail": ...}``.
 
 INTERNAL, UNKNOWN and DATA_LOSS never forward the backend's text: the
-message is generic and the log has the rest. No body ever carries a trace.
+message is generic and the log has the rest. Other messages pass through
+:mod:`dtpoc_gateway.redact`: addresses are replaced, and a text of gRPC or a
+library (not a service's own message) becomes a plain description of the
+status. No body ever carries a trace.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ from google.protobuf import json_format
 from google.rpc import error_details_pb2, status_pb2  # type: ignore[import-untyped]
 from starlette.responses import Response
 
+from dtpoc_gateway import redact
+
 HTTP_FROM_GRPC: dict[grpc.StatusCode, int] = {
     grpc.StatusCode.OK: 200,
     grpc.StatusCode.CANCELLED: 499,
@@ -43,7 +49,7 @@ HTTP_FROM_GRPC: dict[grpc.StatusCode, int] = {
     grpc.StatusCode.NOT_FOUND: 404,
     grpc.StatusCode.ALREADY_EXISTS: 409,
     grpc.StatusCode.PERMISSION_DENIED: 403,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 413,
     grpc.StatusCode.FAILED_PRECONDITION: 400,
     grpc.StatusCode.ABORTED: 409,
     grpc.StatusCode.OUT_OF_RANGE: 400,
@@ -153,24 +159,32 @@ def from_rpc_error(
     *,
     service: str,
     reachable: bool,
-    size_limited: bool = False,
 ) -> ApiError:
     """Translate a failed call; ``reachable`` False means the channel never connected."""
     code = error.code()
     http_status = HTTP_FROM_GRPC.get(code, 500)
     headers: dict[str, str] = {}
-    message = error.details() or code.name.lower()
+    message = _public_message(code, error.details() or "", service=service)
     if code == grpc.StatusCode.UNAVAILABLE and not reachable:
         message = f"backend {service} is unreachable; try again later"
         headers["Retry-After"] = "1"
     elif code in HIDDEN_CODES:
         message = INTERNAL_MESSAGE
-    elif code == grpc.StatusCode.RESOURCE_EXHAUSTED and size_limited:
-        http_status = 413
     elif code == grpc.StatusCode.DEADLINE_EXCEEDED:
         message = f"{service} did not answer in time"
-    details = [] if code in HIDDEN_CODES else _status_details(error)
+    details = [] if code in HIDDEN_CODES else _scrubbed(_status_details(error))
     return ApiError(http_status, message, code=code, details=details, headers=headers)
+
+
+def _public_message(code: grpc.StatusCode, text: str, *, service: str) -> str:
+    """What a REST client may read of a backend's error text (module docs)."""
+    if not text or redact.is_library_text(text):
+        if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+            return f"the answer of {service} is larger than the gateway passes on"
+        if code == grpc.StatusCode.UNAVAILABLE:
+            return f"backend {service} is unavailable; try again later"
+        return f"{service} failed: {code.name.lower().replace('_', ' ')}"
+    return redact.scrub(text)
 
 
 def unconfigured(service: str) -> ApiError:
@@ -179,6 +193,17 @@ def unconfigured(service: str) -> ApiError:
         f"backend {service} is not configured on this gateway",
         code=grpc.StatusCode.UNAVAILABLE,
     )
+
+
+def _scrubbed(value: Any) -> Any:
+    """Detail messages with every string passed through :func:`redact.scrub`."""
+    if isinstance(value, str):
+        return redact.scrub(value)
+    if isinstance(value, list):
+        return [_scrubbed(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _scrubbed(item) for key, item in value.items()}
+    return value
 
 
 def _status_details(error: grpc.aio.AioRpcError) -> list[dict[str, Any]]:

@@ -54,7 +54,7 @@ def endpoint(ctx: context.RouteContext) -> context.Endpoint:
         try:
             first = await call.read()
         except grpc.aio.AioRpcError as exc:
-            raise ctx.backends.error(method, exc) from None
+            raise ctx.backends.error(method, exc, request_id=context.request_id(request)) from None
         except asyncio.CancelledError:
             call.cancel()
             raise
@@ -78,7 +78,7 @@ def endpoint(ctx: context.RouteContext) -> context.Endpoint:
                         return
                     yield _event(transcoder.render(item))
             except grpc.aio.AioRpcError as exc:
-                error = ctx.backends.error(method, exc)
+                error = ctx.backends.error(method, exc, request_id=context.request_id(request))
                 yield _event(error.body(), kind="error")
             finally:
                 if pending is not None and not pending.done():

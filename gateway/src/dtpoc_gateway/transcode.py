@@ -205,7 +205,7 @@ def _place(target: dict[str, Any], chain: list[descriptor.FieldDescriptor], valu
 
 
 _NO_FIELD = re.compile(r'has no field named "([^"]+)" at "([^"]+)"')
-_AT_PATH = re.compile(r' at "([^"]+)"')
+_AT_PATH = re.compile(r' at "?([A-Za-z_][\w.]*\.\w+)"?')
 _FAILED_FIELD = re.compile(r"Failed to parse (\w+) field")
 
 

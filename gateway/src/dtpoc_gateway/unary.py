@@ -26,7 +26,7 @@ def endpoint(ctx: context.RouteContext) -> context.Endpoint:
         try:
             response = await call(message, timeout=timeout, metadata=context.call_metadata(request))
         except grpc.aio.AioRpcError as exc:
-            raise ctx.backends.error(method, exc) from None
+            raise ctx.backends.error(method, exc, request_id=context.request_id(request)) from None
         return httperrors.json_response(transcoder.render(response), status_code=success)
 
     return handle

@@ -25,13 +25,14 @@ chunk (a stream cut short without it stores nothing).
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
 from google.protobuf import descriptor, message
 from python_multipart import multipart
-from python_multipart.exceptions import MultipartParseError
+from python_multipart.exceptions import FormParserError
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
@@ -39,6 +40,8 @@ from dtpoc_gateway import catalog, context, httperrors, transcode
 
 FD = descriptor.FieldDescriptor
 FILE_PART = "file"
+#: RFC 2046: 1 to 70 characters of these, the last not a space.
+_BOUNDARY = re.compile(rb"[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./:=?]")
 
 
 @dataclass
@@ -148,6 +151,14 @@ def _plain_name(name: str) -> str:
     return name.replace("\\", "/").rsplit("/", 1)[-1]
 
 
+def _lost_status(error: grpc.aio.AioRpcError) -> bool:
+    """grpc.aio replaces the server's status with this when a write meets a closed call."""
+    return bool(
+        error.code() == grpc.StatusCode.INTERNAL
+        and (error.details() or "") == "Internal error from Core"
+    )
+
+
 def _fill(header: message.Message, name: str, value: str) -> None:
     """Set a header field from the part unless the query string set it already."""
     if value and name in header.DESCRIPTOR.fields_by_name and not getattr(header, name):
@@ -162,15 +173,35 @@ def endpoint(ctx: context.RouteContext) -> context.Endpoint:
     timeout = ctx.settings.stream_timeout_seconds
     request_class = method.request_class
 
-    async def send(call: Any, item: message.Message) -> None:
+    async def send(call: Any, item: message.Message, *, header: message.Message) -> None:
         try:
             await call.write(item)
-        except asyncio.InvalidStateError:
-            # The backend ended the call early (it refused the upload): its status says why.
-            await call
+        except (asyncio.InvalidStateError, grpc.aio.AioRpcError):
+            # The backend ended the call early: it refused the upload, and its status says
+            # why, unless the failed write replaced that status with a local INTERNAL.
+            try:
+                await call
+            except grpc.aio.AioRpcError as exc:
+                if not _lost_status(exc):
+                    raise
+                await _replay_header(call_factory(), header)
             raise httperrors.ApiError(
                 502, "the backend ended the upload before it was complete"
             ) from None
+
+    async def _replay_header(call: Any, header: message.Message) -> None:
+        """Send the header alone, without ``finish`` (so nothing is stored), to learn the
+        backend's refusal; raises its AioRpcError."""
+        try:
+            await call.write(request_class(**{fields.header_field: header}))
+            await call.done_writing()
+            await call
+        finally:
+            if not call.done():
+                call.cancel()
+
+    def call_factory() -> Any:
+        return ctx.backends.callable(method)(timeout=ctx.settings.call_timeout_seconds)
 
     async def handle(request: Request) -> Response:
         media, params = multipart.parse_options_header(request.headers.get("content-type"))
@@ -181,6 +212,10 @@ def endpoint(ctx: context.RouteContext) -> context.Endpoint:
         boundary = params.get(b"boundary")
         if not boundary:
             raise httperrors.bad_request("the multipart Content-Type has no boundary")
+        if not _BOUNDARY.fullmatch(boundary):
+            raise httperrors.bad_request(
+                "the multipart boundary must be 1 to 70 letters, digits or '()+_,-./:=? (RFC 2046)"
+            )
         length = context.declared_length(request)
         if length is not None and length > limit:
             raise context.too_large(limit)
@@ -205,27 +240,29 @@ def endpoint(ctx: context.RouteContext) -> context.Endpoint:
                     call = ctx.backends.callable(method)(
                         timeout=timeout, metadata=context.call_metadata(request)
                     )
-                    await send(call, request_class(**{fields.header_field: header}))
+                    await send(call, request_class(**{fields.header_field: header}), header=header)
                 while call is not None and len(form.buffer) >= chunk_size:
                     piece = bytes(form.buffer[:chunk_size])
                     del form.buffer[:chunk_size]
-                    await send(call, request_class(**{fields.chunk_field: piece}))
+                    await send(call, request_class(**{fields.chunk_field: piece}), header=header)
             parser.finalize()
             if not form.file_done or call is None:
                 raise httperrors.bad_request(
                     f"the form has no complete part named {FILE_PART!r}", field=FILE_PART
                 )
             if form.buffer:
-                await send(call, request_class(**{fields.chunk_field: bytes(form.buffer)}))
+                await send(
+                    call, request_class(**{fields.chunk_field: bytes(form.buffer)}), header=header
+                )
                 form.buffer.clear()
             if fields.finish_field is not None:
-                await send(call, request_class(**{fields.finish_field: True}))
+                await send(call, request_class(**{fields.finish_field: True}), header=header)
             await call.done_writing()
             response = await call
             finished = True
         except grpc.aio.AioRpcError as exc:
-            raise ctx.backends.error(method, exc) from None
-        except MultipartParseError as exc:
+            raise ctx.backends.error(method, exc, request_id=context.request_id(request)) from None
+        except FormParserError as exc:
             raise httperrors.bad_request(f"the multipart body is malformed: {exc}") from None
         except ClientDisconnect:
             raise httperrors.ApiError(499, "the client closed the upload before its end") from None
