@@ -1,5 +1,9 @@
 """The whole REST platform as a client of the original sees it.
 
+``platform`` is started for each test; ``shared_platform`` once per module
+(the generated-request runs share one, so that 2,000 requests stay within a
+couple of minutes); both yield an HTTP client of the gateway.
+
 Real processes: a Files service, the Orchestrator with the Kubernetes
 backend (Analytics custom resources on the real apiserver; original clients
 send no ``command``, which only the local runtime needs), a second
@@ -11,18 +15,36 @@ is covered by tests/e2e and tests/operator.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.platform.files import FilesServer
+from tests.platform.files import FilesServer, start_files_server
+from tests.platform.gateway import start_gateway
 from tests.platform.operator import install_analytics_crd
-from tests.platform.orchestrator import OrchestratorServer
+from tests.platform.orchestrator import (
+    OrchestratorServer,
+    drop_databases,
+    start_orchestrator_server,
+)
 from tests.realdeps.kube import KubeCluster
 
 PREFIX = "/api/orchestrator/v1alpha1"
+ANALYTICS_PATH = "/apis/eng.cam.ac.uk/v1alpha1/namespaces/{ns}/analytics"
+
+
+@dataclass(frozen=True)
+class SharedPlatform:
+    """One platform for a test module: the gateway's client and what lies behind it."""
+
+    client: httpx.Client
+    files_address: str
+    kube: KubeCluster
+    namespace: str
 
 
 @pytest.fixture
@@ -50,3 +72,51 @@ def platform(
     gateway = gateway_server(files_address=files.address, orchestrator_address=orchestrator.address)
     with httpx.Client(base_url=gateway.base_url, timeout=60.0) as client:
         yield client
+
+
+@pytest.fixture(scope="module")
+def shared_platform(
+    mongodb_uri: str, kube: KubeCluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SharedPlatform]:
+    """The arrangement of ``platform``, started once for a test module."""
+    install_analytics_crd(kube)
+    namespace = kube.create_namespace()
+    workdir = tmp_path_factory.mktemp("shared-platform")
+    databases: set[str] = set()
+    with contextlib.ExitStack() as stack:
+        stack.callback(kube.delete_namespace, namespace)
+        stack.callback(drop_databases, mongodb_uri, databases)
+        files_for_orchestrator = start_files_server(mongodb_uri=mongodb_uri, workdir=workdir)
+        databases.add(files_for_orchestrator.database)
+        stack.callback(files_for_orchestrator.stop)
+        orchestrator = start_orchestrator_server(
+            mongodb_uri=mongodb_uri,
+            workdir=workdir,
+            files_address=files_for_orchestrator.address,
+            backend="kubernetes",
+            kubeconfig_path=kube.kubeconfig_path,
+            namespace=namespace,
+        )
+        databases.add(orchestrator.database)
+        stack.callback(orchestrator.stop)
+        files = start_files_server(
+            mongodb_uri=mongodb_uri,
+            workdir=workdir,
+            env_overrides={
+                "DTPOC_FILES_DATABASE": files_for_orchestrator.database,
+                "DTPOC_FILES_USAGE_CHECK": "true",
+                "DTPOC_FILES_ORCHESTRATOR_ADDRESS": orchestrator.address,
+            },
+        )
+        stack.callback(files.stop)
+        gateway = start_gateway(
+            workdir=workdir,
+            files_address=files.address,
+            orchestrator_address=orchestrator.address,
+            env={"DTPOC_GATEWAY_AUTH_DISABLED": "true"},
+        )
+        stack.callback(gateway.stop)
+        client = stack.enter_context(httpx.Client(base_url=gateway.base_url, timeout=60.0))
+        yield SharedPlatform(
+            client=client, files_address=files.address, kube=kube, namespace=namespace
+        )
