@@ -1,16 +1,22 @@
 """``make run``: the whole platform on this machine, then the sample analysis through its API.
 
-No cluster and no Docker: MongoDB is FerretDB (built from source once, data
-kept under the data directory), the orchestrator keeps Analytics documents
-in MongoDB and the operator runs each replica as a child process. The demo
-does what a user would: upload the sample workbook, launch the histolab
-simulation with two replicas over REST, follow its progress and print each
-replica's KPIs. Then it keeps serving until Ctrl-C.
+No cluster and no Docker daemon needed: MongoDB is FerretDB (built from
+source once, data kept under the data directory), the orchestrator keeps
+Analytics documents in MongoDB and the operator runs each replica under a
+supervisor: the launch's command as a process, or, when a container engine
+works here (podman, docker, nerdctl), the launch's image in a container. The
+demo does what a user would: upload the sample workbook, launch the histolab
+simulation with two replicas over REST (with an engine, exactly the body a
+client of the original sends: its image, no command; the image is built
+first when missing), follow its progress and print each replica's KPIs.
+Then it keeps serving until Ctrl-C.
 
 Settings: ``DTPOC_DATA_DIR`` (default ``<repo>/var``; a second run reuses
 it), ``DTPOC_MONGODB_URI`` (use that server instead of FerretDB). Flags:
 ``--port`` (REST API, default 8000), ``--no-demo``, ``--exit-after-demo``,
-``--sim-hours``, ``--reps``. See docs/local-run.md.
+``--sim-hours``, ``--reps``, ``--demo-form``. ``DTPOC_OPERATOR_LOCAL_CONTAINER_ENGINE``
+(``auto`` by default here, ``none`` for processes only) picks the engine. See
+docs/local-run.md.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import sys
 import time
 import urllib.error
@@ -42,6 +49,7 @@ import grpc  # noqa: E402
 import httpx  # noqa: E402
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
 
+from dtpoc_operator.local import containers  # noqa: E402
 from tests.realdeps import ferretdb, ports, processes, waiting  # noqa: E402
 
 API_PREFIX = "/api/orchestrator/v1alpha1"
@@ -58,6 +66,10 @@ STOP_TIMEOUT = 20.0
 DEMO_TIMEOUT = 600.0
 """Seconds the demo's replicas get to finish."""
 FINAL_PHASES = ("succeeded", "failed", "terminated")
+IMAGE_BUILD = REPO / "tools" / "images" / "build"
+ORIGINAL_IMAGE = "ghcr.io/cam-digital-hospitals/digital-hosp-des"
+"""The image clients of the original launch; the histolab example image carries its name."""
+ORIGINAL_VERSION = "latest"
 
 
 class LaunchFailed(RuntimeError):
@@ -148,6 +160,8 @@ class Platform:
     operator_health: str = ""
     mongo: ferretdb.FerretDB | None = None
     children: list[processes.ServerProcess] = field(default_factory=list)
+    #: The container engine the operator runs images with; None: processes only.
+    engine: containers.Engine | None = None
 
     @property
     def logs_dir(self) -> Path:
@@ -202,6 +216,7 @@ class Platform:
         self.files_address = f"{ports.LOOPBACK}:{files_port}"
         self.orchestrator_address = f"{ports.LOOPBACK}:{orchestrator_port}"
         self.operator_health = f"{ports.LOOPBACK}:{health_port}"
+        self.engine = choose_engine(self.outputs_dir / ".local-runtime")
         self._start(
             "files",
             "dtpoc_files",
@@ -220,6 +235,8 @@ class Platform:
                 "DTPOC_ORCHESTRATOR_BACKEND": "local",
                 "DTPOC_ORCHESTRATOR_NAMESPACE": "default",
                 "DTPOC_ORCHESTRATOR_FILES_ADDRESS": self.files_address,
+                # Both processes agree on whether a launch without command is runnable.
+                "DTPOC_ORCHESTRATOR_LOCAL_CONTAINERS": "true" if self.engine else "false",
             },
             lambda: _grpc_serving(self.orchestrator_address),
             f"gRPC health at {self.orchestrator_address}",
@@ -234,6 +251,9 @@ class Platform:
                 "DTPOC_OPERATOR_FILES_ADDRESS": self.files_address,
                 "DTPOC_OPERATOR_HEALTH_LISTEN": self.operator_health,
                 "DTPOC_OPERATOR_METRICS_LISTEN": "",
+                "DTPOC_OPERATOR_LOCAL_CONTAINER_ENGINE": (
+                    self.engine.name if self.engine else "none"
+                ),
             },
             lambda: _http_ok(f"http://{self.operator_health}/readyz"),
             f"http://{self.operator_health}/readyz",
@@ -283,12 +303,42 @@ class Platform:
                 f"  Orchestrator   gRPC {self.orchestrator_address}   (Analytics in MongoDB "
                 "orchestrator.analytics)",
                 f"  Operator       local runtime, health http://{self.operator_health}/readyz",
+                f"  Containers     {_engine_line(self.engine)}",
                 f"  MongoDB        {mongo}",
                 f"  Data dir       {self.data_dir}   (kept between runs)",
                 f"  Outputs        {self.outputs_dir}   (replica folders until collected)",
                 f"  Logs           {self.logs_dir}/  ({logs})",
             ]
         )
+
+
+def _engine_line(engine: containers.Engine | None) -> str:
+    if engine is None:
+        return (
+            "none (no working podman/docker/nerdctl): launches need a command; "
+            f"see {containers.ENGINE_SETTING}"
+        )
+    runtime = f", OCI runtime {engine.oci_runtime}" if engine.oci_runtime else ""
+    return f"{engine.name}{runtime}: launches without a command run their image"
+
+
+def choose_engine(state_root: Path) -> containers.Engine | None:
+    """The engine the operator will use: ``DTPOC_OPERATOR_LOCAL_CONTAINER_ENGINE``
+    (``auto`` here), with the operator's own detection."""
+    choice = os.environ.get(containers.ENGINE_SETTING, "auto").strip() or "auto"
+    if choice not in ("auto", *containers.AUTO_ORDER, "none"):
+        raise LaunchFailed(
+            f"{containers.ENGINE_SETTING}={choice!r}: use auto, podman, docker, nerdctl or none"
+        )
+    try:
+        return containers.detect(
+            choice,  # type: ignore[arg-type]
+            oci_runtime=os.environ.get("DTPOC_OPERATOR_LOCAL_OCI_RUNTIME", "runc"),
+            containers_conf=os.environ.get(containers.CONTAINERS_CONF_SETTING, ""),
+            state_root=state_root,
+        )
+    except containers.EngineUnavailable as error:
+        raise LaunchFailed(str(error)) from None
 
 
 def _redact(uri: str) -> str:
@@ -345,8 +395,60 @@ def upload_sample(client: httpx.Client) -> str:
     return str(reply["file_id"])
 
 
+def original_launch_request(*, file_id: str, reps: int, sim_hours: str) -> dict[str, Any]:
+    """Exactly what a client of the original sends (shared/seed/api-contract.md): the
+    image and version, the original's env, no command."""
+    return {
+        "image": ORIGINAL_IMAGE,
+        "version": ORIGINAL_VERSION,
+        "description": "Histopathology lab simulation reporting KPIs",
+        "port": None,
+        "env": {
+            "INPUT_EXCEL_FILE": "/input/input.xlsx",
+            "OUTPUT_FOLDER": "/output",
+            "SIM_HOURS": sim_hours,
+            "NUM_REPS": str(reps),
+        },
+        "mount_files": {file_id: "input.xlsx"},
+        "ana": {"job_type": "ondemand", "reps": reps, "schedule": None},
+        "sim": None,
+    }
+
+
+def ensure_demo_image(engine: containers.Engine) -> str | None:
+    """Build (or find, cached) the histolab image under the original's name; None when
+    it cannot be had, after saying why. The build's progress goes to the terminal."""
+    reference = f"{ORIGINAL_IMAGE}:{ORIGINAL_VERSION}"
+    if engine.name == "nerdctl":
+        return reference if engine.image_present(reference) else None
+    say(
+        "  ensuring the histolab image (tools/images/build histolab, cached by content; "
+        "a first build makes the Debian base too: a few minutes) ..."
+    )
+    started = time.monotonic()
+    try:
+        built = subprocess.run(
+            [str(IMAGE_BUILD), "--ref", "histolab"],
+            cwd=REPO,
+            env={**os.environ, "PYTHON": sys.executable},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,  # the reference; progress goes to stderr, shown as it comes
+            text=True,
+            check=False,
+            timeout=DEMO_TIMEOUT,
+        )
+    except (OSError, subprocess.TimeoutExpired) as error:
+        say(f"  the image build did not finish: {error}")
+        return None
+    if built.returncode != 0 or not engine.image_present(reference):
+        say(f"  the image build failed (exit {built.returncode}); see its output above")
+        return None
+    say(f"  image {reference} ready ({time.monotonic() - started:.0f}s)")
+    return reference
+
+
 def launch_request(*, file_id: str, reps: int, sim_hours: str) -> dict[str, Any]:
-    """The launch body of the seed's sample resource, for the local runtime."""
+    """The seed's sample resource in the process form: a command instead of an image."""
     return {
         "image": "dtpoc-histolab",
         "version": "local",
@@ -504,14 +606,41 @@ def kpi_table(outputs: list[Any]) -> str:
     return "\n".join(lines)
 
 
-def run_demo(platform: Platform, *, reps: int, sim_hours: str, timeout: float) -> None:
+def demo_form(platform: Platform, wanted: str) -> str:
+    """``container`` (the original's body) when an engine and the image are there, else
+    ``process``, saying why; ``wanted`` forces one (``container`` fails without them)."""
+    if wanted == "process":
+        say("  form: process (--demo-form process): the launch gives a command")
+        return "process"
+    if platform.engine is None:
+        if wanted == "container":
+            raise LaunchFailed(
+                f"--demo-form container needs a container engine ({containers.ENGINE_SETTING})"
+            )
+        say("  no container engine: falling back to the process form (the launch gives a command)")
+        return "process"
+    if ensure_demo_image(platform.engine) is None:
+        if wanted == "container":
+            raise LaunchFailed("--demo-form container: the histolab image is not available")
+        say("  falling back to the process form (the launch gives a command)")
+        return "process"
+    say(f"  form: container ({platform.engine.name}): the original's launch body, no command")
+    return "container"
+
+
+def run_demo(
+    platform: Platform, *, reps: int, sim_hours: str, timeout: float, form: str = "auto"
+) -> None:
     """Upload, launch, follow, print the KPIs: the seed's sample resource, done over REST."""
-    _check_histolab_installed()
     say("")
     say(f"demo: the histolab lab simulation, {reps} replicas of {sim_hours} simulated hours")
+    chosen = demo_form(platform, form)
+    if chosen == "process":
+        _check_histolab_installed()
     with httpx.Client(base_url=platform.api_url, timeout=30.0) as client:
         file_id = upload_sample(client)
-        body = launch_request(file_id=file_id, reps=reps, sim_hours=sim_hours)
+        make_body = original_launch_request if chosen == "container" else launch_request
+        body = make_body(file_id=file_id, reps=reps, sim_hours=sim_hours)
         service_id = str(_answer(client.post("/service/launch", json=body), "launch")["id"])
         say(f"  launched service {service_id}: POST {API_PREFIX}/service/launch -> 202")
         status = follow(client, service_id, platform=platform, timeout=timeout)
@@ -580,6 +709,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--demo-timeout", type=float, default=DEMO_TIMEOUT, help="seconds the demo may take"
     )
+    parser.add_argument(
+        "--demo-form",
+        choices=["auto", "container", "process"],
+        default="auto",
+        help="container: the original's body (image, no command); process: a command; "
+        "auto: container when an engine and the image are available",
+    )
     return parser
 
 
@@ -601,7 +737,11 @@ def _run(platform: Platform, args: argparse.Namespace) -> int:
         say(platform.describe())
         if not args.no_demo:
             run_demo(
-                platform, reps=args.reps, sim_hours=str(args.sim_hours), timeout=args.demo_timeout
+                platform,
+                reps=args.reps,
+                sim_hours=str(args.sim_hours),
+                timeout=args.demo_timeout,
+                form=args.demo_form,
             )
         if not args.exit_after_demo:
             serve(platform)
