@@ -12,8 +12,13 @@ SIGTERM (terminate) is forwarded to the command; the supervisor stays to
 record the outcome. SIGKILL of the group ends both, leaving no record, which
 the operator reports as the reason it knows (terminated, or lost).
 
-Files in the attempt folder: ``spec.json`` (written by the operator: argv,
-env, folders, inputs), ``lock``, ``pid.json``, ``exit.json``, ``log``.
+A spec with ``container`` instead of ``argv`` runs the image in a container
+(:mod:`.container_run`): SIGTERM then becomes the engine's stop with the
+grace period, and the engine's client runs in a process group of its own.
+
+Files in the attempt folder: ``spec.json`` (written by the operator: argv and
+env or the container, folders, inputs), ``lock``, ``pid.json``, ``exit.json``,
+``log``.
 """
 
 from __future__ import annotations
