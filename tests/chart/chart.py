@@ -31,12 +31,15 @@ PRODUCTION = CHART_DIR / "values-production.yaml"
 DOCKER_DESKTOP = CHART_DIR / "values-docker-desktop.yaml"
 CLUSTER = CHART_DIR / "values-cluster.yaml"
 """The node of ``make cluster`` (tools/cluster)."""
+PUBLIC_BROKER = CHART_DIR / "examples" / "values-public-broker.yaml"
+"""The original's sensors on the public test broker (a documented example, not a default)."""
 
 SHAPES: dict[str, tuple[Path, ...]] = {
     "default": (),
     "production": (PRODUCTION,),
     "docker-desktop": (DOCKER_DESKTOP,),
     "cluster": (CLUSTER,),
+    "public-broker": (PUBLIC_BROKER,),
 }
 """The supported values shapes: name -> values files passed with ``-f``."""
 

@@ -53,7 +53,11 @@ def _check_matches(config: dict[str, Any], sensor: dict[str, Any], *, broker: li
     assert config["outputs"]["health"][0]["service_address"] == "http://:8080"
 
 
-@pytest.mark.parametrize("name", ["default", "docker-desktop"])
+#: This release's Mosquitto, where a sensor without servers reads.
+IN_CLUSTER_BROKER = ["tcp://dtpoc-mosquitto.dtpoc.svc.cluster.local:1883"]
+
+
+@pytest.mark.parametrize("name", ["default", "docker-desktop", "public-broker"])
 def test_each_sensor_of_the_values_is_a_telegraf_reading_its_topics(name: str) -> None:
     files = chart.SHAPES[name]
     rendered = chart.render(files)
@@ -61,7 +65,8 @@ def test_each_sensor_of_the_values_is_a_telegraf_reading_its_topics(name: str) -
     configs = _configs(rendered)
     assert sorted(configs) == sorted(s["name"] for s in sensors)
     for sensor in sensors:
-        _check_matches(configs[sensor["name"]], sensor, broker=sensor["mqtt"]["servers"])
+        broker = sensor["mqtt"]["servers"] or IN_CLUSTER_BROKER
+        _check_matches(configs[sensor["name"]], sensor, broker=broker)
         deployment = rendered.named("Deployment", f"dtpoc-telegraf-{sensor['name']}")
         volume = chart.pod_spec(deployment)["volumes"][0]
         assert volume["configMap"]["name"] == f"dtpoc-telegraf-{sensor['name']}"
@@ -73,17 +78,37 @@ def test_each_sensor_of_the_values_is_a_telegraf_reading_its_topics(name: str) -
         }
 
 
-def test_the_originals_light_and_temp_sensors_are_the_defaults() -> None:
-    configs = _configs(chart.render())
+def test_the_originals_sensors_read_the_releases_broker_with_its_credentials() -> None:
+    rendered = chart.render()
+    configs = _configs(rendered)
     assert sorted(configs) == ["light", "temp"]
-    light = configs["light"]["inputs"]["mqtt_consumer"][0]
-    assert light["servers"] == ["tcp://test.mosquitto.org:1883"]
-    assert light["topics"] == ["CamDT/DC1/IfM/#"]
-    assert light["json_v2"][0]["measurement_name"] == "light_reading"
-    assert light["json_v2"][0]["field"][0]["path"] == "lux"
-    temp = configs["temp"]["inputs"]["mqtt_consumer"][0]
-    assert temp["json_v2"][0]["measurement_name"] == "temperature_reading"
-    assert temp["json_v2"][0]["field"][0]["path"] == "temp"
+    for name, measurement, field in (
+        ("light", "light_reading", "lux"),
+        ("temp", "temperature_reading", "temp"),
+    ):
+        mqtt = configs[name]["inputs"]["mqtt_consumer"][0]
+        # Nobody outside the cluster writes into InfluxDB by default.
+        assert mqtt["servers"] == IN_CLUSTER_BROKER
+        assert (mqtt["username"], mqtt["password"]) == ("${MQTT_USERNAME}", "${MQTT_PASSWORD}")
+        assert mqtt["json_v2"][0]["measurement_name"] == measurement
+        assert mqtt["json_v2"][0]["field"][0]["path"] == field
+        (container,) = chart.containers(rendered.named("Deployment", f"dtpoc-telegraf-{name}"))
+        refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]}
+        assert refs["MQTT_PASSWORD"] == {"name": "dtpoc-mosquitto-auth", "key": "password"}
+    assert "test.mosquitto.org" not in rendered.text
+
+
+def test_the_public_broker_is_an_example_that_warns_anyone_can_publish() -> None:
+    text = chart.PUBLIC_BROKER.read_text()
+    assert "Anyone on the internet can publish" in text
+    configs = _configs(chart.render([chart.PUBLIC_BROKER]))
+    assert sorted(configs) == ["light", "temp"]
+    for config in configs.values():
+        mqtt = config["inputs"]["mqtt_consumer"][0]
+        assert mqtt["servers"] == ["tcp://test.mosquitto.org:1883"]
+        assert mqtt["topics"] == ["CamDT/DC1/IfM/#"]
+        # A public broker gets no credentials of this release.
+        assert "username" not in mqtt and "password" not in mqtt
 
 
 WARD_SENSOR = {
@@ -104,8 +129,7 @@ def test_adding_a_sensor_is_a_values_change(tmp_path: Path) -> None:
     configs = _configs(rendered)
     assert sorted(configs) == ["light", "temp", "ward-co2"]
     # No servers: this release's Mosquitto, with its generated credentials from the environment.
-    internal = ["tcp://dtpoc-mosquitto.dtpoc.svc.cluster.local:1883"]
-    _check_matches(configs["ward-co2"], WARD_SENSOR, broker=internal)
+    _check_matches(configs["ward-co2"], WARD_SENSOR, broker=IN_CLUSTER_BROKER)
     mqtt = configs["ward-co2"]["inputs"]["mqtt_consumer"][0]
     assert (mqtt["username"], mqtt["password"]) == ("${MQTT_USERNAME}", "${MQTT_PASSWORD}")
     assert mqtt["topic_tag"] == "topic"
@@ -113,8 +137,6 @@ def test_adding_a_sensor_is_a_values_change(tmp_path: Path) -> None:
     refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]}
     assert refs["MQTT_USERNAME"] == {"name": "dtpoc-mosquitto-auth", "key": "username"}
     assert refs["MQTT_PASSWORD"] == {"name": "dtpoc-mosquitto-auth", "key": "password"}
-    # Sensors on an outside broker carry no credentials.
-    assert "username" not in configs["light"]["inputs"]["mqtt_consumer"][0]
 
 
 def test_a_changed_sensor_restarts_only_its_own_telegraf(tmp_path: Path) -> None:

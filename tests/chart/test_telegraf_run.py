@@ -32,6 +32,7 @@ SENSOR_LABEL = "dtpoc.eng.cam.ac.uk/sensor"
 # One reading as the original's sensors publish it (both sensors read the same topic tree).
 READING = {"timestamp": "2024-07-19T10:00:00.000Z", "lux": 312.5, "temp": 21.25, "machine": "m-42"}
 READING_NS = 1721383200 * 10**9
+IN_CLUSTER_BROKER = "tcp://dtpoc-mosquitto.dtpoc.svc.cluster.local:1883"
 
 
 @pytest.fixture(scope="session")
@@ -58,6 +59,8 @@ def _configs(rendered: chart.Rendered) -> dict[str, str]:
 def doubles() -> Iterator[tuple[MqttBrokerDouble, InfluxWriteDouble]]:
     messages = [
         ("CamDT/DC1/IfM/lab-1", json.dumps(READING).encode()),
+        ("sensors/light/lab-1", json.dumps({**READING, "temp": 99.0}).encode()),
+        ("sensors/temperature/lab-1", json.dumps({**READING, "lux": 99.0}).encode()),
         ("elsewhere/lab-1", json.dumps({**READING, "lux": 1.0}).encode()),
     ]
     with MqttBrokerDouble(messages) as broker, InfluxWriteDouble() as influx:
@@ -90,14 +93,18 @@ def _run_until_written(
     return write, status
 
 
+@pytest.mark.parametrize("shape", ["default", "public-broker"])
 def test_each_sensors_telegraf_writes_the_point_its_values_declare(
+    shape: str,
     telegraf_bin: Path,
     doubles: tuple[MqttBrokerDouble, InfluxWriteDouble],
     tmp_path: Path,
 ) -> None:
     broker, influx = doubles
     health = ports.free_port()
-    sensors = chart.merged_values()["telegraf"]["sensors"]
+    files = chart.SHAPES[shape]
+    sensors = chart.merged_values(files)["telegraf"]["sensors"]
+    public = [s["mqtt"]["servers"] for s in sensors if s["mqtt"]["servers"]]
     overrides = tmp_path / "local.yaml"
     overrides.write_text(
         yaml.safe_dump(
@@ -106,14 +113,18 @@ def test_each_sensors_telegraf_writes_the_point_its_values_declare(
                     "influxdb": {"url": influx.url},
                     "agent": {"interval": "1s", "flushInterval": "1s"},
                     "healthPort": health,
+                    # Outside brokers are pointed at the double as a user would.
                     "sensors": [
-                        {**s, "mqtt": {**s["mqtt"], "servers": [broker.url]}} for s in sensors
+                        {**s, "mqtt": {**s["mqtt"], "servers": [broker.url]}}
+                        if s["mqtt"]["servers"]
+                        else s
+                        for s in sensors
                     ],
                 }
             }
         )
     )
-    configs = _configs(chart.render([overrides]))
+    configs = _configs(chart.render([*files, overrides]))
     expected = {
         "light": f"light_reading,machine=m-42 lux=312.5 {READING_NS}",
         "temp": f"temperature_reading,machine=m-42 temp=21.25 {READING_NS}",
@@ -123,15 +134,23 @@ def test_each_sensors_telegraf_writes_the_point_its_values_declare(
         workdir = tmp_path / name
         workdir.mkdir()
         influx.writes.clear()
+        # The release's broker is pointed at the double as the only change.
+        config = configs[name].replace(IN_CLUSTER_BROKER, broker.url)
         write, health_status = _run_until_written(
-            telegraf_bin, configs[name], workdir, influx, health=health
+            telegraf_bin, config, workdir, influx, health=health
         )
         assert write.lines == [line], name
         assert write.query["org"] == ["camdt"] and write.query["bucket"] == ["default"]
         assert health_status == "200"
-    # The public-broker sensors connect without credentials.
-    assert all(c.username is None for c in broker.connections)
-    assert {f for c in broker.connections for f, _ in c.subscriptions} == {"CamDT/DC1/IfM/#"}
+    subscriptions = {f for c in broker.connections for f, _ in c.subscriptions}
+    if public:
+        # The public broker: no credentials, the original's topic tree.
+        assert all(c.username is None for c in broker.connections)
+        assert subscriptions == {"CamDT/DC1/IfM/#"}
+    else:
+        # The default: this release's Mosquitto, logged in with its credentials.
+        assert all((c.username, c.password) == ("sensor-user", "pw-1") for c in broker.connections)
+        assert subscriptions == {"sensors/light/#", "sensors/temperature/#"}
 
 
 def test_a_sensor_on_the_releases_broker_logs_in_with_its_credentials(
@@ -164,10 +183,9 @@ def test_a_sensor_on_the_releases_broker_logs_in_with_its_credentials(
     )
     config = _configs(chart.render([overrides]))["ward"]
     # Rendered for the in-cluster Mosquitto; pointed at the double as the only change.
-    in_cluster = "tcp://dtpoc-mosquitto.dtpoc.svc.cluster.local:1883"
-    assert in_cluster in config
+    assert IN_CLUSTER_BROKER in config
     write, _ = _run_until_written(
-        telegraf_bin, config.replace(in_cluster, broker.url), tmp_path, influx, health=health
+        telegraf_bin, config.replace(IN_CLUSTER_BROKER, broker.url), tmp_path, influx, health=health
     )
     assert write.lines == [
         f"ward_reading,machine=m-42,topic=CamDT/DC1/IfM/lab-1 celsius=21.25 {READING_NS}"
