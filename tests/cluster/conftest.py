@@ -43,6 +43,8 @@ class Platform:
     node: cluster.Node
     api_url: str
     token: str
+    images: dict[str, str]
+    """Reference of each image on the node, by ``make images`` name (dtpoc, histolab...)."""
 
     @property
     def kube(self) -> KubeCluster:
@@ -56,8 +58,8 @@ class Platform:
             **kwargs,  # type: ignore[arg-type]
         )
 
-    def kubectl(self, *args: str) -> str:
-        return self.node.kubectl(*args)
+    def kubectl(self, *args: str, stdin: str | None = None) -> str:
+        return self.node.kubectl(*args, stdin=stdin)
 
 
 @pytest.fixture(scope="session")
@@ -69,7 +71,8 @@ def platform() -> Iterator[Platform]:
     lay = layout.Layout(
         state=layout.REPO / "var" / "cluster-test", images=layout.Layout.default().images
     )
-    node = cluster.start(lay, archives=release.image_archives())
+    prepared = release.prepare_images()
+    node = cluster.start(lay, archives=[image.archive for image in prepared.values()])
     try:
         release.install(lay)
         port = ports.free_port()
@@ -78,6 +81,7 @@ def platform() -> Iterator[Platform]:
             node=node,
             api_url=f"http://127.0.0.1:{port}/api/orchestrator/v1alpha1",
             token=release.api_token(lay),
+            images={name: image.reference for name, image in prepared.items()},
         )
     finally:
         node.stop()

@@ -4,53 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
-from typing import Any
 
 import httpx
 
+from tests.cluster import _api as api
 from tests.cluster.conftest import Platform
-from tests.realdeps import waiting
-from tools.cluster import layout
-
-SAMPLE = layout.REPO / "examples" / "histolab" / "sample" / "input.xlsx"
-ORIGINAL_IMAGE = "ghcr.io/cam-digital-hospitals/digital-hosp-des"
-RUN_TIMEOUT = 300.0
-FINAL = ("succeeded", "failed", "terminated")
-
-
-def _upload(client: httpx.Client, path: Path = SAMPLE) -> str:
-    with path.open("rb") as workbook:
-        response = client.post("/files/upload", files={"file": (path.name, workbook)})
-    assert response.status_code == 200, response.text
-    return str(response.json()["file_id"])
-
-
-def _launch(client: httpx.Client, body: dict[str, Any]) -> str:
-    response = client.post("/service/launch", json=body)
-    assert response.status_code == 202, response.text
-    return str(response.json()["id"])
-
-
-def _status(client: httpx.Client, service_id: str) -> dict[str, Any]:
-    response = client.get(f"/service/{service_id}/status")
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
-def _wait(client: httpx.Client, service_id: str, predicate: Any, what: str) -> dict[str, Any]:
-    last: dict[str, Any] = {}
-
-    def check() -> dict[str, Any] | None:
-        nonlocal last
-        last = _status(client, service_id)
-        return last if predicate(last) else None
-
-    result: dict[str, Any] = waiting.wait_for(
-        check, timeout=RUN_TIMEOUT, what=what, details=lambda: f"last status: {last}"
-    )
-    return result
+from tools.cluster import layout, release
 
 
 def test_every_workload_of_the_chart_is_ready_through_its_probes(platform: Platform) -> None:
@@ -67,12 +26,12 @@ def test_the_originals_body_runs_three_real_pods_and_collects_three_seeds(
     platform: Platform,
 ) -> None:
     with platform.client() as client:
-        file_id = _upload(client)
+        file_id = api.upload(client)
         # The original's launch body: its image at :latest, reps=3, the workbook mounted.
-        service_id = _launch(
+        service_id = api.launch(
             client,
             {
-                "image": ORIGINAL_IMAGE,
+                "image": api.ORIGINAL_IMAGE,
                 "version": "latest",
                 "description": "cluster tier",
                 "env": {"SIM_HOURS": "168"},
@@ -80,7 +39,9 @@ def test_the_originals_body_runs_three_real_pods_and_collects_three_seeds(
                 "ana": {"job_type": "ondemand", "reps": 3},
             },
         )
-        final = _wait(client, service_id, lambda s: s["phase"] in FINAL, "the service to finish")
+        final = api.wait(
+            client, service_id, lambda s: s["phase"] in api.FINAL, "the service to finish"
+        )
         assert (final["phase"], final["succeeded_runs"], final["failed_runs"]) == (
             "succeeded",
             3,
@@ -95,7 +56,7 @@ def test_the_originals_body_runs_three_real_pods_and_collects_three_seeds(
             outputs.append(response.json())
         assert [o["replica_index"] for o in outputs] == [0, 1, 2]
         assert len({o["seed"] for o in outputs}) == 3, "each replica runs its own seed"
-        sample_sha = hashlib.sha256(SAMPLE.read_bytes()).hexdigest()
+        sample_sha = hashlib.sha256(api.SAMPLE.read_bytes()).hexdigest()
         assert all(o["input"]["sha256"] == sample_sha for o in outputs), (
             "the init container fetched the uploaded workbook from Files"
         )
@@ -106,7 +67,7 @@ def test_the_originals_body_runs_three_real_pods_and_collects_three_seeds(
         )
 
         assert client.delete(f"/service/{service_id}/terminate").status_code == 200
-        after = _status(client, service_id)
+        after = api.status(client, service_id)
         assert after["phase"] == "terminated"
         assert sorted(after["output_files"]) == sorted(stored), "terminate keeps the outputs"
         assert client.get(f"/service/{service_id}/output/1").json() == outputs[1]
@@ -114,10 +75,10 @@ def test_the_originals_body_runs_three_real_pods_and_collects_three_seeds(
 
 def test_a_replica_exiting_3_is_reported_failed_with_exit_code_3(platform: Platform) -> None:
     with platform.client() as client:
-        service_id = _launch(
+        service_id = api.launch(
             client,
             {
-                "image": ORIGINAL_IMAGE,
+                "image": api.ORIGINAL_IMAGE,
                 "version": "latest",
                 "description": "exits 3",
                 "env": {},
@@ -126,7 +87,7 @@ def test_a_replica_exiting_3_is_reported_failed_with_exit_code_3(platform: Platf
                 "command": ["python3", "-c", "import sys; sys.exit(3)"],
             },
         )
-        final = _wait(client, service_id, lambda s: s["phase"] in FINAL, "the failure")
+        final = api.wait(client, service_id, lambda s: s["phase"] in api.FINAL, "the failure")
         assert final["phase"] == "failed", final
         (replica,) = final["replicas"]
         assert (replica["state"], replica["exit_code"]) == ("failed", 3), replica
@@ -134,7 +95,7 @@ def test_a_replica_exiting_3_is_reported_failed_with_exit_code_3(platform: Platf
 
 def test_an_image_that_does_not_exist_reports_the_pull_failure(platform: Platform) -> None:
     with platform.client() as client:
-        service_id = _launch(
+        service_id = api.launch(
             client,
             {
                 "image": "ghcr.io/cam-digital-hospitals/no-such-image",
@@ -145,7 +106,7 @@ def test_an_image_that_does_not_exist_reports_the_pull_failure(platform: Platfor
                 "ana": {"job_type": "ondemand", "reps": 1},
             },
         )
-        status = _wait(
+        status = api.wait(
             client,
             service_id,
             lambda s: "no-such-image" in s.get("message", "") and "pull" in s["message"].lower(),
@@ -153,3 +114,17 @@ def test_an_image_that_does_not_exist_reports_the_pull_failure(platform: Platfor
         )
         assert status["phase"] not in ("succeeded",)
         client.delete(f"/service/{service_id}/terminate")
+
+
+def test_helm_test_passes_and_the_notes_commands_work(platform: Platform) -> None:
+    lay = platform.node.lay
+    answer = release.helm(lay, "test", layout.RELEASE, f"--namespace={layout.NAMESPACE}")
+    assert "Phase:          Succeeded" in answer, answer
+    notes = release.helm(lay, "get", "notes", layout.RELEASE, f"--namespace={layout.NAMESPACE}")
+    # The ingress is off on this node: NOTES say to port-forward the gateway's Service.
+    forward = next(line.split() for line in notes.splitlines() if "port-forward svc/" in line)
+    service, ports_arg = forward[forward.index("port-forward") + 1], forward[-2]
+    assert service == f"svc/{layout.RELEASE}-gateway" and ports_arg.endswith(":80"), forward
+    with httpx.Client(base_url=platform.api_url) as anonymous:
+        assert anonymous.get("/healthz").status_code == 200, "NOTES' curl $API/healthz"
+        assert anonymous.get("/service/").status_code == 401, "the API needs the token"

@@ -44,7 +44,6 @@ def _create(kube: KubeCluster, namespace: str, spec: dict[str, Any], name: str =
         ({"jobType": "persistent", "reps": 2}, "a persistent service has no reps"),
         ({"jobType": "scheduled", "reps": 1}, "a scheduled service needs reps and a schedule"),
         ({"jobType": "scheduled", "schedule": "* * * * *"}, "needs reps and a schedule"),
-        ({"jobType": "ondemand"}, "an ondemand service needs reps"),
         ({"jobType": "ondemand", "reps": 1, "port": 8080}, "has neither port nor schedule"),
         ({"jobType": "ondemand", "reps": 1, "schedule": "* * * * *"}, "neither port nor schedule"),
         ({"jobType": "ondemand", "reps": 1, "inputFiles": {"nothex": "a.csv"}}, "24-hex-digit"),

@@ -43,12 +43,8 @@ CASES: list[tuple[str, dict[str, Any], grpc.StatusCode, str]] = [
     ),
     # --- job types --------------------------------------------------------------------------
     ("unknown job type", {"ana": {"job_type": "batch", "reps": 1}}, INVALID, "ana.job_type:"),
-    (
-        "ondemand without reps",
-        {"ana": {"job_type": "ondemand"}},
-        INVALID,
-        "ana.reps: must be between 1 and 100 for an ondemand service",
-    ),
+    # The original's samples: an ondemand service without reps runs one replica.
+    ("ondemand without reps", {"ana": {"job_type": "ondemand"}}, OK, ""),
     (
         "ondemand reps 0",
         {"ana": {"job_type": "ondemand", "reps": 0}},

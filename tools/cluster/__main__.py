@@ -29,8 +29,8 @@ def _wait_for_interrupt() -> None:
 def up(args: argparse.Namespace) -> int:
     lay = layout.Layout.default()
     started = time.monotonic()
-    archives = [] if args.node_only else release.image_archives()
-    running = cluster.start(lay, archives=archives)
+    prepared = {} if args.node_only else release.prepare_images()
+    running = cluster.start(lay, archives=[image.archive for image in prepared.values()])
     try:
         if not args.node_only:
             mark = time.monotonic()

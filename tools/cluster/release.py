@@ -15,6 +15,7 @@ import subprocess
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -39,10 +40,22 @@ def values_images() -> dict[str, str]:
     return found
 
 
-def image_archives(names: Sequence[str] = IMAGES) -> list[Path]:
-    """Build (cached) each image, return its archive; refuse a values file naming another tag."""
+@dataclass(frozen=True)
+class PreparedImage:
+    """An image built by ``make images``: its primary reference and its OCI archive."""
+
+    reference: str
+    archive: Path
+
+
+def prepare_images(names: Sequence[str] = IMAGES) -> dict[str, PreparedImage]:
+    """Build (cached) each image; refuse a values file that names another tag.
+
+    Done once before the node starts: the references are what pods must ask
+    for afterwards (a later ``ensure_image`` may rebuild from changed sources).
+    """
     expected = values_images()
-    archives = []
+    prepared = {}
     for name in names:
         reference = images.ensure_image(name)
         if name in expected and expected[name] != reference:
@@ -50,8 +63,8 @@ def image_archives(names: Sequence[str] = IMAGES) -> list[Path]:
                 f"{layout.VALUES_FILE} names {expected[name]} for {name}, "
                 f"but make images builds {reference}"
             )
-        archives.append(images.archive_path(name))
-    return archives
+        prepared[name] = PreparedImage(reference=reference, archive=images.archive_path(name))
+    return prepared
 
 
 def api_token(lay: layout.Layout) -> str:

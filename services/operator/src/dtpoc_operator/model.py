@@ -115,8 +115,15 @@ class ServiceSpec:
 
     @property
     def image_ref(self) -> str:
-        """``image:version`` (``latest`` when no version); a digest reference stays as is."""
+        """``image:version`` (``latest`` when no version); a digest reference stays as is.
+
+        Without a version an image that carries its own tag keeps it: the
+        original's sample Analytics says ``image: ...digital-hosp-des:latest``
+        and no version (``...:latest:latest`` is no reference at all).
+        """
         if "@" in self.image:
+            return self.image
+        if not self.version and ":" in self.image.rsplit("/", 1)[-1]:
             return self.image
         return f"{self.image}:{self.version or 'latest'}"
 

@@ -21,9 +21,14 @@ def launch_request(message: orchestrator_pb2.LaunchServiceRequest) -> domain.Lau
     options = None
     if message.HasField("ana"):
         ana = message.ana
+        reps = _optional(ana, "reps")
+        if reps is None and ana.job_type == domain.JOB_ONDEMAND:
+            # The original's samples give ondemand services without reps: one
+            # replica, as a Kubernetes Job defaults to one completion.
+            reps = 1
         options = domain.AnalyticsOptions(
             job_type=ana.job_type,
-            reps=_optional(ana, "reps"),
+            reps=reps,
             schedule=_optional(ana, "schedule"),
             parallelism=_optional(ana, "parallelism"),
             backoff_limit_per_index=_optional(ana, "backoff_limit_per_index"),

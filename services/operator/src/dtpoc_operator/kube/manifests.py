@@ -24,11 +24,12 @@ Decisions written down here because they are visible from outside:
   ``INPUT_FOLDER=/input``, ``INPUT_<NAME>=/input/<name>`` per input file,
   then the spec's env (which cannot override the platform's names).
 - ``/output`` is the shared output PVC with ``subPathExpr``
-  ``$(DTPOC_SERVICE_ID)/$(JOB_COMPLETION_INDEX)`` (scheduled:
-  ``$(DTPOC_SERVICE_ID)/$(DTPOC_RUN)/$(JOB_COMPLETION_INDEX)``; persistent:
-  ``<id>/0``); ``/input`` an emptyDir filled by the init container
-  ``fetch-inputs`` (the operator's image, ``dtpoc-fetch-inputs``), read-only
-  for the analytics container.
+  ``$(DTPOC_SERVICE_ID)/$(JOB_COMPLETION_INDEX)/$(RUN_ID)`` (scheduled:
+  ``$(DTPOC_SERVICE_ID)/$(DTPOC_RUN)/$(JOB_COMPLETION_INDEX)/$(RUN_ID)``; the
+  pod name keeps a retry's files apart from the failed attempt's, see
+  :mod:`dtpoc_operator.layout`; persistent: ``<id>/0``); ``/input`` an
+  emptyDir filled by the init container ``fetch-inputs`` (the operator's
+  image, ``dtpoc-fetch-inputs``), read-only for the analytics container.
 """
 
 from __future__ import annotations
@@ -143,10 +144,14 @@ def replica_env(resource: AnalyticsResource, *, kind: str) -> list[Obj]:
 
 def _output_mount(resource: AnalyticsResource, kind: str) -> Obj:
     mount: Obj = {"name": OUTPUT_VOLUME, "mountPath": OUTPUT_MOUNT}
+    # Each attempt (pod) of an index writes below the index's folder, in a
+    # folder named by the pod (RUN_ID): a retry never mixes with a failed try.
     if kind == "ondemand":
-        mount["subPathExpr"] = "$(DTPOC_SERVICE_ID)/$(JOB_COMPLETION_INDEX)"
+        mount["subPathExpr"] = "$(DTPOC_SERVICE_ID)/$(JOB_COMPLETION_INDEX)/$(RUN_ID)"
     elif kind == "scheduled":
-        mount["subPathExpr"] = "$(DTPOC_SERVICE_ID)/$(DTPOC_RUN)/$(JOB_COMPLETION_INDEX)"
+        mount["subPathExpr"] = (
+            "$(DTPOC_SERVICE_ID)/$(DTPOC_RUN)/$(JOB_COMPLETION_INDEX)/$(RUN_ID)"
+        )
     else:
         mount["subPath"] = f"{resource.key.name}/0"
     return mount

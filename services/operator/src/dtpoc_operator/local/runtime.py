@@ -590,7 +590,11 @@ class LocalRuntime:
         attempt = self._replica_dir(resource.service_id, run, index) / str(number)
         attempt.mkdir(parents=True, exist_ok=True)
         input_dir = attempt / "input"
-        output_dir = self.output_folder(resource, run=run, index=index)
+        output_dir = layout.attempt_folder(
+            self.output_folder(resource, run=run, index=index),
+            job_type=resource.spec.job_type,
+            attempt=_run_id(resource, run, index, number),
+        )
         spec = resource.spec
         payload: dict[str, Any] = {
             "input_dir": str(input_dir),
