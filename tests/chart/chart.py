@@ -12,6 +12,7 @@ trying a change without touching ``infra/``).
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -161,6 +162,38 @@ def render(
         release=release,
         values_files=tuple(values_files),
     )
+
+
+def render_notes(
+    values_files: Sequence[Path] = (), *, sets: Sequence[str] = (), workdir: Path
+) -> str:
+    """The NOTES ``helm install`` prints, rendered offline.
+
+    ``helm template`` never renders NOTES.txt and ``helm install --dry-run``
+    needs a cluster, so a copy of the chart in ``workdir`` carries the notes
+    as the body of one extra template, rendered with the same values.
+    """
+    copy = workdir / "chart"
+    shutil.copytree(CHART_DIR, copy)
+    notes = (copy / "templates" / "NOTES.txt").read_text()
+    (copy / "templates" / "zz-notes-under-test.yaml").write_text(
+        '{{- define "test.notes" -}}\n' + notes + "\n{{- end -}}\n"
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes-under-test\n"
+        'data:\n  notes: {{ include "test.notes" . | toJson }}\n'
+    )
+    text = helm(
+        "template",
+        "dtpoc",
+        str(copy),
+        "--namespace",
+        "dtpoc",
+        "--kube-version",
+        kube_version(),
+        "--show-only",
+        "templates/zz-notes-under-test.yaml",
+        *values_args(values_files, sets),
+    )
+    return str(yaml.safe_load(text)["data"]["notes"])
 
 
 def render_error(values_files: Sequence[Path] = (), *, sets: Sequence[str] = ()) -> str:

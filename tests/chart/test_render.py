@@ -303,6 +303,44 @@ def test_ingress_routes_the_api_with_the_original_body_limit() -> None:
     assert spec["rules"][0]["host"] == "dt.example.org"
 
 
+def test_ingress_serves_https_by_default_and_the_notes_say_which_secret_to_create(
+    tmp_path: Path,
+) -> None:
+    ingress = chart.render().named("Ingress", "dtpoc-gateway")
+    assert ingress["spec"]["tls"] == [{"secretName": "dtpoc-tls"}]
+    assert not any(k.startswith("cert-manager.io/") for k in ingress["metadata"]["annotations"])
+    notes = chart.render_notes(workdir=tmp_path / "default")
+    assert "API=https://" in notes
+    assert "kubectl -n dtpoc create secret tls dtpoc-tls --cert=" in notes
+    # A named host is the certificate's; an existing Secret is used as it is.
+    named = chart.render(sets=["ingress.host=dt.example.org", "ingress.tls.secretName=dt-cert"])
+    spec = named.named("Ingress", "dtpoc-gateway")["spec"]
+    assert spec["tls"] == [{"secretName": "dt-cert", "hosts": ["dt.example.org"]}]
+
+
+def test_cert_manager_writes_the_tls_secret_when_an_issuer_is_named(tmp_path: Path) -> None:
+    sets = ["ingress.host=dt.example.org", "ingress.tls.clusterIssuer=letsencrypt"]
+    ingress = chart.render(sets=sets).named("Ingress", "dtpoc-gateway")
+    annotations = ingress["metadata"]["annotations"]
+    assert annotations["cert-manager.io/cluster-issuer"] == "letsencrypt"
+    assert annotations["nginx.ingress.kubernetes.io/proxy-body-size"] == "512m"
+    assert ingress["spec"]["tls"] == [{"secretName": "dtpoc-tls", "hosts": ["dt.example.org"]}]
+    notes = chart.render_notes(sets=sets, workdir=tmp_path)
+    assert "cert-manager writes the certificate into Secret dtpoc-tls" in notes
+    assert "create secret tls" not in notes
+    issuer = chart.render(sets=["ingress.host=dt.example.org", "ingress.tls.issuer=local-ca"])
+    annotations = issuer.named("Ingress", "dtpoc-gateway")["metadata"]["annotations"]
+    assert annotations["cert-manager.io/issuer"] == "local-ca"
+
+
+def test_plain_http_is_a_choice_the_notes_warn_about(tmp_path: Path) -> None:
+    sets = ["ingress.tls.enabled=false"]
+    assert "tls" not in chart.render(sets=sets).named("Ingress", "dtpoc-gateway")["spec"]
+    notes = chart.render_notes(sets=sets, workdir=tmp_path)
+    assert "API=http://" in notes
+    assert "WARNING: ingress.tls.enabled is false" in notes
+
+
 def test_disruption_budgets_only_where_there_are_replicas_to_spare() -> None:
     assert chart.render().of_kind("PodDisruptionBudget") == []
     budgets = chart.render([chart.PRODUCTION]).of_kind("PodDisruptionBudget")
@@ -368,6 +406,10 @@ def test_databases_are_statefulsets_with_claims_of_the_configured_class() -> Non
         (["platformSecurity.runAsUser=0"], "/platformSecurity/runAsUser"),
         (["telegraf.sensors[0].name=Light_Sensor"], "/telegraf/sensors/0"),
         (["ingress.enabeld=true"], "enabeld"),
+        (["ingress.tls[0].secretName=x"], "/ingress/tls"),
+        (["ingress.tls.clusterIssuer=letsencrypt"], "set ingress.host"),
+        (["ingress.host=a.example.org", "ingress.tls.clusterIssuer=a",
+          "ingress.tls.issuer=b"], "clusterIssuer or issuer, not both"),
         (["mongodb.auth.rootUsername=root"], "well-known default account name"),
         (["grafana.auth.adminUser=admin"], "well-known default account name"),
         (["mongodb.enabled=false", "mongoExpress.enabled=false"], "mongodb.auth.existingSecret"),
