@@ -177,7 +177,8 @@ def test_kubernetes_and_local_runtimes_show_users_the_same_service(
         assert sorted(r.index for r in runs) == list(range(REPS))
         for run in runs:
             assert run.env["REPLICA_INDEX"] == str(run.index)
-            assert run.env["OUTPUT_FOLDER"] == str(kube_output_root / kube_id / str(run.index))
+            attempt = kube_output_root / kube_id / str(run.index) / run.name  # the pod's own
+            assert run.env["OUTPUT_FOLDER"] == str(attempt)
         kube_status = wait_succeeded(
             kube_client, kube_id, "kubernetes", lambda: kube_operator.process.log_tail(30)
         )

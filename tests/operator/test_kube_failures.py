@@ -32,7 +32,9 @@ def test_exit_code_and_oom_killed_reasons_and_failed_service(
     pods = _pods_by_index(kubelet_double, op, service_id, 3)
     for index in range(3):
         kubelet_double.write_container_outputs(
-            op.output_root, f"{service_id}/{index}", {"log.txt": f"replica {index}".encode()}
+            op.output_root,
+            f"{service_id}/{index}/{pods[index]}",
+            {"log.txt": f"replica {index}".encode()},
         )
     kubelet_double.finish_pod(op.namespace, pods[0], exit_code=0)
     kubelet_double.finish_pod(

@@ -76,7 +76,9 @@ def test_indexed_job_spec_field_by_field(kube_operator: KubeOperator) -> None:
     assert main["args"] == ["--hours", "10"]
     assert main["resources"] == {"requests": {"cpu": "250m"}, "limits": {"memory": "512Mi"}}
     mounts = {m["mountPath"]: m for m in main["volumeMounts"]}
-    assert mounts["/output"]["subPathExpr"] == "$(DTPOC_SERVICE_ID)/$(JOB_COMPLETION_INDEX)"
+    assert mounts["/output"]["subPathExpr"] == (
+        "$(DTPOC_SERVICE_ID)/$(JOB_COMPLETION_INDEX)/$(RUN_ID)"
+    ), "each attempt (pod) of an index writes a folder of its own"
     assert mounts["/input"]["readOnly"] is True
     env = {e["name"]: e for e in main["env"]}
     assert env["DTPOC_SERVICE_ID"]["value"] == service_id
@@ -114,7 +116,9 @@ def test_replicas_finish_one_by_one_and_outputs_land_in_files(
             "plots/hist.csv": f"bin,count\n{index},1\n".encode(),
         }
         expected[index] = files
-        kubelet_double.write_container_outputs(op.output_root, f"{service_id}/{index}", files)
+        kubelet_double.write_container_outputs(
+            op.output_root, f"{service_id}/{index}/{by_index[index]}", files
+        )
         kubelet_double.finish_pod(op.namespace, by_index[index], exit_code=0)
         status = op.wait_status(
             service_id,

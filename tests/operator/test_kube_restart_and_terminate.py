@@ -26,7 +26,7 @@ def test_crash_between_upload_and_status_write_loses_and_doubles_nothing(
         index = kubelet_double.completion_index(pod)
         kubelet_double.write_container_outputs(
             op.output_root,
-            f"{service_id}/{index}",
+            f"{service_id}/{index}/{pod['metadata']['name']}",
             {"a.json": f'{{"a": {index}}}'.encode(), "b.json": f'{{"b": {index}}}'.encode()},
         )
         kubelet_double.finish_pod(op.namespace, pod["metadata"]["name"], exit_code=0)
@@ -69,7 +69,9 @@ def test_operator_restart_resumes_without_duplicates(
     for pod in pods:
         index = kubelet_double.completion_index(pod)
         kubelet_double.write_container_outputs(
-            op.output_root, f"{service_id}/{index}", {"out.txt": f"{index}".encode()}
+            op.output_root,
+            f"{service_id}/{index}/{pod['metadata']['name']}",
+            {"out.txt": f"{index}".encode()},
         )
         kubelet_double.finish_pod(op.namespace, pod["metadata"]["name"], exit_code=0)
     op.process = op.process.restart()
@@ -94,10 +96,12 @@ def test_terminate_collects_finished_and_partial_outputs_then_lets_go(
         for p in kubelet_double.wait_for_job_pods(op.namespace, job_name, count=2)
     }
     kubelet_double.set_pod_running(op.namespace, pods[1])
-    kubelet_double.write_container_outputs(op.output_root, f"{service_id}/0", {"done.txt": b"0"})
+    kubelet_double.write_container_outputs(
+        op.output_root, f"{service_id}/0/{pods[0]}", {"done.txt": b"0"}
+    )
     kubelet_double.finish_pod(op.namespace, pods[0], exit_code=0)
     kubelet_double.write_container_outputs(
-        op.output_root, f"{service_id}/1", {"partial.txt": b"half"}
+        op.output_root, f"{service_id}/1/{pods[1]}", {"partial.txt": b"half"}
     )
     op.wait_status(service_id, lambda s: op.replica(s, 1).get("state") == "running", "1 running")
 

@@ -89,7 +89,7 @@ def test_scheduled_service_runs_are_indexed_jobs_with_their_own_outputs(
     (main,) = job_spec["template"]["spec"]["containers"]
     mounts = {m["mountPath"]: m for m in main["volumeMounts"]}
     assert mounts["/output"]["subPathExpr"] == (
-        "$(DTPOC_SERVICE_ID)/$(DTPOC_RUN)/$(JOB_COMPLETION_INDEX)"
+        "$(DTPOC_SERVICE_ID)/$(DTPOC_RUN)/$(JOB_COMPLETION_INDEX)/$(RUN_ID)"
     )
     env = {e["name"]: e for e in main["env"]}
     assert env["DTPOC_RUN"]["valueFrom"]["fieldRef"]["fieldPath"] == (
@@ -105,7 +105,7 @@ def test_scheduled_service_runs_are_indexed_jobs_with_their_own_outputs(
         index = kubelet_double.completion_index(pod)
         kubelet_double.write_container_outputs(
             op.output_root,
-            f"{service_id}/{run}/{index}",
+            f"{service_id}/{run}/{index}/{pod['metadata']['name']}",
             {"kpi.json": f'{{"i": {index}}}'.encode()},
         )
         kubelet_double.finish_pod(op.namespace, pod["metadata"]["name"], exit_code=0)

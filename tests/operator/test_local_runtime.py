@@ -291,7 +291,7 @@ def test_restart_adopts_running_replicas_and_collects_finished_outputs(
     op.process.kill()
     (op.control / "go-0").touch()
     waiting.wait_for(
-        lambda: any((op.output_root / service_id / "0").glob("result.json")),
+        lambda: any((op.output_root / service_id / "0").rglob("result.json")),
         timeout=WAIT,
         what="replica 0 finished while no operator ran",
     )

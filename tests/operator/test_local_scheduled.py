@@ -74,7 +74,8 @@ async def test_runs_start_when_due_with_their_own_folders(tmp_path: Path) -> Non
     observation = await _until_finished(runtime, resource)
     assert [r.state for r in observation.replicas] == ["succeeded", "succeeded"]
     for index in range(2):
-        out = tmp_path / "out" / SID / run.name / str(index) / "out.txt"
+        # The attempt's own folder, named by its RUN_ID (<run>-<index>).
+        out = tmp_path / "out" / SID / run.name / str(index) / f"{run.name}-{index}" / "out.txt"
         assert out.read_text() == run.name
 
     again = await runtime.sync(resource, allow_create=True)

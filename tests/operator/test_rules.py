@@ -270,3 +270,37 @@ def test_work_queue_never_runs_a_key_twice_at_once_and_reruns_it_if_dirty() -> N
         return log
 
     assert asyncio.run(scenario()) == ["start a", "start a"]
+
+
+def test_each_attempt_of_a_retried_replica_has_its_own_folder() -> None:
+    replica = layout.output_relpath(service_id=SID, job_type="ondemand", run=SID, index=2)
+    assert str(layout.attempt_folder(replica, job_type="ondemand", attempt="pod-b")) == (
+        f"{SID}/2/pod-b"
+    )
+    scheduled = layout.output_relpath(service_id=SID, job_type="scheduled", run="r", index=0)
+    assert str(layout.attempt_folder(scheduled, job_type="scheduled", attempt="r-0-1")) == (
+        f"{SID}/r/0/r-0-1"
+    )
+    persistent = layout.output_relpath(service_id=SID, job_type="persistent", run=SID, index=0)
+    assert layout.attempt_folder(persistent, job_type="persistent", attempt="p") == persistent
+
+
+def test_the_attempt_that_counts_is_the_pod_that_succeeded() -> None:
+    """Pods created in the same second: the succeeded one names the replica whatever
+    the listing order (its folder is the one collected)."""
+
+    def pod(name: str, phase: str) -> dict[str, object]:
+        return {
+            "metadata": {
+                "name": name,
+                "creationTimestamp": "2026-01-01T00:00:00Z",
+                "annotations": {"batch.kubernetes.io/job-completion-index": "0"},
+            },
+            "status": {"phase": phase},
+        }
+
+    for pods in (
+        [pod("a", "Failed"), pod("b", "Succeeded")],
+        [pod("b", "Succeeded"), pod("a", "Failed")],
+    ):
+        assert observe.newest_by_index(pods)[0]["metadata"]["name"] == "b"

@@ -16,14 +16,26 @@ SHA-256, so the same ids come back and nothing is doubled. A crash between 2
 and 3 leaves files that are already recorded; collecting them again answers
 the same ids and removes them. Nothing is lost at any point.
 
-Symlinks and other non-regular files are never followed or uploaded: a
-replica controls its output folder, and following a link would let it read
-the operator's own files (its service-account token, for one).
+A replica controls its output folder, and may keep changing it while the
+collector works (a process left behind, a container swapping a subfolder for
+a symbolic link). So the folder is walked with directory file descriptors:
+every step is an ``openat`` relative to the folder above with
+``O_NOFOLLOW``, never a path looked up again from the top, and a symbolic
+link is reported, never followed; the collector cannot leave the replica's
+folder, neither to read (its service-account token, say) nor to delete.
+What it cannot read or cannot store - permission denied, a link, a FIFO or
+device, a file that vanished or changed, nesting deeper than
+:data:`MAX_DEPTH`, more than :data:`MAX_FILES` files - is skipped and listed
+in :attr:`Collected.skipped` (the reconciler puts it in the replica's status
+message); everything else is collected. Nothing the folder holds makes
+:meth:`OutputCollector.collect` or :meth:`OutputCollector.remove_uploaded`
+raise: only Files being unreachable does (:class:`CollectError`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import mimetypes
 import os
@@ -43,6 +55,20 @@ log = dlog.get_logger(__name__)
 
 CHUNK_BYTES = 1024 * 1024
 MAX_FILENAME_CHARS = 255
+#: Folders below the replica's folder the collector descends into.
+MAX_DEPTH = 64
+#: Files one replica may leave; the rest are reported, not stored.
+MAX_FILES = 10_000
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# O_NONBLOCK: a FIFO swapped in after the check must not block the open.
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_KINDS = {
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFLNK: "a symbolic link (not followed)",
+}
 #: Files answers these for a file that can never be stored as it is (a bad
 #: name, too large); such a file is left in place and reported, not retried.
 PERMANENT_CODES = frozenset({grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED})
@@ -74,6 +100,13 @@ class Collected:
     uploaded: tuple[Path, ...]
     skipped: tuple[tuple[str, str], ...]
     bytes: int
+    #: The folder collected (None: nothing was looked at).
+    folder: Path | None = None
+
+    @classmethod
+    def nothing(cls) -> Collected:
+        """What a replica with no attempt to collect answers."""
+        return cls(file_ids=(), uploaded=(), skipped=(), bytes=0)
 
     @property
     def note(self) -> str:
@@ -99,41 +132,162 @@ def upload_filename(relpath: str) -> str:
     return name[:MAX_FILENAME_CHARS]
 
 
-def scan(folder: Path) -> list[OutputFile]:
-    """Regular files under ``folder`` (not following links), in relpath order.
+class Unreadable(Exception):
+    """A file of the output folder cannot be collected; the message says why."""
+
+
+def _why(error: OSError) -> str:
+    if error.errno == errno.ELOOP:
+        return "replaced by a symbolic link (not followed)"
+    if error.errno == errno.ENOTDIR:
+        # O_DIRECTORY | O_NOFOLLOW on a link answers ENOTDIR on Linux.
+        return "a folder on its path was replaced by a symbolic link or a file (not followed)"
+    if error.errno == errno.ENOENT:
+        return "vanished during collection"
+    return f"unreadable: {error.strerror or type(error).__name__}"
+
+
+def open_folder(folder: Path) -> int | None:
+    """A descriptor of the replica's folder; None when it does not exist.
+
+    Raises :class:`Unreadable` when the folder itself is a link or not a folder.
+    """
+    try:
+        return os.open(folder, _DIR_FLAGS)
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        if error.errno == errno.ENOTDIR and not folder.is_symlink():
+            raise Unreadable("the output folder is not a folder") from error
+        if error.errno in (errno.ENOTDIR, errno.ELOOP):
+            raise Unreadable("the output folder is a symbolic link (not followed)") from error
+        raise Unreadable(f"the output folder: {_why(error)}") from error
+
+
+def open_beneath(root_fd: int, parts: tuple[str, ...]) -> int:
+    """``openat`` of ``parts`` under ``root_fd``, one component at a time, never
+    following a link: the file (read-only) or, with ``parts`` ending in a folder,
+    raises. The caller closes the answer."""
+    fd = root_fd
+    try:
+        for name in parts[:-1]:
+            child = os.open(name, _DIR_FLAGS, dir_fd=fd)
+            if fd != root_fd:
+                os.close(fd)
+            fd = child
+        return os.open(parts[-1], _FILE_FLAGS, dir_fd=fd)
+    finally:
+        if fd != root_fd:
+            os.close(fd)
+
+
+@dataclass
+class Scan:
+    """What :func:`scan_folder` found: files to store, and what it skipped, with why."""
+
+    folder: Path
+    files: list[OutputFile]
+    skipped: list[tuple[str, str]]
+
+    def skip(self, parts: tuple[str, ...], reason: str) -> None:
+        relpath = _safe_text("/".join(parts)) or "."
+        log.warning("output skipped", path=str(self.folder), relpath=relpath, reason=reason)
+        self.skipped.append((relpath, reason))
+
+
+def scan_folder(folder: Path) -> Scan:
+    """Regular files under ``folder``, in relpath order, and what was skipped.
 
     A missing folder has no files: a replica that never started wrote nothing.
     """
-    found: list[OutputFile] = []
-    if not folder.is_dir() or folder.is_symlink():
+    found = Scan(folder=folder, files=[], skipped=[])
+    try:
+        root = open_folder(folder)
+    except Unreadable as problem:
+        found.skip((), str(problem))
         return found
-    for root, dirs, names in os.walk(folder, followlinks=False):
-        dirs.sort()
-        for name in sorted(names):
-            path = Path(root) / name
-            try:
-                info = path.lstat()
-            except FileNotFoundError:
-                continue
-            if not stat.S_ISREG(info.st_mode):
-                log.warning("output skipped: not a regular file", path=str(path))
-                continue
-            digest, size = _hash(path)
-            relpath = path.relative_to(folder).as_posix()
-            found.append(OutputFile(path=path, relpath=relpath, size=size, sha256=digest))
-    found.sort(key=lambda f: f.relpath)
+    if root is None:
+        return found
+    try:
+        _walk(found, root, (), depth=0)
+    finally:
+        os.close(root)
+    found.files.sort(key=lambda f: f.relpath)
     return found
 
 
-def _hash(path: Path) -> tuple[str, int]:
+def scan(folder: Path) -> list[OutputFile]:
+    """The regular files :func:`scan_folder` finds."""
+    return scan_folder(folder).files
+
+
+def _walk(found: Scan, dir_fd: int, parts: tuple[str, ...], *, depth: int) -> None:
+    try:
+        names = sorted(os.listdir(dir_fd))
+    except OSError as error:
+        found.skip(parts, _why(error))
+        return
+    for name in names:
+        here = (*parts, name)
+        try:
+            info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        except OSError as error:
+            found.skip(here, _why(error))
+            continue
+        if stat.S_ISDIR(info.st_mode):
+            if depth + 1 > MAX_DEPTH:
+                found.skip(here, f"nested deeper than {MAX_DEPTH} folders")
+                continue
+            try:
+                child = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+            except OSError as error:
+                found.skip(here, _why(error))
+                continue
+            try:
+                _walk(found, child, here, depth=depth + 1)
+            finally:
+                os.close(child)
+        elif not stat.S_ISREG(info.st_mode):
+            found.skip(here, _KINDS.get(stat.S_IFMT(info.st_mode), "not a regular file"))
+        elif len(found.files) >= MAX_FILES:
+            found.skip(here, f"more than {MAX_FILES} output files")
+        else:
+            try:
+                digest, size = _hash_at(dir_fd, name)
+            except (OSError, Unreadable) as error:
+                found.skip(here, _why(error) if isinstance(error, OSError) else str(error))
+                continue
+            found.files.append(
+                OutputFile(
+                    path=found.folder.joinpath(*here),
+                    relpath=_safe_text("/".join(here)),
+                    size=size,
+                    sha256=digest,
+                )
+            )
+
+
+def _hash_at(dir_fd: int, name: str) -> tuple[str, int]:
+    fd = os.open(name, _FILE_FLAGS, dir_fd=dir_fd)
+    try:
+        return _hash_fd(fd)
+    finally:
+        os.close(fd)
+
+
+def _hash_fd(fd: int) -> tuple[str, int]:
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        raise Unreadable("changed into something other than a regular file")
     digest = hashlib.sha256()
     size = 0
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    with os.fdopen(fd, "rb") as handle:
-        while chunk := handle.read(CHUNK_BYTES):
-            digest.update(chunk)
-            size += len(chunk)
+    while chunk := os.read(fd, CHUNK_BYTES):
+        digest.update(chunk)
+        size += len(chunk)
     return digest.hexdigest(), size
+
+
+def _parts(folder: Path, path: Path) -> tuple[str, ...]:
+    return path.relative_to(folder).parts
 
 
 class OutputCollector:
@@ -155,18 +309,22 @@ class OutputCollector:
     ) -> Collected:
         """Upload every file under ``folder``; delete nothing (see module docs).
 
-        Raises :class:`CollectError` when Files cannot take them now.
+        Raises :class:`CollectError` when Files cannot take them now; nothing
+        in the folder makes it raise.
         """
-        files = await asyncio.to_thread(scan, folder)
+        found = await asyncio.to_thread(scan_folder, folder)
         ids: list[str] = []
         uploaded: list[Path] = []
-        skipped: list[tuple[str, str]] = []
+        skipped = list(found.skipped)
         total = 0
-        for item in files:
+        for item in found.files:
             try:
                 file_id = await self._upload(
-                    item, service_id=service_id, replica_index=replica_index, run=run
+                    folder, item, service_id=service_id, replica_index=replica_index, run=run
                 )
+            except Unreadable as problem:
+                skipped.append((item.relpath, str(problem)))
+                continue
             except grpc.aio.AioRpcError as error:
                 if error.code() in PERMANENT_CODES:
                     log.warning(
@@ -177,15 +335,12 @@ class OutputCollector:
                         detail=error.details(),
                     )
                     metrics.UPLOADS.labels(result="refused").inc()
-                    skipped.append((_safe_text(item.relpath), error.details() or "refused"))
+                    skipped.append((item.relpath, error.details() or "refused"))
                     continue
                 metrics.UPLOADS.labels(result="error").inc()
                 raise CollectError(
                     f"Files did not take {item.relpath}: {error.code().name} {error.details()}"
                 ) from error
-            except (FileNotFoundError, PermissionError) as error:
-                skipped.append((_safe_text(item.relpath), f"unreadable: {error.strerror}"))
-                continue
             ids.append(file_id)
             uploaded.append(item.path)
             total += item.size
@@ -201,61 +356,192 @@ class OutputCollector:
             bytes=total,
         )
         return Collected(
-            file_ids=tuple(ids), uploaded=tuple(uploaded), skipped=tuple(skipped), bytes=total
+            file_ids=tuple(ids),
+            uploaded=tuple(uploaded),
+            skipped=tuple(skipped),
+            bytes=total,
+            folder=folder,
         )
 
     async def _upload(
-        self, item: OutputFile, *, service_id: str, replica_index: int, run: str
+        self, folder: Path, item: OutputFile, *, service_id: str, replica_index: int, run: str
     ) -> str:
+        """Store one file, read through a descriptor opened beneath ``folder``.
+
+        Raises :class:`Unreadable` when the file cannot be opened or read (it
+        changed since the scan); Files refuses content other than the scanned
+        digest, so a file rewritten meanwhile is never stored torn.
+        """
         metadata = struct_pb2.Struct()
         metadata.update(
             {
                 "service_id": service_id,
                 "replica_index": replica_index,
-                "path": _safe_text(item.relpath),
+                "path": item.relpath,
                 "run": run,
             }
         )
-        content_type = mimetypes.guess_type(item.relpath)[0] or ""
         header = files_pb2.UploadFileHeader(
             filename=upload_filename(item.relpath),
-            content_type=content_type,
+            content_type=mimetypes.guess_type(item.relpath)[0] or "",
             metadata=metadata,
             expected_sha256=item.sha256,
             expected_length=item.size,
         )
+        fd = await asyncio.to_thread(_open_output, folder, item)
+        read_failed: list[OSError] = []
 
         async def requests() -> AsyncIterator[files_pb2.UploadFileRequest]:
             yield files_pb2.UploadFileRequest(header=header)
-            fd = os.open(item.path, os.O_RDONLY | os.O_NOFOLLOW)
-            with os.fdopen(fd, "rb") as handle:
-                while chunk := await asyncio.to_thread(handle.read, CHUNK_BYTES):
+            try:
+                while chunk := await asyncio.to_thread(os.read, fd, CHUNK_BYTES):
                     yield files_pb2.UploadFileRequest(chunk=chunk)
+            except OSError as error:
+                read_failed.append(error)  # no finish: Files stores nothing
+                return
             yield files_pb2.UploadFileRequest(finish=True)
 
-        async with self._uploads:
-            response: files_pb2.UploadFileResponse = await self._stub.UploadFile(
-                requests(), timeout=self._timeout
-            )
+        try:
+            async with self._uploads:
+                response: files_pb2.UploadFileResponse = await self._stub.UploadFile(
+                    requests(), timeout=self._timeout
+                )
+        except grpc.aio.AioRpcError as error:
+            if read_failed:
+                raise Unreadable(_why(read_failed[0])) from error
+            raise
+        finally:
+            os.close(fd)
         return response.file_id
 
     @staticmethod
     def remove_uploaded(folder: Path, collected: Collected) -> None:
-        """Delete the uploaded files, then every folder left empty (the replica's
-        folder too). Skipped files stay. Call only after the ids are recorded."""
-        for path in collected.uploaded:
-            path.unlink(missing_ok=True)
-        if not folder.is_dir() or folder.is_symlink():
+        """Delete the uploaded files, the links, then every folder left empty (the
+        replica's folder too). Skipped files stay. Call only after the ids are
+        recorded. Works through descriptors beneath ``folder``, like the scan, and
+        never raises for what it cannot remove (it stays, and is logged)."""
+        try:
+            root = open_folder(folder)
+        except Unreadable as problem:
+            log.warning("output folder not removed", path=str(folder), reason=str(problem))
             return
-        for root, dirs, names in os.walk(folder, followlinks=False):
-            for name in [*dirs, *names]:  # a link to a folder is listed among dirs
-                link = Path(root) / name
-                if link.is_symlink():
-                    link.unlink(missing_ok=True)  # the link itself, never its target
-        for root, _dirs, _names in sorted(
-            os.walk(folder, topdown=False, followlinks=False), key=lambda t: -len(t[0])
-        ):
-            try:
-                os.rmdir(root)
-            except OSError:
-                continue  # not empty: a skipped or non-regular file remains
+        if root is None:
+            return
+        try:
+            for path in collected.uploaded:
+                _unlink_beneath(root, _parts(folder, path), folder=folder)
+            _prune(root, depth=0, folder=folder, everything=False)
+        finally:
+            os.close(root)
+        _rmdir_quietly(folder)
+
+    @staticmethod
+    def remove_other_attempts(replica_folder: Path, *, keep: str) -> None:
+        """Delete every attempt folder of a replica but ``keep`` (the one that counts,
+        collected already), then the replica's folder if nothing else is left."""
+        try:
+            root = open_folder(replica_folder)
+        except Unreadable as problem:
+            log.warning("output folder not removed", path=str(replica_folder), reason=str(problem))
+            return
+        if root is None:
+            return
+        try:
+            for name in os.listdir(root):
+                if name != keep:
+                    _remove_entry(root, name, folder=replica_folder)
+        except OSError as error:
+            log.warning("attempts not removed", path=str(replica_folder), error=_why(error))
+        finally:
+            os.close(root)
+        _rmdir_quietly(replica_folder)
+
+
+def _remove_entry(dir_fd: int, name: str, *, folder: Path) -> None:
+    """Remove ``name`` below ``dir_fd``, a folder with everything in it (no link followed)."""
+    try:
+        info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        if not stat.S_ISDIR(info.st_mode):
+            os.unlink(name, dir_fd=dir_fd)
+            return
+        child = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+        try:
+            _prune(child, depth=1, folder=folder, everything=True)
+        finally:
+            os.close(child)
+        os.rmdir(name, dir_fd=dir_fd)
+    except OSError as error:
+        log.warning("output not removed", path=str(folder), name=name, error=_why(error))
+
+
+def _open_output(folder: Path, item: OutputFile) -> int:
+    try:
+        root = open_folder(folder)
+        if root is None:
+            raise Unreadable("vanished during collection")
+        try:
+            fd = open_beneath(root, _parts(folder, item.path))
+        finally:
+            os.close(root)
+    except OSError as error:
+        raise Unreadable(_why(error)) from error
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise Unreadable("changed into something other than a regular file")
+    return fd
+
+
+def _unlink_beneath(root: int, parts: tuple[str, ...], *, folder: Path) -> None:
+    parent = root
+    try:
+        for name in parts[:-1]:
+            child = os.open(name, _DIR_FLAGS, dir_fd=parent)
+            if parent != root:
+                os.close(parent)
+            parent = child
+        os.unlink(parts[-1], dir_fd=parent)
+    except FileNotFoundError:
+        return
+    except OSError as error:
+        log.warning(
+            "uploaded output not removed",
+            path=str(folder),
+            relpath="/".join(parts),
+            error=_why(error),
+        )
+    finally:
+        if parent != root:
+            os.close(parent)
+
+
+def _prune(dir_fd: int, *, depth: int, folder: Path, everything: bool) -> None:
+    """Remove links (the links, never their targets), empty folders and, with
+    ``everything``, every other entry below ``dir_fd``."""
+    try:
+        names = os.listdir(dir_fd)
+    except OSError:
+        return
+    for name in names:
+        try:
+            info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+            if stat.S_ISDIR(info.st_mode):
+                if depth + 1 > MAX_DEPTH:
+                    continue
+                child = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+                try:
+                    _prune(child, depth=depth + 1, folder=folder, everything=everything)
+                finally:
+                    os.close(child)
+                os.rmdir(name, dir_fd=dir_fd)
+            elif everything or stat.S_ISLNK(info.st_mode):
+                os.unlink(name, dir_fd=dir_fd)
+        except OSError as error:
+            if error.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOENT):
+                log.warning("output not removed", path=str(folder), name=name, error=_why(error))
+
+
+def _rmdir_quietly(folder: Path) -> None:
+    try:
+        os.rmdir(folder)
+    except OSError:
+        return  # not empty: a skipped or non-regular file remains

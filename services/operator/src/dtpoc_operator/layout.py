@@ -12,13 +12,26 @@ Output layout under the output root (decided here, documented in the README):
   name (Kubernetes) or ``<child name>-<minutes since epoch>`` (local), as the
   CronJob controller names its Jobs
 - persistent: ``<service-id>/0``
+
+A retried ondemand or scheduled replica runs again in a new pod (a new
+supervised process locally) that must not mix its files with the failed
+attempt's. So each attempt writes to a folder of its own below the
+replica's, named by its pod name (the ``RUN_ID`` it sees; locally
+``<run>-<index>[-<attempt>]``); the replica's status entry names the
+attempt that counts (``podName``: the one that succeeded, or the last one of
+a replica that failed for good), and only that folder is collected. A
+persistent service's pod keeps ``<service-id>/0`` (one pod at a time,
+restarted in place).
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from pathlib import PurePosixPath
+from pathlib import PurePath, PurePosixPath
+from typing import TypeVar
+
+P = TypeVar("P", bound=PurePath)
 
 CHILD_PREFIX = "ana-"
 #: CronJob names are at most 52 characters (the controller appends 11); Jobs and
@@ -63,6 +76,18 @@ def output_relpath(*, service_id: str, job_type: str, run: str, index: int) -> P
     if job_type == "scheduled":
         return PurePosixPath(service_id) / run / str(index)
     return PurePosixPath(service_id) / str(index)
+
+
+def keeps_attempts_apart(job_type: str) -> bool:
+    """True for job types whose replicas are retried in new pods (see module docs)."""
+    return job_type in ("ondemand", "scheduled")
+
+
+def attempt_folder(replica_folder: P, *, job_type: str, attempt: str) -> P:
+    """Where attempt ``attempt`` (its pod name) of a replica writes (see module docs)."""
+    if not keeps_attempts_apart(job_type):
+        return replica_folder
+    return replica_folder / attempt
 
 
 def service_relpath(service_id: str) -> PurePosixPath:

@@ -21,7 +21,18 @@ Terminating (a deletion): the workload is observed one last time (so that
 replicas that finished are recorded as such), stopped, given
 ``terminate_grace_seconds`` to stop, then every replica folder is collected
 (partial outputs of replicas that were stopped too), the final status
-written, and the deletion let through.
+written, and the deletion let through. Once the grace is over the workload
+is killed and collected without waiting for the kill to be confirmed, so a
+node that never answers cannot hold a terminate forever; the collector
+walks folders without following links, so a replica still running then can
+at worst leave files behind.
+
+Which folder is a replica's: the attempt its status entry names
+(``podName``) for ondemand and scheduled services, whose retries write to
+folders of their own (:mod:`dtpoc_operator.layout`); the other attempts'
+folders are removed with the collected copies. Nothing a folder holds makes
+collection fail (:mod:`dtpoc_operator.collector`): what cannot be stored is
+named in the replica's status message.
 """
 
 from __future__ import annotations
@@ -37,7 +48,7 @@ from pathlib import Path
 from dtpoc_common import analytics
 from dtpoc_common import logging as dlog
 from dtpoc_operator import collector as collector_mod
-from dtpoc_operator import metrics, model, ports, status
+from dtpoc_operator import layout, metrics, model, ports, status
 from dtpoc_operator.model import AnalyticsResource, Observation, Replica, ServiceKey, Status
 
 log = dlog.get_logger(__name__)
@@ -175,7 +186,7 @@ class Reconciler:
         if _status_dict(final) != _status_dict(resource.status):
             await self._store.write_status(resource, final)
         for outcome, folder in results.values():
-            await asyncio.to_thread(self._collector.remove_uploaded, folder, outcome)
+            await asyncio.to_thread(_remove_local_copies, resource, folder, outcome)
         for key in results:
             self._verified.add((resource.service_id, *key))
         self._book.record(
@@ -206,8 +217,16 @@ class Reconciler:
     ) -> dict[tuple[str, int], tuple[collector_mod.Collected, Path]]:
         async def one(replica: Replica) -> tuple[Replica, collector_mod.Collected, Path]:
             folder = self._runtime.output_folder(resource, run=replica.run, index=replica.index)
+            counting = _counting_attempt(resource, replica, folder)
+            if counting is None:
+                log.warning(
+                    "no attempt to collect: the replica names no pod",
+                    service_id=resource.service_id,
+                    replica_index=replica.index,
+                )
+                return replica, collector_mod.Collected.nothing(), folder
             outcome = await self._collector.collect(
-                folder,
+                counting,
                 service_id=resource.service_id,
                 replica_index=replica.index,
                 run=replica.run,
@@ -243,6 +262,28 @@ class Reconciler:
             service_id=resource.service_id,
         )
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _counting_attempt(resource: AnalyticsResource, replica: Replica, folder: Path) -> Path | None:
+    """The folder of the attempt whose outputs are the replica's (see
+    :mod:`dtpoc_operator.layout`): the one its status entry names."""
+    if not layout.keeps_attempts_apart(resource.spec.job_type):
+        return folder
+    if not layout.is_plain_file_name(replica.pod_name):
+        return None
+    return layout.attempt_folder(folder, job_type=resource.spec.job_type, attempt=replica.pod_name)
+
+
+def _remove_local_copies(
+    resource: AnalyticsResource, folder: Path, outcome: collector_mod.Collected
+) -> None:
+    """After the status write: the collected copies, then the attempts that did not
+    count (a failed try's partial files), then the emptied replica folder."""
+    if outcome.folder is None:
+        return  # nothing was collected: nothing is known to be a copy
+    collector_mod.OutputCollector.remove_uploaded(outcome.folder, outcome)
+    if outcome.folder != folder:
+        collector_mod.OutputCollector.remove_other_attempts(folder, keep=outcome.folder.name)
 
 
 def _finished_ondemand(resource: AnalyticsResource) -> bool:

@@ -149,9 +149,7 @@ def _output_mount(resource: AnalyticsResource, kind: str) -> Obj:
     if kind == "ondemand":
         mount["subPathExpr"] = "$(DTPOC_SERVICE_ID)/$(JOB_COMPLETION_INDEX)/$(RUN_ID)"
     elif kind == "scheduled":
-        mount["subPathExpr"] = (
-            "$(DTPOC_SERVICE_ID)/$(DTPOC_RUN)/$(JOB_COMPLETION_INDEX)/$(RUN_ID)"
-        )
+        mount["subPathExpr"] = "$(DTPOC_SERVICE_ID)/$(DTPOC_RUN)/$(JOB_COMPLETION_INDEX)/$(RUN_ID)"
     else:
         mount["subPath"] = f"{resource.key.name}/0"
     return mount

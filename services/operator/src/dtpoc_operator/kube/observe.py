@@ -148,15 +148,22 @@ def pod_details(pod: Obj, *, run: str, index: int) -> Replica:
     )
 
 
+def _attempt_order(pod: Obj) -> tuple[bool, str]:
+    succeeded = (pod.get("status") or {}).get("phase") == "Succeeded"
+    return succeeded, str((pod.get("metadata") or {}).get("creationTimestamp") or "")
+
+
 def newest_by_index(pods: Iterable[Obj]) -> dict[int, Obj]:
+    """The attempt that counts for each index: the pod that succeeded (an index
+    succeeds once), else the newest. Its name is the replica's ``podName``, which
+    names the attempt folder the collector takes (:mod:`dtpoc_operator.layout`)."""
     latest: dict[int, Obj] = {}
     for pod in pods:
         index = completion_index(pod)
         if index is None:
             continue
-        stamp = str((pod.get("metadata") or {}).get("creationTimestamp") or "")
         current = latest.get(index)
-        if current is None or stamp >= str(current["metadata"].get("creationTimestamp") or ""):
+        if current is None or _attempt_order(pod) >= _attempt_order(current):
             latest[index] = pod
     return latest
 
