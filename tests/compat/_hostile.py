@@ -8,12 +8,14 @@ oversized and numerous headers, multipart bodies whose framing is broken.
 
 :class:`Tally` counts answers by status and counts *dropped* connections (no
 complete HTTP answer: reset, closed early, timed out); a generated run
-fails when any answer is a server error or any connection was dropped.
+fails when any answer is a server error, any connection was dropped, or an
+answer speaks Python's or a library's words (`LIBRARY_WORDING`) to the client.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import socket
 from collections import Counter
 from collections.abc import Callable
@@ -25,6 +27,11 @@ import httpx
 from hypothesis import strategies as st
 
 SERVER_ERROR = 500
+#: Python's or a library's wording, which a client must never read in a 4xx.
+LIBRARY_WORDING = re.compile(
+    r"bytes-like|NoneType|int\(\)|object has no attribute|Traceback|"
+    r"Exception|Error:|Failed to parse"
+)
 #: Seconds a raw connection waits for the whole answer before it counts as dropped.
 RAW_TIMEOUT = 20.0
 
@@ -47,7 +54,7 @@ class Tally:
             self.failures.append(f"{what}: connection dropped ({text[:200]})")
             return
         self.statuses[status] += 1
-        if status >= SERVER_ERROR or "Traceback" in text:
+        if status >= SERVER_ERROR or LIBRARY_WORDING.search(text):
             self.failures.append(f"{what}: {status} {text[:300]}")
 
     def send(

@@ -224,7 +224,56 @@ def _parse_error(exc: Exception, *, where: str) -> httperrors.ApiError:
         field = at_path.group(1).split(".", 1)[1]
     else:
         field = ".".join(_FAILED_FIELD.findall(text))
-    return httperrors.bad_request(f"invalid {where}: {text}", field=field or None)
+    return httperrors.bad_request(f"invalid {where}: {_reason(text)}", field=field or None)
+
+
+_JSON_KINDS = {
+    "dict": "an object",
+    "list": "an array",
+    "int": "a number",
+    "float": "a number",
+    "bool": "a boolean",
+    "NoneType": "null",
+    "str": "a string",
+}
+#: json_format's texts (often Python's own exception texts) -> what a client reads.
+_REASONS: list[tuple[re.Pattern[str], Any]] = [
+    (
+        re.compile(r"expected string or bytes-like object, got '(\w+)'"),
+        lambda m: f"must be a string, not {_JSON_KINDS.get(m[1], 'this')}",
+    ),
+    (
+        re.compile(r"int\(\) argument must be .*?, not '(\w+)'"),
+        lambda m: f"must be an integer, not {_JSON_KINDS.get(m[1], 'this')}",
+    ),
+    (
+        re.compile(r"invalid literal for int\(\) with base 10: '(.{0,40}?)'"),
+        lambda m: f"must be an integer, not {m[1]!r}",
+    ),
+    (
+        re.compile(r"Couldn't parse integer: (\S{0,40})"),
+        lambda m: f"must be an integer, not {m[1]}",
+    ),
+    (
+        re.compile(r"Value out of range: (\S{0,40})"),
+        lambda m: f"{m[1].rstrip('.')} is out of the field's range",
+    ),
+    (re.compile(r"Map field \w+ must be in a dict"), lambda m: "must be a JSON object"),
+    (re.compile(r"repeated field \w+ must be in \[\]"), lambda m: "must be a JSON array"),
+    (re.compile(r"null is not allowed"), lambda m: "null is not allowed in this array"),
+    (re.compile(r"Invalid enum value (\S{0,40})"), lambda m: f"{m[1]} is not one of the values"),
+]
+
+
+def _reason(text: str) -> str:
+    """A client's sentence for a json_format error, never Python's wording."""
+    for pattern, render in _REASONS:
+        found = pattern.search(text)
+        if found:
+            return str(render(found))
+    if re.search(r"Timestamp|Duration|FieldMask", text):
+        return text.rsplit(": ", 1)[-1][:200]
+    return "has a value of the wrong type for this field"
 
 
 def _parse_into(data: Any, target: message.Message, *, where: str) -> None:
