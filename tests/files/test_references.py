@@ -16,6 +16,9 @@ from typing import Any
 import grpc
 import pytest
 from google.rpc import error_details_pb2, status_pb2  # type: ignore[import-untyped]
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 from pymongo.database import Database
 
 from dtpoc.files.v1alpha1 import files_pb2, files_pb2_grpc
@@ -209,3 +212,71 @@ def test_an_upload_racing_a_delete_never_answers_a_deleted_file(
             functools.partial(helpers.upload, files, data), functools.partial(delete, files, first)
         )
         assert helpers.download(files, answer.file_id).data == data, round_
+
+
+class ReferenceModel(RuleBasedStateMachine):
+    """One content's references against the real Files service, step by step.
+
+    The model: how many uploads hold the content, and which services' outputs
+    recorded it. Whatever the sequence of uploads, output uploads, deletes and
+    forced deletes, the answers and what stays stored follow the model.
+    """
+
+    client: files_pb2_grpc.FilesServiceStub
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.data = helpers.unique_bytes(512)
+        self.file_id: str | None = None
+        self.uploads = 0
+        self.outputs: set[str] = set()
+
+    @rule()
+    def upload(self) -> None:
+        answer = helpers.upload(self.client, self.data, "mine.bin")
+        self._same_file(answer.file_id)
+        self.uploads += 1
+
+    @rule(service=st.sampled_from(["a" * 24, "b" * 24]), index=st.integers(0, 1))
+    def upload_output(self, service: str, index: int) -> None:
+        file_id = upload_output(self.client, self.data, service_id=service, replica_index=index)
+        self._same_file(file_id)
+        self.outputs.add(service)
+
+    @rule(force=st.booleans())
+    def delete(self, force: bool) -> None:
+        if self.file_id is None:
+            return
+        if self.uploads == 0:
+            error = refusal(self.client, self.file_id, force=force)
+            assert error.code() == grpc.StatusCode.ABORTED
+            assert precondition_subjects(error) == {f"services/{s}" for s in self.outputs}
+            return
+        answer = delete(self.client, self.file_id, force=force)
+        self.uploads -= 1
+        assert answer.deleted == (self.uploads == 0 and not self.outputs)
+        if answer.deleted:
+            self.file_id = None
+
+    def _same_file(self, file_id: str) -> None:
+        if self.file_id is None:
+            self.file_id = file_id
+        assert file_id == self.file_id, "identical content is one stored file"
+
+    @invariant()
+    def stored_while_referenced(self) -> None:
+        if self.file_id is not None:
+            assert helpers.download(self.client, self.file_id).data == self.data
+
+
+def test_references_follow_the_model(files: files_pb2_grpc.FilesServiceStub) -> None:
+    ReferenceModel.client = files
+    run_state_machine_as_test(
+        ReferenceModel,
+        settings=settings(
+            max_examples=12,
+            stateful_step_count=10,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow],
+        ),
+    )
