@@ -27,6 +27,7 @@ from dtpoc_common import logging as dlog
 from dtpoc_gateway import (
     accesslog,
     auth,
+    authcheck,
     backends,
     catalog,
     docs,
@@ -122,7 +123,11 @@ def build(config: settings.GatewaySettings) -> FastAPI:
     built = routes.build(cat.methods, config=config, backend_set=backend_set)
     open_paths = auth.OpenPaths(config.open_paths, prefix=config.api_prefix)
     document = openapi.document(
-        built, cat, prefix=config.api_prefix, open_paths=open_paths, extra_paths=_OWN_PATHS
+        built,
+        cat,
+        prefix=config.api_prefix,
+        open_paths=open_paths,
+        extra_paths={**_OWN_PATHS, **authcheck.OPENAPI},
     )
     for service in cat.services():
         if service not in backend_set.addresses:
@@ -153,6 +158,7 @@ def build(config: settings.GatewaySettings) -> FastAPI:
         [
             Route("/readyz", _ok, methods=["GET"], include_in_schema=False),
             Route("/livez", _ok, methods=["GET"], include_in_schema=False),
+            authcheck.route(auth_enabled=bool(hashes)),
             *docs.routes(
                 document, prefix=config.api_prefix, also_at_root=config.serve_without_prefix
             ),
