@@ -169,7 +169,7 @@ KNOWN_DEFAULTS = {
 """Values no credential may have (the original used root/password and super-secret-token)."""
 KNOWN_DEFAULT_PARTS = ("super-secret", "changeme", "password")
 CREDENTIAL_NAME = re.compile(
-    r"PASSWORD|PASSWD|TOKEN(?!S_FILE$)|SECRET|USERNAME|_USER$|_PASS$|API_KEY"
+    r"PASSWORD|PASSWD|TOKEN(?!S_FILE$)|SECRET(?!_NAME$)|USERNAME|_USER$|_PASS$|API_KEY"
 )
 
 
@@ -341,6 +341,32 @@ def test_plain_http_is_a_choice_the_notes_warn_about(tmp_path: Path) -> None:
     assert "WARNING: ingress.tls.enabled is false" in notes
 
 
+def _operator_env(rendered: chart.Rendered) -> dict[str, str]:
+    (container,) = chart.containers(rendered.named("Deployment", "dtpoc-operator"))
+    return {e["name"]: e.get("value", "") for e in container["env"]}
+
+
+def test_analytics_services_stay_in_the_cluster_unless_the_chart_exposes_them() -> None:
+    for files in chart.SHAPES.values():
+        env = _operator_env(chart.render(files))
+        assert env["DTPOC_OPERATOR_EXPOSE_SERVICES"] == "false", files
+    exposed = chart.render(sets=["analytics.expose.enabled=true", "ingress.host=dt.example.org"])
+    env = _operator_env(exposed)
+    assert env["DTPOC_OPERATOR_EXPOSE_SERVICES"] == "true"
+    # The gateway's token check, through its Service (port 80 -> the gateway's http port).
+    assert env["DTPOC_OPERATOR_EXPOSE_AUTH_URL"] == (
+        "http://dtpoc-gateway.dtpoc.svc.cluster.local:80/auth/check"
+    )
+    service = exposed.named("Service", "dtpoc-gateway")
+    assert [p["port"] for p in service["spec"]["ports"]] == [80]
+    # The Ingresses of exposed services are the API's kind: class, host, TLS Secret.
+    assert env["DTPOC_OPERATOR_INGRESS_CLASS"] == "nginx"
+    assert env["DTPOC_OPERATOR_INGRESS_HOST"] == "dt.example.org"
+    assert env["DTPOC_OPERATOR_INGRESS_TLS_SECRET_NAME"] == "dtpoc-tls"
+    plain = chart.render(sets=["analytics.expose.enabled=true", "ingress.tls.enabled=false"])
+    assert _operator_env(plain)["DTPOC_OPERATOR_INGRESS_TLS_SECRET_NAME"] == ""
+
+
 def test_disruption_budgets_only_where_there_are_replicas_to_spare() -> None:
     assert chart.render().of_kind("PodDisruptionBudget") == []
     budgets = chart.render([chart.PRODUCTION]).of_kind("PodDisruptionBudget")
@@ -407,6 +433,9 @@ def test_databases_are_statefulsets_with_claims_of_the_configured_class() -> Non
         (["telegraf.sensors[0].name=Light_Sensor"], "/telegraf/sensors/0"),
         (["ingress.enabeld=true"], "enabeld"),
         (["ingress.tls[0].secretName=x"], "/ingress/tls"),
+        (["analytics.expose.enabled=true", "ingress.enabled=false"],
+         "analytics.expose.enabled needs ingress.enabled"),
+        (["analytics.expose.enabled=yes"], "/analytics/expose/enabled"),
         (["ingress.tls.clusterIssuer=letsencrypt"], "set ingress.host"),
         (["ingress.host=a.example.org", "ingress.tls.clusterIssuer=a",
           "ingress.tls.issuer=b"], "clusterIssuer or issuer, not both"),

@@ -149,7 +149,14 @@ def test_scheduled_service_runs_are_indexed_jobs_with_their_own_outputs(
 def test_persistent_service_with_port_has_service_and_ingress(
     kube_operator_factory: Any, kubelet_double: KubeletDouble
 ) -> None:
-    op: KubeOperator = kube_operator_factory(env={"DTPOC_OPERATOR_INGRESS_CLASS": "nginx"})
+    op: KubeOperator = kube_operator_factory(
+        env={
+            "DTPOC_OPERATOR_INGRESS_CLASS": "nginx",
+            # Exposure is off by default (tests/operator/test_kube_exposure.py).
+            "DTPOC_OPERATOR_EXPOSE_SERVICES": "true",
+            "DTPOC_OPERATOR_EXPOSE_AUTH_URL": "http://gateway.test/auth/check",
+        }
+    )
     service_id = op.create(
         {
             "image": "ghcr.io/example/dashboard",

@@ -91,6 +91,9 @@ async def run(settings: OperatorSettings) -> None:
                 files_address=settings.files_address_for_pods(),
                 ingress_class=settings.ingress_class,
                 ingress_host=settings.ingress_host,
+                expose=settings.expose_services,
+                auth_url=settings.expose_auth_url,
+                ingress_tls_secret=settings.ingress_tls_secret_name,
             ),
             output_root=settings.output_root,
         )

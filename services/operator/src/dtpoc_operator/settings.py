@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Runtime = Literal["kubernetes", "local"]
@@ -70,6 +70,15 @@ class OperatorSettings(BaseSettings):
     ingress_class: str = ""
     #: Host of a persistent service's Ingress rule; empty: any host.
     ingress_host: str = ""
+    #: Exposure policy of persistent services with a port. Off (default): reachable
+    #: in the cluster only, through their Service. On: also an Ingress on
+    #: ``/<service-id>`` behind the gateway's token check (:attr:`expose_auth_url`).
+    expose_services: bool = False
+    #: The gateway's token check (``http://<gateway>/auth/check``): the external
+    #: auth of every exposed service's Ingress. Required with :attr:`expose_services`.
+    expose_auth_url: str = ""
+    #: TLS Secret of exposed services' Ingresses (the chart's); empty: no TLS section.
+    ingress_tls_secret_name: str = ""
 
     # --- pacing ------------------------------------------------------------------------------
     #: Reconciles running at once (each handles one service).
@@ -137,3 +146,14 @@ class OperatorSettings(BaseSettings):
 
     def files_address_for_pods(self) -> str:
         return self.pod_files_address or self.files_address
+
+    @model_validator(mode="after")
+    def _exposure_needs_the_token_check(self) -> OperatorSettings:
+        """An exposed service without the gateway's check would be open to anyone."""
+        if self.expose_services and not self.expose_auth_url.strip():
+            raise ValueError(
+                "DTPOC_OPERATOR_EXPOSE_SERVICES=true needs DTPOC_OPERATOR_EXPOSE_AUTH_URL "
+                "(the gateway's http://<gateway>/auth/check): an exposed service is never "
+                "published without the API's token check"
+            )
+        return self

@@ -16,8 +16,11 @@ Decisions written down here because they are visible from outside:
   ``concurrencyPolicy: Forbid`` (a run never overlaps the previous one) and
   ``startingDeadlineSeconds: 300``.
 - A persistent service is a Deployment of one pod (strategy ``Recreate``: two
-  copies never share the output folder), plus a Service and an Ingress on
-  path ``/<service-id>`` when it has a port.
+  copies never share the output folder), plus a ClusterIP Service when it has
+  a port: reachable inside the cluster only. Only when the operator's
+  exposure policy is on (``DTPOC_OPERATOR_EXPOSE_SERVICES``) does it also get
+  an Ingress on path ``/<service-id>``, behind the gateway's token check
+  (:func:`ingress`).
 - Replica environment: ``DTPOC_SERVICE_ID``, ``RUN_ID`` (pod name),
   ``REPLICA_INDEX`` and ``JOB_COMPLETION_INDEX`` (the completion index),
   ``DTPOC_RUN`` (scheduled: the run's Job name), ``OUTPUT_FOLDER=/output``,
@@ -50,6 +53,11 @@ SPEC_HASH_ANNOTATION = "dtpoc.eng.cam.ac.uk/spec-hash"
 #: characters; this annotation is how a pod event finds its service).
 SERVICE_ID_ANNOTATION = "dtpoc.eng.cam.ac.uk/service-id"
 COMPLETION_INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
+#: ingress-nginx's external authentication of an exposed service's Ingress.
+AUTH_URL_ANNOTATION = "nginx.ingress.kubernetes.io/auth-url"
+AUTH_METHOD_ANNOTATION = "nginx.ingress.kubernetes.io/auth-method"
+AUTH_RESPONSE_HEADERS_ANNOTATION = "nginx.ingress.kubernetes.io/auth-response-headers"
+_AUTH_ANNOTATION_PREFIX = "nginx.ingress.kubernetes.io/auth-"
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 MAIN_CONTAINER = "analytics"
 INIT_CONTAINER = "fetch-inputs"
@@ -69,6 +77,12 @@ class ChildSettings:
     files_address: str
     ingress_class: str = ""
     ingress_host: str = ""
+    #: Whether persistent services with a port get an Ingress (exposure policy).
+    expose: bool = False
+    #: The gateway's token check every exposed request passes first.
+    auth_url: str = ""
+    #: TLS Secret of the Ingresses; empty: no TLS section.
+    ingress_tls_secret: str = ""
 
 
 def labels(service_id: str) -> dict[str, str]:
@@ -95,8 +109,16 @@ def owner_reference(resource: AnalyticsResource) -> Obj:
 
 
 def spec_hash(body: Obj) -> str:
-    """Hash of a child's desired ``spec`` (the annotation compared on every reconcile)."""
-    payload = json.dumps(body.get("spec", {}), sort_keys=True, separators=(",", ":"))
+    """Hash of a child's desired ``spec`` (the annotation compared on every reconcile).
+
+    An Ingress's external-auth annotations are behaviour too: they count in its hash.
+    """
+    content: Any = body.get("spec", {})
+    annotations = (body.get("metadata") or {}).get("annotations") or {}
+    auth = {k: v for k, v in annotations.items() if k.startswith(_AUTH_ANNOTATION_PREFIX)}
+    if auth:
+        content = {"spec": content, "annotations": auth}
+    payload = json.dumps(content, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -332,7 +354,14 @@ def service(resource: AnalyticsResource) -> Obj:
 
 
 def ingress(resource: AnalyticsResource, settings: ChildSettings) -> Obj:
-    """Ingress routing ``/<service-id>`` to the Service."""
+    """Ingress routing ``/<service-id>`` to the Service, behind the gateway's token check.
+
+    ingress-nginx first sends each request's headers to ``settings.auth_url`` (the
+    gateway's ``GET /auth/check``) and forwards only on a 2xx, so an exposed
+    service takes the same bearer tokens as the API. The forwarded request's
+    ``Authorization`` is copied from the check's answer, which has none: nginx
+    then drops the header, and a service never sees its callers' API token.
+    """
     rule: Obj = {
         "http": {
             "paths": [
@@ -354,11 +383,24 @@ def ingress(resource: AnalyticsResource, settings: ChildSettings) -> Obj:
     spec: Obj = {"rules": [rule]}
     if settings.ingress_class:
         spec["ingressClassName"] = settings.ingress_class
+    if settings.ingress_tls_secret:
+        tls: Obj = {"secretName": settings.ingress_tls_secret}
+        if settings.ingress_host:
+            tls["hosts"] = [settings.ingress_host]
+        spec["tls"] = [tls]
+    metadata = _metadata(resource)
+    metadata["annotations"].update(
+        {
+            AUTH_URL_ANNOTATION: settings.auth_url,
+            AUTH_METHOD_ANNOTATION: "GET",
+            AUTH_RESPONSE_HEADERS_ANNOTATION: "Authorization",
+        }
+    )
     return _finish(
         {
             "apiVersion": "networking.k8s.io/v1",
             "kind": "Ingress",
-            "metadata": _metadata(resource),
+            "metadata": metadata,
             "spec": spec,
         }
     )
@@ -373,5 +415,7 @@ def children(resource: AnalyticsResource, settings: ChildSettings) -> list[Obj]:
         return [cronjob(resource, settings)]
     result = [deployment(resource, settings)]
     if resource.spec.port is not None:
-        result += [service(resource), ingress(resource, settings)]
+        result.append(service(resource))
+        if settings.expose and settings.auth_url:
+            result.append(ingress(resource, settings))
     return result

@@ -47,7 +47,7 @@ _OPTIONAL: dict[str, list[tuple[str, ...]]] = {
         ("jobTemplate", "spec", "template", "spec", "initContainers"),
     ],
     "Deployment": [("template", "spec", "initContainers")],
-    "Ingress": [("ingressClassName",)],
+    "Ingress": [("ingressClassName",), ("tls",)],
 }
 
 
@@ -166,8 +166,11 @@ class KubeRuntime:
             ensured, _ = await self._ensure(resource, body, existing, patch=True)
             if body["kind"] == "Deployment":
                 deployment = ensured
-        if resource.spec.port is None:
-            for kind_ in ("Ingress", "Service"):
+        # A child no longer asked for goes: the Service and Ingress with the port,
+        # the Ingress also with the exposure policy (an older operator's open one).
+        wanted = {body["kind"] for body in desired}
+        for kind_ in ("Ingress", "Service"):
+            if kind_ not in wanted:
                 await self._delete_owned(resource, kind_)
         return SyncResult(await self._observe_persistent(resource, deployment))
 
@@ -215,7 +218,8 @@ class KubeRuntime:
                 {
                     "metadata": {
                         "labels": desired["metadata"]["labels"],
-                        "annotations": {manifests.SPEC_HASH_ANNOTATION: want},
+                        # The spec hash and what it covers (an Ingress's auth annotations).
+                        "annotations": desired["metadata"]["annotations"],
                     },
                     "spec": _with_removals(kind, desired["spec"]),
                 },
