@@ -269,3 +269,18 @@ def _scan_as(uid: int, folder: Path) -> int:
             os._exit(code)
     _pid, status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(status)
+
+
+def test_files_beyond_the_cap_are_reported_not_stored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(collector_mod, "MAX_FILES", 3)
+    folder = tmp_path / "svc" / "0"
+    folder.mkdir(parents=True)
+    for i in range(5):
+        (folder / f"{i}.csv").write_text(str(i))
+
+    found = collector_mod.scan_folder(folder)
+
+    assert [f.relpath for f in found.files] == ["0.csv", "1.csv", "2.csv"]
+    assert dict(found.skipped) == dict.fromkeys(("3.csv", "4.csv"), "more than 3 output files")
