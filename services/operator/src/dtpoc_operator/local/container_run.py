@@ -40,14 +40,14 @@ from pathlib import Path
 from typing import Any, Final
 
 from dtpoc_common import logging as dlog
+from dtpoc_operator.local.cgroups import CGROUP_PARENT as CGROUP_PARENT
+from dtpoc_operator.local.cgroups import CGROUP_ROOT as CGROUP_ROOT
+from dtpoc_operator.local.cgroups import remove_cgroups as remove_cgroups
 from dtpoc_operator.local.containers import ContainerJob, Engine
 
 log = dlog.get_logger(__name__)
 
-CGROUP_ROOT: Final = Path("/sys/fs/cgroup")
-CGROUP_PARENT: Final = "dtpoc"
 START_ERROR_EXIT: Final = 128
-CGROUP_REMOVE_SECONDS: Final = 10.0
 
 # POSIX ACL extended-attribute format (linux/posix_acl_xattr.h).
 _ACL_VERSION: Final = 2
@@ -127,34 +127,6 @@ class OomWatch:
         os.close(self._control)
         os.close(self._event)
         remove_cgroups(self._memory.name)
-
-
-def remove_cgroups(name: str, *, wait_seconds: float = CGROUP_REMOVE_SECONDS) -> None:
-    """Remove the runner's cgroup ``/dtpoc/<name>`` in every hierarchy the engine
-    created it in (best effort: the engine's monitor may leave its own sub-group a
-    moment after the container)."""
-    if not (CGROUP_ROOT / "memory" / CGROUP_PARENT / name).is_dir():
-        return
-    deadline = time.monotonic() + wait_seconds
-    folders = [h / CGROUP_PARENT / name for h in CGROUP_ROOT.iterdir()]
-    while True:
-        left = [f for f in folders if f.is_dir() and not _rmdir_tree(f)]
-        if not left or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
-    if left:
-        log.warning("cgroups left behind", cgroups=[str(f) for f in left])
-
-
-def _rmdir_tree(folder: Path) -> bool:
-    for child in folder.iterdir():
-        if child.is_dir():
-            _rmdir_tree(child)
-    try:
-        folder.rmdir()
-    except OSError:
-        return False
-    return True
 
 
 class ContainerReplica:

@@ -8,9 +8,16 @@ runs the command in its own process group, and records how it ended in
 crashes or restarts does not take running replicas with it: the next
 operator adopts them and collects their outputs when they finish.
 
-SIGTERM (terminate) is forwarded to the command; the supervisor stays to
-record the outcome. SIGKILL of the group ends both, leaving no record, which
-the operator reports as the reason it knows (terminated, or lost).
+Every process the command starts is the replica's, wherever it moves
+(``setsid``, a double fork): the command is born in a cgroup of its own where
+the host allows, and the supervisor is a subreaper either way (see
+:mod:`.reaper`). SIGTERM (terminate) is forwarded to all of them; the
+supervisor stays to record the outcome. When the command exits, whatever it
+left running is killed and waited for before ``exit.json`` is written, so
+nothing of the replica still writes when its outputs are collected. SIGKILL
+of the group ends the supervisor and the command, leaving no record, which
+the operator reports as the reason it knows (terminated, or lost); the
+operator kills the rest (:func:`.reaper.members_from`).
 
 A spec with ``container`` instead of ``argv`` runs the image in a container
 (:mod:`.container_run`): SIGTERM then becomes the engine's stop with the
@@ -26,19 +33,21 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import fcntl
+import hashlib
 import json
 import os
 import signal
 import subprocess
 import sys
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 from dtpoc.files.v1alpha1 import files_pb2_grpc
 from dtpoc_common import grpcclient
 from dtpoc_operator import fetch_inputs
-from dtpoc_operator.local import container_run, containers
+from dtpoc_operator.local import cgroups, container_run, containers, reaper
 
 SPEC_FILE = "spec.json"
 LOCK_FILE = "lock"
@@ -147,39 +156,71 @@ def _add_pid(attempt: Path, pid: int) -> None:
 def _run_process(
     attempt: Path, spec: dict[str, Any], log_path: Path, stopping: list[Callable[[int], None]]
 ) -> dict[str, Any]:
-    """The command as a child process; SIGTERM is forwarded to it."""
+    """The command as a child process, in a cgroup of its own where the host allows
+    (:mod:`.reaper`); SIGTERM is forwarded to every process of the replica, and when
+    the command exits whatever it left running is killed and waited for."""
     Path(spec["output_dir"]).mkdir(parents=True, exist_ok=True)
     work = attempt / "work"
     work.mkdir(exist_ok=True)
-    with log_path.open("ab") as log:
-        try:
+    reaper.become_subreaper()
+    members = reaper.members_for(_cgroup_name(attempt, spec), supervisor_pid=os.getpid())
+    write_json_atomic(
+        attempt / PID_FILE,
+        {**json.loads((attempt / PID_FILE).read_text()), **reaper.record_of(members)},
+    )
+    try:
+        with log_path.open("ab") as log:
+            code = _start_and_wait(attempt, spec, log=log, members=members, stopping=stopping)
+    finally:
+        members.end(reap=True)
+    if isinstance(code, dict):
+        return code
+    return _outcome(code, log_path)
+
+
+def _start_and_wait(
+    attempt: Path,
+    spec: dict[str, Any],
+    *,
+    log: Any,
+    members: reaper.Members,
+    stopping: list[Callable[[int], None]],
+) -> int | dict[str, Any]:
+    """The command's return code (``Popen``'s), or the record of a failed start."""
+    entered = members.entered() if isinstance(members, cgroups.ProcessCgroup) else nullcontext()
+    try:
+        with entered:
             child = subprocess.Popen(
                 spec["argv"],
                 env=spec["env"],
-                cwd=work,
+                cwd=attempt / "work",
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        except OSError as error:
-            return {
-                "exit_code": 127,
-                "reason": "StartError",
-                "message": f"could not start {spec['argv'][0]!r}: {error.strerror}",
-            }
+    except OSError as error:
+        return {
+            "exit_code": 127,
+            "reason": "StartError",
+            "message": f"could not start {spec['argv'][0]!r}: {error.strerror}",
+        }
+    stopping.append(members.signal)
+    _add_pid(attempt, child.pid)
+    code = reaper.wait_main(child.pid)
+    child.returncode = code  # reaped here, not by Popen
+    return code
 
-        def forward(signum: int) -> None:
-            if child.poll() is None:
-                child.send_signal(signum)
 
-        stopping.append(forward)
-        _add_pid(attempt, child.pid)
-        while True:
-            try:
-                code = child.wait()
-                break
-            except InterruptedError:
-                continue
+def _cgroup_name(attempt: Path, spec: dict[str, Any]) -> str:
+    """``<run id>-<hash of the attempt folder>``: readable, and never shared by two
+    operators (or test runs) on one machine whose run ids are equal."""
+    run_id = str(spec.get("env", {}).get("RUN_ID") or "replica")
+    cleaned = "".join(c if c.isalnum() or c in "-_." else "-" for c in run_id)[:80]
+    digest = hashlib.sha256(str(attempt.resolve()).encode()).hexdigest()[:10]
+    return f"{cleaned}-{digest}"
+
+
+def _outcome(code: int, log_path: Path) -> dict[str, Any]:
     if code < 0:
         number = -code
         try:

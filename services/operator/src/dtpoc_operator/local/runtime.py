@@ -57,7 +57,7 @@ from typing import Any
 
 from dtpoc_common import logging as dlog
 from dtpoc_operator import layout, model
-from dtpoc_operator.local import container_run, containers, schedule
+from dtpoc_operator.local import container_run, containers, reaper, schedule
 from dtpoc_operator.local import replica as sup
 from dtpoc_operator.model import AnalyticsResource, Observation, Replica, Run, ServiceKey
 from dtpoc_operator.ports import SyncResult
@@ -129,6 +129,8 @@ def read_attempt(path: Path, *, now: dt.datetime) -> Attempt:
     spawn = _read_json(path / "spawn.json") or {}
     spawned_at = _parse_iso(spawn.get("spawned_at"))
     alive = exit_record is None and _locked(path / sup.LOCK_FILE)
+    if exit_record is None and not alive:
+        reaper.end_leftovers(pid)  # finished means none of its processes runs
     starting = (
         exit_record is None
         and not alive
@@ -736,6 +738,7 @@ class LocalRuntime:
             return True
         if force:
             for attempt in live:
+                reaper.end_members(attempt.pid)  # the ones outside its process group too
                 self._signal_attempt(attempt, signal.SIGKILL)
                 _remove_container(attempt.path)
             log.info("replicas killed after the grace period", service_id=sid, count=len(live))
