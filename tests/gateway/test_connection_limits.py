@@ -28,18 +28,29 @@ def guarded(gateway_server: Any) -> gateway.GatewayServer:
         env={
             "DTPOC_GATEWAY_LIMIT_CONCURRENCY": str(LIMIT),
             "DTPOC_GATEWAY_HEADER_TIMEOUT_SECONDS": "1",
+            "DTPOC_GATEWAY_BODY_TIMEOUT_SECONDS": "1",
+            "DTPOC_GATEWAY_UPLOAD_IDLE_SECONDS": "1",
         }
     )
     return server
 
 
 class SlowLoris:
-    """A connection that sends a request head one header line at a time, forever."""
+    """A connection that sends ``first``, then ``each`` (if any) every 0.2 s, forever.
 
-    def __init__(self, base_url: str) -> None:
+    By default a request head, one header line at a time.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        first: bytes = b"GET /readyz HTTP/1.1\r\nHost: gateway\r\n",
+        each: bytes | None = b"X-Slow: still here\r\n",
+    ) -> None:
         host, _, port = base_url.removeprefix("http://").rpartition(":")
         self.sock = socket.create_connection((host, int(port)), timeout=30)
-        self.sock.sendall(b"GET /readyz HTTP/1.1\r\nHost: gateway\r\n")
+        self.sock.sendall(first)
+        self.each = each
         self.answer = b""
         self.closed = threading.Event()
         self._stop = threading.Event()
@@ -49,13 +60,11 @@ class SlowLoris:
         self._reader.start()
 
     def _dribble(self) -> None:
-        number = 0
-        while not self._stop.wait(0.2) and not self.closed.is_set():
+        while self.each is not None and not self._stop.wait(0.2) and not self.closed.is_set():
             try:
-                self.sock.sendall(f"X-Slow-{number}: still here\r\n".encode())
+                self.sock.sendall(self.each)
             except OSError:
                 return
-            number += 1
 
     def _read(self) -> None:
         try:
@@ -112,3 +121,30 @@ def test_a_head_larger_than_the_limit_is_answered_431_and_read_by_the_client(
             answer += chunk
     assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
     assert b'"code":431' in answer
+
+
+def test_a_json_body_slower_than_the_body_timeout_gets_408(guarded: gateway.GatewayServer) -> None:
+    head = (
+        b"POST /api/orchestrator/v1alpha1/service/launch HTTP/1.1\r\nHost: gateway\r\n"
+        b"Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n{"
+    )
+    client = SlowLoris(guarded.base_url, first=head, each=b" ")
+    try:
+        waiting.wait_for(client.closed.is_set, timeout=20, what="the slow body's connection closed")
+    finally:
+        client.stop()
+    assert client.answer.startswith(b"HTTP/1.1 408 "), client.answer[:200]
+    assert b"did not arrive within 1 s" in client.answer
+
+
+def test_an_upload_that_stops_sending_gets_408(guarded: gateway.GatewayServer) -> None:
+    head = (
+        b"POST /api/orchestrator/v1alpha1/files/upload HTTP/1.1\r\nHost: gateway\r\n"
+        b"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 100000\r\n\r\n--b\r\n"
+    )
+    client = SlowLoris(guarded.base_url, first=head, each=None)
+    try:
+        waiting.wait_for(client.closed.is_set, timeout=20, what="the stalled upload closed")
+    finally:
+        client.stop()
+    assert client.answer.startswith(b"HTTP/1.1 408 "), client.answer[:200]

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import grpc
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -133,8 +135,36 @@ def parse_json(data: bytes, *, max_depth: int) -> Any:
         ) from None
 
 
-async def read_json_body(request: Request, *, limit: int, max_depth: int = MAX_JSON_DEPTH) -> Any:
-    """The parsed JSON body, ``transcode.NO_BODY`` when empty; 413 over ``limit``."""
+def body_timed_out(seconds: float) -> httperrors.ApiError:
+    return httperrors.ApiError(
+        408,
+        f"the request body did not arrive within {seconds:g} s",
+        code=grpc.StatusCode.DEADLINE_EXCEEDED,
+        # The rest of the body may never come: the connection cannot serve another request.
+        headers={"Connection": "close"},
+    )
+
+
+async def stream_within(request: Request, *, idle_seconds: float) -> AsyncIterator[bytes]:
+    """The body's chunks; 408 when none arrives for ``idle_seconds`` (a client that
+    dribbles its body must not hold a request slot for ever)."""
+    chunks = request.stream().__aiter__()
+    while True:
+        try:
+            async with asyncio.timeout(idle_seconds):
+                chunk = await anext(chunks)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise body_timed_out(idle_seconds) from None
+        yield chunk
+
+
+async def read_json_body(
+    request: Request, *, limit: int, within_seconds: float, max_depth: int = MAX_JSON_DEPTH
+) -> Any:
+    """The parsed JSON body, ``transcode.NO_BODY`` when empty; 413 over ``limit``, 408
+    when it takes longer than ``within_seconds`` to arrive."""
     length = declared_length(request)
     if length is not None and length > limit:
         raise too_large(limit)
@@ -142,11 +172,15 @@ async def read_json_body(request: Request, *, limit: int, max_depth: int = MAX_J
     media = content_type.split(";", 1)[0].strip().lower()
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_large(limit)
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(within_seconds):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise too_large(limit)
+                chunks.append(chunk)
+    except TimeoutError:
+        raise body_timed_out(within_seconds) from None
     data = b"".join(chunks)
     if not data.strip():
         return transcode.NO_BODY

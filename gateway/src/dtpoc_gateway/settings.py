@@ -66,6 +66,11 @@ class GatewaySettings(BaseSettings):
     limit_concurrency: int = Field(default=1000, ge=1)
     #: Connections the kernel queues before they are accepted.
     backlog: int = Field(default=2048, ge=1)
+    #: Seconds a JSON request body gets to arrive whole (408 after).
+    body_timeout_seconds: float = Field(default=30.0, gt=0)
+    #: Seconds an upload may go without receiving a byte (408 after); a slow but
+    #: steady upload of any length is fine.
+    upload_idle_seconds: float = Field(default=60.0, gt=0)
 
     #: ``host:port`` of the Files service (``dtpoc.files.v1alpha1.FilesService``).
     files_address: str | None = None

@@ -41,11 +41,14 @@ def endpoint(ctx: context.RouteContext) -> context.Endpoint:
     timeout = ctx.settings.stream_timeout_seconds
     keepalive = ctx.settings.sse_keepalive_seconds
     limit = ctx.settings.max_json_body_bytes
+    body_timeout = ctx.settings.body_timeout_seconds
     takes_body = bool(ctx.binding.body)
 
     async def handle(request: Request) -> Response:
         body = (
-            await context.read_json_body(request, limit=limit) if takes_body else transcode.NO_BODY
+            await context.read_json_body(request, limit=limit, within_seconds=body_timeout)
+            if takes_body
+            else transcode.NO_BODY
         )
         message = transcoder.build(request.path_params, request.query_params.multi_items(), body)
         call = ctx.backends.callable(method)(

@@ -169,6 +169,7 @@ def endpoint(ctx: context.RouteContext) -> context.Endpoint:
     method = ctx.method
     fields = shape(method)
     limit = ctx.settings.max_upload_bytes
+    idle = ctx.settings.upload_idle_seconds
     chunk_size = ctx.settings.upload_chunk_bytes
     timeout = ctx.settings.stream_timeout_seconds
     request_class = method.request_class
@@ -227,7 +228,7 @@ def endpoint(ctx: context.RouteContext) -> context.Endpoint:
         received = 0
         finished = False
         try:
-            async for data in request.stream():
+            async for data in context.stream_within(request, idle_seconds=idle):
                 received += len(data)
                 if received > limit:
                     raise context.too_large(limit)
