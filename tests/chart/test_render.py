@@ -367,6 +367,15 @@ def test_analytics_services_stay_in_the_cluster_unless_the_chart_exposes_them() 
     assert _operator_env(plain)["DTPOC_OPERATOR_INGRESS_TLS_SECRET_NAME"] == ""
 
 
+def test_the_notes_say_where_analytics_services_are_reached(tmp_path: Path) -> None:
+    notes = chart.render_notes(workdir=tmp_path / "default")
+    assert "reachable inside the cluster only" in notes
+    assert "port-forward svc/ana-<service-id> <port>" in notes
+    sets = ["analytics.expose.enabled=true", "ingress.host=dt.example.org"]
+    exposed = chart.render_notes(sets=sets, workdir=tmp_path / "exposed")
+    assert 'curl -H "Authorization: Bearer $TOKEN" https://dt.example.org/<service-id>/' in exposed
+
+
 def test_disruption_budgets_only_where_there_are_replicas_to_spare() -> None:
     assert chart.render().of_kind("PodDisruptionBudget") == []
     budgets = chart.render([chart.PRODUCTION]).of_kind("PodDisruptionBudget")
