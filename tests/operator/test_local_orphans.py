@@ -189,3 +189,20 @@ def test_terminate_leaves_nothing_of_children_that_ignore_sigterm(
     _check_mode(record, mode)
     if "cgroup" in record:
         assert not Path(record["cgroup"]["path"]).exists()
+
+
+@pytest.mark.skipif(not _is_root_with_cgroups(), reason="needs a writable cgroup hierarchy")
+def test_a_killed_supervisor_leaves_nothing_of_its_replica_running(
+    local_operator_factory: Callable[..., LocalOperator],  # noqa: F811
+    marker: str,
+) -> None:
+    """SIGKILL of the supervisor's group (someone else's, not a terminate): the
+    setsid child and the daemon are out of that group, but in the replica's cgroup,
+    so the operator kills them before it reports the replica lost."""
+    op, service_id = _start(local_operator_factory, "auto", marker, STAY="1")
+    record = _pid_record(op, service_id)
+    os.killpg(int(record["pgid"]), signal.SIGKILL)
+    status = op.wait_status(service_id, lambda s: s.get("phase") == "failed", "failed")
+    assert status["replicas"][0]["reason"] == "ProcessLost"
+    assert marked_processes(marker) == []
+    assert not Path(record["cgroup"]["path"]).exists()
