@@ -19,6 +19,7 @@ import contextlib
 import json
 import os
 import signal
+import subprocess
 import sys
 import textwrap
 import uuid
@@ -28,6 +29,7 @@ from typing import Any
 
 import pytest
 
+from dtpoc_operator.local import cgroups
 from tests.operator.test_local_runtime import (  # noqa: F401 - the fixture is used by name
     WAIT,
     LocalOperator,
@@ -206,3 +208,41 @@ def test_a_killed_supervisor_leaves_nothing_of_its_replica_running(
     assert status["replicas"][0]["reason"] == "ProcessLost"
     assert marked_processes(marker) == []
     assert not Path(record["cgroup"]["path"]).exists()
+
+
+#: Forks for ever, each child in a session of its own (argv carries the marker).
+FORKER = textwrap.dedent(
+    """
+    import os, time
+    while True:
+        if os.fork() == 0:
+            os.setsid()
+            while True:
+                time.sleep(1)
+        time.sleep(0.005)
+    """
+)
+
+
+@pytest.mark.parametrize("kind", ["freezer", "pids"])
+def test_a_cgroup_kill_leaves_nothing_of_a_tree_that_keeps_forking(
+    kind: cgroups.Kind, marker: str
+) -> None:
+    """Both v1 hierarchies the supervisor may use (freezer here, pids where there
+    is no freezer) end every member even while new ones are being forked."""
+    hierarchy = Path("/sys/fs/cgroup", kind)
+    if not os.access(hierarchy, os.W_OK):
+        pytest.skip(f"{hierarchy} is not writable")
+    path = hierarchy / cgroups.CGROUP_PARENT / f"test-{uuid.uuid4().hex}"
+    path.mkdir(parents=True)
+    cgroup = cgroups.ProcessCgroup(kind=kind, path=path)
+    with cgroup.entered():
+        forker = subprocess.Popen([sys.executable, "-c", FORKER, marker])
+    try:
+        waiting.wait_for(lambda: len(cgroup.live_pids()) >= 10, timeout=WAIT, what="forks")
+        assert cgroup.end()
+        assert marked_processes(marker) == []
+    finally:
+        forker.kill()
+        forker.wait()
+    waiting.wait_for(lambda: cgroup.remove(wait_seconds=0), timeout=WAIT, what="cgroup removed")
