@@ -33,9 +33,10 @@ _VERSION_KEYS = {
     "kube-proxy": "KUBERNETES_VERSION",
     "coredns": "COREDNS_VERSION",
     "pause": "PAUSE_VERSION",
+    "kube-router": "KUBE_ROUTER_VERSION",
 }
 NAMES = tuple(_VERSION_KEYS)
-"""Every binary the build script knows (the last five are the node's: ``make cluster``)."""
+"""Every binary the build script knows (the last six are the node's: ``make cluster``)."""
 
 
 class BinaryUnavailable(RuntimeError):

@@ -58,7 +58,7 @@ class Node:
     def stop(self) -> None:
         """Reverse order; every container is removed before containerd stops."""
         by_name = {s.name: s for s in self.servers}
-        for name in ("kube-proxy", "coredns", "kubelet"):
+        for name in ("kube-router", "kube-proxy", "coredns", "kubelet"):
             if name in by_name:
                 by_name[name].stop()
         if "containerd" in by_name:
@@ -172,6 +172,7 @@ def _credentials(lay: layout.Layout, plane: controlplane.ControlPlane) -> node.N
         kubelet=kubeconfig("kubelet", f"system:node:{layout.NODE_NAME}", "system:nodes"),
         proxy=kubeconfig("kube-proxy", "system:kube-proxy", None),
         coredns=kubeconfig("coredns", "dtpoc:coredns", None),
+        kube_router=kubeconfig("kube-router", "dtpoc:kube-router", None),
         client_ca=plane.pki.ca.cert_path,
     )
 
@@ -266,7 +267,7 @@ def _start_node(running: Node, watch: _Stopwatch, archives: Sequence[Path]) -> N
     for archive in every:
         import_archive(lay, archive)
     watch.lap("containerd + images")
-    apply(lay, addons.coredns_rbac())
+    apply(lay, [*addons.coredns_rbac(), *addons.kube_router_rbac()])
     kubelet = node.start_kubelet(lay, credentials)
     running.servers.append(kubelet)
     kubelet.wait_ready(
@@ -288,8 +289,15 @@ def _start_node(running: Node, watch: _Stopwatch, archives: Sequence[Path]) -> N
         timeout=DNS_READY_TIMEOUT,
         what="/ready",
     )
+    router = node.start_kube_router(lay, credentials)
+    running.servers.append(router)
+    router.wait_ready(
+        lambda: _http_ok(f"http://{layout.NODE_IP}:{node.KUBE_ROUTER_HEALTH_PORT}/healthz"),
+        timeout=60,
+        what="/healthz",
+    )
     apply(lay, [addons.storage_class(), *addons.local_volumes(lay.volumes)])
-    watch.lap("kube-proxy, CoreDNS, storage")
+    watch.lap("kube-proxy, CoreDNS, kube-router, storage")
 
 
 def import_archive(lay: layout.Layout, archive: Path) -> None:

@@ -22,7 +22,7 @@ CONTAINERD_READY_TIMEOUT = 30.0
 KUBELET_READY_TIMEOUT = 120.0
 CNI_BIN_DIR = Path("/usr/lib/cni")
 RUNC = "runc"
-DEBIAN_PACKAGES = "containerd runc containernetworking-plugins iptables conntrack"
+DEBIAN_PACKAGES = "containerd runc containernetworking-plugins iptables conntrack ipset"
 
 
 class NodeError(RuntimeError):
@@ -32,7 +32,9 @@ class NodeError(RuntimeError):
 def check_prerequisites() -> None:
     """The Debian tools the node needs; name the packages when one is missing."""
     missing = [
-        t for t in ("containerd", "ctr", RUNC, "iptables", "conntrack", "ip") if not shutil.which(t)
+        t
+        for t in ("containerd", "ctr", RUNC, "iptables", "conntrack", "ipset", "ip", "nsenter")
+        if not shutil.which(t)
     ]
     if not (CNI_BIN_DIR / "bridge").exists() or not (CNI_BIN_DIR / "host-local").exists():
         missing.append(f"{CNI_BIN_DIR}/bridge")
@@ -190,6 +192,7 @@ class NodeCredentials:
     kubelet: Path
     proxy: Path
     coredns: Path
+    kube_router: Path
     client_ca: Path
 
 
@@ -275,11 +278,13 @@ def start_kubelet(lay: layout.Layout, credentials: NodeCredentials) -> processes
 
 
 def kube_proxy_config(credentials: NodeCredentials) -> str:
-    """iptables mode in the node namespace; every Service connection is masqueraded.
+    """iptables mode in the node namespace.
 
-    ``masqueradeAll``: without it a pod reaching a Service whose endpoint is a
-    pod on the same bridge gets the reply straight from the endpoint (not the
-    Service address); with it the reply comes back through the node's conntrack.
+    No ``masqueradeAll``: bridged traffic goes through iptables
+    (``bridge-nf-call-iptables`` in the namespace), so a pod reaching a Service
+    whose endpoint is on the same bridge gets its reply back through conntrack,
+    and NetworkPolicy sees the real source pod (a masquerade would make every
+    Service client look like the node).
     """
     config = {
         "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
@@ -292,7 +297,7 @@ def kube_proxy_config(credentials: NodeCredentials) -> str:
         "healthzBindAddress": f"{layout.NODE_IP}:10256",
         "metricsBindAddress": "127.0.0.1:10249",
         "nodePortAddresses": [f"{layout.NODE_IP}/32"],
-        "iptables": {"masqueradeAll": True, "syncPeriod": "10s", "minSyncPeriod": "0s"},
+        "iptables": {"masqueradeAll": False, "syncPeriod": "10s", "minSyncPeriod": "0s"},
         # The namespace shares the host's conntrack table size: leave it as it is.
         "conntrack": {"maxPerCore": 0, "min": 0},
     }
@@ -335,4 +340,36 @@ def start_coredns(lay: layout.Layout, credentials: NodeCredentials) -> processes
         name="coredns",
         argv=network.in_netns([str(binaries.path("coredns")), "-conf", str(config)]),
         log_path=lay.logs / "coredns.log",
+    ).start()
+
+
+# --- kube-router (NetworkPolicy) -------------------------------------------------------------
+
+KUBE_ROUTER_HEALTH_PORT = 20244
+
+
+def start_kube_router(lay: layout.Layout, credentials: NodeCredentials) -> processes.ServerProcess:
+    """kube-router's network policy controller only: the chart's NetworkPolicies enforced.
+
+    Its rules (iptables + ipset) live in the node's namespace, like kube-proxy's;
+    routing and Service proxying stay with the bridge and kube-proxy.
+    """
+    return processes.ServerProcess(
+        name="kube-router",
+        argv=network.in_netns(
+            [
+                str(binaries.path("kube-router")),
+                "--run-firewall=true",
+                "--run-router=false",
+                "--run-service-proxy=false",
+                "--enable-cni=false",
+                f"--kubeconfig={credentials.kube_router}",
+                f"--hostname-override={layout.NODE_NAME}",
+                f"--service-cluster-ip-range={layout.SERVICE_CIDR}",
+                f"--health-port={KUBE_ROUTER_HEALTH_PORT}",
+                "--iptables-sync-period=30s",
+                "--v=1",
+            ]
+        ),
+        log_path=lay.logs / "kube-router.log",
     ).start()
