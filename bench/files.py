@@ -44,6 +44,7 @@ import pymongo.errors
 from dtpoc.files.v1alpha1 import files_pb2, files_pb2_grpc
 from tests.platform import files as files_platform
 from tests.realdeps import ferretdb
+from tests.realdeps.credentials import credentials
 
 MIB = 1024 * 1024
 PIECE = MIB
@@ -300,7 +301,7 @@ def run(sizes: list[int], mongodb_uri: str | None, workdir: Path, *, repeat: int
         stack.callback(mongo.drop_database, floor_db)
         for files_server in files_servers.values():
             stack.callback(mongo.drop_database, files_server.database)
-        channel = grpc.insecure_channel(
+        channel = credentials().channel(
             files_servers["grpc"].address,
             options=[
                 ("grpc.max_receive_message_length", 8 * MIB),

@@ -47,13 +47,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import grpc
-
 from dtpoc.orchestrator.v1alpha1 import orchestrator_pb2, orchestrator_pb2_grpc
 from tests.platform import files as files_platform
 from tests.platform import gateway as gateway_platform
 from tests.platform import orchestrator as orchestrator_platform
 from tests.realdeps import ferretdb
+from tests.realdeps.credentials import credentials
 
 PREFIX = "/api/orchestrator/v1alpha1"
 TOKEN = "bench-token"
@@ -206,7 +205,7 @@ async def compare(
 
 
 async def bench(*, base_url: str, grpc_address: str, service_id: str, count: int) -> list[Figures]:
-    channel = grpc.aio.insecure_channel(grpc_address)
+    channel = credentials().aio_channel(grpc_address)
     stub = orchestrator_pb2_grpc.OrchestratorServiceStub(channel)
     status_request = orchestrator_pb2.GetServiceStatusRequest(id=service_id)
     expected = (await stub.GetServiceStatus(status_request, timeout=10)).status.total_runs
@@ -310,7 +309,7 @@ def run(*, count: int, mongodb_uri: str | None, workdir: Path) -> tuple[str, boo
             token_hashes=[hashlib.sha256(TOKEN.encode()).hexdigest()],
         )
         stack.callback(gateway.stop)
-        with grpc.insecure_channel(orchestrator.address) as channel:
+        with credentials().channel(orchestrator.address) as channel:
             stub = orchestrator_pb2_grpc.OrchestratorServiceStub(channel)
             launched = stub.LaunchService(
                 orchestrator_pb2.LaunchServiceRequest(

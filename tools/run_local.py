@@ -26,6 +26,7 @@ import contextlib
 import fcntl
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -49,6 +50,7 @@ import grpc  # noqa: E402
 import httpx  # noqa: E402
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
 
+from dtpoc_common import grpcauth  # noqa: E402
 from dtpoc_operator.local import containers  # noqa: E402
 from tests.realdeps import ferretdb, ports, processes, waiting  # noqa: E402
 
@@ -127,6 +129,27 @@ def _port_is_free(port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def ensure_credentials(folder: Path) -> Path:
+    """The gRPC callers' tokens and the fetch key of a local platform, made once.
+
+    Laid out as the chart mounts them: ``callers/<component>`` (each server
+    reads the folder, each client its own file) and ``fetch.key``; owner-only.
+    """
+    callers = folder / "callers"
+    callers.mkdir(parents=True, exist_ok=True, mode=0o700)
+    folder.chmod(0o700)
+    callers.chmod(0o700)
+    for name, size in [
+        *((f"callers/{c}", 32) for c in sorted(grpcauth.COMPONENTS)),
+        ("fetch.key", 48),
+    ]:
+        path = folder / name
+        if not path.exists():
+            path.touch(mode=0o600)
+            path.write_text(secrets.token_urlsafe(size) + "\n")
+    return folder
 
 
 def _grpc_serving(address: str) -> bool:
@@ -217,12 +240,18 @@ class Platform:
         self.orchestrator_address = f"{ports.LOOPBACK}:{orchestrator_port}"
         self.operator_health = f"{ports.LOOPBACK}:{health_port}"
         self.engine = choose_engine(self.outputs_dir / ".local-runtime")
+        secrets_dir = ensure_credentials(self.data_dir / "credentials")
+        callers = str(secrets_dir / "callers")
+        fetch_key = str(secrets_dir / "fetch.key")
         self._start(
             "files",
             "dtpoc_files",
             {
                 "DTPOC_FILES_LISTEN": self.files_address,
                 "DTPOC_FILES_ORCHESTRATOR_ADDRESS": self.orchestrator_address,
+                "DTPOC_FILES_CALLER_TOKENS_DIR": callers,
+                "DTPOC_FILES_GRPC_TOKEN_FILE": f"{callers}/{grpcauth.FILES}",
+                "DTPOC_FILES_FETCH_KEY_FILE": fetch_key,
             },
             lambda: _grpc_serving(self.files_address),
             f"gRPC health at {self.files_address}",
@@ -237,6 +266,8 @@ class Platform:
                 "DTPOC_ORCHESTRATOR_FILES_ADDRESS": self.files_address,
                 # Both processes agree on whether a launch without command is runnable.
                 "DTPOC_ORCHESTRATOR_LOCAL_CONTAINERS": "true" if self.engine else "false",
+                "DTPOC_ORCHESTRATOR_CALLER_TOKENS_DIR": callers,
+                "DTPOC_ORCHESTRATOR_GRPC_TOKEN_FILE": f"{callers}/{grpcauth.ORCHESTRATOR}",
             },
             lambda: _grpc_serving(self.orchestrator_address),
             f"gRPC health at {self.orchestrator_address}",
@@ -254,6 +285,8 @@ class Platform:
                 "DTPOC_OPERATOR_LOCAL_CONTAINER_ENGINE": (
                     self.engine.name if self.engine else "none"
                 ),
+                "DTPOC_OPERATOR_GRPC_TOKEN_FILE": f"{callers}/{grpcauth.OPERATOR}",
+                "DTPOC_OPERATOR_FETCH_KEY_FILE": fetch_key,
             },
             lambda: _http_ok(f"http://{self.operator_health}/readyz"),
             f"http://{self.operator_health}/readyz",
@@ -267,6 +300,7 @@ class Platform:
                 "DTPOC_GATEWAY_ORCHESTRATOR_ADDRESS": self.orchestrator_address,
                 # A local run on a trusted machine: explicitly no authentication.
                 "DTPOC_GATEWAY_AUTH_DISABLED": "true",
+                "DTPOC_GATEWAY_GRPC_TOKEN_FILE": f"{callers}/{grpcauth.GATEWAY}",
             },
             lambda: _http_ok(f"{self.api_url}/healthz"),
             f"{self.api_url}/healthz",

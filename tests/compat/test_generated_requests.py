@@ -33,8 +33,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dtpoc.files.v1alpha1 import files_pb2, files_pb2_grpc
+from dtpoc_common import grpcauth
 from tests.compat import _hostile
 from tests.compat.conftest import ANALYTICS_PATH, PREFIX, SharedPlatform
+from tests.realdeps.credentials import credentials
 
 OPENAPI_REQUESTS = 1100
 SERVER_ERRORS = {500, 502, 503, 504}
@@ -77,7 +79,7 @@ def _upload_grpc(
         files_pb2.UploadFileRequest(chunk=content),
         files_pb2.UploadFileRequest(finish=True),
     ]
-    with grpc.insecure_channel(files_address) as channel:
+    with credentials().channel(files_address, as_=grpcauth.OPERATOR) as channel:
         stub = files_pb2_grpc.FilesServiceStub(channel)
         return str(stub.UploadFile(iter(messages), timeout=30).file_id)
 

@@ -24,6 +24,7 @@ from google.protobuf import json_format
 from dtpoc.files.v1alpha1 import files_pb2, files_pb2_grpc
 from dtpoc.orchestrator.v1alpha1 import orchestrator_pb2, orchestrator_pb2_grpc
 from tests.realdeps import waiting
+from tests.realdeps.credentials import credentials
 from tests.realdeps.kubelet_double import KubeletDouble, Pod
 
 RPC_TIMEOUT = 20.0
@@ -73,7 +74,7 @@ class Orchestrator:
 
     @classmethod
     def open(cls, address: str) -> Orchestrator:
-        channel = grpc.insecure_channel(address)
+        channel = credentials().channel(address)
         return cls(channel=channel, stub=orchestrator_pb2_grpc.OrchestratorServiceStub(channel))
 
 

@@ -27,7 +27,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
 
 from dtpoc.files.v1alpha1 import files_pb2_grpc
@@ -39,6 +38,7 @@ from tests.platform.files import FilesServer
 from tests.platform.operator import OperatorProcess, install_analytics_crd, operator_kubeconfig
 from tests.platform.orchestrator import OrchestratorServer
 from tests.realdeps import waiting
+from tests.realdeps.credentials import credentials
 from tests.realdeps.kube import KubeCluster
 from tests.realdeps.kubelet_double import KubeletDouble
 
@@ -119,7 +119,7 @@ def test_kubernetes_and_local_runtimes_show_users_the_same_service(
     operator_process: Callable[..., OperatorProcess],
     tmp_path: Path,
 ) -> None:
-    with grpc.insecure_channel(files_server.address) as files_channel:
+    with credentials().channel(files_server.address) as files_channel:
         files = files_pb2_grpc.FilesServiceStub(files_channel)
         file_id = runtimes.upload(files, SAMPLE, "input.xlsx")
 

@@ -12,15 +12,19 @@ import grpc
 from google.protobuf import struct_pb2
 
 from dtpoc.files.v1alpha1 import files_pb2, files_pb2_grpc
+from dtpoc_common import grpcauth
+from tests.realdeps.credentials import credentials
 
 MIB = 1024 * 1024
 #: Enough for a slow shared machine; calls never wait forever.
 CALL_TIMEOUT = 120.0
 
 
-def channel(address: str) -> grpc.Channel:
-    return grpc.insecure_channel(
+def channel(address: str, *, as_: str | None = grpcauth.GATEWAY) -> grpc.Channel:
+    """A channel to Files presenting ``as_``'s token (the gateway's: what people may do)."""
+    return credentials().channel(
         address,
+        as_=as_,
         options=[
             ("grpc.max_receive_message_length", 8 * MIB),
             ("grpc.max_send_message_length", 8 * MIB),
@@ -28,8 +32,8 @@ def channel(address: str) -> grpc.Channel:
     )
 
 
-def stub(address: str) -> files_pb2_grpc.FilesServiceStub:
-    return files_pb2_grpc.FilesServiceStub(channel(address))
+def stub(address: str, *, as_: str | None = grpcauth.GATEWAY) -> files_pb2_grpc.FilesServiceStub:
+    return files_pb2_grpc.FilesServiceStub(channel(address, as_=as_))
 
 
 def header(

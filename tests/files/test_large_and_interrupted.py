@@ -14,13 +14,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
 from pymongo.database import Database
 
 from dtpoc.files.v1alpha1 import files_pb2, files_pb2_grpc
 from tests.files import helpers
 from tests.platform.files import FilesServer
+from tests.realdeps.credentials import credentials
 from tests.realdeps.waiting import wait_for
 
 MIB = helpers.MIB
@@ -157,7 +157,7 @@ async def test_upload_cancelled_by_an_asyncio_client_leaves_no_file(
     """grpc-python's asyncio server ends the request stream normally on a
     client's cancel; the server must still not take the prefix for a file."""
     for pause in [0.0, 0.3]:
-        async with grpc.aio.insecure_channel(files_server.address) as channel:
+        async with credentials().aio_channel(files_server.address) as channel:
             client = files_pb2_grpc.FilesServiceStub(channel)
             call = client.UploadFile(timeout=60)
             await call.write(files_pb2.UploadFileRequest(header=helpers.header("cut.bin")))

@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
 import pytest
 
 from dtpoc.files.v1alpha1 import files_pb2, files_pb2_grpc
@@ -25,6 +24,7 @@ from tests.images import _containers
 from tests.platform._grpcprocess import health_serving
 from tests.platform.files import FilesServer
 from tests.realdeps import mongodb, ports, waiting
+from tests.realdeps.credentials import credentials
 
 READY_TIMEOUT = 60.0
 PLATFORM_UID = "10001"
@@ -130,7 +130,7 @@ def test_entry_point_serves_as_uid_10001_on_a_read_only_root(
 
 @pytest.fixture
 def files_stub(files_server: FilesServer) -> Iterator[files_pb2_grpc.FilesServiceStub]:
-    with grpc.insecure_channel(files_server.address) as channel:
+    with credentials().channel(files_server.address) as channel:
         yield files_pb2_grpc.FilesServiceStub(channel)
 
 

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
 from google.protobuf import json_format
 from kubernetes.client.rest import ApiException
@@ -28,6 +27,7 @@ from tests.platform.operator import (
     operator_kubeconfig,
 )
 from tests.realdeps import waiting
+from tests.realdeps.credentials import credentials
 from tests.realdeps.kube import KubeCluster
 
 GROUP_PATH = "/apis/eng.cam.ac.uk/v1alpha1"
@@ -172,7 +172,7 @@ class KubeOperator:
 
 @pytest.fixture
 def files_stub(files_server: FilesServer) -> Iterator[files_pb2_grpc.FilesServiceStub]:
-    with grpc.insecure_channel(files_server.address) as channel:
+    with credentials().channel(files_server.address) as channel:
         yield files_pb2_grpc.FilesServiceStub(channel)
 
 

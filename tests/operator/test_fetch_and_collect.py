@@ -10,20 +10,22 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
-import grpc
 import pytest
 
 from dtpoc.files.v1alpha1 import files_pb2_grpc
+from dtpoc_common import grpcauth
 from dtpoc_operator import collector as collector_mod
 from tests.operator.conftest import KubeOperator, sha256
 from tests.platform.files import FilesServer
+from tests.realdeps.credentials import credentials
 
 
 @pytest.fixture
 def files_helper(files_server: FilesServer, tmp_path: Path) -> KubeOperator:
-    channel = grpc.insecure_channel(files_server.address)
+    channel = credentials().channel(files_server.address)
     return KubeOperator(
         kube=None,  # type: ignore[arg-type]
         namespace="",
@@ -33,7 +35,22 @@ def files_helper(files_server: FilesServer, tmp_path: Path) -> KubeOperator:
     )
 
 
-def _fetch(address: str, inputs: object, dest: Path) -> subprocess.CompletedProcess[str]:
+def _token_for(inputs: object, *, expires_in: float = 600.0) -> str:
+    """A fetch token as the operator mints it, for the ids in ``inputs``."""
+    ids = [i["file_id"] for i in inputs if isinstance(i, dict)] if isinstance(inputs, list) else []
+    return grpcauth.mint_fetch_token(
+        credentials().fetch_key(),
+        service_id="svc",
+        file_ids=ids,
+        expires_at=time.time() + expires_in,
+    )
+
+
+def _fetch(
+    address: str, inputs: object, dest: Path, *, token: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the entrypoint as the init container does, with a token for ``inputs``
+    (or ``token``)."""
     script = Path(sys.executable).parent / "dtpoc-fetch-inputs"
     env = {
         **os.environ,
@@ -41,6 +58,7 @@ def _fetch(address: str, inputs: object, dest: Path) -> subprocess.CompletedProc
         "DTPOC_FETCH_INPUTS": inputs if isinstance(inputs, str) else json.dumps(inputs),
         "DTPOC_FETCH_INPUT_DIR": str(dest),
         "DTPOC_FETCH_TIMEOUT_SECONDS": "20",
+        "DTPOC_FETCH_TOKEN": token if token is not None else _token_for(inputs),
     }
     return subprocess.run(
         [str(script)], env=env, capture_output=True, text=True, timeout=60, check=False
@@ -106,7 +124,7 @@ def test_unreachable_files_service_exits_1(tmp_path: Path) -> None:
 
 
 async def _collect(address: str, folder: Path) -> collector_mod.Collected:
-    channel = grpc.aio.insecure_channel(address)
+    channel = credentials().aio_channel(address, as_=grpcauth.OPERATOR)
     try:
         collector = collector_mod.OutputCollector(
             files_pb2_grpc.FilesServiceStub(channel), max_parallel_uploads=2, timeout_seconds=20

@@ -28,6 +28,7 @@ from tests.operator.conftest import KubeOperator, new_service_id
 from tests.platform.files import FilesServer
 from tests.platform.operator import OperatorProcess
 from tests.realdeps import mongodb, waiting
+from tests.realdeps.credentials import credentials
 
 WAIT = 60.0
 
@@ -135,11 +136,10 @@ def local_operator_factory(
     operator_process: Callable[..., OperatorProcess],
     tmp_path: Path,
 ) -> Iterator[Callable[..., LocalOperator]]:
-    import grpc
 
     database = mongodb.unique_db_name("op")
     client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(mongodb_uri, tz_aware=True)
-    channel = grpc.insecure_channel(files_server.address)
+    channel = credentials().channel(files_server.address)
     control = tmp_path / "control"
     control.mkdir()
 

@@ -31,7 +31,7 @@ from kubernetes.client.exceptions import ApiException
 from dtpoc.analytics.v1alpha1 import analytics_pb2
 from dtpoc.files.v1alpha1 import files_pb2, files_pb2_grpc
 from dtpoc.orchestrator.v1alpha1 import orchestrator_pb2, orchestrator_pb2_grpc
-from dtpoc_common import analytics
+from dtpoc_common import analytics, grpcauth
 from tests.platform.files import FilesServer, start_files_server
 from tests.platform.orchestrator import (
     OrchestratorServer,
@@ -39,6 +39,7 @@ from tests.platform.orchestrator import (
     start_orchestrator_server,
 )
 from tests.realdeps import waiting
+from tests.realdeps.credentials import credentials
 from tests.realdeps.kube import KubeCluster
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -208,16 +209,18 @@ class Platform:
     def backend(self) -> str:
         return self.orchestrator.backend
 
-    def _channel(self, address: str) -> grpc.Channel:
-        # One channel per address, closed with the platform: channels left open
-        # (reconnecting) while a fixture forks can deadlock gRPC's fork handler.
-        if address not in self.channels:
-            self.channels[address] = grpc.insecure_channel(address)
-        return self.channels[address]
+    def _channel(self, address: str, *, as_: str = grpcauth.GATEWAY) -> grpc.Channel:
+        # One channel per address and caller, closed with the platform: channels left
+        # open (reconnecting) while a fixture forks can deadlock gRPC's fork handler.
+        key = f"{as_}@{address}"
+        if key not in self.channels:
+            self.channels[key] = credentials().channel(address, as_=as_)
+        return self.channels[key]
 
-    def stub(self) -> orchestrator_pb2_grpc.OrchestratorServiceStub:
+    def stub(self, *, as_: str = grpcauth.GATEWAY) -> orchestrator_pb2_grpc.OrchestratorServiceStub:
+        """The orchestrator as ``as_`` calls it (the gateway: what people may do)."""
         return orchestrator_pb2_grpc.OrchestratorServiceStub(
-            self._channel(self.orchestrator.address)
+            self._channel(self.orchestrator.address, as_=as_)
         )
 
     def files_stub(self) -> files_pb2_grpc.FilesServiceStub:

@@ -20,9 +20,11 @@ import pytest
 
 from dtpoc.files.v1alpha1 import files_pb2, files_pb2_grpc
 from dtpoc.orchestrator.v1alpha1 import orchestrator_pb2, orchestrator_pb2_grpc
+from dtpoc_common import grpcauth
 from tests.orchestrator.conftest import CALL_TIMEOUT, Platform, launch_request
 from tests.platform.files import FilesServer
 from tests.platform.orchestrator import OrchestratorServer
+from tests.realdeps.credentials import credentials
 
 
 class InterleavingUsageProxy(orchestrator_pb2_grpc.OrchestratorServiceServicer):
@@ -30,8 +32,11 @@ class InterleavingUsageProxy(orchestrator_pb2_grpc.OrchestratorServiceServicer):
     between the orchestrator's answer and its delivery (a named test interposer)."""
 
     def __init__(self, orchestrator_address: str) -> None:
-        self._channel = grpc.insecure_channel(orchestrator_address)
+        # Forwards as the Files service it stands in for; launches as the gateway.
+        self._channel = credentials().channel(orchestrator_address, as_=grpcauth.FILES)
         self._stub = orchestrator_pb2_grpc.OrchestratorServiceStub(self._channel)
+        self._launch_channel = credentials().channel(orchestrator_address)
+        self._launcher = orchestrator_pb2_grpc.OrchestratorServiceStub(self._launch_channel)
         self.launched: list[str] = []
         self.launch_errors: list[grpc.StatusCode] = []
         self.answers: list[list[str]] = []
@@ -49,7 +54,7 @@ class InterleavingUsageProxy(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         if len(self.answers) == 1:
             launch = launch_request(mount_files={request.file_id: "input.xlsx"})
             try:
-                self.launched.append(self._stub.LaunchService(launch, timeout=CALL_TIMEOUT).id)
+                self.launched.append(self._launcher.LaunchService(launch, timeout=CALL_TIMEOUT).id)
             except grpc.RpcError as exc:
                 self.launch_errors.append(exc.code())
         return answer
@@ -61,6 +66,7 @@ class InterleavingUsageProxy(orchestrator_pb2_grpc.OrchestratorServiceServicer):
     def stop(self) -> None:
         self._server.stop(grace=None)
         self._channel.close()
+        self._launch_channel.close()
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from bson import ObjectId
 
 from dtpoc.analytics.v1alpha1 import analytics_pb2
 from dtpoc.orchestrator.v1alpha1 import orchestrator_pb2, orchestrator_pb2_grpc
-from dtpoc_common import analytics
+from dtpoc_common import analytics, grpcauth
 from tests.orchestrator.conftest import (
     CALL_TIMEOUT,
     KubeOperatorDouble,
@@ -26,6 +26,7 @@ from tests.orchestrator.conftest import (
 from tests.platform.files import FilesServer
 from tests.platform.orchestrator import OrchestratorServer
 from tests.realdeps import ports
+from tests.realdeps.credentials import credentials
 from tests.realdeps.kube import KubeCluster
 
 _open_channels: list[grpc.Channel] = []
@@ -40,8 +41,10 @@ def _close_channels() -> Iterator[None]:
         _open_channels.pop().close()
 
 
-def _stub(server: OrchestratorServer) -> orchestrator_pb2_grpc.OrchestratorServiceStub:
-    channel = grpc.insecure_channel(server.address)
+def _stub(
+    server: OrchestratorServer, *, as_: str = grpcauth.GATEWAY
+) -> orchestrator_pb2_grpc.OrchestratorServiceStub:
+    channel = credentials().channel(server.address, as_=as_)
     _open_channels.append(channel)
     return orchestrator_pb2_grpc.OrchestratorServiceStub(channel)
 
@@ -381,7 +384,7 @@ def test_a_launch_in_progress_counts_as_a_file_user(platform: Platform) -> None:
     file_id = str(ObjectId())
     in_progress = _insert_creating_record(platform, age_seconds=0, input_file_ids=[file_id])
     dead = _insert_creating_record(platform, age_seconds=3600, input_file_ids=[file_id])
-    answer = platform.stub().GetFileUsage(
+    answer = platform.stub(as_=grpcauth.FILES).GetFileUsage(
         orchestrator_pb2.GetFileUsageRequest(file_id=file_id), timeout=CALL_TIMEOUT
     )
     assert list(answer.active_service_ids) == [in_progress]
@@ -397,11 +400,12 @@ def test_database_down_is_unavailable_database_unreachable(
         DTPOC_ORCHESTRATOR_MONGODB_TIMEOUT_MS="500",
     )
     stub = _stub(server)
+    files_caller = _stub(server, as_=grpcauth.FILES)
     calls: list[Callable[[], Any]] = [
         lambda: stub.Healthz(orchestrator_pb2.HealthzRequest(), timeout=CALL_TIMEOUT),
         lambda: stub.LaunchService(launch_request(), timeout=CALL_TIMEOUT),
         lambda: stub.ListServices(orchestrator_pb2.ListServicesRequest(), timeout=CALL_TIMEOUT),
-        lambda: stub.GetFileUsage(
+        lambda: files_caller.GetFileUsage(
             orchestrator_pb2.GetFileUsageRequest(file_id=str(ObjectId())), timeout=CALL_TIMEOUT
         ),
     ]

@@ -8,12 +8,11 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-import grpc
-
 from dtpoc.orchestrator.v1alpha1 import orchestrator_pb2, orchestrator_pb2_grpc
 from tests.platform.files import FilesServer
 from tests.platform.orchestrator import OrchestratorServer, orchestrator_executable
 from tests.realdeps import ports
+from tests.realdeps.credentials import credentials
 
 
 def test_the_backend_flag_overrides_the_setting(
@@ -24,7 +23,7 @@ def test_the_backend_flag_overrides_the_setting(
         DTPOC_ORCHESTRATOR_BACKEND="kubernetes",
         args=["--backend", "local"],
     )
-    with grpc.insecure_channel(server.address) as channel:
+    with credentials().channel(server.address) as channel:
         stub = orchestrator_pb2_grpc.OrchestratorServiceStub(channel)
         assert stub.Healthz(orchestrator_pb2.HealthzRequest(), timeout=10).status == "ok"
     assert '"backend":"local"' in server.log_path.read_text()

@@ -12,6 +12,7 @@ from bson import ObjectId
 
 from dtpoc.files.v1alpha1 import files_pb2
 from dtpoc.orchestrator.v1alpha1 import orchestrator_pb2
+from dtpoc_common import grpcauth
 from tests.orchestrator.conftest import CALL_TIMEOUT, Platform, status_dict, value_to_python
 from tests.platform.files import FilesServer
 from tests.platform.orchestrator import OrchestratorServer
@@ -130,7 +131,7 @@ def test_terminate_unknown_is_not_found(shared_platform: Platform) -> None:
 
 
 def usage(platform: Platform, file_id: str) -> tuple[list[str], list[str]]:
-    answer = platform.stub().GetFileUsage(
+    answer = platform.stub(as_=grpcauth.FILES).GetFileUsage(
         orchestrator_pb2.GetFileUsageRequest(file_id=file_id), timeout=CALL_TIMEOUT
     )
     return list(answer.active_service_ids), list(answer.terminated_service_ids)

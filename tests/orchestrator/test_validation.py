@@ -20,6 +20,7 @@ from tests.orchestrator.conftest import (
     start_orchestrator_server,
 )
 from tests.platform.files import FilesServer
+from tests.realdeps.credentials import credentials
 
 OK = grpc.StatusCode.OK
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
@@ -328,7 +329,7 @@ def test_the_local_backend_with_containers_takes_the_originals_body(
         env_overrides={"DTPOC_ORCHESTRATOR_LOCAL_CONTAINERS": "true"},
     )
     try:
-        with grpc.insecure_channel(server.address) as channel:
+        with credentials().channel(server.address) as channel:
             stub = orchestrator_pb2_grpc.OrchestratorServiceStub(channel)
             request = launch_request(
                 backend="kubernetes",  # the original's body: image and version, no command

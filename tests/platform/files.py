@@ -12,7 +12,9 @@ Fixtures:
     ``.env`` (the environment variables it was started with),
     ``.log_path``, ``.process`` (a :class:`tests.realdeps.processes.ServerProcess`).
     The usage check on delete is off (``DTPOC_FILES_USAGE_CHECK=false``): no
-    orchestrator runs next to it. Stopped (SIGTERM, then SIGKILL) after the
+    orchestrator runs next to it. Callers are authenticated with the run's
+    credentials (:mod:`tests.realdeps.credentials`): call it through
+    ``credentials().channel(address, as_=...)``. Stopped (SIGTERM, then SIGKILL) after the
     test, and its database dropped.
 
 ``files_server_factory`` -> ``start(**env_overrides) -> FilesServer``
@@ -31,8 +33,10 @@ from pathlib import Path
 
 import pytest
 
+from dtpoc_common import grpcauth
 from tests.platform import _grpcprocess as grpcprocess
 from tests.realdeps import mongodb, processes
+from tests.realdeps.credentials import credentials
 
 READY_TIMEOUT = 30.0
 """Seconds a server gets to log its port and answer health SERVING."""
@@ -74,6 +78,8 @@ def start_files_server(
         "DTPOC_FILES_USAGE_CHECK": "false",
         "DTPOC_FILES_ORCHESTRATOR_ADDRESS": "",
         "DTPOC_FILES_LOG_LEVEL": "INFO",
+        **credentials().server_env("DTPOC_FILES", grpcauth.FILES),
+        "DTPOC_FILES_FETCH_KEY_FILE": str(credentials().fetch_key_file),
         **(env_overrides or {}),
     }
     database = env["DTPOC_FILES_DATABASE"]

@@ -39,7 +39,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from dtpoc_common import grpcauth
 from tests.realdeps import ports, processes
+from tests.realdeps.credentials import credentials
 
 READY_TIMEOUT = 30.0
 """Seconds a gateway gets to answer ``/readyz``."""
@@ -103,6 +105,7 @@ def start_gateway(
             "DTPOC_GATEWAY_AUTH_DISABLED": "false" if token_hashes else "true",
             "DTPOC_GATEWAY_LOG_LEVEL": "INFO",
             "DTPOC_GATEWAY_SHUTDOWN_GRACE_SECONDS": "5",
+            "DTPOC_GATEWAY_GRPC_TOKEN_FILE": str(credentials().token_file(grpcauth.GATEWAY)),
             **dict(env or {}),
         }
         workdir.mkdir(parents=True, exist_ok=True)

@@ -54,7 +54,9 @@ import pytest
 import yaml
 from kubernetes.client.rest import ApiException
 
+from dtpoc_common import grpcauth
 from tests.realdeps import ports, processes, waiting
+from tests.realdeps.credentials import credentials
 from tests.realdeps.kube import KubeCluster
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -213,6 +215,8 @@ def operator_process(
             "DTPOC_OPERATOR_OUTPUT_ROOT": str(root),
             "DTPOC_OPERATOR_LOG_LEVEL": "INFO",
             "DTPOC_OPERATOR_FAULT_CRASH_AFTER_UPLOAD": str(fault_crash_after_upload).lower(),
+            "DTPOC_OPERATOR_GRPC_TOKEN_FILE": str(credentials().token_file(grpcauth.OPERATOR)),
+            "DTPOC_OPERATOR_FETCH_KEY_FILE": str(credentials().fetch_key_file),
         }
         if kubeconfig is not None:
             values["DTPOC_OPERATOR_KUBECONFIG"] = str(kubeconfig)

@@ -12,7 +12,8 @@ kubeconfig_path=None, namespace=None, wait_serving=True, args=(), **env_override
     documents in ``<database>.analytics``) or ``"kubernetes"`` (custom
     resources in ``namespace``, reached with ``kubeconfig_path``; the
     Analytics CRD must be installed). Ready when gRPC health answers SERVING
-    (deadline :data:`READY_TIMEOUT`). ``env_overrides`` are more
+    (deadline :data:`READY_TIMEOUT`); callers are authenticated with the
+    run's credentials (:mod:`tests.realdeps.credentials`). ``env_overrides`` are more
     ``DTPOC_ORCHESTRATOR_*`` variables (e.g. ``DTPOC_ORCHESTRATOR_CREATING_GRACE_SECONDS``).
     ``args`` are command-line arguments (e.g. ``["--backend", "local"]``).
     Every server started is stopped (SIGTERM, then SIGKILL) after the test
@@ -41,9 +42,11 @@ from pathlib import Path
 
 import pytest
 
+from dtpoc_common import grpcauth
 from tests.platform import _grpcprocess as grpcprocess
 from tests.platform.files import FilesServer
 from tests.realdeps import mongodb, processes
+from tests.realdeps.credentials import credentials
 
 READY_TIMEOUT = 30.0
 """Seconds a server gets to log its port and answer health SERVING."""
@@ -97,6 +100,7 @@ def start_orchestrator_server(
         "DTPOC_ORCHESTRATOR_KUBE_TIMEOUT_SECONDS": "10",
         "DTPOC_ORCHESTRATOR_WATCH_POLL_SECONDS": "0.2",
         "DTPOC_ORCHESTRATOR_LOG_LEVEL": "INFO",
+        **credentials().server_env("DTPOC_ORCHESTRATOR", grpcauth.ORCHESTRATOR),
         **({"DTPOC_ORCHESTRATOR_KUBECONFIG": str(kubeconfig_path)} if kubeconfig_path else {}),
         **(env_overrides or {}),
     }

@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from dtpoc_common import grpcauth
 from dtpoc_common import logging as dlog
 from dtpoc_gateway import (
     accesslog,
@@ -117,8 +118,12 @@ def build(config: settings.GatewaySettings) -> FastAPI:
     config.check_cors()
     hashes = auth.load_hashes(config)
     cat = catalog.load(config.descriptor_set)
+    try:
+        token = grpcauth.own_token(config.grpc_token_file)
+    except ValueError as exc:
+        raise settings.SettingsError(str(exc)) from None
     backend_set = backends.Backends(
-        config.backend_map(), max_message_bytes=config.max_message_bytes
+        config.backend_map(), max_message_bytes=config.max_message_bytes, token=token
     )
     built = routes.build(cat.methods, config=config, backend_set=backend_set)
     open_paths = auth.OpenPaths(config.open_paths, prefix=config.api_prefix)

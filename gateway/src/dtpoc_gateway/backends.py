@@ -24,9 +24,12 @@ log = dlog.get_logger(__name__)
 class Backends:
     """Where each proto service is served, and the calls into it."""
 
-    def __init__(self, addresses: Mapping[str, str], *, max_message_bytes: int) -> None:
+    def __init__(
+        self, addresses: Mapping[str, str], *, max_message_bytes: int, token: str | None = None
+    ) -> None:
         self.addresses = dict(addresses)
         self._max_message_bytes = max_message_bytes
+        self._token = token
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._callables: dict[str, Any] = {}
 
@@ -39,7 +42,7 @@ class Backends:
             channel = self._channels.get(address)
             if channel is None:
                 channel = grpcclient.open_channel(
-                    address, max_message_bytes=self._max_message_bytes
+                    address, max_message_bytes=self._max_message_bytes, token=self._token
                 )
                 self._channels[address] = channel
             serializer = method.request_class.SerializeToString

@@ -21,6 +21,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 import dtpoc
+from dtpoc_common.settings import OptionalPath
 
 FILES_SERVICE = "dtpoc.files.v1alpha1.FilesService"
 ORCHESTRATOR_SERVICE = "dtpoc.orchestrator.v1alpha1.OrchestratorService"
@@ -103,6 +104,9 @@ class GatewaySettings(BaseSettings):
     upload_chunk_bytes: int = Field(default=1 * MIB, gt=0, le=4 * MIB)
     #: Largest gRPC message received from or sent to a backend.
     max_message_bytes: int = Field(default=8 * MIB, gt=0)
+    #: File holding the gateway's own token, presented on every call to a
+    #: backend (they refuse calls without a known caller token). Unset: none.
+    grpc_token_file: OptionalPath = None
 
     #: File of SHA-256 hex digests of accepted bearer tokens, one per line, ``#`` comments.
     auth_tokens_file: Path | None = None

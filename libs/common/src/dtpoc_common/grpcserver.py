@@ -127,11 +127,17 @@ def server_options(settings: BaseServiceSettings) -> list[tuple[str, int]]:
 async def start(
     registrations: Sequence[Registration],
     settings: BaseServiceSettings,
+    *,
+    auth: grpc.aio.ServerInterceptor | None = None,
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
-    """Start a server with health and reflection; answer it and its bound port."""
-    server = grpc.aio.server(
-        interceptors=[ErrorMappingInterceptor()], options=server_options(settings)
-    )
+    """Start a server with health and reflection; answer it and its bound port.
+
+    ``auth`` (a :class:`dtpoc_common.grpcauth.AuthInterceptor`) runs first,
+    so a refused call never reaches a servicer."""
+    interceptors: list[grpc.aio.ServerInterceptor] = [ErrorMappingInterceptor()]
+    if auth is not None:
+        interceptors.insert(0, auth)
+    server = grpc.aio.server(interceptors=interceptors, options=server_options(settings))
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names: list[str] = []
@@ -162,9 +168,10 @@ async def serve(
     settings: BaseServiceSettings,
     *,
     on_stop: Iterable[Callable[[], Awaitable[None]]] = (),
+    auth: grpc.aio.ServerInterceptor | None = None,
 ) -> None:
     """Serve until SIGTERM or SIGINT, then drain in-flight calls and stop."""
-    server, _port, health_servicer = await start(registrations, settings)
+    server, _port, health_servicer = await start(registrations, settings, auth=auth)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

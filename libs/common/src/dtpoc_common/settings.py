@@ -7,8 +7,19 @@ host or holds a credential: addresses default to loopback for a local run.
 
 from __future__ import annotations
 
-from pydantic import Field
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BeforeValidator, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _empty_is_none(value: object) -> object:
+    return None if value == "" else value
+
+
+#: A file or folder setting where an empty value means "not set" (as unset).
+OptionalPath = Annotated[Path | None, BeforeValidator(_empty_is_none)]
 
 
 class BaseServiceSettings(BaseSettings):
@@ -24,6 +35,13 @@ class BaseServiceSettings(BaseSettings):
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
     #: Largest gRPC message accepted or sent, in bytes.
     max_message_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
+    #: Folder of the tokens this server accepts: one file per calling
+    #: component, named by it (``gateway``, ``operator``...), e.g. a mounted
+    #: Secret. Unset: calls are not authenticated (see ``dtpoc_common.grpcauth``).
+    caller_tokens_dir: OptionalPath = None
+    #: File holding this process's own token, presented when it calls another
+    #: dtpoc gRPC service. Unset: it calls without one.
+    grpc_token_file: OptionalPath = None
 
 
 class MongoSettings(BaseSettings):

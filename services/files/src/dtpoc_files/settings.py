@@ -10,7 +10,7 @@ from __future__ import annotations
 from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
-from dtpoc_common.settings import BaseServiceSettings
+from dtpoc_common.settings import BaseServiceSettings, OptionalPath
 
 MIB = 1024 * 1024
 
@@ -58,3 +58,6 @@ class FilesSettings(BaseServiceSettings):
     pending_upload_stale_seconds: float = Field(default=600.0, gt=0)
     #: Seconds between sweeps for abandoned uploads (the first runs at start).
     sweep_interval_seconds: float = Field(default=300.0, gt=0)
+    #: File holding the key that verifies fetch tokens (the operator holds the
+    #: same key and mints them for init containers). Unset: none accepted.
+    fetch_key_file: OptionalPath = None

@@ -15,7 +15,7 @@ from typing import Protocol
 import grpc
 
 from dtpoc.orchestrator.v1alpha1 import orchestrator_pb2, orchestrator_pb2_grpc
-from dtpoc_common import errors, grpcclient
+from dtpoc_common import errors, grpcauth, grpcclient
 from dtpoc_common import logging as dlog
 from dtpoc_files.settings import FilesSettings
 
@@ -33,10 +33,10 @@ class FileUsage(Protocol):
 class OrchestratorFileUsage:
     """Asks the orchestrator's gRPC API."""
 
-    def __init__(self, address: str, *, timeout_seconds: float) -> None:
+    def __init__(self, address: str, *, timeout_seconds: float, token: str | None = None) -> None:
         self._address = address
         self._timeout = timeout_seconds
-        self._channel = grpcclient.open_channel(address)
+        self._channel = grpcclient.open_channel(address, token=token)
         self._stub = orchestrator_pb2_grpc.OrchestratorServiceStub(self._channel)
 
     async def active_service_ids(self, file_id: str) -> list[str]:
@@ -95,5 +95,7 @@ def from_settings(settings: FilesSettings) -> FileUsage:
     if not settings.orchestrator_address:
         return UnconfiguredFileUsage()
     return OrchestratorFileUsage(
-        settings.orchestrator_address, timeout_seconds=settings.orchestrator_timeout_seconds
+        settings.orchestrator_address,
+        timeout_seconds=settings.orchestrator_timeout_seconds,
+        token=grpcauth.own_token(settings.grpc_token_file),
     )

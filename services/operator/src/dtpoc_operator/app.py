@@ -17,9 +17,9 @@ from typing import Any
 from pymongo import AsyncMongoClient
 
 from dtpoc.files.v1alpha1 import files_pb2_grpc
-from dtpoc_common import grpcclient
+from dtpoc_common import grpcauth, grpcclient
 from dtpoc_common import logging as dlog
-from dtpoc_operator import collector, health, metrics, ports, reconciler
+from dtpoc_operator import collector, fetch_tokens, health, metrics, ports, reconciler
 from dtpoc_operator.model import ServiceKey
 from dtpoc_operator.settings import OperatorSettings
 from dtpoc_operator.workqueue import WorkQueue
@@ -58,7 +58,12 @@ async def run(settings: OperatorSettings) -> None:
 
     queue: WorkQueue[ServiceKey] = WorkQueue()
     channel = grpcclient.open_channel(
-        settings.files_address, max_message_bytes=settings.max_message_bytes
+        settings.files_address,
+        max_message_bytes=settings.max_message_bytes,
+        token=grpcauth.own_token(settings.grpc_token_file),
+    )
+    minter = fetch_tokens.FetchTokens.from_file(
+        settings.fetch_key_file, ttl_seconds=settings.fetch_token_ttl_seconds
     )
     output_collector = collector.OutputCollector(
         files_pb2_grpc.FilesServiceStub(channel),
@@ -94,6 +99,7 @@ async def run(settings: OperatorSettings) -> None:
                 expose=settings.expose_services,
                 auth_url=settings.expose_auth_url,
                 ingress_tls_secret=settings.ingress_tls_secret_name,
+                fetch_tokens=minter,
             ),
             output_root=settings.output_root,
         )
@@ -140,6 +146,7 @@ async def run(settings: OperatorSettings) -> None:
             on_change=queue.add,
             engine=engine,
             stop_grace_seconds=settings.terminate_grace_seconds,
+            fetch_tokens=minter,
         )
         resync_interval = settings.local_poll_seconds
         ready_events = [listed]

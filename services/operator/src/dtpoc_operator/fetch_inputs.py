@@ -12,6 +12,8 @@ Environment:
 - ``DTPOC_FETCH_INPUT_DIR``: destination folder, ``/input`` by default.
 - ``DTPOC_FETCH_TIMEOUT_SECONDS``: overall deadline, 300 by default; an
   unreachable Files service is retried until then (pods may start first).
+- ``DTPOC_FETCH_TOKEN``: the fetch token the operator minted for this
+  service (it reads exactly these inputs); unset: calls carry no token.
 
 Each file is streamed with ``GetFile`` into a temporary file in the
 destination folder, checked against the SHA-256 and length of its
@@ -46,6 +48,7 @@ ENV_ADDRESS = "DTPOC_FETCH_FILES_ADDRESS"
 ENV_INPUTS = "DTPOC_FETCH_INPUTS"
 ENV_INPUT_DIR = "DTPOC_FETCH_INPUT_DIR"
 ENV_TIMEOUT = "DTPOC_FETCH_TIMEOUT_SECONDS"
+ENV_TOKEN = "DTPOC_FETCH_TOKEN"  # noqa: S105 - a variable name
 TERMINATION_LOG = Path("/dev/termination-log")
 
 EXIT_MISSING = 2
@@ -144,6 +147,12 @@ async def _fetch_with_retry(
                     f"input file id {item.file_id!r} ({item.name}) is invalid: {error.details()}",
                     exit_code=EXIT_MISSING,
                 ) from None
+            if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+                raise FetchError(
+                    f"the Files service refused input {item.name} ({item.file_id}): "
+                    f"{code.name} {error.details()}",
+                    exit_code=EXIT_MISSING,
+                ) from None
             if code not in RETRYABLE or time.monotonic() + delay >= deadline:
                 raise FetchError(
                     f"could not fetch input {item.name} ({item.file_id}): "
@@ -217,7 +226,7 @@ async def _main_async() -> int:
         timeout = float(os.environ.get(ENV_TIMEOUT, "300"))
     except ValueError:
         raise FetchError(f"{ENV_TIMEOUT} must be a number of seconds") from None
-    channel = grpcclient.open_channel(address)
+    channel = grpcclient.open_channel(address, token=os.environ.get(ENV_TOKEN) or None)
     try:
         stub = files_pb2_grpc.FilesServiceStub(channel)
         paths = await fetch_inputs(stub, inputs, dest, timeout_seconds=timeout)

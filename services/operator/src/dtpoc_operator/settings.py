@@ -14,6 +14,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from dtpoc_common.settings import OptionalPath
+
 Runtime = Literal["kubernetes", "local"]
 
 
@@ -59,6 +61,14 @@ class OperatorSettings(BaseSettings):
     local_state_root: str = ""
     #: Files service address (``host:port``) the operator uploads outputs to.
     files_address: str = "127.0.0.1:50051"
+    #: File holding the operator's own token, presented to the Files service.
+    grpc_token_file: OptionalPath = None
+    #: File holding the key fetch tokens are signed with (Files holds the same
+    #: key); unset: input fetchers get no token (Files without auth only).
+    fetch_key_file: OptionalPath = None
+    #: Seconds a fetch token is valid: from a local replica's start; in
+    #: Kubernetes the end of the next window this long (see ``fetch_tokens``).
+    fetch_token_ttl_seconds: float = Field(default=24 * 3600.0, ge=60)
     #: Files address as pods see it (init containers fetch inputs from it);
     #: empty: the same as ``files_address``.
     pod_files_address: str = ""

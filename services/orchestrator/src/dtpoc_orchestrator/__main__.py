@@ -8,9 +8,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from dtpoc_common import grpcserver
+from dtpoc_common import grpcauth, grpcserver
 from dtpoc_common import logging as dlog
-from dtpoc_orchestrator import server
+from dtpoc_orchestrator import authz, server
 from dtpoc_orchestrator.settings import BACKEND_KUBERNETES, BACKEND_LOCAL, OrchestratorSettings
 
 log = dlog.get_logger("dtpoc_orchestrator")
@@ -19,9 +19,9 @@ log = dlog.get_logger("dtpoc_orchestrator")
 EXIT_CONFIGURATION = 2
 
 
-async def _run(settings: OrchestratorSettings) -> None:
+async def _run(settings: OrchestratorSettings, auth: grpcauth.AuthInterceptor | None) -> None:
     registrations, cleanup = await server.build(settings)
-    await grpcserver.serve(registrations, settings, on_stop=[cleanup])
+    await grpcserver.serve(registrations, settings, on_stop=[cleanup], auth=auth)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -40,7 +40,13 @@ def main(argv: list[str] | None = None) -> None:
         settings = settings.model_copy(update={"backend": options.backend})
     dlog.configure(settings.log_level)
     try:
-        asyncio.run(_run(settings))
+        auth = authz.interceptor(settings)
+        grpcauth.own_token(settings.grpc_token_file)
+    except ValueError as exc:
+        log.error("cannot start", reason=str(exc))
+        raise SystemExit(EXIT_CONFIGURATION) from None
+    try:
+        asyncio.run(_run(settings, auth))
     except server.StartupError as exc:
         log.error("cannot start", reason=str(exc))
         raise SystemExit(EXIT_CONFIGURATION) from None

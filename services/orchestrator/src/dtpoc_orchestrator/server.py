@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from pymongo import AsyncMongoClient
 
 from dtpoc.orchestrator.v1alpha1 import orchestrator_pb2_grpc
-from dtpoc_common import errors
+from dtpoc_common import errors, grpcauth
 from dtpoc_common import logging as dlog
 from dtpoc_common.grpcserver import Registration
 from dtpoc_orchestrator import service, servicer, settings, store
@@ -65,7 +65,9 @@ async def build(
     service_records = records.ServiceRecords(client[config.database][config.services_collection])
     analytics_store = await build_store(config, client)
     files_client = files.FilesClient(
-        config.files_address, timeout_seconds=config.files_timeout_seconds
+        config.files_address,
+        timeout_seconds=config.files_timeout_seconds,
+        token=grpcauth.own_token(config.grpc_token_file),
     )
 
     async def ping() -> None:

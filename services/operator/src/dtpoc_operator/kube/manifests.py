@@ -33,6 +33,9 @@ Decisions written down here because they are visible from outside:
   :mod:`dtpoc_operator.layout`; persistent: ``<id>/0``); ``/input`` an
   emptyDir filled by the init container ``fetch-inputs`` (the operator's
   image, ``dtpoc-fetch-inputs``), read-only for the analytics container.
+  The init container alone carries a fetch token (``DTPOC_FETCH_TOKEN``)
+  reading exactly the spec's input files; the analytics container has no
+  credential for any dtpoc service.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from typing import Any
 
 from dtpoc_common import analytics
 from dtpoc_operator import fetch_inputs, layout, model
+from dtpoc_operator.fetch_tokens import FetchTokens
 from dtpoc_operator.model import AnalyticsResource
 
 Obj = dict[str, Any]
@@ -83,6 +87,8 @@ class ChildSettings:
     auth_url: str = ""
     #: TLS Secret of the Ingresses; empty: no TLS section.
     ingress_tls_secret: str = ""
+    #: Mints the init container's fetch token; None: it fetches without one.
+    fetch_tokens: FetchTokens | None = None
 
 
 def labels(service_id: str) -> dict[str, str]:
@@ -224,14 +230,7 @@ def pod_template(resource: AnalyticsResource, settings: ChildSettings, *, kind: 
                 "name": INIT_CONTAINER,
                 "image": settings.init_image,
                 "command": ["dtpoc-fetch-inputs"],
-                "env": [
-                    {"name": fetch_inputs.ENV_ADDRESS, "value": settings.files_address},
-                    {
-                        "name": fetch_inputs.ENV_INPUTS,
-                        "value": fetch_inputs.inputs_json(dict(spec.input_files)),
-                    },
-                    {"name": fetch_inputs.ENV_INPUT_DIR, "value": INPUT_MOUNT},
-                ],
+                "env": _fetch_env(resource, settings),
                 "volumeMounts": [{"name": INPUT_VOLUME, "mountPath": INPUT_MOUNT}],
                 "securityContext": {
                     "allowPrivilegeEscalation": False,
@@ -254,6 +253,20 @@ def pod_template(resource: AnalyticsResource, settings: ChildSettings, *, kind: 
         },
         "spec": pod_spec,
     }
+
+
+def _fetch_env(resource: AnalyticsResource, settings: ChildSettings) -> list[Obj]:
+    """The init container's environment; its fetch token reads only the spec's inputs."""
+    inputs = dict(resource.spec.input_files)
+    env: list[Obj] = [
+        {"name": fetch_inputs.ENV_ADDRESS, "value": settings.files_address},
+        {"name": fetch_inputs.ENV_INPUTS, "value": fetch_inputs.inputs_json(inputs)},
+        {"name": fetch_inputs.ENV_INPUT_DIR, "value": INPUT_MOUNT},
+    ]
+    if settings.fetch_tokens is not None:
+        token = settings.fetch_tokens.for_template(resource.service_id, inputs)
+        env.append({"name": fetch_inputs.ENV_TOKEN, "value": token})
+    return env
 
 
 def job_spec(resource: AnalyticsResource, settings: ChildSettings, *, kind: str) -> Obj:

@@ -89,7 +89,9 @@ def _fetch(spec: dict[str, Any]) -> None:
         return
 
     async def run() -> None:
-        channel = grpcclient.open_channel(spec["files_address"])
+        channel = grpcclient.open_channel(
+            spec["files_address"], token=spec.get("fetch_token") or None
+        )
         try:
             stub = files_pb2_grpc.FilesServiceStub(channel)
             await fetch_inputs.fetch_inputs(

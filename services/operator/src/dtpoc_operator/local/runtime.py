@@ -57,6 +57,7 @@ from typing import Any
 
 from dtpoc_common import logging as dlog
 from dtpoc_operator import layout, model
+from dtpoc_operator.fetch_tokens import FetchTokens
 from dtpoc_operator.local import container_run, containers, reaper, schedule
 from dtpoc_operator.local import replica as sup
 from dtpoc_operator.model import AnalyticsResource, Observation, Replica, Run, ServiceKey
@@ -193,6 +194,7 @@ class LocalRuntime:
         engine: containers.Engine | None = None,
         stop_grace_seconds: float = 30.0,
         collector_uid: int | None = None,
+        fetch_tokens: FetchTokens | None = None,
     ) -> None:
         self._output_root = output_root
         self._state_root = state_root
@@ -206,6 +208,7 @@ class LocalRuntime:
         self._engine = engine
         self._stop_grace = stop_grace_seconds
         self._collector_uid = os.geteuid() if collector_uid is None else collector_uid
+        self._fetch_tokens = fetch_tokens
 
     @property
     def engine(self) -> containers.Engine | None:
@@ -607,6 +610,11 @@ class LocalRuntime:
             "files_address": self._files_address,
             "fingerprint": spec.fingerprint(),
         }
+        if self._fetch_tokens is not None and spec.input_files:
+            # The supervisor's fetch reads these inputs and nothing else.
+            payload["fetch_token"] = self._fetch_tokens.for_start(
+                resource.service_id, spec.input_files
+            )
         if spec.command:
             payload["argv"] = [*spec.command, *spec.args]
             payload["env"] = self._env(

@@ -48,10 +48,10 @@ def stored_file(info: files_pb2.FileInfo) -> domain.StoredFile:
 class FilesClient:
     """A channel to the Files service and the calls the orchestrator makes."""
 
-    def __init__(self, address: str, *, timeout_seconds: float) -> None:
+    def __init__(self, address: str, *, timeout_seconds: float, token: str | None = None) -> None:
         self.address = address
         self._timeout = timeout_seconds
-        self._channel = grpcclient.open_channel(address)
+        self._channel = grpcclient.open_channel(address, token=token)
         self._stub = files_pb2_grpc.FilesServiceStub(self._channel)
 
     @contextlib.contextmanager

@@ -1,0 +1,57 @@
+"""Who may call which Files method (the mechanism is :mod:`dtpoc_common.grpcauth`).
+
+- the gateway: everything people may do through REST (upload, download,
+  info, list, delete);
+- the operator: store replica outputs (``UploadFile``) and read files
+  (``GetFile``, ``GetFileInfo``: the local runtime fetches inputs itself);
+- the orchestrator: check mounts and read outputs (``GetFileInfo``,
+  ``ListFiles``, ``GetFile``) and announce mounts (``PrepareMount``);
+- a fetch token (the init container of a replica): ``GetFile`` of the ids
+  its service mounts, nothing else.
+
+Nobody else reaches a method: a replica's own container has no credential.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dtpoc.files.v1alpha1 import files_pb2
+from dtpoc_common import grpcauth
+from dtpoc_files.settings import FilesSettings
+
+_SERVICE = files_pb2.DESCRIPTOR.services_by_name["FilesService"].full_name
+
+
+def _method(name: str) -> str:
+    return f"/{_SERVICE}/{name}"
+
+
+def _requested_file(request: Any) -> str:
+    return str(request.file_id)
+
+
+POLICY = grpcauth.Policy(
+    callers={
+        _method("UploadFile"): frozenset({grpcauth.GATEWAY, grpcauth.OPERATOR}),
+        _method("GetFile"): frozenset({grpcauth.GATEWAY, grpcauth.OPERATOR, grpcauth.ORCHESTRATOR}),
+        _method("GetFileInfo"): frozenset(
+            {grpcauth.GATEWAY, grpcauth.OPERATOR, grpcauth.ORCHESTRATOR}
+        ),
+        _method("ListFiles"): frozenset({grpcauth.GATEWAY, grpcauth.ORCHESTRATOR}),
+        _method("DeleteFile"): frozenset({grpcauth.GATEWAY}),
+        _method("PrepareMount"): frozenset({grpcauth.ORCHESTRATOR}),
+    },
+    fetcher={_method("GetFile"): _requested_file},
+)
+
+
+def interceptor(settings: FilesSettings) -> grpcauth.AuthInterceptor | None:
+    """The server's authentication, or None when no caller tokens are configured."""
+    if settings.caller_tokens_dir is None:
+        return None
+    return grpcauth.server_interceptor(
+        caller_tokens_dir=settings.caller_tokens_dir,
+        fetch_key_file=settings.fetch_key_file,
+        policy=POLICY,
+    )
