@@ -169,7 +169,7 @@ KNOWN_DEFAULTS = {
 """Values no credential may have (the original used root/password and super-secret-token)."""
 KNOWN_DEFAULT_PARTS = ("super-secret", "changeme", "password")
 CREDENTIAL_NAME = re.compile(
-    r"PASSWORD|PASSWD|TOKEN(?!S_FILE$)|SECRET(?!_NAME$)|USERNAME|_USER$|_PASS$|API_KEY"
+    r"PASSWORD|PASSWD|TOKEN(?!S_FILE$|_FILE$|S_DIR$)|SECRET(?!_NAME$)|USERNAME|_USER$|_PASS$|API_KEY"
 )
 
 
