@@ -207,3 +207,31 @@ def test_a_server_with_unusable_caller_tokens_does_not_start(
     assert len(reasons) == 1
     assert reason in reasons[0]
     assert content not in reasons[0] or not content
+
+
+def test_without_caller_tokens_it_refuses_to_start_unless_told_to_serve_everyone(
+    files_server_factory: Callable[..., FilesServer],
+) -> None:
+    completed = subprocess.run(
+        [files_executable()],
+        env={
+            **os.environ,
+            "DTPOC_FILES_LISTEN": f"127.0.0.1:{ports.free_port()}",
+            "DTPOC_FILES_CALLER_TOKENS_DIR": "",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert completed.returncode == 2
+    assert "DTPOC_FILES_CALLER_TOKENS_DIR is not set" in completed.stderr
+    assert "DTPOC_FILES_INSECURE_NO_AUTH=true" in completed.stderr
+
+    # Told explicitly, it serves anyone (and says so in its log).
+    insecure = files_server_factory(
+        DTPOC_FILES_CALLER_TOKENS_DIR="", DTPOC_FILES_INSECURE_NO_AUTH="true"
+    )
+    with grpcauth.sync_channel(insecure.address, None) as channel:
+        assert _list(files_pb2_grpc.FilesServiceStub(channel)) is not None
+    assert "serving WITHOUT caller authentication" in insecure.log_path.read_text()

@@ -60,6 +60,8 @@ ENTRY_POINTS = {
             "DTPOC_FILES_DATABASE": mongodb.unique_db_name("img_files"),
             "DTPOC_FILES_USAGE_CHECK": "false",
             "DTPOC_FILES_ORCHESTRATOR_ADDRESS": "",
+            # The image is under test here, not authentication (tests/files/test_callers.py).
+            "DTPOC_FILES_INSECURE_NO_AUTH": "true",
         },
         healthy=_grpc_probe,
     ),
@@ -71,6 +73,7 @@ ENTRY_POINTS = {
             "DTPOC_ORCHESTRATOR_DATABASE": mongodb.unique_db_name("img_orch"),
             "DTPOC_ORCHESTRATOR_BACKEND": "local",
             "DTPOC_ORCHESTRATOR_FILES_ADDRESS": "127.0.0.1:1",
+            "DTPOC_ORCHESTRATOR_INSECURE_NO_AUTH": "true",
         },
         healthy=_grpc_probe,
     ),

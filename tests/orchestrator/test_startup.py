@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from dtpoc.orchestrator.v1alpha1 import orchestrator_pb2, orchestrator_pb2_grpc
+from dtpoc_common import grpcauth
 from tests.platform.files import FilesServer
 from tests.platform.orchestrator import OrchestratorServer, orchestrator_executable
 from tests.realdeps import ports
@@ -32,7 +33,11 @@ def test_the_backend_flag_overrides_the_setting(
 def _start_and_fail(env: dict[str, str], *args: str) -> tuple[int, list[dict[str, object]]]:
     completed = subprocess.run(
         [orchestrator_executable(), *args],
-        env={**os.environ, **env},
+        env={
+            **os.environ,
+            **credentials().server_env("DTPOC_ORCHESTRATOR", grpcauth.ORCHESTRATOR),
+            **env,
+        },
         capture_output=True,
         text=True,
         timeout=60,
@@ -64,3 +69,21 @@ def test_no_kubernetes_configuration_is_a_clear_startup_error(tmp_path: Path) ->
     assert [e.get("reason") for e in events if e.get("event") == "cannot start"] == [
         f"the kubeconfig {missing} does not exist"
     ]
+
+
+def test_without_caller_tokens_it_refuses_to_start_unless_told_to_serve_everyone(
+    tmp_path: Path,
+) -> None:
+    """Secure by default: no tokens configured is a configuration error, not an open API."""
+    base = {
+        "DTPOC_ORCHESTRATOR_LISTEN": f"127.0.0.1:{ports.free_port()}",
+        "DTPOC_ORCHESTRATOR_BACKEND": "local",
+        "DTPOC_MONGODB_URI": f"mongodb://127.0.0.1:{ports.free_port()}/",
+        "DTPOC_ORCHESTRATOR_CALLER_TOKENS_DIR": "",
+    }
+    code, events = _start_and_fail(base)
+    assert code == 2
+    reasons = [str(e.get("reason")) for e in events if e.get("event") == "cannot start"]
+    assert len(reasons) == 1
+    assert "DTPOC_ORCHESTRATOR_CALLER_TOKENS_DIR is not set" in reasons[0]
+    assert "DTPOC_ORCHESTRATOR_INSECURE_NO_AUTH=true" in reasons[0]

@@ -401,6 +401,36 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         return handler  # type: ignore[no-any-return]
 
 
+def configured_interceptor(
+    *,
+    env_prefix: str,
+    caller_tokens_dir: Path | None,
+    insecure_no_auth: bool,
+    fetch_key_file: Path | None,
+    policy: Policy,
+) -> AuthInterceptor | None:
+    """A server's interceptor from its settings; None only when explicitly insecure.
+
+    Secure by default: a server with no caller tokens refuses to start
+    (``ValueError`` naming the two settings) unless ``<prefix>_INSECURE_NO_AUTH``
+    says to serve everyone."""
+    if caller_tokens_dir is not None:
+        return server_interceptor(
+            caller_tokens_dir=caller_tokens_dir, fetch_key_file=fetch_key_file, policy=policy
+        )
+    if not insecure_no_auth:
+        raise ValueError(
+            f"{env_prefix}_CALLER_TOKENS_DIR is not set, and this server does not serve "
+            f"unauthenticated callers; set it to the folder of the callers' tokens, or "
+            f"{env_prefix}_INSECURE_NO_AUTH=true on a trusted machine"
+        )
+    log.warning(
+        "serving WITHOUT caller authentication: every call is accepted",
+        setting=f"{env_prefix}_INSECURE_NO_AUTH",
+    )
+    return None
+
+
 def server_interceptor(
     *, caller_tokens_dir: Path, fetch_key_file: Path | None, policy: Policy
 ) -> AuthInterceptor:

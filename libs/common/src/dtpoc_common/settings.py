@@ -37,11 +37,16 @@ class BaseServiceSettings(BaseSettings):
     max_message_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
     #: Folder of the tokens this server accepts: one file per calling
     #: component, named by it (``gateway``, ``operator``...), e.g. a mounted
-    #: Secret. Unset: calls are not authenticated (see ``dtpoc_common.grpcauth``).
+    #: Secret (see ``dtpoc_common.grpcauth``). Unset: the server does not start
+    #: unless ``insecure_no_auth``.
     caller_tokens_dir: OptionalPath = None
     #: File holding this process's own token, presented when it calls another
     #: dtpoc gRPC service. Unset: it calls without one.
     grpc_token_file: OptionalPath = None
+    #: Serve without authenticating callers when no ``caller_tokens_dir`` is
+    #: set. Without it, such a server refuses to start: secure by default.
+    #: Only for a trusted machine: every call of anyone is then accepted.
+    insecure_no_auth: bool = False
 
 
 class MongoSettings(BaseSettings):

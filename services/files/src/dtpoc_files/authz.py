@@ -47,11 +47,11 @@ POLICY = grpcauth.Policy(
 
 
 def interceptor(settings: FilesSettings) -> grpcauth.AuthInterceptor | None:
-    """The server's authentication, or None when no caller tokens are configured."""
-    if settings.caller_tokens_dir is None:
-        return None
-    return grpcauth.server_interceptor(
+    """The server's authentication; None only with ``DTPOC_FILES_INSECURE_NO_AUTH``."""
+    return grpcauth.configured_interceptor(
+        env_prefix="DTPOC_FILES",
         caller_tokens_dir=settings.caller_tokens_dir,
+        insecure_no_auth=settings.insecure_no_auth,
         fetch_key_file=settings.fetch_key_file,
         policy=POLICY,
     )

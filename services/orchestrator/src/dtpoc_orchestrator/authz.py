@@ -35,9 +35,11 @@ POLICY = _policy()
 
 
 def interceptor(settings: OrchestratorSettings) -> grpcauth.AuthInterceptor | None:
-    """The server's authentication, or None when no caller tokens are configured."""
-    if settings.caller_tokens_dir is None:
-        return None
-    return grpcauth.server_interceptor(
-        caller_tokens_dir=settings.caller_tokens_dir, fetch_key_file=None, policy=POLICY
+    """The server's authentication; None only with ``DTPOC_ORCHESTRATOR_INSECURE_NO_AUTH``."""
+    return grpcauth.configured_interceptor(
+        env_prefix="DTPOC_ORCHESTRATOR",
+        caller_tokens_dir=settings.caller_tokens_dir,
+        insecure_no_auth=settings.insecure_no_auth,
+        fetch_key_file=None,
+        policy=POLICY,
     )
