@@ -15,18 +15,19 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-import grpc
 import pytest
 
 from dtpoc.files.v1alpha1 import files_pb2_grpc
+from dtpoc_common import grpcauth
 from dtpoc_operator import collector as collector_mod
 from tests.operator.conftest import KubeOperator
 from tests.platform.files import FilesServer
+from tests.realdeps.credentials import credentials
 
 
 @pytest.fixture
 def files_helper(files_server: FilesServer, tmp_path: Path) -> KubeOperator:
-    channel = grpc.insecure_channel(files_server.address)
+    channel = credentials().channel(files_server.address)
     return KubeOperator(
         kube=None,  # type: ignore[arg-type]
         namespace="",
@@ -37,7 +38,7 @@ def files_helper(files_server: FilesServer, tmp_path: Path) -> KubeOperator:
 
 
 async def _collect(address: str, folder: Path) -> collector_mod.Collected:
-    channel = grpc.aio.insecure_channel(address)
+    channel = credentials().aio_channel(address, as_=grpcauth.OPERATOR)
     try:
         collector = collector_mod.OutputCollector(
             files_pb2_grpc.FilesServiceStub(channel), max_parallel_uploads=2, timeout_seconds=20
@@ -143,8 +144,8 @@ def after_the_scan(monkeypatch: pytest.MonkeyPatch, change: Callable[[], None]) 
     """Let the replica ``change`` its folder right after the collector scanned it."""
     real = collector_mod.scan_folder
 
-    def scan_then_change(folder: Path) -> collector_mod.Scan:
-        found = real(folder)
+    def scan_then_change(folder: Path, *, max_file_bytes: int) -> collector_mod.Scan:
+        found = real(folder, max_file_bytes=max_file_bytes)
         change()
         return found
 
@@ -284,3 +285,28 @@ def test_files_beyond_the_cap_are_reported_not_stored(
 
     assert [f.relpath for f in found.files] == ["0.csv", "1.csv", "2.csv"]
     assert dict(found.skipped) == dict.fromkeys(("3.csv", "4.csv"), "more than 3 output files")
+
+
+def test_a_huge_sparse_file_is_reported_without_being_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "svc" / "0"
+    folder.mkdir(parents=True)
+    (folder / "kpi.json").write_text("{}")
+    with (folder / "huge.bin").open("wb") as handle:
+        handle.truncate(1 << 40)  # 1 TiB of holes: hours to hash
+    read: list[int] = []
+    real_read = os.read
+
+    def counting_read(fd: int, n: int) -> bytes:
+        data = real_read(fd, n)
+        read.append(len(data))
+        return data
+
+    monkeypatch.setattr(collector_mod.os, "read", counting_read)
+
+    found = collector_mod.scan_folder(folder, max_file_bytes=1024)
+
+    assert [f.relpath for f in found.files] == ["kpi.json"]
+    assert dict(found.skipped) == {"huge.bin": "larger than 1024 bytes, the most Files stores"}
+    assert sum(read) == 2  # only kpi.json's two bytes were read

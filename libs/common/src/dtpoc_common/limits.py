@@ -11,6 +11,9 @@ import re
 
 #: Longest file name most file systems take (Linux ``NAME_MAX``), in bytes.
 NAME_MAX_BYTES = 255
+#: Largest file the Files service stores by default (its ``max_upload_bytes``);
+#: the output collector's default cap, checked before a file is read.
+DEFAULT_MAX_UPLOAD_BYTES = 512 * 1024 * 1024
 #: Hex digits of the random token in an input's temporary name.
 FETCH_TOKEN_HEX = 8
 

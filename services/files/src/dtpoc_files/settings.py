@@ -10,6 +10,7 @@ from __future__ import annotations
 from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
+from dtpoc_common import limits
 from dtpoc_common.settings import BaseServiceSettings, OptionalPath
 
 MIB = 1024 * 1024
@@ -39,7 +40,7 @@ class FilesSettings(BaseServiceSettings):
     #: GridFS bucket name: collections ``<bucket>.files`` and ``<bucket>.chunks``.
     bucket: str = "fs"
     #: Largest file accepted, in bytes (the original's ingress allowed 512 MiB).
-    max_upload_bytes: int = Field(default=512 * MIB, gt=0)
+    max_upload_bytes: int = Field(default=limits.DEFAULT_MAX_UPLOAD_BYTES, gt=0)
     #: Size of the GridFS chunks new uploads are stored in. 255 KiB is the
     #: GridFS default every driver uses; larger chunks mean fewer documents.
     gridfs_chunk_bytes: int = Field(default=255 * 1024, gt=0, le=15 * MIB)

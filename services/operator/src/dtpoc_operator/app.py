@@ -69,6 +69,7 @@ async def run(settings: OperatorSettings) -> None:
         files_pb2_grpc.FilesServiceStub(channel),
         max_parallel_uploads=settings.max_parallel_uploads,
         timeout_seconds=settings.files_timeout_seconds,
+        max_file_bytes=settings.max_output_file_bytes,
     )
     state = health.Health()
     listed = asyncio.Event()

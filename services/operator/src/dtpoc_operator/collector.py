@@ -25,7 +25,10 @@ link is reported, never followed; the collector cannot leave the replica's
 folder, neither to read (its service-account token, say) nor to delete.
 What it cannot read or cannot store - permission denied, a link, a FIFO or
 device, a file that vanished or changed, nesting deeper than
-:data:`MAX_DEPTH`, more than :data:`MAX_FILES` files - is skipped and listed
+:data:`MAX_DEPTH`, more than :data:`MAX_FILES` files, a file larger than
+Files takes (its size is read before a byte is hashed, so a huge sparse
+file costs nothing, and hashing stops once a growing file passes the
+limit) - is skipped and listed
 in :attr:`Collected.skipped` (the reconciler puts it in the replica's status
 message); everything else is collected. Nothing the folder holds makes
 :meth:`OutputCollector.collect` or :meth:`OutputCollector.remove_uploaded`
@@ -48,6 +51,7 @@ import grpc
 from google.protobuf import struct_pb2
 
 from dtpoc.files.v1alpha1 import files_pb2, files_pb2_grpc
+from dtpoc_common import limits
 from dtpoc_common import logging as dlog
 from dtpoc_operator import metrics, ports
 
@@ -59,6 +63,9 @@ MAX_FILENAME_CHARS = 255
 MAX_DEPTH = 64
 #: Files one replica may leave; the rest are reported, not stored.
 MAX_FILES = 10_000
+#: Largest output file stored by default: the Files service's default
+#: ``max_upload_bytes`` (the operator's ``max_output_file_bytes`` setting).
+DEFAULT_MAX_FILE_BYTES = limits.DEFAULT_MAX_UPLOAD_BYTES
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_NONBLOCK: a FIFO swapped in after the check must not block the open.
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -195,7 +202,7 @@ class Scan:
         self.skipped.append((relpath, reason))
 
 
-def scan_folder(folder: Path) -> Scan:
+def scan_folder(folder: Path, *, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> Scan:
     """Regular files under ``folder``, in relpath order, and what was skipped.
 
     A missing folder has no files: a replica that never started wrote nothing.
@@ -209,7 +216,7 @@ def scan_folder(folder: Path) -> Scan:
     if root is None:
         return found
     try:
-        _walk(found, root, (), depth=0)
+        _walk(found, root, (), depth=0, max_file_bytes=max_file_bytes)
     finally:
         os.close(root)
     found.files.sort(key=lambda f: f.relpath)
@@ -221,7 +228,9 @@ def scan(folder: Path) -> list[OutputFile]:
     return scan_folder(folder).files
 
 
-def _walk(found: Scan, dir_fd: int, parts: tuple[str, ...], *, depth: int) -> None:
+def _walk(
+    found: Scan, dir_fd: int, parts: tuple[str, ...], *, depth: int, max_file_bytes: int
+) -> None:
     try:
         names = sorted(os.listdir(dir_fd))
     except OSError as error:
@@ -244,16 +253,18 @@ def _walk(found: Scan, dir_fd: int, parts: tuple[str, ...], *, depth: int) -> No
                 found.skip(here, _why(error))
                 continue
             try:
-                _walk(found, child, here, depth=depth + 1)
+                _walk(found, child, here, depth=depth + 1, max_file_bytes=max_file_bytes)
             finally:
                 os.close(child)
         elif not stat.S_ISREG(info.st_mode):
             found.skip(here, _KINDS.get(stat.S_IFMT(info.st_mode), "not a regular file"))
         elif len(found.files) >= MAX_FILES:
             found.skip(here, f"more than {MAX_FILES} output files")
+        elif info.st_size > max_file_bytes:
+            found.skip(here, _too_large(max_file_bytes))
         else:
             try:
-                digest, size = _hash_at(dir_fd, name)
+                digest, size = _hash_at(dir_fd, name, max_bytes=max_file_bytes)
             except (OSError, Unreadable) as error:
                 found.skip(here, _why(error) if isinstance(error, OSError) else str(error))
                 continue
@@ -267,22 +278,31 @@ def _walk(found: Scan, dir_fd: int, parts: tuple[str, ...], *, depth: int) -> No
             )
 
 
-def _hash_at(dir_fd: int, name: str) -> tuple[str, int]:
+def _too_large(max_bytes: int) -> str:
+    return f"larger than {max_bytes} bytes, the most Files stores"
+
+
+def _hash_at(dir_fd: int, name: str, *, max_bytes: int) -> tuple[str, int]:
     fd = os.open(name, _FILE_FLAGS, dir_fd=dir_fd)
     try:
-        return _hash_fd(fd)
+        return _hash_fd(fd, max_bytes=max_bytes)
     finally:
         os.close(fd)
 
 
-def _hash_fd(fd: int) -> tuple[str, int]:
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
+def _hash_fd(fd: int, *, max_bytes: int) -> tuple[str, int]:
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
         raise Unreadable("changed into something other than a regular file")
+    if info.st_size > max_bytes:
+        raise Unreadable(_too_large(max_bytes))
     digest = hashlib.sha256()
     size = 0
     while chunk := os.read(fd, CHUNK_BYTES):
-        digest.update(chunk)
         size += len(chunk)
+        if size > max_bytes:  # grew after the size check
+            raise Unreadable(_too_large(max_bytes))
+        digest.update(chunk)
     return digest.hexdigest(), size
 
 
@@ -299,10 +319,12 @@ class OutputCollector:
         *,
         max_parallel_uploads: int,
         timeout_seconds: float,
+        max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
     ) -> None:
         self._stub = stub
         self._uploads = asyncio.Semaphore(max_parallel_uploads)
         self._timeout = timeout_seconds
+        self._max_file_bytes = max_file_bytes
 
     async def collect(
         self, folder: Path, *, service_id: str, replica_index: int, run: str
@@ -312,7 +334,7 @@ class OutputCollector:
         Raises :class:`CollectError` when Files cannot take them now; nothing
         in the folder makes it raise.
         """
-        found = await asyncio.to_thread(scan_folder, folder)
+        found = await asyncio.to_thread(scan_folder, folder, max_file_bytes=self._max_file_bytes)
         ids: list[str] = []
         uploaded: list[Path] = []
         skipped = list(found.skipped)

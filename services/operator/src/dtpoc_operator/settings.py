@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from dtpoc_common import limits
 from dtpoc_common.settings import OptionalPath
 
 Runtime = Literal["kubernetes", "local"]
@@ -95,6 +96,10 @@ class OperatorSettings(BaseSettings):
     max_parallel_reconciles: int = Field(default=8, ge=1, le=256)
     #: Output files uploaded at once, across services.
     max_parallel_uploads: int = Field(default=4, ge=1, le=64)
+    #: Largest output file the collector stores; a larger one is left in place
+    #: and named in the replica's status, without being read. Keep it at or
+    #: below the Files service's ``DTPOC_FILES_MAX_UPLOAD_BYTES``.
+    max_output_file_bytes: int = Field(default=limits.DEFAULT_MAX_UPLOAD_BYTES, gt=0)
     #: Container engine of the local runtime for launches with an image and no
     #: command: ``auto`` (podman, else docker when ``docker info`` answers, else
     #: nerdctl; none found: launches need a command), an engine's name (it must
