@@ -4,7 +4,7 @@ SHELL := /bin/bash
 UV ?= uv
 CACHE ?= $(or $(DTPOC_CACHE_DIR),$(HOME)/.cache/dtpoc)
 
-.PHONY: help bootstrap sync generate check-generated lint format typecheck buf-lint helm-lint check test run bench testbin images cluster cluster-down test-cluster
+.PHONY: help bootstrap hostpkgs sync generate check-generated lint format typecheck buf-lint helm-lint check test run bench testbin images cluster cluster-down test-cluster
 
 help:
 	@echo "make run        start the platform on this machine and run the sample analysis"
@@ -24,6 +24,10 @@ sync: bootstrap
 
 testbin:
 	@tools/testbin/build
+
+# Debian's container tools (runc, podman, buildah, containerd...), when missing and root.
+hostpkgs:
+	@tools/hostpkgs/install
 
 generate: sync
 	@$(UV) run python tools/generate.py
@@ -57,27 +61,27 @@ helm-lint:
 
 check: lint typecheck buf-lint helm-lint check-generated
 
-test: sync testbin
+test: sync testbin hostpkgs
 	@GRPC_ENABLE_FORK_SUPPORT=false $(UV) run pytest $(PYTEST_ARGS)
 
 # IMAGES="dtpoc histolab" builds only those (and their bases); default: all of them.
-images: sync
+images: sync hostpkgs
 	@$(UV) run python -m tools.images $(IMAGES)
 
-run: sync
+run: sync hostpkgs
 	@$(UV) run python tools/run_local.py $(RUN_ARGS)
 
 bench: sync testbin
 	@for b in bench/[a-z]*.py; do m=$$(basename $$b .py); echo "== bench.$$m"; $(UV) run python -m bench.$$m || exit 1; done
 
 # The node's binaries (kubelet, kube-scheduler, kube-proxy, CoreDNS, pause) come on top of testbin's.
-cluster: sync testbin
+cluster: sync testbin hostpkgs
 	@tools/testbin/build node
 	@$(UV) run python -m tools.cluster up $(CLUSTER_ARGS)
 
 cluster-down: sync
 	@$(UV) run python -m tools.cluster down
 
-test-cluster: sync testbin
+test-cluster: sync testbin hostpkgs
 	@tools/testbin/build node
 	@DTPOC_TEST_CLUSTER=1 GRPC_ENABLE_FORK_SUPPORT=false $(UV) run pytest tests/cluster $(PYTEST_ARGS)
