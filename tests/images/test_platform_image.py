@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -20,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from dtpoc.files.v1alpha1 import files_pb2, files_pb2_grpc
+from dtpoc_common import grpcauth
 from tests.images import _containers
 from tests.platform._grpcprocess import health_serving
 from tests.platform.files import FilesServer
@@ -146,6 +148,16 @@ def _upload(stub: files_pb2_grpc.FilesServiceStub, name: str, content: bytes) ->
     return str(stub.UploadFile(requests(), timeout=20).file_id)
 
 
+def _fetch_token(*file_ids: str) -> str:
+    """What the operator gives the init container: a token reading exactly ``file_ids``."""
+    return grpcauth.mint_fetch_token(
+        credentials().fetch_key(),
+        service_id="svc-image-test",
+        file_ids=file_ids,
+        expires_at=time.time() + 600,
+    )
+
+
 def test_fetch_inputs_writes_a_files_upload_into_the_mounted_input(
     platform_image: str,
     files_server: FilesServer,
@@ -163,6 +175,7 @@ def test_fetch_inputs_writes_a_files_upload_into_the_mounted_input(
         env={
             "DTPOC_FETCH_FILES_ADDRESS": files_server.address,
             "DTPOC_FETCH_INPUTS": json.dumps([{"file_id": file_id, "name": "beds.csv"}]),
+            "DTPOC_FETCH_TOKEN": _fetch_token(file_id),
             "DTPOC_FETCH_INPUT_DIR": "/input",
             "DTPOC_FETCH_TIMEOUT_SECONDS": "30",
         },
@@ -187,10 +200,12 @@ def test_fetch_inputs_of_an_unknown_file_fails_with_the_reason(
         env={
             "DTPOC_FETCH_FILES_ADDRESS": files_server.address,
             "DTPOC_FETCH_INPUTS": json.dumps([{"file_id": "0" * 24, "name": "x.csv"}]),
+            "DTPOC_FETCH_TOKEN": _fetch_token("0" * 24),
             "DTPOC_FETCH_TIMEOUT_SECONDS": "10",
         },
         extra=["--volume", f"{inputs}:/input"],
     )
     assert result.returncode == 2, result.stderr
     assert "dtpoc-fetch-inputs:" in result.stderr
+    assert "does not exist in the Files service" in result.stderr
     assert list(inputs.iterdir()) == []
