@@ -252,6 +252,39 @@ def _insecure_https_ok(url: str) -> bool:
     return _https_ok(url, context)
 
 
+def _start_component(
+    workdir: Path, *, name: str, kubeconfig: Path, args: list[str]
+) -> processes.ServerProcess:
+    """Start the kube-scheduler or kube-controller-manager binary ``name`` as the
+    kubeconfig's user, serving /healthz on a free loopback port, and wait for it.
+
+    Its serving certificate is self-signed; /healthz is all that is read here."""
+    port = ports.free_port()
+    component = processes.ServerProcess(
+        name=name,
+        argv=[
+            str(binaries.path(name)),
+            f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}",
+            f"--authorization-kubeconfig={kubeconfig}",
+            f"--bind-address={ports.LOOPBACK}",
+            f"--secure-port={port}",
+            f"--cert-dir={workdir / (name.removeprefix('kube-') + '-certs')}",
+            "--leader-elect=false",
+            "--profiling=false",
+            "--v=1",
+            *args,
+        ],
+        log_path=workdir / f"{name}.log",
+    ).start()
+    component.wait_ready(
+        lambda: _insecure_https_ok(f"https://{ports.LOOPBACK}:{port}/healthz"),
+        timeout=CONTROLLER_MANAGER_READY_TIMEOUT,
+        what="/healthz",
+    )
+    return component
+
+
 def _start_scheduler(
     workdir: Path, *, pki: ControlPlanePki, server: str
 ) -> processes.ServerProcess:
@@ -265,29 +298,7 @@ def _start_scheduler(
         client=client,
         user="system:kube-scheduler",
     )
-    port = ports.free_port()
-    scheduler = processes.ServerProcess(
-        name="kube-scheduler",
-        argv=[
-            str(binaries.path("kube-scheduler")),
-            f"--kubeconfig={kubeconfig}",
-            f"--authentication-kubeconfig={kubeconfig}",
-            f"--authorization-kubeconfig={kubeconfig}",
-            f"--bind-address={ports.LOOPBACK}",
-            f"--secure-port={port}",
-            f"--cert-dir={workdir / 'scheduler-certs'}",
-            "--leader-elect=false",
-            "--profiling=false",
-            "--v=1",
-        ],
-        log_path=workdir / "kube-scheduler.log",
-    ).start()
-    scheduler.wait_ready(
-        lambda: _insecure_https_ok(f"https://{ports.LOOPBACK}:{port}/healthz"),
-        timeout=CONTROLLER_MANAGER_READY_TIMEOUT,
-        what="/healthz",
-    )
-    return scheduler
+    return _start_component(workdir, name="kube-scheduler", kubeconfig=kubeconfig, args=[])
 
 
 def _start_controller_manager(
@@ -300,35 +311,18 @@ def _start_controller_manager(
         client=pki.controller_manager,
         user="system:kube-controller-manager",
     )
-    port = ports.free_port()
-    controller_manager = processes.ServerProcess(
+    return _start_component(
+        workdir,
         name="kube-controller-manager",
-        argv=[
-            str(binaries.path("kube-controller-manager")),
-            f"--kubeconfig={kubeconfig}",
-            f"--authentication-kubeconfig={kubeconfig}",
-            f"--authorization-kubeconfig={kubeconfig}",
-            f"--bind-address={ports.LOOPBACK}",
-            f"--secure-port={port}",
-            f"--cert-dir={workdir / 'controller-manager-certs'}",
-            "--leader-elect=false",
+        kubeconfig=kubeconfig,
+        args=[
             f"--controllers={','.join(options.controllers)}",
             f"--service-account-private-key-file={pki.service_account_key_path}",
             f"--root-ca-file={pki.ca.cert_path}",
             "--use-service-account-credentials=true",
-            "--profiling=false",
-            "--v=1",
             *options.extra_controller_manager_args,
         ],
-        log_path=workdir / "kube-controller-manager.log",
-    ).start()
-    # Its serving certificate is self-signed; /healthz is all that is read here.
-    controller_manager.wait_ready(
-        lambda: _insecure_https_ok(f"https://{ports.LOOPBACK}:{port}/healthz"),
-        timeout=CONTROLLER_MANAGER_READY_TIMEOUT,
-        what="/healthz",
     )
-    return controller_manager
 
 
 def start_control_plane(workdir: Path, options: ControlPlaneOptions | None = None) -> ControlPlane:
