@@ -1,0 +1,1 @@
+"""Python client of the dtpoc API (REST through the gateway, or gRPC)."""
