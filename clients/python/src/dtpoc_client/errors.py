@@ -24,6 +24,10 @@ class ProtocolError(DtpocError):
     """The server answered something that is not the API's shape."""
 
 
+class InvalidSpec(DtpocError):
+    """A launch body that is not the launch request's shape (found before any call)."""
+
+
 class ApiError(DtpocError):
     """The server refused the request.
 

@@ -167,7 +167,10 @@ class RestTransport:
                 },
             )
         _raise_for(answer)
-        return parse(answer.json(), files_pb2.UploadFileResponse)
+        uploaded = parse(answer.json(), files_pb2.UploadFileResponse)
+        # The REST answer has no `deduplicated`; its `message` is set exactly then.
+        uploaded.deduplicated = uploaded.deduplicated or bool(uploaded.message)
+        return uploaded
 
     @contextmanager
     def download(self, request: files_pb2.GetFileRequest) -> Iterator[Download]:
