@@ -4,7 +4,7 @@ SHELL := /bin/bash
 UV ?= uv
 CACHE ?= $(or $(DTPOC_CACHE_DIR),$(HOME)/.cache/dtpoc)
 
-.PHONY: help bootstrap hostpkgs sync generate check-generated lint format typecheck buf-lint helm-lint check test run bench testbin images cluster cluster-down test-cluster
+.PHONY: help bootstrap hostpkgs sync generate check-generated schema check-schema lint format typecheck buf-lint helm-lint check test run bench testbin images cluster cluster-down test-cluster
 
 help:
 	@echo "make run        start the platform on this machine and run the sample analysis"
@@ -15,6 +15,7 @@ help:
 	@echo "make check      ruff, mypy, buf lint/format, helm lint, generated code up to date"
 	@echo "make images     build the container images here (Docker, else buildah; cached by content)"
 	@echo "make generate   regenerate the Python API package from protos/"
+	@echo "make schema     regenerate infra/values.schema.json from the annotated infra/values.yaml"
 
 bootstrap:
 	@command -v $(UV) >/dev/null || python3 -m pip install --quiet 'uv>=0.5'
@@ -36,6 +37,13 @@ check-generated: generate
 	@git diff --exit-code --stat -- libs/api/src || (echo "generated code differs from protos/: run make generate and commit" >&2; exit 1)
 	@test -z "$$(git status --porcelain -- libs/api/src)" || (echo "untracked generated files: run make generate and commit" >&2; git status --porcelain -- libs/api/src; exit 1)
 
+# infra/values.schema.json is written from infra/values.yaml's defaults and # @schema lines.
+schema: sync
+	@$(UV) run python tools/values_schema.py
+
+check-schema: sync
+	@$(UV) run python tools/values_schema.py --check
+
 lint: sync
 	@$(UV) run ruff check .
 	@$(UV) run ruff format --check .
@@ -45,7 +53,7 @@ format: sync
 	@$(UV) run ruff check --fix .
 
 typecheck: sync
-	@$(UV) run mypy libs/common/src services/files/src services/orchestrator/src services/operator/src gateway/src examples/histolab/src tools/generate.py tools/run_local.py tools/cluster tools/images tests/realdeps/images.py
+	@$(UV) run mypy libs/common/src services/files/src services/orchestrator/src services/operator/src gateway/src examples/histolab/src tools/generate.py tools/values_schema.py tools/run_local.py tools/cluster tools/images tests/realdeps/images.py
 
 buf-lint: generate
 	@tools/testbin/build buf >&2
@@ -59,7 +67,7 @@ helm-lint:
 	  $$HELM lint --strict infra; \
 	fi
 
-check: lint typecheck buf-lint helm-lint check-generated
+check: lint typecheck buf-lint helm-lint check-generated check-schema
 
 test: sync testbin hostpkgs
 	@GRPC_ENABLE_FORK_SUPPORT=false $(UV) run pytest $(PYTEST_ARGS)
