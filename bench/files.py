@@ -2,7 +2,7 @@
 
 Uploads and downloads files of each size three ways in one run, against one
 FerretDB it starts itself (the same server the tests use, via
-``tests.realdeps``), a ``dtpoc-files`` and a ``dtpoc-gateway``:
+:mod:`dtpoc_local`), a ``dtpoc-files`` and a ``dtpoc-gateway``:
 
 - ``rest``: ``POST /api/orchestrator/v1alpha1/files/upload`` (multipart) and
   ``GET /api/orchestrator/v1alpha1/files/{id}`` through the gateway;
@@ -42,9 +42,9 @@ import pymongo
 import pymongo.errors
 
 from dtpoc.files.v1alpha1 import files_pb2, files_pb2_grpc
-from tests.platform import files as files_platform
-from tests.realdeps import ferretdb
-from tests.realdeps.credentials import credentials
+from dtpoc_local import ferretdb
+from dtpoc_local.credentials import credentials
+from dtpoc_local.servers import files as files_platform
 
 MIB = 1024 * 1024
 PIECE = MIB
@@ -229,7 +229,7 @@ def vm_kib(pid: int, field: str) -> int | None:
 def start_gateway(workdir: Path, files_address: str, *, max_upload_bytes: int) -> tuple[Any, str]:
     """The gateway's server handle, or None and why it is unavailable."""
     try:
-        from tests.platform import gateway as gateway_platform
+        from dtpoc_local.servers import gateway as gateway_platform
     except ImportError as exc:
         return None, f"gateway unavailable ({exc})"
     try:

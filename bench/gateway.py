@@ -1,6 +1,6 @@
 """Gateway overhead: one GET through REST vs the same call over gRPC directly.
 
-Starts FerretDB (``tests.realdeps``), ``dtpoc-files``, ``dtpoc-orchestrator``
+Starts FerretDB (:mod:`dtpoc_local`), ``dtpoc-files``, ``dtpoc-orchestrator``
 (local backend) and ``dtpoc-gateway`` (bearer auth on, access log on: as
 deployed), launches one service record, then measures
 ``GET /api/orchestrator/v1alpha1/service/{id}/status`` through the gateway
@@ -20,19 +20,7 @@ Run: ``uv run python bench/gateway.py [--requests N] [--mongodb-uri URI]``.
 The machine is shared; run it twice before trusting a figure.
 """
 
-# ruff: noqa: E402 - sys.path must be fixed before the other imports (see below)
 from __future__ import annotations
-
-import os
-import sys
-
-# `python bench/gateway.py` puts bench/ first on sys.path, where bench/operator.py
-# would shadow the standard library's `operator`; run from the repository root instead.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(_HERE)
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
 
 import argparse
 import asyncio
@@ -40,6 +28,7 @@ import contextlib
 import hashlib
 import json
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -48,11 +37,11 @@ from pathlib import Path
 from typing import Any
 
 from dtpoc.orchestrator.v1alpha1 import orchestrator_pb2, orchestrator_pb2_grpc
-from tests.platform import files as files_platform
-from tests.platform import gateway as gateway_platform
-from tests.platform import orchestrator as orchestrator_platform
-from tests.realdeps import ferretdb
-from tests.realdeps.credentials import credentials
+from dtpoc_local import ferretdb
+from dtpoc_local.credentials import credentials
+from dtpoc_local.servers import files as files_platform
+from dtpoc_local.servers import gateway as gateway_platform
+from dtpoc_local.servers import orchestrator as orchestrator_platform
 
 PREFIX = "/api/orchestrator/v1alpha1"
 TOKEN = "bench-token"

@@ -1,7 +1,7 @@
 """Operator throughput: 200 Analytics created at once against a real apiserver.
 
 Starts the local control plane (etcd, kube-apiserver, kube-controller-manager
-from ``tests.realdeps``), installs the CRD, runs ``dtpoc-operator`` as its
+from :mod:`dtpoc_local`), installs the CRD, runs ``dtpoc-operator`` as its
 ServiceAccount with exactly ``infra/rbac/operator-role.yaml``, then creates N
 ondemand Analytics (reps 3) as fast as the apiserver takes them. A watch on
 Jobs records when each service's Job appears.
@@ -18,18 +18,9 @@ Prints:
 No kubelet runs (there is none here), so pods stay Pending: the figures are
 the operator's and the apiserver's, not a container runtime's.
 
-Run: ``uv run python bench/operator.py [--count 200] [--workers 8]``. The
+Run: ``uv run python -m bench.operator_reconcile [--count 200] [--workers 8]``. The
 machine is shared; run it twice before trusting a figure.
 """
-
-# ruff: noqa: E402 - sys.path is fixed before the other imports, see the next comment.
-# This file is named like the standard library's `operator` module; run as a script,
-# its folder would come first on sys.path and shadow it. Drop that entry first.
-import os
-import sys
-
-_HERE = os.path.dirname(os.path.realpath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.realpath(p or ".") != _HERE]
 
 import argparse
 import re
@@ -40,16 +31,12 @@ import time
 import uuid
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # `python bench/operator.py` as well as `python -m bench.operator`
-    sys.path.insert(0, str(ROOT))
-
 from kubernetes import client as k8s
 from kubernetes import watch
 
-from tests.platform import operator as operator_platform
-from tests.realdeps import controlplane, waiting
-from tests.realdeps.kube import KubeCluster
+from dtpoc_local import controlplane, waiting
+from dtpoc_local.kube import KubeCluster
+from dtpoc_local.servers import operator as operator_platform
 
 DEADLINE = 600.0
 

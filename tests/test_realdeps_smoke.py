@@ -15,10 +15,10 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from tests.realdeps import binaries
-from tests.realdeps.kube import KubeCluster
+from dtpoc_local import binaries
+from dtpoc_local.kube import KubeCluster
+from dtpoc_local.waiting import WaitTimeout, wait_for
 from tests.realdeps.kubelet_double import KubeletDouble
-from tests.realdeps.waiting import WaitTimeout, wait_for
 
 MongoClient = pymongo.MongoClient[dict[str, Any]]
 

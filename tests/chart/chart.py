@@ -1,6 +1,6 @@
 """Render the Helm chart in ``infra/`` with the pinned helm and read what it renders.
 
-The chart is rendered by the real ``helm`` binary (``tests.realdeps.binaries``)
+The chart is rendered by the real ``helm`` binary (``dtpoc_local.binaries``)
 for the three shapes the project supports: the defaults, production and
 Docker Desktop. ``helm template`` has no cluster, so ``lookup`` finds nothing
 and every credential is generated afresh on each render; tests rely on that.
@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from tests.realdeps import binaries
+from dtpoc_local import binaries
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHART_DIR = Path(os.environ.get("DTPOC_TEST_CHART_DIR", REPO_ROOT / "infra"))

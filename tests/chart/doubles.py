@@ -22,7 +22,7 @@ import threading
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlparse
 
-from tests.realdeps import ports
+from dtpoc_local import ports
 
 # --- MQTT --------------------------------------------------------------------------------------
 

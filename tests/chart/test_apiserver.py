@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 from kubernetes.client.exceptions import ApiException
 
+from dtpoc_local.kube import KubeCluster
 from tests.chart import chart
-from tests.realdeps.kube import KubeCluster
 
 pytestmark = [pytest.mark.kube, pytest.mark.slow]
 

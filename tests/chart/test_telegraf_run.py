@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from dtpoc_local import binaries, ports, processes
 from tests.chart import chart
 from tests.chart.doubles import InfluxWriteDouble, MqttBrokerDouble, Write
-from tests.realdeps import binaries, ports, processes
 
 pytestmark = pytest.mark.slow
 

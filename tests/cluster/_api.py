@@ -8,8 +8,8 @@ from typing import Any
 
 import httpx
 
+from dtpoc_local import waiting
 from tests.cluster.conftest import Platform
-from tests.realdeps import waiting
 from tools.cluster import layout
 
 SAMPLE = layout.REPO / "examples" / "histolab" / "sample" / "input.xlsx"

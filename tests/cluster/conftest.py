@@ -19,8 +19,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.realdeps import ports
-from tests.realdeps.kube import KubeCluster
+from dtpoc_local import ports
+from dtpoc_local.kube import KubeCluster
 from tools.cluster import cluster, layout, network, release
 
 ENV = "DTPOC_TEST_CLUSTER"

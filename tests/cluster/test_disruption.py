@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import httpx
 
+from dtpoc_local import waiting
 from tests.cluster.conftest import Platform
-from tests.realdeps import waiting
 from tools.cluster import layout
 
 MIB = 1024 * 1024

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from dtpoc_local import waiting
 from tests.cluster import _api as api
 from tests.cluster.conftest import Platform
-from tests.realdeps import waiting
 from tools.cluster import layout
 
 SCRIPT = """

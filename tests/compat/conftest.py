@@ -23,15 +23,12 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.platform.files import FilesServer, start_files_server
-from tests.platform.gateway import start_gateway
-from tests.platform.operator import install_analytics_crd
-from tests.platform.orchestrator import (
-    OrchestratorServer,
-    drop_databases,
-    start_orchestrator_server,
-)
-from tests.realdeps.kube import KubeCluster
+from dtpoc_local.databases import drop_databases
+from dtpoc_local.kube import KubeCluster
+from dtpoc_local.servers.files import FilesServer, start_files_server
+from dtpoc_local.servers.gateway import start_gateway
+from dtpoc_local.servers.operator import install_analytics_crd
+from dtpoc_local.servers.orchestrator import OrchestratorServer, start_orchestrator_server
 
 PREFIX = "/api/orchestrator/v1alpha1"
 ANALYTICS_PATH = "/apis/eng.cam.ac.uk/v1alpha1/namespaces/{ns}/analytics"

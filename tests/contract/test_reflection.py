@@ -15,8 +15,8 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
-from tests.platform.files import FilesServer
-from tests.platform.orchestrator import OrchestratorServer
+from dtpoc_local.servers.files import FilesServer
+from dtpoc_local.servers.orchestrator import OrchestratorServer
 
 COMMON = {"grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"}
 

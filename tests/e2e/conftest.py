@@ -16,7 +16,7 @@ def local_platform(tmp_path: Path) -> Iterator[LocalPlatform]:
 
     FerretDB, files, orchestrator, operator (local runtime) and gateway on a
     free port with a data directory of their own; after the test, SIGTERM,
-    and ``tools/run_local.py`` must exit 0.
+    and ``python -m dtpoc_local.up`` must exit 0.
     """
     platform = start_platform(tmp_path / "data")
     try:

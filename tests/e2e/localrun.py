@@ -1,6 +1,6 @@
 """Helpers for the end-to-end tests: the platform as ``make run`` starts it, and a user's moves.
 
-:func:`start_platform` runs ``tools/run_local.py --no-demo`` (FerretDB, files,
+:func:`start_platform` runs ``python -m dtpoc_local.up --no-demo`` (FerretDB, files,
 orchestrator, operator with the local runtime, gateway) on a free port with
 its own data directory and waits for the REST API; :func:`stop_platform`
 sends SIGTERM and returns the exit status. The rest are the steps a user
@@ -19,10 +19,11 @@ from typing import Any
 
 import httpx
 
-from tests.realdeps import ports, processes, waiting
+from dtpoc_local import ports, processes, waiting
 
 REPO = Path(__file__).resolve().parents[2]
-RUN_LOCAL = REPO / "tools" / "run_local.py"
+RUN_MODULE = "dtpoc_local.up"
+"""What ``make run`` runs (``python -m``), as a user would start it."""
 SAMPLE = REPO / "examples" / "histolab" / "sample" / "input.xlsx"
 API_PREFIX = "/api/orchestrator/v1alpha1"
 START_TIMEOUT = 180.0
@@ -32,7 +33,7 @@ STOP_TIMEOUT = 90.0
 
 @dataclass
 class LocalPlatform:
-    """A running ``tools/run_local.py``: its REST address, data dir and process."""
+    """A running ``python -m dtpoc_local.up``: its REST address, data dir and process."""
 
     port: int
     data_dir: Path
@@ -47,7 +48,7 @@ class LocalPlatform:
 
 
 def run_local_argv(*args: str) -> list[str]:
-    return [sys.executable, str(RUN_LOCAL), *args]
+    return [sys.executable, "-m", RUN_MODULE, *args]
 
 
 def run_local_env(data_dir: Path) -> dict[str, str]:
@@ -204,7 +205,7 @@ def alive(pid: int) -> bool:
 
 
 def run_local_once(data_dir: Path, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
-    """``tools/run_local.py`` to completion (e.g. with ``--exit-after-demo``)."""
+    """``python -m dtpoc_local.up`` to completion (e.g. with ``--exit-after-demo``)."""
     return subprocess.run(
         run_local_argv(*args),
         env=run_local_env(data_dir),

@@ -23,8 +23,8 @@ from google.protobuf import json_format
 
 from dtpoc.files.v1alpha1 import files_pb2, files_pb2_grpc
 from dtpoc.orchestrator.v1alpha1 import orchestrator_pb2, orchestrator_pb2_grpc
-from tests.realdeps import waiting
-from tests.realdeps.credentials import credentials
+from dtpoc_local import waiting
+from dtpoc_local.credentials import credentials
 from tests.realdeps.kubelet_double import KubeletDouble, Pod
 
 RPC_TIMEOUT = 20.0

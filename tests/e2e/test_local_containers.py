@@ -1,7 +1,7 @@
 """The original's launch body on one machine: the local runtime runs its image in containers.
 
 The platform is what ``make run`` starts (see conftest.py); with podman
-working here, ``tools/run_local.py`` turns the container runner on for the
+working here, ``python -m dtpoc_local.up`` turns the container runner on for the
 operator and tells the orchestrator so. The histolab image carries the
 original's name (``ghcr.io/cam-digital-hospitals/digital-hosp-des:latest``)
 and is built by ``tools/images`` (cached by content: seconds once built).
@@ -17,8 +17,8 @@ import httpx
 import pytest
 
 from dtpoc_common import analytics
+from dtpoc_local import images, waiting
 from tests.e2e import localrun as e2e
-from tests.realdeps import images, waiting
 
 pytestmark = pytest.mark.slow
 

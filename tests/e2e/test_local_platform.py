@@ -1,6 +1,6 @@
 """The platform on one machine, used through its REST API only.
 
-Each test gets a fresh platform from ``tools/run_local.py --no-demo`` (see
+Each test gets a fresh platform from ``python -m dtpoc_local.up --no-demo`` (see
 conftest.py): FerretDB, files, orchestrator, operator (local runtime) and
 gateway, exactly what ``make run`` starts.
 """
@@ -19,8 +19,8 @@ from typing import Any
 import httpx
 import pytest
 
+from dtpoc_local import waiting
 from tests.e2e import localrun as e2e
-from tests.realdeps import waiting
 
 pytestmark = pytest.mark.slow
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from dtpoc_local import ports
 from tests.e2e import localrun as e2e
-from tests.realdeps import ports
 
 pytestmark = pytest.mark.slow
 

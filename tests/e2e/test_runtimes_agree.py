@@ -31,15 +31,15 @@ import pytest
 
 from dtpoc.files.v1alpha1 import files_pb2_grpc
 from dtpoc.orchestrator.v1alpha1 import orchestrator_pb2
+from dtpoc_local import waiting
+from dtpoc_local.credentials import credentials
+from dtpoc_local.kube import KubeCluster
+from dtpoc_local.servers.files import FilesServer
+from dtpoc_local.servers.operator import OperatorProcess, install_analytics_crd, operator_kubeconfig
+from dtpoc_local.servers.orchestrator import OrchestratorServer
 from tests.e2e import runtimes
 from tests.e2e.localrun import SAMPLE
 from tests.operator.conftest import INIT_IMAGE, OUTPUT_PVC
-from tests.platform.files import FilesServer
-from tests.platform.operator import OperatorProcess, install_analytics_crd, operator_kubeconfig
-from tests.platform.orchestrator import OrchestratorServer
-from tests.realdeps import waiting
-from tests.realdeps.credentials import credentials
-from tests.realdeps.kube import KubeCluster
 from tests.realdeps.kubelet_double import KubeletDouble
 
 pytestmark = pytest.mark.slow

@@ -10,8 +10,8 @@ import pytest
 from pymongo.database import Database
 
 from dtpoc.files.v1alpha1 import files_pb2_grpc
+from dtpoc_local.servers.files import FilesServer
 from tests.files import helpers
-from tests.platform.files import FilesServer
 
 
 @pytest.fixture

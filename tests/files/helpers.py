@@ -13,7 +13,7 @@ from google.protobuf import struct_pb2
 
 from dtpoc.files.v1alpha1 import files_pb2, files_pb2_grpc
 from dtpoc_common import grpcauth
-from tests.realdeps.credentials import credentials
+from dtpoc_local.credentials import credentials
 
 MIB = 1024 * 1024
 #: Enough for a slow shared machine; calls never wait forever.

@@ -21,10 +21,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from dtpoc.files.v1alpha1 import files_pb2, files_pb2_grpc
 from dtpoc_common import grpcauth
+from dtpoc_local import ports
+from dtpoc_local.credentials import credentials
+from dtpoc_local.servers.files import FilesServer, files_executable
 from tests.files import helpers
-from tests.platform.files import FilesServer, files_executable
-from tests.realdeps import ports
-from tests.realdeps.credentials import credentials
 
 CALL_TIMEOUT = 30.0
 

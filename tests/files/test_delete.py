@@ -10,9 +10,9 @@ import pytest
 from pymongo.database import Database
 
 from dtpoc.files.v1alpha1 import files_pb2, files_pb2_grpc
+from dtpoc_local import ports
 from tests.files import helpers
 from tests.files.orchestrator_double import OrchestratorUsageDouble, Usage
-from tests.realdeps import ports
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ from bson import ObjectId
 from pymongo.database import Database
 
 from dtpoc.files.v1alpha1 import files_pb2, files_pb2_grpc
+from dtpoc_local import ports
 from tests.files import helpers
-from tests.realdeps import ports
 
 MIB = helpers.MIB
 

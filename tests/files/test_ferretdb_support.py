@@ -17,7 +17,7 @@ import pytest
 from bson import ObjectId
 from pymongo import errors
 
-from tests.realdeps.mongodb import unique_db_name
+from dtpoc_local.databases import unique_db_name
 
 
 @pytest.fixture

@@ -18,10 +18,10 @@ import pytest
 from pymongo.database import Database
 
 from dtpoc.files.v1alpha1 import files_pb2, files_pb2_grpc
+from dtpoc_local.credentials import credentials
+from dtpoc_local.servers.files import FilesServer
+from dtpoc_local.waiting import wait_for
 from tests.files import helpers
-from tests.platform.files import FilesServer
-from tests.realdeps.credentials import credentials
-from tests.realdeps.waiting import wait_for
 
 MIB = helpers.MIB
 ROUND_TRIP_BYTES = 200 * MIB

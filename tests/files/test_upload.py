@@ -12,8 +12,8 @@ from bson import ObjectId
 from pymongo.database import Database
 
 from dtpoc.files.v1alpha1 import files_pb2, files_pb2_grpc
+from dtpoc_local.servers.files import FilesServer
 from tests.files import helpers
-from tests.platform.files import FilesServer
 
 MIB = helpers.MIB
 

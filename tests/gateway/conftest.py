@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 from dtpoc.orchestrator.v1alpha1 import orchestrator_pb2_grpc
+from dtpoc_local.servers import gateway
 from tests.gateway import doubles
-from tests.platform import gateway
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
+from dtpoc_local.servers import gateway
 from tests.gateway import doubles
 from tests.gateway.conftest import PREFIX
-from tests.platform import gateway
 
 TOKEN = "s3cret-token-for-tests"
 OTHER_TOKEN = "second-token"

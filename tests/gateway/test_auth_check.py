@@ -14,8 +14,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from dtpoc_local.servers import gateway
 from tests.gateway import doubles
-from tests.platform import gateway
 
 TOKEN = "token-of-a-dashboard-user"
 

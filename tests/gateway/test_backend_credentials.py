@@ -13,10 +13,10 @@ from collections.abc import Callable
 
 import httpx
 
-from tests.platform.files import FilesServer
-from tests.platform.gateway import GatewayServer
-from tests.platform.orchestrator import OrchestratorServer
-from tests.realdeps.waiting import wait_for
+from dtpoc_local.servers.files import FilesServer
+from dtpoc_local.servers.gateway import GatewayServer
+from dtpoc_local.servers.orchestrator import OrchestratorServer
+from dtpoc_local.waiting import wait_for
 
 PREFIX = "/api/orchestrator/v1alpha1"
 

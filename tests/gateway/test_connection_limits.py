@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.platform import gateway
-from tests.realdeps import waiting
+from dtpoc_local import waiting
+from dtpoc_local.servers import gateway
 
 LIMIT = 4
 SLOW_CLIENTS = LIMIT + 2

@@ -18,11 +18,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dtpoc_gateway import redact
+from dtpoc_local import ports
+from dtpoc_local.kube import KubeCluster
+from dtpoc_local.servers.files import FilesServer
+from dtpoc_local.servers.orchestrator import OrchestratorServer
 from tests.gateway.conftest import PREFIX
-from tests.platform.files import FilesServer
-from tests.platform.orchestrator import OrchestratorServer
-from tests.realdeps import ports
-from tests.realdeps.kube import KubeCluster
 
 _octet = st.integers(0, 255).map(str)
 _port = st.integers(1, 65535).map(str)

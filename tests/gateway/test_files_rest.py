@@ -18,9 +18,9 @@ from typing import Any
 import httpx
 import pytest
 
+from dtpoc_local.servers.files import FilesServer
+from dtpoc_local.servers.gateway import GatewayServer
 from tests.gateway.conftest import PREFIX
-from tests.platform.files import FilesServer
-from tests.platform.gateway import GatewayServer
 
 MIB = 1024 * 1024
 ROUND_TRIP_BYTES = 200 * MIB

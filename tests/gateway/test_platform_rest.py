@@ -13,9 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
+from dtpoc_local.servers.files import FilesServer
+from dtpoc_local.servers.orchestrator import OrchestratorServer
 from tests.gateway.conftest import PREFIX
-from tests.platform.files import FilesServer
-from tests.platform.orchestrator import OrchestratorServer
 
 
 @pytest.fixture

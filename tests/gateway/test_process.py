@@ -9,9 +9,9 @@ from typing import Any
 
 import httpx
 
+from dtpoc_local.waiting import wait_for
 from tests.gateway import doubles
 from tests.gateway.conftest import PREFIX
-from tests.realdeps.waiting import wait_for
 
 #: One client for the module; a generous timeout for a busy shared machine.
 http = httpx.Client(timeout=30.0)

@@ -21,9 +21,9 @@ from google.protobuf import descriptor_pb2
 
 import dtpoc
 from dtpoc_gateway import pathtemplate
+from dtpoc_local.servers import gateway
 from tests.gateway import synthetic
 from tests.gateway.conftest import PREFIX
-from tests.platform import gateway
 
 #: One client for the module; a generous timeout for a busy shared machine.
 http = httpx.Client(timeout=30.0)

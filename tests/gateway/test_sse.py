@@ -10,9 +10,9 @@ import grpc
 import httpx
 import pytest
 
+from dtpoc_local.waiting import wait_for
 from tests.gateway import doubles
 from tests.gateway.conftest import PREFIX, abort_id
-from tests.realdeps.waiting import wait_for
 
 
 @pytest.fixture

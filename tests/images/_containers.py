@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from tests.realdeps import images
+from dtpoc_local import images
 
 LOCKED_DOWN = (
     "--read-only",

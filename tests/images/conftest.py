@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import pytest
 
+from dtpoc_local import images
 from tests.images import _containers
-from tests.realdeps import images
 
 
 @pytest.fixture(scope="session")

@@ -21,9 +21,9 @@ import pymongo
 import pymongo.errors
 import pytest
 
+from dtpoc_local import images, ports, waiting
 from tests.chart import chart
 from tests.images import _containers
-from tests.realdeps import images, ports, waiting
 
 READY_TIMEOUT = 30.0
 

@@ -14,8 +14,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from dtpoc_local import images
 from tests.images import _containers
-from tests.realdeps import images
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "examples" / "histolab" / "sample" / "input.xlsx"

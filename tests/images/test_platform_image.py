@@ -22,11 +22,12 @@ import pytest
 
 from dtpoc.files.v1alpha1 import files_pb2, files_pb2_grpc
 from dtpoc_common import grpcauth
+from dtpoc_local import ports, waiting
+from dtpoc_local.credentials import credentials
+from dtpoc_local.databases import unique_db_name
+from dtpoc_local.grpcprocess import health_serving
+from dtpoc_local.servers.files import FilesServer
 from tests.images import _containers
-from tests.platform._grpcprocess import health_serving
-from tests.platform.files import FilesServer
-from tests.realdeps import mongodb, ports, waiting
-from tests.realdeps.credentials import credentials
 
 READY_TIMEOUT = 60.0
 PLATFORM_UID = "10001"
@@ -59,7 +60,7 @@ ENTRY_POINTS = {
         env=lambda uri, port, _: {
             "DTPOC_MONGODB_URI": uri,
             "DTPOC_FILES_LISTEN": f"127.0.0.1:{port}",
-            "DTPOC_FILES_DATABASE": mongodb.unique_db_name("img_files"),
+            "DTPOC_FILES_DATABASE": unique_db_name("img_files"),
             "DTPOC_FILES_USAGE_CHECK": "false",
             "DTPOC_FILES_ORCHESTRATOR_ADDRESS": "",
             # The image is under test here, not authentication (tests/files/test_callers.py).
@@ -72,7 +73,7 @@ ENTRY_POINTS = {
         env=lambda uri, port, _: {
             "DTPOC_MONGODB_URI": uri,
             "DTPOC_ORCHESTRATOR_LISTEN": f"127.0.0.1:{port}",
-            "DTPOC_ORCHESTRATOR_DATABASE": mongodb.unique_db_name("img_orch"),
+            "DTPOC_ORCHESTRATOR_DATABASE": unique_db_name("img_orch"),
             "DTPOC_ORCHESTRATOR_BACKEND": "local",
             "DTPOC_ORCHESTRATOR_FILES_ADDRESS": "127.0.0.1:1",
             "DTPOC_ORCHESTRATOR_INSECURE_NO_AUTH": "true",
@@ -94,7 +95,7 @@ ENTRY_POINTS = {
         env=lambda uri, port, metrics: {
             "DTPOC_OPERATOR_RUNTIME": "local",
             "DTPOC_MONGODB_URI": uri,
-            "DTPOC_OPERATOR_LOCAL_DATABASE": mongodb.unique_db_name("img_op"),
+            "DTPOC_OPERATOR_LOCAL_DATABASE": unique_db_name("img_op"),
             "DTPOC_OPERATOR_OUTPUT_ROOT": "/tmp/outputs",
             "DTPOC_OPERATOR_FILES_ADDRESS": "127.0.0.1:1",
             "DTPOC_OPERATOR_HEALTH_LISTEN": f"127.0.0.1:{port}",

@@ -13,7 +13,7 @@ import hashlib
 import json
 import subprocess
 
-from tests.realdeps import images
+from dtpoc_local import images
 
 USER = "10001:10001"
 ENTRYPOINT = ["python3.11", "-c", "import os; exec(os.environ['PROGRAM'])"]

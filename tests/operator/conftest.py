@@ -20,15 +20,11 @@ from google.protobuf import json_format
 from kubernetes.client.rest import ApiException
 
 from dtpoc.files.v1alpha1 import files_pb2, files_pb2_grpc
-from tests.platform.files import FilesServer
-from tests.platform.operator import (
-    OperatorProcess,
-    install_analytics_crd,
-    operator_kubeconfig,
-)
-from tests.realdeps import waiting
-from tests.realdeps.credentials import credentials
-from tests.realdeps.kube import KubeCluster
+from dtpoc_local import waiting
+from dtpoc_local.credentials import credentials
+from dtpoc_local.kube import KubeCluster
+from dtpoc_local.servers.files import FilesServer
+from dtpoc_local.servers.operator import OperatorProcess, install_analytics_crd, operator_kubeconfig
 
 GROUP_PATH = "/apis/eng.cam.ac.uk/v1alpha1"
 INIT_IMAGE = "registry.invalid/dtpoc/operator:test"

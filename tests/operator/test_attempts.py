@@ -18,12 +18,12 @@ import sys
 import textwrap
 from collections.abc import Callable
 
+from dtpoc_local import waiting
 from tests.operator.conftest import KubeOperator, child_name
 from tests.operator.test_local_runtime import (  # noqa: F401 - the fixture is used by name
     LocalOperator,
     local_operator_factory,
 )
-from tests.realdeps import waiting
 from tests.realdeps.kubelet_double import KubeletDouble
 
 #: The first attempt writes a partial result and a scratch file, then fails;

@@ -27,11 +27,11 @@ from typing import Any
 import pytest
 
 from dtpoc_common import analytics
+from dtpoc_local import images, waiting
 from dtpoc_operator import collector, model
 from dtpoc_operator.local import container_run, containers
 from dtpoc_operator.model import AnalyticsResource, ServiceKey, Status
 from tests.operator import _runner_image
-from tests.realdeps import images, waiting
 
 WAIT = 120.0
 OTHER_UID = 12345

@@ -17,10 +17,10 @@ import pytest
 
 from dtpoc.files.v1alpha1 import files_pb2_grpc
 from dtpoc_common import grpcauth
+from dtpoc_local.credentials import credentials
+from dtpoc_local.servers.files import FilesServer
 from dtpoc_operator import collector as collector_mod
 from tests.operator.conftest import KubeOperator, sha256
-from tests.platform.files import FilesServer
-from tests.realdeps.credentials import credentials
 
 
 @pytest.fixture

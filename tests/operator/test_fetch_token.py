@@ -12,12 +12,12 @@ from typing import Any
 
 from dtpoc.files.v1alpha1 import files_pb2_grpc
 from dtpoc_common import analytics, grpcauth
+from dtpoc_local.credentials import credentials
+from dtpoc_local.servers.files import FilesServer
 from dtpoc_operator import fetch_inputs, fetch_tokens, model
 from dtpoc_operator.kube import manifests
 from dtpoc_operator.model import AnalyticsResource, ServiceKey, Status
 from tests.files import helpers
-from tests.platform.files import FilesServer
-from tests.realdeps.credentials import credentials
 
 SID = "0123456789abcdef01234567"
 

@@ -14,11 +14,11 @@ import sys
 import textwrap
 from collections.abc import Callable
 
+from dtpoc_local import waiting
 from tests.operator.test_local_runtime import (  # noqa: F401 - the fixture is used by name
     LocalOperator,
     local_operator_factory,
 )
-from tests.realdeps import waiting
 
 #: Writes a result, a FIFO, a link out of the folder and a file below a path
 #: longer than PATH_MAX (relative steps, as any program can), then waits for

@@ -14,9 +14,9 @@ import pytest
 from kubernetes.client.rest import ApiException
 from pydantic import ValidationError
 
+from dtpoc_local import waiting
 from dtpoc_operator.settings import OperatorSettings
 from tests.operator.conftest import KubeOperator, child_name
-from tests.realdeps import waiting
 
 AUTH_URL = "http://dtpoc-gateway.dtpoc.svc.cluster.local/auth/check"
 DASHBOARD = {

@@ -8,8 +8,8 @@ a test-only setting: right after uploading outputs, before recording them).
 
 from __future__ import annotations
 
+from dtpoc_local import waiting
 from tests.operator.conftest import KubeOperator, child_name
-from tests.realdeps import waiting
 from tests.realdeps.kubelet_double import KubeletDouble
 
 

@@ -19,13 +19,13 @@ from typing import Any
 
 import pytest
 
+from dtpoc_local import images, waiting
 from dtpoc_operator.local import containers
 from tests.operator import _runner_image
 from tests.operator.test_local_runtime import (  # the fixture, for this module too
     LocalOperator,
     local_operator_factory,  # noqa: F401
 )
-from tests.realdeps import images, waiting
 
 WAIT = 120.0
 

@@ -29,13 +29,13 @@ from typing import Any
 
 import pytest
 
+from dtpoc_local import waiting
 from dtpoc_operator.local import cgroups
 from tests.operator.test_local_runtime import (  # noqa: F401 - the fixture is used by name
     WAIT,
     LocalOperator,
     local_operator_factory,
 )
-from tests.realdeps import waiting
 
 #: A process that reports its pid under ``CONTROL_DIR/<role>`` and then runs
 #: until killed (ignoring SIGTERM when ``IGNORE_TERM`` is set).

@@ -24,11 +24,12 @@ import pytest
 
 from dtpoc.files.v1alpha1 import files_pb2_grpc
 from dtpoc_common import analytics
+from dtpoc_local import waiting
+from dtpoc_local.credentials import credentials
+from dtpoc_local.databases import unique_db_name
+from dtpoc_local.servers.files import FilesServer
+from dtpoc_local.servers.operator import OperatorProcess
 from tests.operator.conftest import KubeOperator, new_service_id
-from tests.platform.files import FilesServer
-from tests.platform.operator import OperatorProcess
-from tests.realdeps import mongodb, waiting
-from tests.realdeps.credentials import credentials
 
 WAIT = 60.0
 
@@ -137,7 +138,7 @@ def local_operator_factory(
     tmp_path: Path,
 ) -> Iterator[Callable[..., LocalOperator]]:
 
-    database = mongodb.unique_db_name("op")
+    database = unique_db_name("op")
     client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(mongodb_uri, tz_aware=True)
     channel = credentials().channel(files_server.address)
     control = tmp_path / "control"

@@ -32,15 +32,12 @@ from dtpoc.analytics.v1alpha1 import analytics_pb2
 from dtpoc.files.v1alpha1 import files_pb2, files_pb2_grpc
 from dtpoc.orchestrator.v1alpha1 import orchestrator_pb2, orchestrator_pb2_grpc
 from dtpoc_common import analytics, grpcauth
-from tests.platform.files import FilesServer, start_files_server
-from tests.platform.orchestrator import (
-    OrchestratorServer,
-    drop_databases,
-    start_orchestrator_server,
-)
-from tests.realdeps import waiting
-from tests.realdeps.credentials import credentials
-from tests.realdeps.kube import KubeCluster
+from dtpoc_local import waiting
+from dtpoc_local.credentials import credentials
+from dtpoc_local.databases import drop_databases
+from dtpoc_local.kube import KubeCluster
+from dtpoc_local.servers.files import FilesServer, start_files_server
+from dtpoc_local.servers.orchestrator import OrchestratorServer, start_orchestrator_server
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CRD_PATH = REPO_ROOT / "infra" / "crds" / "analytics.yaml"

@@ -11,8 +11,8 @@ import pytest
 
 from dtpoc.orchestrator.v1alpha1 import orchestrator_pb2, orchestrator_pb2_grpc
 from dtpoc_common import grpcauth
-from tests.platform.orchestrator import OrchestratorServer
-from tests.realdeps.credentials import credentials
+from dtpoc_local.credentials import credentials
+from dtpoc_local.servers.orchestrator import OrchestratorServer
 
 CALL_TIMEOUT = 30.0
 FILE_ID = "0123456789abcdef01234567"

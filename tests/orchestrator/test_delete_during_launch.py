@@ -21,10 +21,10 @@ import pytest
 from dtpoc.files.v1alpha1 import files_pb2, files_pb2_grpc
 from dtpoc.orchestrator.v1alpha1 import orchestrator_pb2, orchestrator_pb2_grpc
 from dtpoc_common import grpcauth
+from dtpoc_local.credentials import credentials
+from dtpoc_local.servers.files import FilesServer
+from dtpoc_local.servers.orchestrator import OrchestratorServer
 from tests.orchestrator.conftest import CALL_TIMEOUT, Platform, launch_request
-from tests.platform.files import FilesServer
-from tests.platform.orchestrator import OrchestratorServer
-from tests.realdeps.credentials import credentials
 
 
 class InterleavingUsageProxy(orchestrator_pb2_grpc.OrchestratorServiceServicer):

@@ -14,6 +14,11 @@ from bson import ObjectId
 from dtpoc.analytics.v1alpha1 import analytics_pb2
 from dtpoc.orchestrator.v1alpha1 import orchestrator_pb2, orchestrator_pb2_grpc
 from dtpoc_common import analytics, grpcauth
+from dtpoc_local import ports
+from dtpoc_local.credentials import credentials
+from dtpoc_local.kube import KubeCluster
+from dtpoc_local.servers.files import FilesServer
+from dtpoc_local.servers.orchestrator import OrchestratorServer
 from tests.orchestrator.conftest import (
     CALL_TIMEOUT,
     KubeOperatorDouble,
@@ -23,11 +28,6 @@ from tests.orchestrator.conftest import (
     service_account_kubeconfig,
     unreachable_kubeconfig,
 )
-from tests.platform.files import FilesServer
-from tests.platform.orchestrator import OrchestratorServer
-from tests.realdeps import ports
-from tests.realdeps.credentials import credentials
-from tests.realdeps.kube import KubeCluster
 
 _open_channels: list[grpc.Channel] = []
 

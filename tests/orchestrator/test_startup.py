@@ -10,10 +10,10 @@ from pathlib import Path
 
 from dtpoc.orchestrator.v1alpha1 import orchestrator_pb2, orchestrator_pb2_grpc
 from dtpoc_common import grpcauth
-from tests.platform.files import FilesServer
-from tests.platform.orchestrator import OrchestratorServer, orchestrator_executable
-from tests.realdeps import ports
-from tests.realdeps.credentials import credentials
+from dtpoc_local import ports
+from dtpoc_local.credentials import credentials
+from dtpoc_local.servers.files import FilesServer
+from dtpoc_local.servers.orchestrator import OrchestratorServer, orchestrator_executable
 
 
 def test_the_backend_flag_overrides_the_setting(

@@ -19,6 +19,7 @@ from pymongo import AsyncMongoClient
 
 from dtpoc.analytics.v1alpha1 import analytics_pb2
 from dtpoc_common import analytics, errors
+from dtpoc_local.databases import drop_databases, unique_db_name
 from dtpoc_orchestrator import domain, store
 from dtpoc_orchestrator.adapters import kubernetes, local
 from tests.orchestrator.conftest import (
@@ -27,8 +28,6 @@ from tests.orchestrator.conftest import (
     OperatorDouble,
     status_dict,
 )
-from tests.platform.orchestrator import drop_databases
-from tests.realdeps import mongodb
 
 STEP_TIMEOUT = 20.0
 
@@ -61,7 +60,7 @@ async def store_and_operator(
 ) -> AsyncIterator[tuple[store.AnalyticsStore, OperatorDouble]]:
     """An adapter on its real backend, and the operator double that goes with it."""
     if request.param == "local":
-        database = mongodb.unique_db_name("store")
+        database = unique_db_name("store")
         client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongodb_uri)
         adapter = local.LocalAnalyticsStore(
             client[database]["analytics"], namespace="lab", poll_seconds=0.05

@@ -12,6 +12,8 @@ import grpc
 import pytest
 
 from dtpoc.orchestrator.v1alpha1 import orchestrator_pb2, orchestrator_pb2_grpc
+from dtpoc_local.credentials import credentials
+from dtpoc_local.servers.files import FilesServer
 from tests.orchestrator.conftest import (
     CALL_TIMEOUT,
     Platform,
@@ -19,8 +21,6 @@ from tests.orchestrator.conftest import (
     launch_request,
     start_orchestrator_server,
 )
-from tests.platform.files import FilesServer
-from tests.realdeps.credentials import credentials
 
 OK = grpc.StatusCode.OK
 INVALID = grpc.StatusCode.INVALID_ARGUMENT

@@ -14,8 +14,8 @@ import grpc
 import pytest
 
 from dtpoc.orchestrator.v1alpha1 import orchestrator_pb2
+from dtpoc_local.waiting import wait_for
 from tests.orchestrator.conftest import Platform, status_dict
-from tests.realdeps.waiting import wait_for
 
 STEP_TIMEOUT = 30.0
 

@@ -1,137 +1,19 @@
 """The ``gateway_server`` fixture: real ``dtpoc-gateway`` processes for a test.
 
-Fixtures:
-
 ``gateway_server`` -> ``start(**options) -> GatewayServer``
-    A factory. Each call starts ``dtpoc-gateway`` as a subprocess on a free
-    loopback port and waits (deadline :data:`READY_TIMEOUT`) until the
-    gateway's own ``/readyz`` answers 200 — readiness of the gateway itself,
-    independent of any backend, so a test may start it before, after or
-    without its backends. Options (all keyword-only):
-
-    - ``files_address`` / ``orchestrator_address``: backend ``host:port``;
-    - ``backends``: generic map of full proto service name -> ``host:port``;
-    - ``token_hashes``: accepted bearer-token SHA-256 hashes; when empty (the
-      default) authentication is explicitly disabled
-      (``DTPOC_GATEWAY_AUTH_DISABLED=true``), as in the local run;
-    - ``env``: any other ``DTPOC_GATEWAY_*`` variables (they win).
-
-    Every gateway started is stopped (SIGTERM, then SIGKILL) after the test.
-
-:class:`GatewayServer` attributes: ``.base_url`` (``http://127.0.0.1:<port>``),
-``.pid`` (the gateway process itself, e.g. for ``/proc/<pid>/status``),
-``.env`` (the variables it was started with), ``.log_path``, ``.process``
-(a :class:`tests.realdeps.processes.ServerProcess`), and ``.url(path)``.
-
-:func:`start_gateway` does the same outside the fixture (benchmarks, module
-scoped fixtures); the caller stops the server.
+    A factory. Each call starts ``dtpoc-gateway`` with
+    :func:`dtpoc_local.servers.gateway.start_gateway` (see there for the
+    options and :class:`~dtpoc_local.servers.gateway.GatewayServer`). Every
+    gateway started is stopped (SIGTERM, then SIGKILL) after the test.
 """
 
 from __future__ import annotations
 
-import functools
-import json
-import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 
-import httpx
 import pytest
 
-from dtpoc_common import grpcauth
-from tests.realdeps import ports, processes
-from tests.realdeps.credentials import credentials
-
-READY_TIMEOUT = 30.0
-"""Seconds a gateway gets to answer ``/readyz``."""
-
-_STARTS = 3
-"""Attempts when another process takes the chosen port first."""
-
-
-@dataclass(frozen=True)
-class GatewayServer:
-    """One running ``dtpoc-gateway`` process (see the module docstring)."""
-
-    base_url: str
-    pid: int
-    env: dict[str, str]
-    log_path: Path
-    process: processes.ServerProcess
-
-    def url(self, path: str) -> str:
-        return self.base_url + path
-
-    def stop(self) -> None:
-        self.process.stop()
-
-
-def gateway_executable() -> str:
-    """The ``dtpoc-gateway`` console script of the environment running the tests."""
-    script = Path(sys.executable).parent / "dtpoc-gateway"
-    if not script.exists():
-        raise RuntimeError(f"{script} is missing: run `uv sync` in the workspace")
-    return str(script)
-
-
-def _ready(base_url: str) -> bool:
-    try:
-        return httpx.get(base_url + "/readyz", timeout=1.0).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def start_gateway(
-    *,
-    workdir: Path,
-    files_address: str | None = None,
-    orchestrator_address: str | None = None,
-    backends: Mapping[str, str] | None = None,
-    token_hashes: Sequence[str] = (),
-    env: Mapping[str, str] | None = None,
-) -> GatewayServer:
-    """Start ``dtpoc-gateway`` and wait for ``/readyz`` (see the module docstring)."""
-    last_error: Exception | None = None
-    for attempt in range(_STARTS):
-        port = ports.free_port()
-        variables = {
-            "DTPOC_GATEWAY_LISTEN": f"{ports.LOOPBACK}:{port}",
-            "DTPOC_GATEWAY_FILES_ADDRESS": files_address or "",
-            "DTPOC_GATEWAY_ORCHESTRATOR_ADDRESS": orchestrator_address or "",
-            "DTPOC_GATEWAY_BACKENDS": json.dumps(dict(backends or {})),
-            "DTPOC_GATEWAY_AUTH_TOKEN_HASHES": ",".join(token_hashes),
-            "DTPOC_GATEWAY_AUTH_TOKENS_FILE": "",
-            "DTPOC_GATEWAY_AUTH_DISABLED": "false" if token_hashes else "true",
-            "DTPOC_GATEWAY_LOG_LEVEL": "INFO",
-            "DTPOC_GATEWAY_SHUTDOWN_GRACE_SECONDS": "5",
-            "DTPOC_GATEWAY_GRPC_TOKEN_FILE": str(credentials().token_file(grpcauth.GATEWAY)),
-            **dict(env or {}),
-        }
-        workdir.mkdir(parents=True, exist_ok=True)
-        log_path = workdir / f"dtpoc-gateway-{port}-{attempt}.log"
-        server = processes.ServerProcess(
-            name="dtpoc-gateway",
-            argv=[gateway_executable()],
-            log_path=log_path,
-            env=variables,
-            cwd=workdir,
-        ).start()
-        base_url = f"http://{ports.LOOPBACK}:{port}"
-        try:
-            server.wait_ready(
-                functools.partial(_ready, base_url), timeout=READY_TIMEOUT, what="GET /readyz"
-            )
-        except processes.ServerExited as exc:
-            last_error = exc
-            if "address already in use" in str(exc).lower():
-                continue
-            raise
-        return GatewayServer(
-            base_url=base_url, pid=server.pid, env=variables, log_path=log_path, process=server
-        )
-    assert last_error is not None
-    raise last_error
+from dtpoc_local.servers.gateway import GatewayServer, start_gateway
 
 
 @pytest.fixture

@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from tests.realdeps import waiting
-from tests.realdeps.kube import KubeCluster
+from dtpoc_local import waiting
+from dtpoc_local.kube import KubeCluster
 
 NODE_NAME = "kubelet-double"
 """The node name pods are bound to; no Node object is needed for binding."""

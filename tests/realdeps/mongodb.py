@@ -16,12 +16,12 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from typing import Any
-from uuid import uuid4
 
 import pymongo
 import pytest
 
-from tests.realdeps import ferretdb
+from dtpoc_local import ferretdb
+from dtpoc_local.databases import unique_db_name
 
 ENV_URI = "DTPOC_TEST_MONGODB_URI"
 
@@ -86,11 +86,6 @@ def mongo_client(mongodb_uri: str) -> Iterator[pymongo.MongoClient[dict[str, Any
         yield client
     finally:
         client.close()
-
-
-def unique_db_name(prefix: str = "t") -> str:
-    """A database name no other test uses (MongoDB allows up to 63 bytes)."""
-    return f"{prefix}_{uuid4().hex[:12]}"
 
 
 @pytest.fixture

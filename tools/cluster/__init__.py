@@ -1,7 +1,7 @@
 """``make cluster``: a real single-node Kubernetes on this machine, with the chart installed.
 
-The control plane is the test suite's (:mod:`tests.realdeps.controlplane`,
-started with :class:`~tests.realdeps.controlplane.ControlPlaneOptions` for a
+The control plane is the test suite's (:mod:`dtpoc_local.controlplane`,
+started with :class:`~dtpoc_local.controlplane.ControlPlaneOptions` for a
 node); the node (containerd, kubelet, kube-proxy, CoreDNS, kube-router and
 the pods) runs in a network namespace joined to the host by a veth pair, the
 way kind runs its node in a container: the kubelet refuses a loopback node address, and the

@@ -25,9 +25,9 @@ import urllib3
 import yaml
 from kubernetes.client.exceptions import ApiException
 
-from tests.realdeps import binaries, controlplane, processes, waiting
-from tests.realdeps.kube import KubeCluster
-from tests.realdeps.pki import issue_client_certificate
+from dtpoc_local import binaries, controlplane, processes, waiting
+from dtpoc_local.kube import KubeCluster
+from dtpoc_local.pki import issue_client_certificate
 from tools.cluster import addons, layout, network, node, registry
 
 NODE_READY_TIMEOUT = 180.0

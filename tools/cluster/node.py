@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.realdeps import binaries, processes
+from dtpoc_local import binaries, processes
 from tools.cluster import layout, network
 
 CONTAINERD_READY_TIMEOUT = 30.0

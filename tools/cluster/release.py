@@ -1,6 +1,6 @@
 """The chart on the node: images into containerd, ``helm install``, the API token, port-forward.
 
-Images come from ``make images`` (:func:`tests.realdeps.images.archive_path`),
+Images come from ``make images`` (:func:`dtpoc_local.images.archive_path`),
 imported once into the node's containerd cache. The chart is installed from
 ``infra/`` with ``infra/values-cluster.yaml``; the gateway's token Secret is
 made here from ``var/cluster/token`` (kept across starts, so a client keeps
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.realdeps import binaries, images, processes
+from dtpoc_local import binaries, images, processes
 from tools.cluster import cluster, layout, node
 
 IMAGES = ("dtpoc", "histolab", "ferretdb", "mosquitto")

@@ -14,9 +14,8 @@ import os
 import subprocess
 from pathlib import Path
 
-import pytest
+from dtpoc_local.paths import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO_ROOT / "tools" / "testbin" / "build"
 VERSIONS_FILE = REPO_ROOT / "tools" / "testbin" / "versions.env"
 
@@ -78,7 +77,7 @@ def path(name: str) -> Path:
     """The path of binary ``name``, building it first if it is not cached.
 
     A first build of the Kubernetes binaries takes tens of minutes on two
-    cores; its progress goes to stderr (visible with ``pytest -s``).
+    cores; its progress goes to stderr (under pytest, visible with ``-s``).
     """
     binary = cached_path(name)
     if os.access(binary, os.X_OK):
@@ -90,48 +89,3 @@ def path(name: str) -> Path:
             f"failed (exit {result.returncode}); run it by hand to see why"
         )
     return binary
-
-
-_FIXTURE_BINARIES: dict[str, tuple[str, tuple[str, ...]]] = {
-    # fixture: (environment variable that makes it use your own server, binaries it starts)
-    "mongodb_uri": ("DTPOC_TEST_MONGODB_URI", ("ferretdb",)),
-    "kube": ("DTPOC_TEST_KUBECONFIG", ("etcd", "kube-apiserver", "kube-controller-manager")),
-    "helm_bin": ("", ("helm",)),
-    "buf_bin": ("", ("buf",)),
-}
-
-
-def pytest_collection_finish(session: pytest.Session) -> None:
-    """Build the binaries the selected tests will start, before any test runs.
-
-    A first Kubernetes build takes minutes; done here it is not charged to the
-    first test's timeout, and its progress is not hidden by output capture.
-    Fixtures whose server you bring yourself (environment variables) need nothing.
-    """
-    if session.config.option.collectonly:
-        return
-    wanted: set[str] = set()
-    for item in session.items:
-        for fixture in getattr(item, "fixturenames", ()):
-            variable, names = _FIXTURE_BINARIES.get(fixture, ("", ()))
-            external = bool(variable and os.environ.get(variable))
-            if fixture == "kube":
-                external = external or bool(os.environ.get("KUBECONFIG"))
-            if not external:
-                wanted.update(names)
-    missing = [n for n in NAMES if n in wanted and not os.access(cached_path(n), os.X_OK)]
-    if missing:
-        # A failure is reported by the fixture that needs the binary, with the cause.
-        subprocess.run([str(BUILD_SCRIPT), *missing], check=False)
-
-
-@pytest.fixture(scope="session")
-def helm_bin() -> Path:
-    """Path of the pinned ``helm`` binary (built on first use)."""
-    return path("helm")
-
-
-@pytest.fixture(scope="session")
-def buf_bin() -> Path:
-    """Path of the pinned ``buf`` binary (built on first use)."""
-    return path("buf")

@@ -2,7 +2,7 @@
 
 With the default :class:`ControlPlaneOptions` there is no scheduler and no
 kubelet: pods stay Pending until a test plays the kubelet's part with
-:mod:`tests.realdeps.kubelet_double`. Everything else is the real thing:
+``tests/realdeps/kubelet_double.py``. Everything else is the real thing:
 RBAC authorization, admission (including ServiceAccount), CRDs, and the
 controllers that Jobs, CronJobs, Deployments and namespaces need.
 
@@ -23,8 +23,8 @@ from pathlib import Path
 
 import yaml
 
-from tests.realdeps import binaries, ports, processes
-from tests.realdeps.pki import (
+from dtpoc_local import binaries, ports, processes
+from dtpoc_local.pki import (
     CertPair,
     ControlPlanePki,
     generate_control_plane_pki,
@@ -140,7 +140,7 @@ def write_kubeconfig(path: Path, *, server: str, ca: Path, client: CertPair, use
 
 def _https_ok(url: str, context: ssl.SSLContext) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=2, context=context) as response:
+        with urllib.request.urlopen(url, timeout=2, context=context) as response:  # noqa: S310
             return bool(response.status == 200)
     except (urllib.error.URLError, ConnectionError, TimeoutError, ssl.SSLError):
         return False
@@ -148,7 +148,7 @@ def _https_ok(url: str, context: ssl.SSLContext) -> bool:
 
 def _http_ok(url: str) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=2) as response:
+        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback
             return bool(response.status == 200)
     except (urllib.error.URLError, ConnectionError, TimeoutError):
         return False

@@ -13,7 +13,7 @@ from pathlib import Path
 import pymongo
 import pymongo.errors
 
-from tests.realdeps import binaries, ports, processes
+from dtpoc_local import binaries, ports, processes
 
 READY_TIMEOUT = 30.0
 

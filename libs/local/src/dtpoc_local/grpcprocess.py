@@ -1,29 +1,26 @@
 """Start one of our gRPC servers as a subprocess and wait until it serves.
 
-Shared by the fixtures of every gRPC service (files, orchestrator): the
+Shared by the starters of every gRPC service (files, orchestrator): the
 server binds port 0 and logs the address it got (``"grpc server
 listening"``), so there is no port race; it is ready when gRPC health
-answers SERVING. No fixtures here, only helpers.
+answers SERVING. Used by :mod:`dtpoc_local.servers`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import grpc
-import pymongo
-import pymongo.errors
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.realdeps import processes
+from dtpoc_local import processes
 
 
 def executable(name: str) -> str:
-    """The console script ``name`` of the environment running the tests."""
+    """The console script ``name`` of the running Python environment (the workspace's)."""
     script = Path(sys.executable).parent / name
     if not script.exists():
         raise RuntimeError(f"{script} is missing: run `uv sync` in the workspace")
@@ -88,17 +85,3 @@ def start(
     what = "gRPC health SERVING" if wait_serving else "the listening address in its log"
     server.wait_ready(ready, timeout=timeout, what=what)
     return server, found[0]
-
-
-def drop_databases(mongodb_uri: str, names: set[str]) -> None:
-    """Drop test databases (FerretDB keeps each as a file; big uploads add up),
-    ignoring a server that is gone already."""
-    client: pymongo.MongoClient[dict[str, object]] = pymongo.MongoClient(
-        mongodb_uri, serverSelectionTimeoutMS=2000
-    )
-    try:
-        for name in names:
-            with contextlib.suppress(pymongo.errors.PyMongoError):
-                client.drop_database(name)
-    finally:
-        client.close()

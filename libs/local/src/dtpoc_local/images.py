@@ -37,12 +37,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from dtpoc_local.paths import REPO_ROOT
+
 BUILD_SCRIPT = REPO_ROOT / "tools" / "images" / "build"
 DEBIAN_PACKAGES = "runc buildah podman containernetworking-plugins iptables mmdebstrap uidmap"
 
 _CONTAINERS_CONF = """\
-# Written by tests/realdeps/images.py (same content as tools/images writes).
+# Written by dtpoc_local.images (same content as tools/images writes).
 [containers]
 default_ulimits = []
 

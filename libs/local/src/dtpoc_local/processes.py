@@ -1,8 +1,9 @@
-"""Server processes started by the fixtures: start, watch, log, stop.
+"""Server processes of the harness and of ``dtpoc up``: start, watch, log, stop.
 
-Each server writes stdout and stderr to one log file under the pytest tmp dir.
-When a readiness wait fails, or a test fails while servers are running, the
-tail of each log is shown, so the cause is visible without digging.
+Each server writes stdout and stderr to one log file (under the test's tmp
+dir, or the local platform's ``logs/``). When a readiness wait fails the tail
+of the log is in the error, and the test suite shows every running server's
+tail when a test fails, so the cause is visible without digging.
 """
 
 from __future__ import annotations
@@ -13,16 +14,14 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
-import pytest
-
-from tests.realdeps import waiting
+from dtpoc_local import waiting
 
 _running: list[ServerProcess] = []
-"""Servers started and not yet stopped, for the failure report hook below."""
+"""Servers started and not yet stopped (:func:`running_servers`)."""
 
 
 _PR_SET_PDEATHSIG = 1
@@ -31,9 +30,11 @@ _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
 
 
 def _die_with_parent() -> None:
-    """In the child before exec: get SIGTERM when pytest dies, even by SIGKILL (Linux).
+    """In the child before exec: SIGTERM when the parent dies, even by SIGKILL (Linux).
 
-    Servers run in their own session (so Ctrl-C reaches pytest, whose teardown
+    The parent is pytest or ``dtpoc up``.
+
+    Servers run in their own session (so Ctrl-C reaches the parent, whose teardown
     stops them in order); this keeps a crashed test run from leaving them behind.
     Linux sends the signal when the *thread* that started the child ends, so it
     is only armed for servers started from the main thread.
@@ -50,7 +51,7 @@ class ServerProcess:
     """One server process, its log file and its lifecycle.
 
     Started in its own session (process group) so that stopping it never
-    signals pytest; stopped with SIGTERM, then SIGKILL after a deadline.
+    signals the parent; stopped with SIGTERM, then SIGKILL after a deadline.
     """
 
     def __init__(
@@ -157,21 +158,10 @@ class ServerProcess:
         return "\n".join(data.decode(errors="replace").splitlines()[-lines:])
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(
-    item: pytest.Item, call: pytest.CallInfo[None]
-) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    """On a failed test, attach the log tail of every running test server."""
-    report = yield
-    if report.failed and _running:
-        for server in _running:
-            report.sections.append(
-                (f"{server.name} log tail ({server.log_path})", server.log_tail(25))
-            )
-    return report
+def running_servers() -> list[ServerProcess]:
+    """Servers started and not yet stopped, oldest first.
 
-
-def pytest_unconfigure(config: pytest.Config) -> None:
-    """Stop any server a fixture could not tear down (e.g. after Ctrl-C)."""
-    for server in list(_running):
-        server.stop(timeout=5.0)
+    The test suite's failure report shows their log tails, and its teardown
+    stops what a fixture could not (``tests/realdeps/servers.py``).
+    """
+    return list(_running)
