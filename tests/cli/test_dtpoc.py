@@ -1,0 +1,246 @@
+"""The ``dtpoc`` command as a researcher runs it, against the real platform.
+
+Each test runs the installed console script in a subprocess (a terminal
+where a person would look at a progress bar or a live table) with the server
+and token in the environment and a config file of its own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.client._platform import LAUNCH_YAML, SAMPLE, Platform, run_dtpoc, run_in_pty
+
+pytestmark = pytest.mark.slow
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def plain(screen: str) -> str:
+    return ANSI.sub("", screen)
+
+
+def ok(result: object) -> str:
+    """stdout of a run that must have exited 0."""
+    assert getattr(result, "returncode", None) == 0, (
+        f"exit {getattr(result, 'returncode', None)}\nstdout: {getattr(result, 'stdout', '')}"
+        f"\nstderr: {getattr(result, 'stderr', '')}"
+    )
+    return str(getattr(result, "stdout", ""))
+
+
+def test_upload_launch_watch_output_list_terminate(client_platform: Platform) -> None:
+    # upload, in a terminal: a progress bar with bytes, then the file id
+    shown = run_in_pty(client_platform, "files", "upload", str(SAMPLE))
+    screen = plain(shown.screen)
+    assert shown.returncode == 0, screen
+    assert "upload input.xlsx" in screen, screen
+    assert "━" in screen and "KiB" in screen, f"no progress bar on the terminal:\n{screen}"
+    file_id = re.search(r"\b([0-9a-f]{24})\b", screen)
+    assert file_id, screen
+
+    # the same upload for a script: the API's JSON, deduplicated
+    again = json.loads(ok(run_dtpoc(client_platform, "files", "upload", str(SAMPLE), "-o", "json")))
+    assert again["file_id"] == file_id.group(1)
+    assert again["message"] == "File already exists"
+
+    # launch from the example's YAML, in the launch body's shape
+    launched = json.loads(
+        ok(
+            run_dtpoc(
+                client_platform,
+                "service",
+                "launch",
+                "-f",
+                str(LAUNCH_YAML),
+                "--mount",
+                f"{again['file_id']}=input.xlsx",
+                "--env",
+                "SIM_HOURS=48",
+                "-o",
+                "json",
+            )
+        )
+    )
+    service_id = launched["id"]
+    assert re.fullmatch(r"[0-9a-f]{24}", service_id), launched
+
+    # watch to completion in a terminal: the live per-replica table
+    watched = run_in_pty(client_platform, "service", "watch", service_id, "--exit-status")
+    screen = plain(watched.screen)
+    assert watched.returncode == 0, screen
+    assert "REPLICA" in screen and "succeeded" in screen, screen
+    assert "2/2 succeeded" in screen, screen
+
+    # each replica's KPIs as JSON, as curl would read them
+    for idx in (0, 1):
+        kpis = json.loads(
+            ok(run_dtpoc(client_platform, "service", "output", service_id, str(idx), "-o", "json"))
+        )
+        assert kpis["schema"] == "dtpoc.histolab.kpis/v1"
+        assert kpis["replica_index"] == idx
+        assert kpis["sim_hours"] == 48, "whole numbers stay integers"
+
+    # lists as YAML
+    services = yaml.safe_load(ok(run_dtpoc(client_platform, "service", "list", "-o", "yaml")))
+    mine = [s for s in services if s["id"] == service_id]
+    assert mine and mine[0]["phase"] == "succeeded", services
+    outputs = yaml.safe_load(
+        ok(run_dtpoc(client_platform, "files", "list", "--service", service_id, "-o", "yaml"))
+    )
+    assert sorted(o["metadata"]["replica_index"] for o in outputs) == [0, 1], outputs
+    assert {o["filename"] for o in outputs} == {"kpis.json"}
+
+    # an output file to a path (-O) and to stdout
+    first = outputs[0]
+    target = client_platform.config_dir.parent / "kpis.json"
+    ok(run_dtpoc(client_platform, "files", "get", first["file_id"], "-O", str(target)))
+    assert hashlib.sha256(target.read_bytes()).hexdigest() == first["sha256"]
+    assert ok(run_dtpoc(client_platform, "files", "get", first["file_id"])) == target.read_text()
+
+    # terminate: the record stays, terminated
+    said = ok(run_dtpoc(client_platform, "service", "terminate", service_id))
+    assert "terminated" in said
+    status = json.loads(
+        ok(run_dtpoc(client_platform, "service", "status", service_id, "-o", "json"))
+    )
+    assert status["phase"] == "terminated"
+    assert status["succeeded_runs"] == 2 and status["failed_runs"] == 0
+
+
+def test_refusals_and_usage_errors_have_their_exit_codes(client_platform: Platform) -> None:
+    secret = "not-the-token-" + "x" * 20
+    wrong = run_dtpoc(client_platform, "files", "list", env=client_platform.env(DTPOC_TOKEN=secret))
+    assert wrong.returncode == 1, wrong
+    assert "the bearer token is not valid" in wrong.stderr, wrong.stderr
+    assert "401" in wrong.stderr
+    flagged = run_dtpoc(client_platform, "--token", secret, "service", "list")
+    assert flagged.returncode == 1 and "not valid" in flagged.stderr
+    for run in (wrong, flagged):
+        assert secret not in run.stdout + run.stderr, "the token is never printed"
+
+    missing = run_dtpoc(client_platform, "files", "upload", "no-such-file.xlsx")
+    assert missing.returncode == 2, missing
+    assert "does not exist" in missing.stderr
+
+    unknown = run_dtpoc(client_platform, "service", "status", "0" * 24)
+    assert unknown.returncode == 1, unknown
+    assert "no service" in unknown.stderr and "404" in unknown.stderr
+
+    refused = run_dtpoc(
+        client_platform,
+        "service",
+        "launch",
+        "--image",
+        "x",
+        "--reps",
+        "2",
+        "--job-type",
+        "persistent",
+    )
+    assert refused.returncode == 1, refused
+    assert "400" in refused.stderr
+
+    bad_spec = client_platform.config_dir / "bad.yaml"
+    bad_spec.write_text("image: x\nreplicas: 2\n")
+    shape = run_dtpoc(client_platform, "service", "launch", "-f", str(bad_spec))
+    assert shape.returncode == 2, shape
+    assert "replicas" in shape.stderr
+
+    no_command = run_dtpoc(client_platform, "service", "nonsense")
+    assert no_command.returncode == 2
+
+
+def test_watch_exit_status_tells_a_failed_service(client_platform: Platform) -> None:
+    launched = ok(
+        run_dtpoc(
+            client_platform,
+            "service",
+            "launch",
+            "--image",
+            "dtpoc-histolab",
+            "--version",
+            "local",
+            "--command",
+            "false",
+        )
+    ).strip()
+    watched = run_dtpoc(
+        client_platform, "service", "watch", launched, "--exit-status", "-o", "json"
+    )
+    assert watched.returncode == 3, watched
+    updates = [json.loads(line) for line in watched.stdout.splitlines()]
+    assert updates[-1]["phase"] == "failed", updates[-1]
+    plain_watch = run_dtpoc(client_platform, "service", "watch", launched)
+    assert plain_watch.returncode == 0, "without --exit-status a finished watch is a success"
+
+
+def test_contexts_keep_server_and_token_without_printing_it(client_platform: Platform) -> None:
+    env = client_platform.env()
+    del env["DTPOC_SERVER"], env["DTPOC_TOKEN"]
+    config = Path(env["DTPOC_CONFIG"])
+
+    refused = run_dtpoc(client_platform, "files", "list", env=env)
+    assert refused.returncode == 1, "the default local server is not this platform"
+
+    saved = run_dtpoc(
+        client_platform,
+        "context",
+        "set",
+        "test",
+        "--server",
+        client_platform.server,
+        "--token-stdin",
+        "--use",
+        env=env,
+        stdin=client_platform.token + "\n",
+    )
+    ok(saved)
+    assert oct(config.stat().st_mode & 0o777) == "0o600"
+    listed = json.loads(ok(run_dtpoc(client_platform, "context", "list", "-o", "json", env=env)))
+    assert listed == [
+        {"name": "test", "server": client_platform.server, "token": True, "current": True}
+    ]
+    table = ok(run_dtpoc(client_platform, "context", "list", env=env))
+    assert client_platform.token not in table + saved.stdout + saved.stderr
+
+    assert run_dtpoc(client_platform, "files", "list", "-o", "json", env=env).returncode == 0
+    version = json.loads(ok(run_dtpoc(client_platform, "version", "-o", "json", env=env)))
+    assert version["api"] == "v1alpha1" and version["health"] == "ok", version
+    assert client_platform.token not in json.dumps(version)
+
+    unknown = run_dtpoc(client_platform, "--context", "nope", "files", "list", env=env)
+    assert unknown.returncode == 2 and "no context named 'nope'" in unknown.stderr
+
+
+def test_help_has_an_example_on_every_command_and_completion_works(tmp_path: Path) -> None:
+    offline = Platform(
+        server="http://127.0.0.1:9",
+        token="",
+        files_address="",
+        orchestrator_address="",
+        config_dir=tmp_path,
+        grpc_token="",
+    )
+    groups = {"": ["files", "service", "context", "version", "up", "completion"]}
+    groups["files"] = ["upload", "list", "info", "get", "rm"]
+    groups["service"] = ["launch", "list", "status", "watch", "output", "outputs", "terminate"]
+    groups["context"] = ["set", "use", "delete", "list"]
+    for group, commands in groups.items():
+        for command in commands:
+            argv = [*([group] if group else []), command, "--help"]
+            if argv[:2] == ["up", "--help"]:
+                continue  # `dtpoc up --help` is the local platform's own help
+            shown = ok(run_dtpoc(offline, *argv))
+            assert "Example" in shown, f"dtpoc {' '.join(argv)} has no example:\n{shown}"
+    script = ok(run_dtpoc(offline, "completion", "bash"))
+    assert "_DTPOC_COMPLETE" in script
+    env = offline.env(_DTPOC_COMPLETE="bash_complete", COMP_WORDS="dtpoc ser", COMP_CWORD="1")
+    completed = ok(run_dtpoc(offline, env=env))
+    assert "service" in completed, completed

@@ -1,0 +1,5 @@
+"""Fixtures of the client tests (see :mod:`tests.client._platform`)."""
+
+from tests.client._platform import client_platform
+
+__all__ = ["client_platform"]
