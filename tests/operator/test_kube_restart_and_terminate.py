@@ -2,13 +2,15 @@
 
 Real apiserver, controllers and Files service; **the test plays the
 kubelet** through ``kubelet_double``. The crash is real: the operator
-SIGKILLs itself at the worst moment (``DTPOC_OPERATOR_FAULT_CRASH_AFTER_UPLOAD``,
-a test-only setting: right after uploading outputs, before recording them).
+is SIGKILLed at the worst moment (:mod:`tests.operator.crashing_operator`, a
+test-only wrapper at the store port: right after uploading outputs, before
+recording them).
 """
 
 from __future__ import annotations
 
 from dtpoc_local import waiting
+from dtpoc_local.servers.operator import operator_executable
 from tests.operator.conftest import KubeOperator, child_name
 from tests.realdeps.kubelet_double import KubeletDouble
 
@@ -39,7 +41,7 @@ def test_crash_between_upload_and_status_write_loses_and_doubles_nothing(
     assert not any(r.get("outputsCollected") for r in status.get("replicas") or [])
     assert any((op.output_root / service_id).iterdir()), "local copies kept until recorded"
 
-    op.process = op.process.restart(DTPOC_OPERATOR_FAULT_CRASH_AFTER_UPLOAD="false")
+    op.process = op.process.restart(argv=[operator_executable()])  # the plain operator
     status = op.wait_status(service_id, lambda s: s.get("phase") == "succeeded", "succeeded")
     ids = sorted(i for r in status["replicas"] for i in r["outputFileIds"])
     stored = op.outputs(service_id)

@@ -11,8 +11,10 @@
       the operator's ServiceAccount with exactly ``infra/rbac/operator-role.yaml``);
     - ``files_address``, ``output_root`` (Path), ``mongodb_uri``,
       ``local_database``, ``local_collection`` (local runtime);
-    - ``fault_crash_after_upload`` (bool): sets the TEST-ONLY
-      ``DTPOC_OPERATOR_FAULT_CRASH_AFTER_UPLOAD``;
+    - ``fault_crash_after_upload`` (bool): runs the operator under
+      :mod:`tests.operator.crashing_operator`, which SIGKILLs it between an
+      upload and the status write recording it (a test-only fault, injected
+      at the store port; restart with ``argv=[operator_executable()]``);
     - ``env``: any other ``DTPOC_OPERATOR_*`` overrides;
     - ``wait_ready`` (default True).
 
@@ -21,6 +23,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -28,7 +32,11 @@ import pytest
 
 from dtpoc_common import grpcauth
 from dtpoc_local.credentials import credentials
+from dtpoc_local.paths import REPO_ROOT
 from dtpoc_local.servers.operator import OperatorProcess, start_operator
+
+CRASHING_OPERATOR = "tests.operator.crashing_operator"
+"""The operator under a fault-injecting wrapper (the tests' module, run with ``-m``)."""
 
 
 @pytest.fixture
@@ -60,7 +68,6 @@ def operator_process(
             "DTPOC_OPERATOR_FILES_ADDRESS": files_address,
             "DTPOC_OPERATOR_OUTPUT_ROOT": str(root),
             "DTPOC_OPERATOR_LOG_LEVEL": "INFO",
-            "DTPOC_OPERATOR_FAULT_CRASH_AFTER_UPLOAD": str(fault_crash_after_upload).lower(),
             "DTPOC_OPERATOR_GRPC_TOKEN_FILE": str(credentials().token_file(grpcauth.OPERATOR)),
             "DTPOC_OPERATOR_FETCH_KEY_FILE": str(credentials().fetch_key_file),
         }
@@ -75,7 +82,15 @@ def operator_process(
         if local_collection:
             values["DTPOC_OPERATOR_LOCAL_COLLECTION"] = local_collection
         values.update(env or {})
-        return start_operator(values, workdir=workdir, started=started, wait_ready=wait_ready)
+        argv = None
+        if fault_crash_after_upload:
+            argv = [sys.executable, "-m", CRASHING_OPERATOR]
+            values["PYTHONPATH"] = os.pathsep.join(
+                p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p
+            )
+        return start_operator(
+            values, workdir=workdir, started=started, wait_ready=wait_ready, argv=argv
+        )
 
     yield start
     for operator in started:

@@ -165,12 +165,9 @@ async def run(settings: OperatorSettings) -> None:
         options=reconciler.ReconcilerOptions(
             terminate_grace_seconds=settings.terminate_grace_seconds,
             status_max_runs=settings.status_max_runs,
-            fault_crash_after_upload=settings.fault_crash_after_upload,
         ),
         book=metrics.StateBook(),
     )
-    if settings.fault_crash_after_upload:
-        log.warning("TEST-ONLY fault injection is on: crash after upload")
 
     tasks = [
         asyncio.create_task(

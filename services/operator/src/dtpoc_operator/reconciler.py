@@ -39,8 +39,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import os
-import signal
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -61,8 +59,6 @@ STOP_POLL_SECONDS = 0.5
 class ReconcilerOptions:
     terminate_grace_seconds: float = 30.0
     status_max_runs: int = 20
-    #: TEST ONLY: SIGKILL the process between upload and status write.
-    fault_crash_after_upload: bool = False
 
 
 class Reconciler:
@@ -180,8 +176,6 @@ class Reconciler:
             key: (_merge_ids(_recorded(draft, key), outcome.file_ids), outcome.note)
             for key, (outcome, _folder) in results.items()
         }
-        if collected and any(outcome.file_ids for outcome, _folder in results.values()):
-            self._maybe_crash(resource)
         final = compute(collected) if collected else draft
         if _status_dict(final) != _status_dict(resource.status):
             await self._store.write_status(resource, final)
@@ -253,15 +247,6 @@ class Reconciler:
                 error=str(errors[0]),
             )
         return results
-
-    def _maybe_crash(self, resource: AnalyticsResource) -> None:
-        if not self._options.fault_crash_after_upload:
-            return
-        log.error(
-            "FAULT INJECTION: killing the operator after upload, before the status write",
-            service_id=resource.service_id,
-        )
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _counting_attempt(resource: AnalyticsResource, replica: Replica, folder: Path) -> Path | None:

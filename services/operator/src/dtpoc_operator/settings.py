@@ -136,12 +136,6 @@ class OperatorSettings(BaseSettings):
     #: ``host:port`` of the Prometheus ``/metrics`` endpoint; empty: off.
     metrics_listen: str = "127.0.0.1:9090"
 
-    # --- test-only fault injection -----------------------------------------------------------
-    #: TEST ONLY. When true the operator SIGKILLs itself right after it uploaded a
-    #: replica's outputs and before it records them in the status, to prove that
-    #: a crash there loses and doubles nothing. Never set it in a deployment.
-    fault_crash_after_upload: bool = False
-
     def namespace_list(self) -> list[str]:
         """The watched namespaces, in order, without blanks or repeats."""
         seen: list[str] = []

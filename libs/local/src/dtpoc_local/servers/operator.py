@@ -27,6 +27,7 @@ import sys
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,8 @@ class OperatorProcess:
     log_path: Path
     process: processes.ServerProcess
     workdir: Path
+    #: The command it runs: ``dtpoc-operator``, or a wrapper of it (a test's fault injection).
+    argv: list[str] = field(default_factory=list)
     _started: list[OperatorProcess] = field(default_factory=list, repr=False)
 
     @property
@@ -105,8 +108,14 @@ class OperatorProcess:
         with urllib.request.urlopen(f"http://{self.metrics_address}/metrics", timeout=5) as r:
             return str(r.read().decode())
 
-    def restart(self, wait_ready: bool = True, **env_overrides: str) -> OperatorProcess:
-        """A new process with this one's environment plus ``env_overrides``."""
+    def restart(
+        self, *, argv: Sequence[str] | None = None, wait_ready: bool = True, **env_overrides: str
+    ) -> OperatorProcess:
+        """A new process with this one's environment plus ``env_overrides``.
+
+        Same command unless ``argv`` says otherwise (``[operator_executable()]``
+        restarts a wrapped operator as the plain one).
+        """
         if self.process.is_running():
             self.kill()
         return _start(
@@ -114,6 +123,7 @@ class OperatorProcess:
             workdir=self.workdir,
             started=self._started,
             wait_ready=wait_ready,
+            argv=list(argv) if argv is not None else self.argv,
         )
 
 
@@ -123,16 +133,28 @@ def start_operator(
     workdir: Path,
     started: list[OperatorProcess] | None = None,
     wait_ready: bool = True,
+    argv: Sequence[str] | None = None,
 ) -> OperatorProcess:
-    """Start ``dtpoc-operator`` with ``env`` outside a fixture (the bench uses it); free
-    loopback ports are chosen for its probes and metrics. The caller stops it."""
+    """Start ``dtpoc-operator`` with ``env``; free loopback ports are chosen for its probes
+    and metrics. ``argv`` replaces the command (default ``[operator_executable()]``), so a
+    test can run the operator under a wrapper without a hook in the operator. The caller
+    stops it (``started`` collects it for a fixture's teardown)."""
     return _start(
-        env, workdir=workdir, started=started if started is not None else [], wait_ready=wait_ready
+        env,
+        workdir=workdir,
+        started=started if started is not None else [],
+        wait_ready=wait_ready,
+        argv=list(argv) if argv is not None else [operator_executable()],
     )
 
 
 def _start(
-    env: dict[str, str], *, workdir: Path, started: list[OperatorProcess], wait_ready: bool
+    env: dict[str, str],
+    *,
+    workdir: Path,
+    started: list[OperatorProcess],
+    wait_ready: bool,
+    argv: list[str],
 ) -> OperatorProcess:
     health_port, metrics_port = ports.free_ports(2)
     env = {
@@ -143,7 +165,7 @@ def _start(
     log_path = workdir / f"dtpoc-operator-{uuid.uuid4().hex[:6]}.log"
     server = processes.ServerProcess(
         name="dtpoc-operator",
-        argv=[operator_executable()],
+        argv=argv,
         log_path=log_path,
         env=env,
         cwd=workdir,
@@ -155,6 +177,7 @@ def _start(
         log_path=log_path,
         process=server,
         workdir=workdir,
+        argv=argv,
         _started=started,
     )
     started.append(operator)
