@@ -13,6 +13,7 @@ help:
 	@echo "make cluster-down   remove that node and its data"
 	@echo "make test-cluster   the cluster tier: tests/cluster against a real node (root)"
 	@echo "make check      ruff, mypy, buf lint/format, helm lint, generated code up to date"
+	@echo "make console   build the web console (console/ -> console/dist, served by the gateway at /)"
 	@echo "make images     build the container images here (Docker, else buildah; cached by content)"
 	@echo "make generate   regenerate the Python API package from protos/"
 	@echo "make schema     regenerate infra/values.schema.json from the annotated infra/values.yaml"
@@ -29,6 +30,16 @@ testbin:
 # Debian's container tools (runc, podman, buildah, containerd...), when missing and root.
 hostpkgs:
 	@tools/hostpkgs/install
+
+# The web console (console/: Vite, TypeScript, Preact) from package-lock.json into console/dist,
+# which the gateway serves at /. Without npm it says so and the browser tests skip.
+.PHONY: console
+console:
+	@if ! command -v npm >/dev/null; then \
+	  echo "console: npm not found: install Node.js >= 20.19 to build the web console (browser tests skip)" >&2; \
+	elif cd console && { [ node_modules/.package-lock.json -nt package-lock.json ] || nice -n 10 npm ci --no-audit --no-fund --loglevel=error; } \
+	  && nice -n 10 npm run --silent build -- --logLevel warn; then :; else \
+	  echo "console: build failed" >&2; exit 1; fi
 
 generate: sync
 	@$(UV) run python tools/generate.py
@@ -69,7 +80,7 @@ helm-lint:
 
 check: lint typecheck buf-lint helm-lint check-generated check-schema
 
-test: sync testbin hostpkgs
+test: sync testbin hostpkgs console
 	@GRPC_ENABLE_FORK_SUPPORT=false $(UV) run pytest $(PYTEST_ARGS)
 
 # IMAGES="dtpoc histolab" builds only those (and their bases); default: all of them.

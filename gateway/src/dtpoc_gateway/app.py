@@ -31,6 +31,7 @@ from dtpoc_gateway import (
     authcheck,
     backends,
     catalog,
+    console,
     docs,
     httperrors,
     openapi,
@@ -126,7 +127,7 @@ def build(config: settings.GatewaySettings) -> FastAPI:
         config.backend_map(), max_message_bytes=config.max_message_bytes, token=token
     )
     built = routes.build(cat.methods, config=config, backend_set=backend_set)
-    open_paths = auth.OpenPaths(config.open_paths, prefix=config.api_prefix)
+    open_paths = auth.OpenPaths([*config.open_paths, *console.OPEN_PATHS], prefix=config.api_prefix)
     document = openapi.document(
         built,
         cat,
@@ -168,6 +169,7 @@ def build(config: settings.GatewaySettings) -> FastAPI:
                 document, prefix=config.api_prefix, also_at_root=config.serve_without_prefix
             ),
             *(item.route for item in built),
+            *console.routes(config.console_dir),
         ]
     )
     app.add_exception_handler(httperrors.ApiError, _api_error)

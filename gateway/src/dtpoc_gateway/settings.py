@@ -126,6 +126,10 @@ class GatewaySettings(BaseSettings):
         ]
     )
 
+    #: Folder of the built web console served at ``/`` (``make console``); unset:
+    #: ``console/dist`` of the source tree. Absent build: ``/`` says how to build it.
+    console_dir: OptionalPath = None
+
     #: Origins allowed by CORS (JSON list or comma-separated); none by default.
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     #: Whether CORS answers allow credentials (cookies); never together with ``*``.
