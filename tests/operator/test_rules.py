@@ -7,6 +7,7 @@ import datetime as dt
 
 from dtpoc.analytics.v1alpha1 import analytics_pb2
 from dtpoc_common import analytics
+from dtpoc_common.vocabulary import Phase, ReplicaState
 from dtpoc_operator import layout, model, status
 from dtpoc_operator.kube import observe
 from dtpoc_operator.local import schedule
@@ -48,12 +49,12 @@ def live(*replicas: Replica) -> Observation:
 
 
 def test_succeeded_only_once_every_output_is_collected() -> None:
-    done = (Replica(SID, 0, model.SUCCEEDED), Replica(SID, 1, model.SUCCEEDED))
+    done = (Replica(SID, 0, ReplicaState.SUCCEEDED), Replica(SID, 1, ReplicaState.SUCCEEDED))
     first = compute(Status(), live(*done))
-    assert first.phase == model.RUNNING
+    assert first.phase == Phase.RUNNING
     assert status.to_collect(first) == list(first.replicas)
     second = compute(first, live(*done), collected={(SID, 0): ("f0",), (SID, 1): ()})
-    assert second.phase == model.SUCCEEDED
+    assert second.phase == Phase.SUCCEEDED
     assert second.completion_time == NOW
     assert [r.output_file_ids for r in second.replicas] == [("f0",), ()]
     assert second.condition("OutputsCollected").status == "True"  # type: ignore[union-attr]
@@ -62,35 +63,39 @@ def test_succeeded_only_once_every_output_is_collected() -> None:
 def test_a_final_entry_never_goes_back_and_keeps_its_outputs() -> None:
     previous = compute(
         Status(),
-        live(Replica(SID, 0, model.SUCCEEDED), Replica(SID, 1, model.RUNNING)),
+        live(Replica(SID, 0, ReplicaState.SUCCEEDED), Replica(SID, 1, ReplicaState.RUNNING)),
         collected={(SID, 0): ("f0",)},
     )
     # The pod is gone (TTL): the observation knows less than the status.
-    again = compute(previous, live(Replica(SID, 0, model.PENDING), Replica(SID, 1, model.RUNNING)))
+    again = compute(
+        previous, live(Replica(SID, 0, ReplicaState.PENDING), Replica(SID, 1, ReplicaState.RUNNING))
+    )
     first = again.replicas[0]
     assert (first.state, first.output_file_ids, first.outputs_collected) == (
-        model.SUCCEEDED,
+        ReplicaState.SUCCEEDED,
         ("f0",),
         True,
     )
 
 
 def test_a_vanished_workload_is_not_called_running() -> None:
-    previous = compute(Status(), live(Replica(SID, 0, model.RUNNING), Replica(SID, 1, "pending")))
+    previous = compute(
+        Status(), live(Replica(SID, 0, ReplicaState.RUNNING), Replica(SID, 1, "pending"))
+    )
     gone = compute(previous, Observation())
     assert {r.reason for r in gone.replicas} == {status.REASON_WORKLOAD_DELETED}
-    assert all(r.state == model.FAILED for r in gone.replicas)
+    assert all(r.state == ReplicaState.FAILED for r in gone.replicas)
     terminated = compute(previous, Observation(), terminating=True)
     assert {r.reason for r in terminated.replicas} == {status.REASON_TERMINATED}
 
 
 def test_failed_for_good_makes_the_service_fail_with_the_reason() -> None:
     observed = live(
-        Replica(SID, 0, model.SUCCEEDED),
-        Replica(SID, 1, model.FAILED, exit_code=137, reason="OOMKilled"),
+        Replica(SID, 0, ReplicaState.SUCCEEDED),
+        Replica(SID, 1, ReplicaState.FAILED, exit_code=137, reason="OOMKilled"),
     )
     result = compute(Status(), observed, collected={(SID, 0): (), (SID, 1): ()})
-    assert result.phase == model.FAILED
+    assert result.phase == Phase.FAILED
     failed = result.condition("Failed")
     assert failed is not None and (failed.status, failed.reason) == ("True", "OOMKilled")
     assert "replica 1: OOMKilled, exit code 137" in result.message
@@ -107,13 +112,16 @@ def test_condition_transition_times_move_only_on_change() -> None:
 
 def test_problem_fails_the_service_with_its_message() -> None:
     result = compute(Status(), Observation(problem=("CommandRequired", "needs a command")))
-    assert (result.phase, result.message) == (model.FAILED, "needs a command")
+    assert (result.phase, result.message) == (Phase.FAILED, "needs a command")
 
 
 def test_status_round_trips_through_the_crd_json() -> None:
     result = compute(
         Status(),
-        live(Replica(SID, 0, model.SUCCEEDED, exit_code=0, start_time=NOW), Replica(SID, 1, "x")),
+        live(
+            Replica(SID, 0, ReplicaState.SUCCEEDED, exit_code=0, start_time=NOW),
+            Replica(SID, 1, "x"),
+        ),
         collected={(SID, 0): ("f",)},
     )
     as_json = analytics.status_to_dict(model.status_to_proto(result))
@@ -124,10 +132,10 @@ def test_status_round_trips_through_the_crd_json() -> None:
 def test_scheduled_runs_newest_first_and_capped() -> None:
     the_spec = spec(jobType="scheduled", schedule="* * * * *", reps=1)
     runs = tuple(
-        model.Run(f"r{i}", NOW + dt.timedelta(minutes=i), model.SUCCEEDED) for i in range(5)
+        model.Run(f"r{i}", NOW + dt.timedelta(minutes=i), ReplicaState.SUCCEEDED) for i in range(5)
     )
     observation = Observation(
-        replicas=tuple(Replica(f"r{i}", 0, model.SUCCEEDED) for i in range(5)),
+        replicas=tuple(Replica(f"r{i}", 0, ReplicaState.SUCCEEDED) for i in range(5)),
         runs=runs,
         live_runs=frozenset(r.name for r in runs),
         ready=True,
@@ -144,7 +152,7 @@ def test_scheduled_runs_newest_first_and_capped() -> None:
     )
     assert [r.name for r in done.runs] == ["r4", "r3", "r2"]
     assert [r.run for r in done.replicas] == ["r2", "r3", "r4"]
-    assert (done.phase, done.total) == (model.RUNNING, 3)
+    assert (done.phase, done.total) == (Phase.RUNNING, 3)
 
 
 def test_job_status_index_sets_and_reasons() -> None:
@@ -177,9 +185,9 @@ def test_job_status_index_sets_and_reasons() -> None:
         run=SID,
     )
     assert [(r.state, r.reason) for r in replicas] == [
-        (model.SUCCEEDED, ""),
-        (model.PENDING, "Error"),
-        (model.FAILED, "OOMKilled"),
+        (ReplicaState.SUCCEEDED, ""),
+        (ReplicaState.PENDING, "Error"),
+        (ReplicaState.FAILED, "OOMKilled"),
     ]
 
 

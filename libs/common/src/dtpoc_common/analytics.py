@@ -27,15 +27,7 @@ LABEL_SERVICE_ID = "dtpoc.eng.cam.ac.uk/service-id"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGED_BY = "dtpoc-operator"
 
-#: Phases a service goes through; the last three are final.
-PHASE_PENDING = "pending"
-PHASE_RUNNING = "running"
-PHASE_SUCCEEDED = "succeeded"
-PHASE_FAILED = "failed"
-PHASE_TERMINATED = "terminated"
-FINAL_PHASES = frozenset({PHASE_SUCCEEDED, PHASE_FAILED, PHASE_TERMINATED})
-
-JOB_TYPES = ("ondemand", "scheduled", "persistent")
+#: Job types, replica states and phases: :mod:`dtpoc_common.vocabulary`.
 
 
 def spec_to_dict(spec: analytics_pb2.AnalyticsSpec) -> dict[str, Any]:

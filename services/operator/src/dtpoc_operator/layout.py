@@ -31,6 +31,8 @@ import re
 from pathlib import PurePath, PurePosixPath
 from typing import TypeVar
 
+from dtpoc_common.vocabulary import JobType
+
 P = TypeVar("P", bound=PurePath)
 
 CHILD_PREFIX = "ana-"
@@ -73,14 +75,14 @@ def child_name(service_id: str) -> str:
 
 def output_relpath(*, service_id: str, job_type: str, run: str, index: int) -> PurePosixPath:
     """A replica's output folder relative to the output root (see module docs)."""
-    if job_type == "scheduled":
+    if job_type == JobType.SCHEDULED:
         return PurePosixPath(service_id) / run / str(index)
     return PurePosixPath(service_id) / str(index)
 
 
 def keeps_attempts_apart(job_type: str) -> bool:
     """True for job types whose replicas are retried in new pods (see module docs)."""
-    return job_type in ("ondemand", "scheduled")
+    return job_type in (JobType.ONDEMAND, JobType.SCHEDULED)
 
 
 def attempt_folder(replica_folder: P, *, job_type: str, attempt: str) -> P:

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from prometheus_client import Counter as PromCounter
 from prometheus_client import Gauge, Histogram
 
+from dtpoc_common.vocabulary import Phase, ReplicaState
+
 RECONCILES = PromCounter(
     "dtpoc_operator_reconciles_total", "Reconciles finished, by outcome.", ["result"]
 )
@@ -34,8 +36,9 @@ UPLOAD_BYTES = PromCounter(
     "dtpoc_operator_upload_bytes_total", "Bytes of output files stored in Files."
 )
 
-_STATES = ("pending", "running", "succeeded", "failed")
-_PHASES = ("pending", "running", "succeeded", "failed")
+_STATES = tuple(ReplicaState)
+#: The phases the operator writes (terminated is the orchestrator's word).
+_PHASES = (Phase.PENDING, Phase.RUNNING, Phase.SUCCEEDED, Phase.FAILED)
 
 
 class StateBook:

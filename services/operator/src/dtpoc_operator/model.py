@@ -18,16 +18,7 @@ from typing import Any
 from google.protobuf import timestamp_pb2
 
 from dtpoc.analytics.v1alpha1 import analytics_pb2
-
-ONDEMAND = "ondemand"
-SCHEDULED = "scheduled"
-PERSISTENT = "persistent"
-
-PENDING = "pending"
-RUNNING = "running"
-SUCCEEDED = "succeeded"
-FAILED = "failed"
-FINAL_REPLICA_STATES = frozenset({SUCCEEDED, FAILED})
+from dtpoc_common.vocabulary import FINAL_REPLICA_STATES, JobType
 
 #: Default history limits of a scheduled service (the CronJob defaults).
 DEFAULT_SUCCESSFUL_HISTORY = 3
@@ -74,7 +65,7 @@ class ServiceSpec:
 
     @classmethod
     def from_proto(cls, spec: analytics_pb2.AnalyticsSpec) -> ServiceSpec:
-        persistent = spec.job_type == PERSISTENT
+        persistent = spec.job_type == JobType.PERSISTENT
         reps = 1 if persistent else (spec.reps if spec.HasField("reps") else 1)
         return cls(
             image=spec.image,

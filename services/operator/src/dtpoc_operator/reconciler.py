@@ -45,6 +45,7 @@ from pathlib import Path
 
 from dtpoc_common import analytics
 from dtpoc_common import logging as dlog
+from dtpoc_common.vocabulary import JobType, Phase
 from dtpoc_operator import collector as collector_mod
 from dtpoc_operator import layout, metrics, model, ports, status
 from dtpoc_operator.model import AnalyticsResource, Observation, Replica, ServiceKey, Status
@@ -113,8 +114,8 @@ class Reconciler:
         else:
             previous = resource.status
             allow_create = not previous.replicas and previous.phase not in (
-                model.SUCCEEDED,
-                model.FAILED,
+                Phase.SUCCEEDED,
+                Phase.FAILED,
             )
             result = await self._runtime.sync(resource, allow_create=allow_create)
             observation = result.observation
@@ -274,8 +275,8 @@ def _remove_local_copies(
 def _finished_ondemand(resource: AnalyticsResource) -> bool:
     current = resource.status
     return (
-        resource.spec.job_type == model.ONDEMAND
-        and current.phase in (model.SUCCEEDED, model.FAILED)
+        resource.spec.job_type == JobType.ONDEMAND
+        and current.phase in (Phase.SUCCEEDED, Phase.FAILED)
         and current.observed_generation == resource.generation
         and bool(current.replicas)
         and all(r.final and r.outputs_collected for r in current.replicas)

@@ -23,6 +23,7 @@ import datetime as dt
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
+from dtpoc_common.vocabulary import FINAL_REPLICA_STATES, JobType, Phase, ReplicaState
 from dtpoc_operator import model
 from dtpoc_operator.model import Condition, Observation, Replica, Run, ServiceSpec, Status
 
@@ -64,7 +65,7 @@ def merge_replicas(
         if terminating:
             entries[key] = replace(
                 entry,
-                state=model.FAILED,
+                state=ReplicaState.FAILED,
                 reason=REASON_TERMINATED,
                 message=entry.message or "the service was terminated before this replica finished",
                 finish_time=entry.finish_time or now,
@@ -72,7 +73,7 @@ def merge_replicas(
         elif entry.run not in live_runs:
             entries[key] = replace(
                 entry,
-                state=model.FAILED,
+                state=ReplicaState.FAILED,
                 reason=REASON_WORKLOAD_DELETED,
                 message="the replica's workload disappeared before it finished",
                 finish_time=entry.finish_time or now,
@@ -101,18 +102,18 @@ def _merge_runs(
     runs = {r.name: r for r in previous}
     for run in observed:
         before = runs.get(run.name)
-        if before is not None and before.state in model.FINAL_REPLICA_STATES:
+        if before is not None and before.state in FINAL_REPLICA_STATES:
             continue
         runs[run.name] = run
     result = []
     for run in runs.values():
-        if run.state not in model.FINAL_REPLICA_STATES:
+        if run.state not in FINAL_REPLICA_STATES:
             members = [r for r in replicas.values() if r.run == run.name]
             if members and all(r.final for r in members):
                 state = (
-                    model.FAILED
-                    if any(r.state == model.FAILED for r in members)
-                    else (model.SUCCEEDED)
+                    ReplicaState.FAILED
+                    if any(r.state == ReplicaState.FAILED for r in members)
+                    else (ReplicaState.SUCCEEDED)
                 )
                 run = replace(run, state=state)
         result.append(run)
@@ -157,7 +158,7 @@ def compute_status(
         if key in entries:
             entries[key] = model.with_outputs(entries[key], ids)
 
-    scheduled = spec.job_type == model.SCHEDULED
+    scheduled = spec.job_type == JobType.SCHEDULED
     runs: list[Run] = []
     if scheduled:
         runs = _merge_runs(previous.runs, observation.runs, entries)
@@ -174,11 +175,11 @@ def compute_status(
         order = {}
     replicas = sorted(entries.values(), key=lambda r: (order.get(r.run, -1), r.run, r.index))
 
-    active = sum(1 for r in replicas if r.state == model.RUNNING)
-    succeeded = sum(1 for r in replicas if r.state == model.SUCCEEDED)
-    failed_list = [r for r in replicas if r.state == model.FAILED]
+    active = sum(1 for r in replicas if r.state == ReplicaState.RUNNING)
+    succeeded = sum(1 for r in replicas if r.state == ReplicaState.SUCCEEDED)
+    failed_list = [r for r in replicas if r.state == ReplicaState.FAILED]
     failed = len(failed_list)
-    if spec.job_type == model.PERSISTENT:
+    if spec.job_type == JobType.PERSISTENT:
         total = 1
     elif scheduled:
         total = spec.reps * len(runs)
@@ -186,14 +187,14 @@ def compute_status(
         total = spec.reps
     final = [r for r in replicas if r.final]
     uncollected = [r for r in final if not r.outputs_collected]
-    all_final = spec.job_type == model.ONDEMAND and len(final) >= spec.reps
-    started = any(r.start_time or r.state != model.PENDING for r in replicas)
+    all_final = spec.job_type == JobType.ONDEMAND and len(final) >= spec.reps
+    started = any(r.start_time or r.state != ReplicaState.PENDING for r in replicas)
 
     conditions: list[Condition] = []
     message: str
     if observation.problem is not None:
         reason, problem = observation.problem
-        phase = model.FAILED
+        phase = Phase.FAILED
         message = problem
         conditions.append(
             _condition(previous, type_=READY, status=False, reason=reason, message=problem, now=now)
@@ -210,13 +211,13 @@ def compute_status(
         )
     else:
         failures = _describe_failures(failed_list, scheduled=scheduled)
-        if spec.job_type == model.ONDEMAND:
+        if spec.job_type == JobType.ONDEMAND:
             if all_final and not uncollected:
-                phase = model.SUCCEEDED if failed == 0 else model.FAILED
+                phase = Phase.SUCCEEDED if failed == 0 else Phase.FAILED
             elif started or final:
-                phase = model.RUNNING
+                phase = Phase.RUNNING
             else:
-                phase = model.PENDING
+                phase = Phase.PENDING
             message = f"{succeeded} of {spec.reps} replicas succeeded"
             if failed:
                 message += f", {failed} failed ({failures})"
@@ -225,7 +226,7 @@ def compute_status(
             if all_final and uncollected:
                 message += f"; collecting the outputs of {len(uncollected)} replicas"
         elif scheduled:
-            phase = model.RUNNING if runs else model.PENDING
+            phase = Phase.RUNNING if runs else Phase.PENDING
             message = (
                 f"{len(runs)} runs, latest {runs[0].name} {runs[0].state}"
                 if runs
@@ -234,7 +235,7 @@ def compute_status(
             if failed:
                 message += f"; failed: {failures}"
         else:
-            phase = model.RUNNING if observation.ready else model.PENDING
+            phase = Phase.RUNNING if observation.ready else Phase.PENDING
             message = "available" if observation.ready else "waiting to become available"
         waiting_reason, waiting_message = observation.waiting or ("", "")
         if waiting_reason:
@@ -244,7 +245,7 @@ def compute_status(
                 else (f"; {waiting_reason}")
             )
 
-        if spec.job_type == model.ONDEMAND:
+        if spec.job_type == JobType.ONDEMAND:
             ready = active > 0 or all_final
             ready_reason = (
                 "Finished" if all_final else "Running" if ready else waiting_reason or "Pending"
@@ -265,7 +266,7 @@ def compute_status(
                 now=now,
             )
         )
-        if spec.job_type == model.ONDEMAND:
+        if spec.job_type == JobType.ONDEMAND:
             complete = all_final and failed == 0
             conditions.append(
                 _condition(
@@ -287,7 +288,7 @@ def compute_status(
                 now=now,
             )
         )
-    collected_all = not uncollected and (all_final or spec.job_type != model.ONDEMAND)
+    collected_all = not uncollected and (all_final or spec.job_type != JobType.ONDEMAND)
     conditions.append(
         _condition(
             previous,
@@ -310,7 +311,7 @@ def compute_status(
     starts = [r.start_time for r in replicas if r.start_time is not None]
     start_time = previous.start_time or (min(starts) if starts else None)
     completion_time = None
-    if phase in (model.SUCCEEDED, model.FAILED):
+    if phase in (Phase.SUCCEEDED, Phase.FAILED):
         completion_time = previous.completion_time or now
     return Status(
         phase=phase,

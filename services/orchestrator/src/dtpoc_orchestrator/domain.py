@@ -20,10 +20,6 @@ STATE_CREATING = "creating"
 #: A record whose resource was written.
 STATE_LAUNCHED = "launched"
 
-JOB_ONDEMAND = "ondemand"
-JOB_SCHEDULED = "scheduled"
-JOB_PERSISTENT = "persistent"
-
 #: Overall status values of the original API.
 STATUS_OK = "ok"
 STATUS_RUNNING = "running"

@@ -15,14 +15,12 @@ from typing import Any
 
 from dtpoc.analytics.v1alpha1 import analytics_pb2
 from dtpoc_common import errors, limits
-from dtpoc_orchestrator import domain
-
-FINISHED_STATES = frozenset({"succeeded", "failed"})
+from dtpoc_common.vocabulary import FINAL_REPLICA_STATES, JobType
 
 
 def replica_count(spec: analytics_pb2.AnalyticsSpec, status: analytics_pb2.AnalyticsStatus) -> int:
     """How many replica indexes the service has."""
-    if spec.job_type in (domain.JOB_ONDEMAND, domain.JOB_SCHEDULED):
+    if spec.job_type in (JobType.ONDEMAND, JobType.SCHEDULED):
         return spec.reps
     indexes = [replica.index for replica in status.replicas]
     return max(indexes) + 1 if indexes else 1
@@ -67,7 +65,7 @@ def finished_replica(
     replica = newest_by_index(status).get(idx)
     if replica is None:
         raise errors.NotFound(f"replica {idx} has not finished (state pending)")
-    if replica.state not in FINISHED_STATES:
+    if replica.state not in FINAL_REPLICA_STATES:
         raise errors.NotFound(
             f"replica {idx} has not finished (state {replica.state or 'pending'})"
         )

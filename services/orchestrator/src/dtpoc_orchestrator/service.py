@@ -40,8 +40,9 @@ from typing import Any
 from bson import ObjectId
 
 from dtpoc.analytics.v1alpha1 import analytics_pb2
-from dtpoc_common import analytics, errors
+from dtpoc_common import errors
 from dtpoc_common import logging as dlog
+from dtpoc_common.vocabulary import FINAL_REPLICA_STATES, JobType, Phase, ReplicaState
 from dtpoc_orchestrator import desired, domain, outputs, status, store, validation
 from dtpoc_orchestrator.adapters import files as files_adapter
 from dtpoc_orchestrator.adapters import records as records_adapter
@@ -51,11 +52,11 @@ log = dlog.get_logger(__name__)
 #: Status values a list may be filtered by (phases and overall statuses).
 FILTER_VALUES = frozenset(
     {
-        analytics.PHASE_PENDING,
-        analytics.PHASE_RUNNING,
-        analytics.PHASE_SUCCEEDED,
-        analytics.PHASE_FAILED,
-        analytics.PHASE_TERMINATED,
+        Phase.PENDING,
+        Phase.RUNNING,
+        Phase.SUCCEEDED,
+        Phase.FAILED,
+        Phase.TERMINATED,
         domain.STATUS_OK,
         domain.STATUS_ERROR,
     }
@@ -351,11 +352,9 @@ class Orchestrator:
         async def one(idx: int) -> ReplicaFiles:
             replica = newest.get(idx)
             if replica is None:
-                return ReplicaFiles(idx=idx, state=analytics.PHASE_PENDING, files=[])
+                return ReplicaFiles(idx=idx, state=ReplicaState.PENDING, files=[])
             files = await self._replica_files(view.record, replica)
-            return ReplicaFiles(
-                idx=idx, state=replica.state or analytics.PHASE_PENDING, files=files
-            )
+            return ReplicaFiles(idx=idx, state=replica.state or ReplicaState.PENDING, files=files)
 
         return list(await asyncio.gather(*(one(i) for i in range(count))))
 
@@ -379,10 +378,10 @@ class Orchestrator:
 
             found = await asyncio.gather(*(info(i) for i in replica.output_file_ids))
             return [f for f in found if f is not None]
-        if replica.state not in outputs.FINISHED_STATES:
+        if replica.state not in FINAL_REPLICA_STATES:
             return []
         stored = await self._files.replica_files(service_id=record.id, replica_index=replica.index)
-        if record.spec.job_type == domain.JOB_SCHEDULED and replica.run:
+        if record.spec.job_type == JobType.SCHEDULED and replica.run:
             stored = [f for f in stored if not f.run or f.run == replica.run]
         return sorted(stored, key=lambda f: f.path)
 

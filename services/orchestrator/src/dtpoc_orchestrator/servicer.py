@@ -8,6 +8,7 @@ from typing import Any
 from google.protobuf import json_format, struct_pb2
 
 from dtpoc.orchestrator.v1alpha1 import orchestrator_pb2, orchestrator_pb2_grpc
+from dtpoc_common.vocabulary import JobType
 from dtpoc_orchestrator import domain, service, status
 
 SERVICE_NAME = orchestrator_pb2.DESCRIPTOR.services_by_name["OrchestratorService"].full_name
@@ -22,7 +23,7 @@ def launch_request(message: orchestrator_pb2.LaunchServiceRequest) -> domain.Lau
     if message.HasField("ana"):
         ana = message.ana
         reps = _optional(ana, "reps")
-        if reps is None and ana.job_type == domain.JOB_ONDEMAND:
+        if reps is None and ana.job_type == JobType.ONDEMAND:
             # The original's samples give ondemand services without reps: one
             # replica, as a Kubernetes Job defaults to one completion.
             reps = 1

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from google.protobuf import timestamp_pb2
 
 from dtpoc.analytics.v1alpha1 import analytics_pb2
-from dtpoc_common import analytics
+from dtpoc_common.vocabulary import FINAL_PHASES, JobType, Phase
 from dtpoc_orchestrator import domain
 
 MISSING_MESSAGE = "workload resource missing: the Analytics resource was deleted outside terminate"
@@ -59,14 +59,14 @@ class DerivedStatus:
 
     @property
     def final(self) -> bool:
-        return self.phase in analytics.FINAL_PHASES
+        return self.phase in FINAL_PHASES
 
 
 def default_total(spec: analytics_pb2.AnalyticsSpec) -> int:
     """Replicas expected before the operator has said anything."""
-    if spec.job_type == domain.JOB_ONDEMAND:
+    if spec.job_type == JobType.ONDEMAND:
         return spec.reps
-    if spec.job_type == domain.JOB_PERSISTENT:
+    if spec.job_type == JobType.PERSISTENT:
         return 1
     return 0
 
@@ -92,10 +92,10 @@ def derive(record: domain.ServiceRecord, resource: domain.AnalyticsObject | None
     if record.terminated:
         total = source.total or default_total(spec)
         ok = source.failed == 0 and (
-            job_type != domain.JOB_ONDEMAND or (total > 0 and source.succeeded >= total)
+            job_type != JobType.ONDEMAND or (total > 0 and source.succeeded >= total)
         )
         return DerivedStatus(
-            phase=analytics.PHASE_TERMINATED,
+            phase=Phase.TERMINATED,
             status=domain.STATUS_OK if ok else domain.STATUS_ERROR,
             active=0,
             succeeded=source.succeeded,
@@ -109,7 +109,7 @@ def derive(record: domain.ServiceRecord, resource: domain.AnalyticsObject | None
         )
     if resource is None:
         return DerivedStatus(
-            phase=analytics.PHASE_FAILED,
+            phase=Phase.FAILED,
             status=domain.STATUS_ERROR,
             active=0,
             succeeded=source.succeeded,
@@ -123,7 +123,7 @@ def derive(record: domain.ServiceRecord, resource: domain.AnalyticsObject | None
         )
     if not resource.has_status:
         return DerivedStatus(
-            phase=analytics.PHASE_PENDING,
+            phase=Phase.PENDING,
             status=domain.STATUS_RUNNING,
             active=0,
             succeeded=0,
@@ -156,15 +156,15 @@ def derive(record: domain.ServiceRecord, resource: domain.AnalyticsObject | None
 def overall_status(job_type: str, status: analytics_pb2.AnalyticsStatus) -> str:
     """``ok``, ``running`` or ``error`` for an operator's status (see module doc)."""
     phase = status.phase
-    if phase == analytics.PHASE_FAILED:
+    if phase == Phase.FAILED:
         return domain.STATUS_ERROR
-    if phase in (analytics.PHASE_PENDING, analytics.PHASE_RUNNING):
-        if job_type == domain.JOB_PERSISTENT and phase == analytics.PHASE_RUNNING and ready(status):
+    if phase in (Phase.PENDING, Phase.RUNNING):
+        if job_type == JobType.PERSISTENT and phase == Phase.RUNNING and ready(status):
             return domain.STATUS_OK
         return domain.STATUS_RUNNING
-    if phase == analytics.PHASE_SUCCEEDED:
+    if phase == Phase.SUCCEEDED:
         return domain.STATUS_OK if status.failed == 0 else domain.STATUS_ERROR
-    if phase == analytics.PHASE_TERMINATED:
+    if phase == Phase.TERMINATED:
         return domain.STATUS_OK if status.failed == 0 else domain.STATUS_ERROR
     return domain.STATUS_RUNNING if status.active > 0 else domain.STATUS_ERROR
 

@@ -16,7 +16,8 @@ import re
 
 from croniter import croniter
 
-from dtpoc_common import analytics, errors, limits
+from dtpoc_common import errors, limits
+from dtpoc_common.vocabulary import JOB_TYPES, JobType
 from dtpoc_orchestrator import domain
 
 MIN_REPS = 1
@@ -162,14 +163,14 @@ def _check_range(value: int | None, *, name: str, low: int, high: int | None, wh
 
 def _validate_job(options: domain.AnalyticsOptions, *, port: int | None) -> None:
     job_type = options.job_type
-    if job_type not in analytics.JOB_TYPES:
+    if job_type not in JOB_TYPES:
         raise errors.InvalidArgument(
-            f"must be one of {', '.join(analytics.JOB_TYPES)}, got {job_type!r}",
+            f"must be one of {', '.join(JOB_TYPES)}, got {job_type!r}",
             field="ana.job_type",
         )
-    article = "an" if job_type == domain.JOB_ONDEMAND else "a"
+    article = "an" if job_type == JobType.ONDEMAND else "a"
     schedule = options.schedule or ""
-    if job_type in (domain.JOB_ONDEMAND, domain.JOB_SCHEDULED):
+    if job_type in (JobType.ONDEMAND, JobType.SCHEDULED):
         if options.reps is None or not MIN_REPS <= options.reps <= MAX_REPS:
             raise errors.InvalidArgument(
                 f"must be between {MIN_REPS} and {MAX_REPS} for {article} {job_type} service",
@@ -190,14 +191,14 @@ def _validate_job(options: domain.AnalyticsOptions, *, port: int | None) -> None
             if name == "ana.backoff_limit_per_index":
                 high = MAX_BACKOFF_LIMIT_PER_INDEX
             _check_range(value, name=name, low=low, high=high, what="")
-    if job_type == domain.JOB_ONDEMAND and schedule:
+    if job_type == JobType.ONDEMAND and schedule:
         raise errors.InvalidArgument(
             "an ondemand service has no schedule (launch a scheduled service instead)",
             field="ana.schedule",
         )
-    if job_type == domain.JOB_SCHEDULED:
+    if job_type == JobType.SCHEDULED:
         validate_cron(schedule)
-    if job_type == domain.JOB_PERSISTENT:
+    if job_type == JobType.PERSISTENT:
         if options.reps is not None:
             raise errors.InvalidArgument("a persistent service has no reps", field="ana.reps")
         if schedule:

@@ -46,7 +46,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from dtpoc_common import analytics
-from dtpoc_operator import fetch_inputs, layout, model
+from dtpoc_common.vocabulary import JobType
+from dtpoc_operator import fetch_inputs, layout
 from dtpoc_operator.fetch_tokens import FetchTokens
 from dtpoc_operator.model import AnalyticsResource
 
@@ -152,13 +153,13 @@ def replica_env(resource: AnalyticsResource, *, kind: str) -> list[Obj]:
     spec = resource.spec
     env: list[Obj] = [{"name": "DTPOC_SERVICE_ID", "value": resource.key.name}]
     env.append(_field_env("RUN_ID", "metadata.name"))
-    if kind == "persistent":
+    if kind == JobType.PERSISTENT:
         env.append({"name": "REPLICA_INDEX", "value": "0"})
     else:
         index_path = f"metadata.annotations['{COMPLETION_INDEX_ANNOTATION}']"
         env.append(_field_env("JOB_COMPLETION_INDEX", index_path))
         env.append(_field_env("REPLICA_INDEX", index_path))
-    if kind == "scheduled":
+    if kind == JobType.SCHEDULED:
         env.append(_field_env("DTPOC_RUN", f"metadata.labels['{JOB_NAME_LABEL}']"))
     env.append({"name": "OUTPUT_FOLDER", "value": OUTPUT_MOUNT})
     env.append({"name": "INPUT_FOLDER", "value": INPUT_MOUNT})
@@ -174,9 +175,9 @@ def _output_mount(resource: AnalyticsResource, kind: str) -> Obj:
     mount: Obj = {"name": OUTPUT_VOLUME, "mountPath": OUTPUT_MOUNT}
     # Each attempt (pod) of an index writes below the index's folder, in a
     # folder named by the pod (RUN_ID): a retry never mixes with a failed try.
-    if kind == "ondemand":
+    if kind == JobType.ONDEMAND:
         mount["subPathExpr"] = "$(DTPOC_SERVICE_ID)/$(JOB_COMPLETION_INDEX)/$(RUN_ID)"
-    elif kind == "scheduled":
+    elif kind == JobType.SCHEDULED:
         mount["subPathExpr"] = "$(DTPOC_SERVICE_ID)/$(DTPOC_RUN)/$(JOB_COMPLETION_INDEX)/$(RUN_ID)"
     else:
         mount["subPath"] = f"{resource.key.name}/0"
@@ -211,10 +212,10 @@ def pod_template(resource: AnalyticsResource, settings: ChildSettings, *, kind: 
         resources["limits"] = dict(spec.limits)
     if resources:
         container["resources"] = resources
-    if kind == "persistent" and spec.port is not None:
+    if kind == JobType.PERSISTENT and spec.port is not None:
         container["ports"] = [{"name": "http", "containerPort": spec.port}]
     pod_spec: Obj = {
-        "restartPolicy": "Always" if kind == "persistent" else "Never",
+        "restartPolicy": "Always" if kind == JobType.PERSISTENT else "Never",
         "enableServiceLinks": False,
         "automountServiceAccountToken": False,
         "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
@@ -301,7 +302,7 @@ def job(resource: AnalyticsResource, settings: ChildSettings) -> Obj:
             "apiVersion": "batch/v1",
             "kind": "Job",
             "metadata": _metadata(resource),
-            "spec": job_spec(resource, settings, kind="ondemand"),
+            "spec": job_spec(resource, settings, kind=JobType.ONDEMAND),
         }
     )
 
@@ -325,7 +326,7 @@ def cronjob(resource: AnalyticsResource, settings: ChildSettings) -> Obj:
                         "labels": labels(resource.key.name),
                         "annotations": {SERVICE_ID_ANNOTATION: resource.key.name},
                     },
-                    "spec": job_spec(resource, settings, kind="scheduled"),
+                    "spec": job_spec(resource, settings, kind=JobType.SCHEDULED),
                 },
             },
         }
@@ -343,7 +344,7 @@ def deployment(resource: AnalyticsResource, settings: ChildSettings) -> Obj:
                 "replicas": 1,
                 "strategy": {"type": "Recreate"},
                 "selector": {"matchLabels": labels(resource.key.name)},
-                "template": pod_template(resource, settings, kind="persistent"),
+                "template": pod_template(resource, settings, kind=JobType.PERSISTENT),
             },
         }
     )
@@ -422,9 +423,9 @@ def ingress(resource: AnalyticsResource, settings: ChildSettings) -> Obj:
 def children(resource: AnalyticsResource, settings: ChildSettings) -> list[Obj]:
     """Every child the spec asks for, workload first."""
     kind = resource.spec.job_type
-    if kind == model.ONDEMAND:
+    if kind == JobType.ONDEMAND:
         return [job(resource, settings)]
-    if kind == model.SCHEDULED:
+    if kind == JobType.SCHEDULED:
         return [cronjob(resource, settings)]
     result = [deployment(resource, settings)]
     if resource.spec.port is not None:

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
-from dtpoc_operator import model
+from dtpoc_common.vocabulary import ReplicaState
 from dtpoc_operator.kube import manifests
 from dtpoc_operator.model import Replica, Run
 
@@ -130,11 +130,11 @@ def pod_details(pod: Obj, *, run: str, index: int) -> Replica:
         reason = str(status.get("reason") or "Failed")
         message = str(status.get("message") or "")
     state_name = {
-        "Pending": model.PENDING,
-        "Running": model.RUNNING,
-        "Succeeded": model.SUCCEEDED,
-        "Failed": model.FAILED,
-    }.get(phase, model.PENDING)
+        "Pending": ReplicaState.PENDING,
+        "Running": ReplicaState.RUNNING,
+        "Succeeded": ReplicaState.SUCCEEDED,
+        "Failed": ReplicaState.FAILED,
+    }.get(phase, ReplicaState.PENDING)
     return Replica(
         run=run,
         index=index,
@@ -183,13 +183,13 @@ def job_replicas(job: Obj, pods: Iterable[Obj], *, run: str) -> list[Replica]:
         base = (
             pod_details(pod, run=run, index=index)
             if pod is not None
-            else Replica(run=run, index=index, state=model.PENDING)
+            else Replica(run=run, index=index, state=ReplicaState.PENDING)
         )
         if index in completed:
             replica = Replica(
                 run=run,
                 index=index,
-                state=model.SUCCEEDED,
+                state=ReplicaState.SUCCEEDED,
                 start_time=base.start_time,
                 finish_time=base.finish_time,
                 exit_code=0 if base.exit_code is None else base.exit_code,
@@ -199,18 +199,18 @@ def job_replicas(job: Obj, pods: Iterable[Obj], *, run: str) -> list[Replica]:
             replica = _failed(base, "Failed", "")
         elif job_failed is not None:
             reason = str(job_failed.get("reason") or "Failed")
-            if base.state == model.FAILED:
+            if base.state == ReplicaState.FAILED:
                 replica = _failed(base, reason, str(job_failed.get("message") or ""))
             else:
                 replica = _failed(base, reason, str(job_failed.get("message") or ""), override=True)
-        elif base.state == model.SUCCEEDED:
+        elif base.state == ReplicaState.SUCCEEDED:
             # The Job controller has not counted it yet.
-            replica = _replace_state(base, model.RUNNING)
-        elif base.state == model.FAILED:
+            replica = _replace_state(base, ReplicaState.RUNNING)
+        elif base.state == ReplicaState.FAILED:
             replica = Replica(
                 run=run,
                 index=index,
-                state=model.PENDING,
+                state=ReplicaState.PENDING,
                 start_time=base.start_time,
                 exit_code=base.exit_code,
                 reason=base.reason,
@@ -236,7 +236,7 @@ def _failed(base: Replica, reason: str, message: str, *, override: bool = False)
     own = base.reason and not override
     return replace(
         base,
-        state=model.FAILED,
+        state=ReplicaState.FAILED,
         reason=base.reason if own else reason,
         message=base.message if own else (message or base.message),
     )
@@ -250,18 +250,18 @@ def run_of(job: Obj) -> Run:
         meta.get("creationTimestamp")
     )
     if condition(job, "Complete") is not None:
-        state = model.SUCCEEDED
+        state = ReplicaState.SUCCEEDED
     elif condition(job, "Failed") is not None:
-        state = model.FAILED
+        state = ReplicaState.FAILED
     else:
-        state = model.RUNNING
+        state = ReplicaState.RUNNING
     return Run(name=str(meta.get("name")), schedule_time=scheduled, state=state)
 
 
 def waiting_of(replicas: Iterable[Replica]) -> tuple[str, str] | None:
     """The first "cannot start" reason among pending replicas, for the service message."""
     for replica in replicas:
-        if replica.state == model.PENDING and replica.reason in WAITING_REASONS:
+        if replica.state == ReplicaState.PENDING and replica.reason in WAITING_REASONS:
             where = f"replica {replica.index}"
             return replica.reason, f"{where}: {replica.message}".rstrip(": ")
     return None

@@ -18,9 +18,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from dtpoc_common import analytics
 from dtpoc_common import logging as dlog
-from dtpoc_operator import layout, model
+from dtpoc_common.vocabulary import JOB_TYPES, JobType, ReplicaState
+from dtpoc_operator import layout
 from dtpoc_operator.kube import api as kapi
 from dtpoc_operator.kube import manifests, observe
 from dtpoc_operator.model import AnalyticsResource, Observation, Replica
@@ -96,7 +96,7 @@ class KubeRuntime:
         spec = resource.spec
         if not layout.is_safe_service_id(resource.service_id):
             return ("InvalidServiceId", f"{resource.service_id!r} cannot name an output folder")
-        if spec.job_type not in analytics.JOB_TYPES:
+        if spec.job_type not in JOB_TYPES:
             return ("InvalidSpec", f"unknown jobType {spec.job_type!r}")
         if spec.input_files and not self._children.init_image:
             return (
@@ -132,7 +132,7 @@ class KubeRuntime:
     async def _sync(self, resource: AnalyticsResource, *, allow_create: bool) -> SyncResult:
         desired = manifests.children(resource, self._children)
         kind = resource.spec.job_type
-        if kind == model.ONDEMAND:
+        if kind == JobType.ONDEMAND:
             if allow_create:
                 # First pass: create straight away (409 means it exists: then compare).
                 job, created = await self._ensure(resource, desired[0], None, patch=False)
@@ -152,7 +152,7 @@ class KubeRuntime:
             if found is not None:
                 found, _ = await self._ensure(resource, desired[0], found, patch=False)
             return SyncResult(await self._observe_ondemand(resource, found))
-        if kind == model.SCHEDULED:
+        if kind == JobType.SCHEDULED:
             existing = await self._api.get(
                 path_of("CronJob", resource.key.namespace, _name(desired[0]))
             )
@@ -242,11 +242,11 @@ class KubeRuntime:
         namespace = resource.key.namespace
         name = layout.child_name(resource.service_id)
         kind = resource.spec.job_type
-        if kind == model.ONDEMAND:
+        if kind == JobType.ONDEMAND:
             return await self._observe_ondemand(
                 resource, await self._api.get(path_of("Job", namespace, name))
             )
-        if kind == model.SCHEDULED:
+        if kind == JobType.SCHEDULED:
             return await self._observe_scheduled(
                 resource, await self._api.get(path_of("CronJob", namespace, name))
             )
@@ -327,7 +327,7 @@ class KubeRuntime:
                 seen = Replica(
                     run=run,
                     index=0,
-                    state=model.PENDING,
+                    state=ReplicaState.PENDING,
                     reason=seen.reason,
                     message=seen.message,
                     exit_code=seen.exit_code,
@@ -335,7 +335,7 @@ class KubeRuntime:
                 )
             replicas = (seen,)
         elif deployment is not None:
-            replicas = (Replica(run=run, index=0, state=model.PENDING),)
+            replicas = (Replica(run=run, index=0, state=ReplicaState.PENDING),)
         available = int(((deployment or {}).get("status") or {}).get("availableReplicas") or 0)
         return Observation(
             replicas=replicas,
@@ -350,7 +350,7 @@ class KubeRuntime:
         namespace = resource.key.namespace
         for kind in ("CronJob", "Job", "Deployment", "Ingress", "Service"):
             await self._delete_owned(resource, kind)
-        if resource.spec.job_type == model.SCHEDULED:
+        if resource.spec.job_type == JobType.SCHEDULED:
             jobs = await self._api.list(
                 path_of("Job", namespace), label_selector=manifests.selector(resource.service_id)
             )

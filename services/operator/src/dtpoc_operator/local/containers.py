@@ -44,7 +44,8 @@ from typing import Any, Final, Literal
 
 from dtpoc_common import analytics
 from dtpoc_common import logging as dlog
-from dtpoc_operator import layout, model
+from dtpoc_common.vocabulary import JobType
+from dtpoc_operator import layout
 from dtpoc_operator.model import AnalyticsResource
 
 log = dlog.get_logger(__name__)
@@ -276,9 +277,9 @@ def container_env(
     the values Kubernetes fills in from the pod: RUN_ID is the run id."""
     spec = resource.spec
     env = {"DTPOC_SERVICE_ID": resource.service_id, "RUN_ID": run_id, "REPLICA_INDEX": str(index)}
-    if spec.job_type != model.PERSISTENT:
+    if spec.job_type != JobType.PERSISTENT:
         env["JOB_COMPLETION_INDEX"] = str(index)
-    if spec.job_type == model.SCHEDULED:
+    if spec.job_type == JobType.SCHEDULED:
         env["DTPOC_RUN"] = run
     env["OUTPUT_FOLDER"] = OUTPUT_MOUNT
     env["INPUT_FOLDER"] = INPUT_MOUNT

@@ -56,6 +56,7 @@ from pathlib import Path
 from typing import Any
 
 from dtpoc_common import logging as dlog
+from dtpoc_common.vocabulary import FINAL_REPLICA_STATES, JobType, ReplicaState
 from dtpoc_operator import layout, model
 from dtpoc_operator.fetch_tokens import FetchTokens
 from dtpoc_operator.local import container_run, containers, reaper, schedule
@@ -234,7 +235,7 @@ class LocalRuntime:
         spec = resource.spec
         if not layout.is_safe_service_id(resource.service_id):
             return ("InvalidServiceId", f"{resource.service_id!r} cannot name an output folder")
-        if spec.job_type not in (model.ONDEMAND, model.SCHEDULED, model.PERSISTENT):
+        if spec.job_type not in (JobType.ONDEMAND, JobType.SCHEDULED, JobType.PERSISTENT):
             return ("InvalidSpec", f"unknown jobType {spec.job_type!r}")
         if not spec.command and self._engine is None:
             return (
@@ -249,7 +250,7 @@ class LocalRuntime:
                 containers.limits_of(spec.limits)
             except ValueError as error:
                 return ("InvalidSpec", f"resources.limits: {error}")
-        if spec.job_type == model.SCHEDULED and not schedule.is_valid(spec.schedule):
+        if spec.job_type == JobType.SCHEDULED and not schedule.is_valid(spec.schedule):
             return ("InvalidSchedule", f"{spec.schedule!r} is not a five-field cron expression")
         for name in spec.input_files.values():
             if not layout.is_plain_file_name(name):
@@ -267,16 +268,16 @@ class LocalRuntime:
         marker = sdir / "service.json"
         kind = resource.spec.job_type
         if not marker.exists():
-            if kind == model.ONDEMAND and not allow_create:
+            if kind == JobType.ONDEMAND and not allow_create:
                 return SyncResult(Observation())
             sdir.mkdir(parents=True, exist_ok=True)
             sup.write_json_atomic(
                 marker, {"uid": resource.uid, "created_at": self._clock().isoformat()}
             )
             log.info("local workload created", service_id=resource.service_id, job_type=kind)
-        if kind == model.ONDEMAND:
+        if kind == JobType.ONDEMAND:
             return self._sync_ondemand(resource, act=True)
-        if kind == model.SCHEDULED:
+        if kind == JobType.SCHEDULED:
             return self._sync_scheduled(resource, act=True)
         return self._sync_persistent(resource, act=True)
 
@@ -287,9 +288,9 @@ class LocalRuntime:
         if not (self._service_dir(resource.service_id) / "service.json").exists():
             return Observation()
         kind = resource.spec.job_type
-        if kind == model.ONDEMAND:
+        if kind == JobType.ONDEMAND:
             return self._sync_ondemand(resource, act=False).observation
-        if kind == model.SCHEDULED:
+        if kind == JobType.SCHEDULED:
             return self._sync_scheduled(resource, act=False).observation
         return self._sync_persistent(resource, act=False).observation
 
@@ -328,26 +329,26 @@ class LocalRuntime:
                 for lost in (a for a in attempts if a.finished and a.exit is None):
                     _remove_container(lost.path)
             if latest is None:
-                entry = Replica(run=run, index=index, state=model.PENDING)
+                entry = Replica(run=run, index=index, state=ReplicaState.PENDING)
                 if not deadline_exceeded and not terminating:
                     startable.append((index, 0))
             elif not latest.finished:
-                entry = self._entry(resource, run, index, latest, model.RUNNING)
+                entry = self._entry(resource, run, index, latest, ReplicaState.RUNNING)
             elif latest.succeeded:
-                entry = self._entry(resource, run, index, latest, model.SUCCEEDED)
+                entry = self._entry(resource, run, index, latest, ReplicaState.SUCCEEDED)
             elif failures <= spec.backoff_limit_per_index and not (
                 deadline_exceeded or terminating
             ):
-                entry = self._entry(resource, run, index, latest, model.PENDING)
+                entry = self._entry(resource, run, index, latest, ReplicaState.PENDING)
                 entry = _note_retry(entry)
                 startable.append((index, latest.number + 1))
             else:
-                entry = self._entry(resource, run, index, latest, model.FAILED)
+                entry = self._entry(resource, run, index, latest, ReplicaState.FAILED)
             if deadline_exceeded and not entry.final:
                 entry = _deadline(entry, spec.active_deadline_seconds)
             result.append(entry)
         if act:
-            running = sum(1 for r in result if r.state == model.RUNNING)
+            running = sum(1 for r in result if r.state == ReplicaState.RUNNING)
             for index, number in startable:
                 if running >= spec.parallelism or budget[0] <= 0:
                     break
@@ -357,7 +358,7 @@ class LocalRuntime:
                 result[index] = Replica(
                     run=run,
                     index=index,
-                    state=model.RUNNING,
+                    state=ReplicaState.RUNNING,
                     start_time=now,
                     pod_name=_run_id(resource, run, index, number),
                 )
@@ -369,7 +370,7 @@ class LocalRuntime:
         pid = attempt.pid or {}
         record = attempt.exit or {}
         start = _parse_iso(pid.get("started_at") or record.get("started_at")) or attempt.spawned_at
-        if state in (model.RUNNING,):
+        if state in (ReplicaState.RUNNING,):
             return Replica(
                 run=run,
                 index=index,
@@ -386,10 +387,10 @@ class LocalRuntime:
             state=state,
             start_time=start,
             finish_time=_parse_iso(record.get("finished_at"))
-            or (self._clock() if state == model.FAILED else None),
+            or (self._clock() if state == ReplicaState.FAILED else None),
             exit_code=code,
-            reason="" if state == model.SUCCEEDED else reason,
-            message="" if state == model.SUCCEEDED else message,
+            reason="" if state == ReplicaState.SUCCEEDED else reason,
+            message="" if state == ReplicaState.SUCCEEDED else message,
             pod_name=_run_id(resource, run, index, attempt.number),
         )
 
@@ -413,7 +414,7 @@ class LocalRuntime:
         replicas = self._run_replicas(
             resource, run=sid, act=act, deadline_exceeded=deadline_exceeded, budget=budget
         )
-        self._alive[sid] = sum(1 for r in replicas if r.state == model.RUNNING)
+        self._alive[sid] = sum(1 for r in replicas if r.state == ReplicaState.RUNNING)
         return SyncResult(
             Observation(
                 replicas=tuple(replicas),
@@ -445,7 +446,7 @@ class LocalRuntime:
             when = schedule.due(spec.schedule, last=last, now=now)
             if when is not None:
                 sup.write_json_atomic(sdir / "schedule.json", {"last": when.isoformat()})
-                if any(r.state == model.RUNNING for r in runs):
+                if any(r.state == ReplicaState.RUNNING for r in runs):
                     log.info("scheduled run skipped: the previous one still runs", service_id=sid)
                 else:
                     name = schedule.run_name(sid, when)
@@ -456,10 +457,10 @@ class LocalRuntime:
                         resource, run=name, act=True, deadline_exceeded=False, budget=budget
                     )
                     replicas += members
-                    runs.append(Run(name=name, schedule_time=when, state=model.RUNNING))
+                    runs.append(Run(name=name, schedule_time=when, state=ReplicaState.RUNNING))
                     log.info("scheduled run started", service_id=sid, run=name)
             self._trim_history(resource, runs)
-        self._alive[sid] = sum(1 for r in replicas if r.state == model.RUNNING)
+        self._alive[sid] = sum(1 for r in replicas if r.state == ReplicaState.RUNNING)
         wait = (schedule.next_time(spec.schedule, after=now) - now).total_seconds()
         return SyncResult(
             Observation(
@@ -485,11 +486,11 @@ class LocalRuntime:
     def _trim_history(self, resource: AnalyticsResource, runs: list[Run]) -> None:
         """Forget finished runs beyond the history limits, once the status recorded them
         as finished (their outputs are collected by then or tracked by the status)."""
-        recorded = {r.name for r in resource.status.runs if r.state in model.FINAL_REPLICA_STATES}
+        recorded = {r.name for r in resource.status.runs if r.state in FINAL_REPLICA_STATES}
         spec = resource.spec
         for state, limit in (
-            (model.SUCCEEDED, spec.successful_jobs_history_limit),
-            (model.FAILED, spec.failed_jobs_history_limit),
+            (ReplicaState.SUCCEEDED, spec.successful_jobs_history_limit),
+            (ReplicaState.FAILED, spec.failed_jobs_history_limit),
         ):
             finished = [r for r in runs if r.state == state and r.name in recorded]
             for run in finished[: max(len(finished) - limit, 0)]:
@@ -511,11 +512,11 @@ class LocalRuntime:
             if act and spec_of_latest.get("fingerprint") != fingerprint:
                 log.info("spec changed: restarting the persistent process", service_id=sid)
                 self._signal_attempt(latest, signal.SIGTERM)
-            entry = self._entry(resource, sid, 0, latest, model.RUNNING)
+            entry = self._entry(resource, sid, 0, latest, ReplicaState.RUNNING)
             ready = True
         else:
             ready = False
-            entry = Replica(run=sid, index=0, state=model.PENDING)
+            entry = Replica(run=sid, index=0, state=ReplicaState.PENDING)
             number = 0 if latest is None else latest.number + 1
             wait = 0.0
             if latest is not None:
@@ -528,7 +529,7 @@ class LocalRuntime:
                 entry = Replica(
                     run=sid,
                     index=0,
-                    state=model.PENDING,
+                    state=ReplicaState.PENDING,
                     exit_code=code,
                     reason="Restarting",
                     message=f"exited ({reason or 'code ' + str(code)}); restarting. {message}"[
@@ -542,14 +543,14 @@ class LocalRuntime:
                     entry = Replica(
                         run=sid,
                         index=0,
-                        state=model.RUNNING,
+                        state=ReplicaState.RUNNING,
                         start_time=now,
                         pod_name=_run_id(resource, sid, 0, number),
                     )
                     ready = True
                 else:
                     requeue = max(wait, 0.5)
-        self._alive[sid] = 1 if entry.state == model.RUNNING else 0
+        self._alive[sid] = 1 if entry.state == ReplicaState.RUNNING else 0
         return SyncResult(
             Observation(replicas=(entry,), live_runs=frozenset({sid}), ready=ready),
             requeue_after=requeue,
@@ -578,7 +579,7 @@ class LocalRuntime:
             "OUTPUT_FOLDER": str(output_dir),
             "INPUT_FOLDER": str(input_dir),
         }
-        if resource.spec.job_type == model.SCHEDULED:
+        if resource.spec.job_type == JobType.SCHEDULED:
             platform["DTPOC_RUN"] = run
         inputs = layout.input_env(dict(resource.spec.input_files), input_folder=str(input_dir))
         user = {
@@ -672,7 +673,7 @@ class LocalRuntime:
             labels=dict([containers.service_label(resource.service_id).split("=", 1)]),
             memory_bytes=memory,
             cpus=cpus,
-            port=spec.port if spec.job_type == model.PERSISTENT else None,
+            port=spec.port if spec.job_type == JobType.PERSISTENT else None,
         )
         return {
             "engine": self._engine.to_dict(),
@@ -808,7 +809,7 @@ def _note_retry(entry: Replica) -> Replica:
 def _deadline(entry: Replica, seconds: int | None) -> Replica:
     return replace(
         entry,
-        state=model.FAILED,
+        state=ReplicaState.FAILED,
         reason="DeadlineExceeded",
         message=f"the service ran longer than activeDeadlineSeconds ({seconds})",
     )
@@ -816,5 +817,9 @@ def _deadline(entry: Replica, seconds: int | None) -> Replica:
 
 def _run_state(members: list[Replica]) -> str:
     if members and all(r.final for r in members):
-        return model.FAILED if any(r.state == model.FAILED for r in members) else model.SUCCEEDED
-    return model.RUNNING
+        return (
+            ReplicaState.FAILED
+            if any(r.state == ReplicaState.FAILED for r in members)
+            else ReplicaState.SUCCEEDED
+        )
+    return ReplicaState.RUNNING
