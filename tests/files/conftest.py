@@ -10,6 +10,7 @@ import pytest
 from pymongo.database import Database
 
 from dtpoc.files.v1alpha1 import files_pb2_grpc
+from dtpoc_common import grpcauth
 from dtpoc_local.servers.files import FilesServer
 from tests.files import helpers
 
@@ -18,6 +19,13 @@ from tests.files import helpers
 def files(files_server: FilesServer) -> Iterator[files_pb2_grpc.FilesServiceStub]:
     """A gRPC client of ``files_server``."""
     with helpers.channel(files_server.address) as channel:
+        yield files_pb2_grpc.FilesServiceStub(channel)
+
+
+@pytest.fixture
+def operator_files(files_server: FilesServer) -> Iterator[files_pb2_grpc.FilesServiceStub]:
+    """A client of ``files_server`` with the operator's token: the one that stores outputs."""
+    with helpers.channel(files_server.address, as_=grpcauth.OPERATOR) as channel:
         yield files_pb2_grpc.FilesServiceStub(channel)
 
 

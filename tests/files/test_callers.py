@@ -125,6 +125,40 @@ def test_each_component_reaches_only_its_methods(
     assert _read(files, file_id) == b"input"
 
 
+@pytest.mark.parametrize(
+    "labels",
+    [
+        {"service_id": "someone-elses-service", "replica_index": 0, "path": "result.json"},
+        {"service_id": "someone-elses-service"},
+        {"replica_index": 0},
+    ],
+)
+def test_only_the_operator_stores_output_labels(
+    files: files_pb2_grpc.FilesServiceStub,
+    stub_as: Callable[..., files_pb2_grpc.FilesServiceStub],
+    labels: dict[str, object],
+) -> None:
+    """With the gateway's token (any REST client) a file labelled as a replica's output
+    would be answered by that service's output/{idx} and held as its recorded output."""
+    planted = helpers.unique_bytes(64)
+    refusal = helpers.rpc_error(
+        files.UploadFile,
+        helpers.requests(helpers.header("result.json", metadata=labels), [planted]),
+    )
+    assert refusal.status == grpc.StatusCode.PERMISSION_DENIED
+    assert "operator" in refusal.message
+    assert all(key in refusal.message for key in labels if key != "path")
+    listed = helpers.list_files(files, limit=1000).files
+    assert helpers.sha256(planted) not in {info.sha256 for info in listed}, "nothing stored"
+
+    # Without the labels the same caller stores the same bytes; the operator stores outputs.
+    assert helpers.upload(files, planted, "result.json", metadata={"path": "x"}).file_id
+    operator = stub_as(credentials().token(grpcauth.OPERATOR))
+    output = helpers.upload(operator, helpers.unique_bytes(64), "result.json", metadata=labels)
+    info = helpers.download(files, output.file_id).info
+    assert {key: info.metadata[key] for key in labels} == labels
+
+
 def test_a_fetch_token_reads_exactly_its_files(
     files: files_pb2_grpc.FilesServiceStub, stub_as: Callable[..., files_pb2_grpc.FilesServiceStub]
 ) -> None:

@@ -12,8 +12,10 @@ from tests.files import helpers
 
 
 @pytest.fixture
-def uploaded(files: files_pb2_grpc.FilesServiceStub) -> list[str]:
-    """25 files, oldest first: 2 services x replicas, and some without labels."""
+def uploaded(
+    files: files_pb2_grpc.FilesServiceStub, operator_files: files_pb2_grpc.FilesServiceStub
+) -> list[str]:
+    """25 files, oldest first: 2 services x replicas (the operator's), some without labels."""
     ids = []
     for index in range(25):
         if index < 20:
@@ -21,7 +23,10 @@ def uploaded(files: files_pb2_grpc.FilesServiceStub) -> list[str]:
         else:
             metadata = {}
         response = helpers.upload(
-            files, helpers.unique_bytes(100 + index), f"out-{index % 5}.json", metadata=metadata
+            operator_files if metadata else files,
+            helpers.unique_bytes(100 + index),
+            f"out-{index % 5}.json",
+            metadata=metadata,
         )
         ids.append(response.file_id)
     return ids

@@ -47,16 +47,17 @@ def exists(client: files_pb2_grpc.FilesServiceStub, file_id: str) -> bool:
 
 
 def upload_output(
-    client: files_pb2_grpc.FilesServiceStub,
+    operator: files_pb2_grpc.FilesServiceStub,
     data: bytes,
     *,
     service_id: str,
     replica_index: int = 0,
     path: str = "result.json",
 ) -> str:
-    """Store ``data`` as the operator's collector stores a replica's output."""
+    """Store ``data`` as the operator's collector stores a replica's output (``operator``
+    presents its token: nobody else may label an output)."""
     metadata = {"service_id": service_id, "replica_index": replica_index, "path": path}
-    return str(helpers.upload(client, data, path.rsplit("/", 1)[-1], metadata=metadata).file_id)
+    return str(helpers.upload(operator, data, path.rsplit("/", 1)[-1], metadata=metadata).file_id)
 
 
 def refusal(client: files_pb2_grpc.FilesServiceStub, file_id: str, *, force: bool) -> grpc.Call:
@@ -100,10 +101,12 @@ def test_two_uploads_of_the_same_content_need_two_deletes(
 
 
 def test_a_recorded_output_survives_a_delete_of_the_same_content(
-    files: files_pb2_grpc.FilesServiceStub,
+    files: files_pb2_grpc.FilesServiceStub, operator_files: files_pb2_grpc.FilesServiceStub
 ) -> None:
     data = helpers.unique_bytes(5_000)
-    output = upload_output(files, data, service_id="aaaaaaaaaaaaaaaaaaaaaaaa", replica_index=1)
+    output = upload_output(
+        operator_files, data, service_id="aaaaaaaaaaaaaaaaaaaaaaaa", replica_index=1
+    )
     # A user uploads the same bytes, gets the output's id, and deletes "their" file.
     users = helpers.upload(files, data, "copy.json")
     assert users.file_id == output
@@ -122,12 +125,15 @@ def test_a_recorded_output_survives_a_delete_of_the_same_content(
 
 
 def test_outputs_of_two_services_with_the_same_content_both_hold_the_file(
-    files: files_pb2_grpc.FilesServiceStub,
+    files: files_pb2_grpc.FilesServiceStub, operator_files: files_pb2_grpc.FilesServiceStub
 ) -> None:
     data = helpers.unique_bytes(2_000)
-    one = upload_output(files, data, service_id="bbbbbbbbbbbbbbbbbbbbbbbb")
-    two = upload_output(files, data, service_id="cccccccccccccccccccccccc", path="x/y.json")
-    again = upload_output(files, data, service_id="bbbbbbbbbbbbbbbbbbbbbbbb")  # a re-collect
+    one = upload_output(operator_files, data, service_id="bbbbbbbbbbbbbbbbbbbbbbbb")
+    two = upload_output(
+        operator_files, data, service_id="cccccccccccccccccccccccc", path="x/y.json"
+    )
+    # A re-collect of the first:
+    again = upload_output(operator_files, data, service_id="bbbbbbbbbbbbbbbbbbbbbbbb")
     assert one == two == again
 
     error = refusal(files, one, force=True)
@@ -140,12 +146,16 @@ def test_outputs_of_two_services_with_the_same_content_both_hold_the_file(
 
 
 def test_files_stored_before_references_existed_keep_their_meaning(
-    files: files_pb2_grpc.FilesServiceStub, files_db: Database[dict[str, Any]]
+    files: files_pb2_grpc.FilesServiceStub,
+    operator_files: files_pb2_grpc.FilesServiceStub,
+    files_db: Database[dict[str, Any]],
 ) -> None:
     """A files document without references (older server, another tool) counts as one
     upload, or as a recorded output when its metadata names a service's replica."""
     plain = helpers.upload(files, helpers.unique_bytes(100)).file_id
-    output = upload_output(files, helpers.unique_bytes(100), service_id="dddddddddddddddddddddddd")
+    output = upload_output(
+        operator_files, helpers.unique_bytes(100), service_id="dddddddddddddddddddddddd"
+    )
     files_db["fs.files"].update_many({}, {"$unset": {"references": ""}})
 
     assert refusal(files, output, force=True).code() == grpc.StatusCode.ABORTED
@@ -223,6 +233,7 @@ class ReferenceModel(RuleBasedStateMachine):
     """
 
     client: files_pb2_grpc.FilesServiceStub
+    operator: files_pb2_grpc.FilesServiceStub
 
     def __init__(self) -> None:
         super().__init__()
@@ -239,7 +250,7 @@ class ReferenceModel(RuleBasedStateMachine):
 
     @rule(service=st.sampled_from(["a" * 24, "b" * 24]), index=st.integers(0, 1))
     def upload_output(self, service: str, index: int) -> None:
-        file_id = upload_output(self.client, self.data, service_id=service, replica_index=index)
+        file_id = upload_output(self.operator, self.data, service_id=service, replica_index=index)
         self._same_file(file_id)
         self.outputs.add(service)
 
@@ -269,8 +280,11 @@ class ReferenceModel(RuleBasedStateMachine):
             assert helpers.download(self.client, self.file_id).data == self.data
 
 
-def test_references_follow_the_model(files: files_pb2_grpc.FilesServiceStub) -> None:
+def test_references_follow_the_model(
+    files: files_pb2_grpc.FilesServiceStub, operator_files: files_pb2_grpc.FilesServiceStub
+) -> None:
     ReferenceModel.client = files
+    ReferenceModel.operator = operator_files
     run_state_machine_as_test(
         ReferenceModel,
         settings=settings(

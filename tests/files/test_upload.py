@@ -27,11 +27,11 @@ def counts(db: Database[dict[str, Any]]) -> dict[str, int]:
 
 
 def test_upload_answers_the_record_and_keeps_hashes_and_labels(
-    files: files_pb2_grpc.FilesServiceStub, files_db: Database[dict[str, Any]]
+    operator_files: files_pb2_grpc.FilesServiceStub, files_db: Database[dict[str, Any]]
 ) -> None:
     data = helpers.unique_bytes(3 * MIB + 17)
     response = helpers.upload(
-        files,
+        operator_files,
         data,
         "report.xlsx",
         content_type="application/vnd.ms-excel",

@@ -220,11 +220,18 @@ class Platform:
             self._channel(self.orchestrator.address, as_=as_)
         )
 
-    def files_stub(self) -> files_pb2_grpc.FilesServiceStub:
-        return files_pb2_grpc.FilesServiceStub(self._channel(self.files.address))
+    def files_stub(self, *, as_: str = grpcauth.GATEWAY) -> files_pb2_grpc.FilesServiceStub:
+        return files_pb2_grpc.FilesServiceStub(self._channel(self.files.address, as_=as_))
 
-    def upload(self, filename: str, data: bytes, *, metadata: dict[str, Any] | None = None) -> str:
-        """Store a file in the real Files service; answers its id."""
+    def upload(
+        self,
+        filename: str,
+        data: bytes,
+        *,
+        metadata: dict[str, Any] | None = None,
+        as_: str = grpcauth.GATEWAY,
+    ) -> str:
+        """Store a file in the real Files service as ``as_`` does; answers its id."""
         header = files_pb2.UploadFileHeader(filename=filename)
         if metadata:
             header.metadata.update(metadata)
@@ -235,7 +242,7 @@ class Platform:
             files_pb2.UploadFileRequest(chunk=data),
             files_pb2.UploadFileRequest(finish=True),
         ]
-        response = self.files_stub().UploadFile(iter(messages), timeout=CALL_TIMEOUT)
+        response = self.files_stub(as_=as_).UploadFile(iter(messages), timeout=CALL_TIMEOUT)
         return str(response.file_id)
 
     def upload_output(self, service_id: str, replica_index: int, path: str, data: bytes) -> str:
@@ -244,6 +251,7 @@ class Platform:
             path.rsplit("/", 1)[-1],
             data,
             metadata={"service_id": service_id, "replica_index": replica_index, "path": path},
+            as_=grpcauth.OPERATOR,  # output labels are the operator's alone
         )
 
     def launch(self, **fields: Any) -> str:

@@ -1,6 +1,7 @@
 """Domain errors, one type per kind of failure, mapped once to gRPC status.
 
-Services raise these; :func:`grpc_code` maps them at the server edge and
+Services raise these; each type's ``code`` is its gRPC status, which the
+server interceptor (:mod:`dtpoc_common.grpcserver`) answers with, and
 the gateway maps gRPC status to HTTP. Messages are written for the caller:
 they never carry exception text or stack traces of the server.
 """
@@ -60,6 +61,12 @@ class FailedPrecondition(DomainError):
     code = grpc.StatusCode.FAILED_PRECONDITION
 
 
+class PermissionDenied(DomainError):
+    """The caller is known but may not do this (HTTP 403); the message says who may."""
+
+    code = grpc.StatusCode.PERMISSION_DENIED
+
+
 class TooLarge(DomainError):
     """A size limit was exceeded."""
 
@@ -93,11 +100,6 @@ class InUse(DomainError):
     """
 
     code = grpc.StatusCode.ABORTED
-
-
-def grpc_code(error: DomainError) -> grpc.StatusCode:
-    """The gRPC status code a domain error is answered with."""
-    return error.code
 
 
 def describe(error: DomainError) -> str:

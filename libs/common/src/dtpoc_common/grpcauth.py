@@ -18,12 +18,17 @@ id or method: PERMISSION_DENIED. Replica containers get no credential at all.
 
 Health checking and reflection stay open: kubelet probes and tooling need
 them and they reveal nothing the published API does not.
+
+A servicer that decides by caller (Files stores output metadata only from
+the operator) reads :func:`current_caller`; the interceptor sets it for the
+call it admits, the one place a principal is known.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import contextvars
 import hashlib
 import hmac
 import json
@@ -223,6 +228,20 @@ class Principal:
     grant: FetchGrant | None = None
 
 
+#: The principal of the call being served; each gRPC call runs in a task of its own.
+_CALLER: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(
+    "dtpoc_grpc_caller", default=None
+)
+
+
+def current_caller() -> Principal | None:
+    """Who made the call being served, as :class:`AuthInterceptor` admitted it.
+
+    None outside a call and on a server without authentication (explicitly
+    insecure): a servicer that refuses by caller must know which it is."""
+    return _CALLER.get()
+
+
 def bearer(metadata: Iterable[tuple[str, Any]] | None) -> str | None:
     """The token of the ``authorization`` metadata, if there is exactly one."""
     values = [v for k, v in (metadata or ()) if k == METADATA_KEY]
@@ -364,6 +383,44 @@ def _scoped(
     return _refusing(handler, _denied(f"a fetch token may not call {method}"))
 
 
+def _as_caller(handler: Any, principal: Principal) -> grpc.RpcMethodHandler[Any, Any]:
+    """``handler`` with :func:`current_caller` answering ``principal`` while it runs.
+
+    Set inside the behaviour, not in the interceptor, so that it holds in the
+    context the servicer really runs in (each call is a task of its own, so
+    the value never reaches another call)."""
+
+    def unary(inner: Any) -> Any:
+        async def behaviour(request: Any, context: Any) -> Any:
+            _CALLER.set(principal)
+            return await inner(request, context)
+
+        return behaviour
+
+    def streaming(inner: Any) -> Any:
+        async def behaviour(request: Any, context: Any) -> Any:
+            _CALLER.set(principal)
+            async for item in inner(request, context):
+                yield item
+
+        return behaviour
+
+    kinds = (
+        (handler.unary_unary, grpc.unary_unary_rpc_method_handler, unary),
+        (handler.unary_stream, grpc.unary_stream_rpc_method_handler, streaming),
+        (handler.stream_unary, grpc.stream_unary_rpc_method_handler, unary),
+        (handler.stream_stream, grpc.stream_stream_rpc_method_handler, streaming),
+    )
+    for present, factory, wrap in kinds:
+        if present:
+            return factory(
+                wrap(present),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+    raise TypeError("handler of no known kind")
+
+
 def _log_refusal(method: str, caller: str, error: AuthError) -> None:
     log.warning(
         "grpc call refused",
@@ -397,8 +454,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             _log_refusal(method, caller, error)
             return _refusing(handler, error)
         if principal.grant is not None:
-            return _scoped(handler, policy=self._policy, method=method, principal=principal)
-        return handler  # type: ignore[no-any-return]
+            handler = _scoped(handler, policy=self._policy, method=method, principal=principal)
+        return _as_caller(handler, principal)
 
 
 def configured_interceptor(

@@ -10,14 +10,21 @@
   its service mounts, nothing else.
 
 Nobody else reaches a method: a replica's own container has no credential.
+
+Within ``UploadFile``, output labels (``service_id``, ``replica_index``)
+are the operator's alone: with the gateway's token anyone could otherwise
+plant files that a service's ``output/{idx}`` answers or that deletion
+treats as another service's recorded output.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from dtpoc.files.v1alpha1 import files_pb2
-from dtpoc_common import grpcauth
+from dtpoc_common import errors, grpcauth
+from dtpoc_files import domain
 from dtpoc_files.settings import FilesSettings
 
 _SERVICE = files_pb2.DESCRIPTOR.services_by_name["FilesService"].full_name
@@ -54,4 +61,27 @@ def interceptor(settings: FilesSettings) -> grpcauth.AuthInterceptor | None:
         insecure_no_auth=settings.insecure_no_auth,
         fetch_key_file=settings.fetch_key_file,
         policy=POLICY,
+    )
+
+
+#: Who may store files labelled as a replica's output.
+OUTPUT_WRITERS = frozenset({grpcauth.OPERATOR})
+
+
+def check_output_labels(metadata: Mapping[str, Any], *, authenticated: bool) -> None:
+    """Refuse (PERMISSION_DENIED) output labels from anyone but the operator.
+
+    ``authenticated`` False is a server explicitly serving everyone
+    (``DTPOC_FILES_INSECURE_NO_AUTH``): there is no caller to tell apart."""
+    labels = domain.output_labels(metadata)
+    if not labels or not authenticated:
+        return
+    caller = grpcauth.current_caller()
+    if caller is not None and caller.grant is None and caller.name in OUTPUT_WRITERS:
+        return
+    who = f"the {caller.name}" if caller is not None else "an unknown caller"
+    raise errors.PermissionDenied(
+        f"metadata {', '.join(labels)} marks a file as a replica's output; only the "
+        f"platform's operator stores outputs, not {who}: upload without these keys",
+        field="header.metadata",
     )

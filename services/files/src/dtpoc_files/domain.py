@@ -260,6 +260,16 @@ class OutputReference:
         return "output:" + hashlib.sha256(text.encode()).hexdigest()
 
 
+#: Metadata keys that make an upload a replica's output, or find it as one
+#: (``ListFiles`` by service and replica): only the operator may write them.
+OUTPUT_LABELS = ("service_id", "replica_index")
+
+
+def output_labels(metadata: Mapping[str, Any]) -> list[str]:
+    """The output labels ``metadata`` carries, whatever their values."""
+    return [key for key in OUTPUT_LABELS if key in metadata]
+
+
 def output_reference(metadata: Mapping[str, Any]) -> OutputReference | None:
     """The output reference an upload's metadata makes, None for a plain upload.
 

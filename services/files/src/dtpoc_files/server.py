@@ -66,7 +66,9 @@ async def build(settings: FilesSettings) -> tuple[list[Registration], Cleanup]:
     registration = Registration(
         service_name=servicer.SERVICE_NAME,
         add_to_server=files_pb2_grpc.add_FilesServiceServicer_to_server,
-        servicer=servicer.FilesServicer(files),
+        servicer=servicer.FilesServicer(
+            files, authenticated=settings.caller_tokens_dir is not None
+        ),
     )
     return [registration], cleanup
 

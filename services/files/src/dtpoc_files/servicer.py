@@ -20,7 +20,7 @@ from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
 from dtpoc.files.v1alpha1 import files_pb2, files_pb2_grpc
 from dtpoc_common import errors
-from dtpoc_files import domain, service
+from dtpoc_files import authz, domain, service
 
 SERVICE_NAME = files_pb2.DESCRIPTOR.services_by_name["FilesService"].full_name
 
@@ -28,8 +28,10 @@ SERVICE_NAME = files_pb2.DESCRIPTOR.services_by_name["FilesService"].full_name
 class FilesServicer(files_pb2_grpc.FilesServiceServicer):
     """``dtpoc.files.v1alpha1.FilesService`` over :class:`~dtpoc_files.service.FilesService`."""
 
-    def __init__(self, files: service.FilesService) -> None:
+    def __init__(self, files: service.FilesService, *, authenticated: bool = True) -> None:
         self._files = files
+        #: False only on a server explicitly serving every caller (no caller tokens).
+        self._authenticated = authenticated
 
     async def UploadFile(  # noqa: N802 - gRPC method name
         self,
@@ -58,6 +60,7 @@ class FilesServicer(files_pb2_grpc.FilesServiceServicer):
             ),
             max_bytes=self._files.max_upload_bytes,
         )
+        authz.check_output_labels(parsed.metadata, authenticated=self._authenticated)
         outcome = await self._files.upload(
             parsed, _content(messages), still_wanted=lambda: not context.cancelled()
         )
