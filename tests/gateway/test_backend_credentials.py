@@ -50,10 +50,18 @@ def test_a_gateway_without_its_grpc_token_gets_nothing_from_the_backends(
     )
     with httpx.Client(base_url=gateway.base_url, timeout=30) as client:
         answer = client.get(f"{PREFIX}/files")
-    assert answer.status_code >= 400
-    assert not isinstance(answer.json(), list)  # no listing
+    # A server misconfiguration, not the client's token: 502, no internal address.
+    assert answer.status_code == 502, answer.text
+    body = answer.json()
+    assert "misconfigured, not your API token" in body["message"]
+    assert files_server.address not in answer.text
     wait_for(
         lambda: '"grpc call refused"' in files_server.log_path.read_text(),
         timeout=10,
         what="Files to log the refused call",
+    )
+    wait_for(
+        lambda: "refused the gateway's own credential" in gateway.log_path.read_text(),
+        timeout=10,
+        what="the gateway to log the refusal with its detail",
     )

@@ -148,3 +148,36 @@ def test_an_upload_that_stops_sending_gets_408(guarded: gateway.GatewayServer) -
     finally:
         client.stop()
     assert client.answer.startswith(b"HTTP/1.1 408 "), client.answer[:200]
+
+
+@pytest.fixture
+def crowded(gateway_server: Any) -> gateway.GatewayServer:
+    """A gateway taking 2 connections, with a header timeout long enough to keep them."""
+    server: gateway.GatewayServer = gateway_server(
+        env={"DTPOC_GATEWAY_LIMIT_CONCURRENCY": "2", "DTPOC_GATEWAY_HEADER_TIMEOUT_SECONDS": "60"}
+    )
+    return server
+
+
+def test_an_overloaded_gateway_answers_503_json_with_retry_after(
+    crowded: gateway.GatewayServer,
+) -> None:
+    """Beyond the concurrency limit the refusal has the body of every other error."""
+    holders = [SlowLoris(crowded.base_url) for _ in range(2)]
+    try:
+        answer = httpx.get(crowded.url("/readyz"), timeout=30)
+    finally:
+        for holder in holders:
+            holder.stop()
+    assert answer.status_code == 503, answer.text
+    assert answer.headers["content-type"] == "application/json"
+    assert answer.headers["retry-after"] == "1"
+    body = answer.json()
+    assert body["code"] == 503 and body["status"] == "UNAVAILABLE"
+    assert "try again" in body["message"] and body["detail"] == body["message"]
+    served = waiting.wait_for(
+        lambda: httpx.get(crowded.url("/readyz"), timeout=30).status_code == 200,
+        timeout=30,
+        what="the gateway to serve again once the holders left",
+    )
+    assert served

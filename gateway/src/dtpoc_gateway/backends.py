@@ -93,6 +93,17 @@ class Backends:
             service=method.service.full_name,
             reachable=self.reachable(method),
         )
+        if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
+            log.error(
+                "backend refused the gateway's own credential: check "
+                "DTPOC_GATEWAY_GRPC_TOKEN_FILE against the backend's caller tokens",
+                method=method.grpc_path,
+                address=self.addresses.get(method.service.full_name),
+                grpc_message=exc.details(),
+                http_status=api_error.http_status,
+                request_id=request_id,
+            )
+            return api_error
         level = log.warning if api_error.http_status >= 500 else log.info
         level(
             "backend call failed",

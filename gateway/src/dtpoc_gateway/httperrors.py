@@ -21,10 +21,13 @@ The body is ``{"code", "status", "message", "details", "detail"}``:
   read ``{"detail": ...}``.
 
 INTERNAL, UNKNOWN and DATA_LOSS never forward the backend's text: the
-message is generic and the log has the rest. Other messages pass through
-:mod:`dtpoc_gateway.redact`: addresses are replaced, and a text of gRPC or a
-library (not a service's own message) becomes a plain description of the
-status. No body ever carries a trace.
+message is generic and the log has the rest. UNAUTHENTICATED from a backend
+means it refused the *gateway's own* credential (people's tokens are checked
+here, never forwarded): a server misconfiguration, answered **502** without
+the backend's text, so that a client does not take it for a wrong API token.
+Other messages pass through :mod:`dtpoc_gateway.redact`: addresses are
+replaced, and a text of gRPC or a library (not a service's own message)
+becomes a plain description of the status. No body ever carries a trace.
 """
 
 from __future__ import annotations
@@ -85,6 +88,11 @@ HIDDEN_CODES = frozenset(
     {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.DATA_LOSS}
 )
 INTERNAL_MESSAGE = "internal error; the server log has the details"
+#: What a client reads when a backend refuses the gateway's credential (module docs).
+CREDENTIAL_REFUSED_MESSAGE = (
+    "backend {service} does not accept this gateway's own credential: the platform is "
+    "misconfigured, not your API token; the server log has the details"
+)
 _BAD_REQUEST_TYPE = "type.googleapis.com/google.rpc.BadRequest"
 
 
@@ -168,6 +176,12 @@ def from_rpc_error(
     if code == grpc.StatusCode.UNAVAILABLE and not reachable:
         message = f"backend {service} is unreachable; try again later"
         headers["Retry-After"] = "1"
+    elif code == grpc.StatusCode.UNAUTHENTICATED:
+        return ApiError(
+            502,
+            CREDENTIAL_REFUSED_MESSAGE.format(service=service),
+            code=grpc.StatusCode.INTERNAL,
+        )
     elif code in HIDDEN_CODES:
         message = INTERNAL_MESSAGE
     elif code == grpc.StatusCode.DEADLINE_EXCEEDED:

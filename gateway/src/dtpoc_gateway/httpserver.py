@@ -16,9 +16,12 @@ Uvicorn's h11 protocol with three additions:
   client never reads the answer: the refusal would look like a dropped
   connection.
 
-The server-wide limits (``limit_concurrency``: 503 beyond it, ``backlog``,
-the keep-alive timeout) are uvicorn's own, set from the gateway's settings
-by :func:`uvicorn_options`.
+The server-wide limits (``limit_concurrency``, ``backlog``, the keep-alive
+timeout) are uvicorn's own, set from the gateway's settings. Beyond
+``limit_concurrency`` uvicorn answers with a fixed ASGI app of its h11
+module (``service_unavailable``: plain text); :func:`protocol_class` puts
+:func:`overloaded` in its place, so an overloaded gateway answers 503 with
+the gateway's JSON body and ``Retry-After`` like its other refusals.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from typing import Any
 
 import grpc
 import h11
+from uvicorn.protocols.http import h11_impl
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from dtpoc_common import logging as dlog
@@ -47,6 +51,27 @@ _CODES = {
 
 #: Seconds a refused connection keeps draining the client's bytes before it closes.
 LINGER_SECONDS = 2.0
+OVERLOADED_MESSAGE = "the gateway is serving as many connections as it takes; try again shortly"
+#: Seconds an overloaded gateway asks a client to wait before it tries again.
+OVERLOADED_RETRY_AFTER_SECONDS = 1
+
+
+async def overloaded(scope: Any, receive: Any, send: Any) -> None:
+    """The answer beyond ``limit_concurrency``: 503, JSON body, ``Retry-After``, close.
+
+    An ASGI app of uvicorn's shape: it runs instead of the gateway's application
+    for a request that arrives while the server is full."""
+    del scope, receive
+    error = httperrors.ApiError(503, OVERLOADED_MESSAGE, code=grpc.StatusCode.UNAVAILABLE)
+    body = json.dumps(error.body(), separators=(",", ":")).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"retry-after", str(OVERLOADED_RETRY_AFTER_SECONDS).encode()),
+        (b"connection", b"close"),
+    ]
+    await send({"type": "http.response.start", "status": 503, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 def _error_bytes(status: int, message: str) -> bytes:
@@ -151,7 +176,12 @@ def _peer(client: tuple[str, int] | None) -> str | None:
 
 
 def protocol_class(*, header_timeout_seconds: float) -> type[GuardedH11Protocol]:
-    """The protocol class uvicorn instantiates per connection, with the timeout set."""
+    """The protocol class uvicorn instantiates per connection, with the timeout set.
+
+    Also makes uvicorn's h11 protocol answer overload with :func:`overloaded`
+    (module docs): that refusal is chosen inside uvicorn's event handling,
+    from a name of its module, before any code of the protocol class runs."""
+    h11_impl.service_unavailable = overloaded  # type: ignore[attr-defined]
     return type(
         "GatewayH11Protocol",
         (GuardedH11Protocol,),
