@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from dtpoc_local import waiting
-from tests.cluster.conftest import Platform
+from tests.cluster.helpers import Platform
 from tools.cluster import layout
 
 SAMPLE = layout.REPO / "examples" / "histolab" / "sample" / "input.xlsx"

@@ -7,24 +7,22 @@ It needs root (network namespace, containerd) and is skipped unless
 ``DTPOC_TEST_CLUSTER=1`` (``make test-cluster`` sets it), so ``make test``
 stays fast. ``make cluster`` must not be running at the same time (they share
 the node's namespace and addresses).
+
+Shared code (classes, constants, helpers) lives in :mod:`tests.cluster.helpers`;
+this module holds only fixtures, so tests import from there, never from here.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 
 from dtpoc_local import ports
-from dtpoc_local.kube import KubeCluster
+from tests.cluster.helpers import ENV, HERE, Platform
 from tools.cluster import cluster, layout, network, release
-
-ENV = "DTPOC_TEST_CLUSTER"
-HERE = Path(__file__).parent
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -34,32 +32,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.cluster)
             if not os.environ.get(ENV):
                 item.add_marker(skip)
-
-
-@dataclass
-class Platform:
-    """The node, its admin client, and the gateway as a client of the original sees it."""
-
-    node: cluster.Node
-    api_url: str
-    token: str
-    images: dict[str, str]
-    """Reference of each image on the node, by ``make images`` name (dtpoc, histolab...)."""
-
-    @property
-    def kube(self) -> KubeCluster:
-        return self.node.kube
-
-    def client(self, **kwargs: object) -> httpx.Client:
-        return httpx.Client(
-            base_url=self.api_url,
-            headers={"Authorization": f"Bearer {self.token}"},
-            timeout=httpx.Timeout(60.0),
-            **kwargs,  # type: ignore[arg-type]
-        )
-
-    def kubectl(self, *args: str, stdin: str | None = None) -> str:
-        return self.node.kubectl(*args, stdin=stdin)
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import httpx
 
 from dtpoc_local import waiting
-from tests.cluster.conftest import Platform
+from tests.cluster.helpers import Platform
 from tools.cluster import layout
 
 MIB = 1024 * 1024

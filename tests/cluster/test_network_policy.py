@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dtpoc_local import waiting
 from tests.cluster import _api as api
-from tests.cluster.conftest import Platform
+from tests.cluster.helpers import Platform
 from tools.cluster import layout
 
 SCRIPT = """

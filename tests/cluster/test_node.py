@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dtpoc_local import waiting
 from tests.cluster import _api as api
-from tests.cluster.conftest import Platform
+from tests.cluster.helpers import Platform
 
 
 def test_indexed_job_of_two_pods_runs_to_complete_with_each_index_in_its_log(

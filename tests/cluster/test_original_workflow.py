@@ -6,7 +6,7 @@ from typing import Any
 
 from dtpoc_local import waiting
 from tests.cluster import _api as api
-from tests.cluster.conftest import Platform
+from tests.cluster.helpers import Platform
 from tools.cluster import layout
 
 SAMPLE_NAME = "669a52d1364a1b751c550d56"

@@ -8,7 +8,7 @@ import json
 import httpx
 
 from tests.cluster import _api as api
-from tests.cluster.conftest import Platform
+from tests.cluster.helpers import Platform
 from tools.cluster import layout, release
 
 

@@ -11,13 +11,15 @@ Files service on the same database that asks the orchestrator before it
 deletes (the deployed arrangement), and the gateway in front. No operator
 runs, so launched services stay pending; the operator's side of the contract
 is covered by tests/e2e and tests/operator.
+
+Shared code (classes, constants, helpers) lives in :mod:`tests.compat.helpers`;
+this module holds only fixtures, so tests import from there, never from here.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -29,19 +31,7 @@ from dtpoc_local.servers.files import FilesServer, start_files_server
 from dtpoc_local.servers.gateway import start_gateway
 from dtpoc_local.servers.operator import install_analytics_crd
 from dtpoc_local.servers.orchestrator import OrchestratorServer, start_orchestrator_server
-
-PREFIX = "/api/orchestrator/v1alpha1"
-ANALYTICS_PATH = "/apis/eng.cam.ac.uk/v1alpha1/namespaces/{ns}/analytics"
-
-
-@dataclass(frozen=True)
-class SharedPlatform:
-    """One platform for a test module: the gateway's client and what lies behind it."""
-
-    client: httpx.Client
-    files_address: str
-    kube: KubeCluster
-    namespace: str
+from tests.compat.helpers import SharedPlatform
 
 
 @pytest.fixture

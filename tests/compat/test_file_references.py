@@ -10,7 +10,7 @@ import os
 
 import httpx
 
-from tests.compat.conftest import PREFIX
+from tests.compat.helpers import PREFIX
 from tests.compat.test_original_client import SEED_LAUNCH, upload
 
 

@@ -36,7 +36,7 @@ from dtpoc.files.v1alpha1 import files_pb2, files_pb2_grpc
 from dtpoc_common import grpcauth
 from dtpoc_local.credentials import credentials
 from tests.compat import _hostile
-from tests.compat.conftest import ANALYTICS_PATH, PREFIX, SharedPlatform
+from tests.compat.helpers import ANALYTICS_PATH, PREFIX, SharedPlatform
 
 OPENAPI_REQUESTS = 1100
 SERVER_ERRORS = {500, 502, 503, 504}

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from tests.compat.conftest import PREFIX
+from tests.compat.helpers import PREFIX
 
 OBJECT_ID = re.compile(r"^[0-9a-f]{24}$")
 

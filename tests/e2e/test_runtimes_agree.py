@@ -39,7 +39,7 @@ from dtpoc_local.servers.operator import OperatorProcess, install_analytics_crd,
 from dtpoc_local.servers.orchestrator import OrchestratorServer
 from tests.e2e import runtimes
 from tests.e2e.localrun import SAMPLE
-from tests.operator.conftest import INIT_IMAGE, OUTPUT_PVC
+from tests.operator.helpers import INIT_IMAGE, OUTPUT_PVC
 from tests.realdeps.kubelet_double import KubeletDouble
 
 pytestmark = pytest.mark.slow

@@ -4,13 +4,15 @@ Most tests here check the gateway's generic behaviour against the
 orchestrator test double (``tests/gateway/doubles.py``) through one gateway
 process per module; the Files REST paths run against the real Files service
 (``files_server``).
+
+Shared code (classes, constants, helpers) lives in :mod:`tests.gateway.helpers`;
+this module holds only fixtures, so tests import from there, never from here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
-import grpc
 import httpx
 import pytest
 
@@ -55,11 +57,3 @@ def api(double_gateway: gateway.GatewayServer) -> Iterator[httpx.Client]:
     """An HTTP client of ``double_gateway`` (base URL set, no auth needed)."""
     with httpx.Client(base_url=double_gateway.base_url, timeout=30.0) as client:
         yield client
-
-
-PREFIX = "/api/orchestrator/v1alpha1"
-
-
-def abort_id(code: grpc.StatusCode) -> str:
-    """A service id the double answers with ``code`` (see doubles)."""
-    return f"abort-{code.name}"

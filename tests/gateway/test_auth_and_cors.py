@@ -13,7 +13,7 @@ import pytest
 
 from dtpoc_local.servers import gateway
 from tests.gateway import doubles
-from tests.gateway.conftest import PREFIX
+from tests.gateway.helpers import PREFIX
 
 TOKEN = "s3cret-token-for-tests"
 OTHER_TOKEN = "second-token"

@@ -22,7 +22,7 @@ from dtpoc_local import ports
 from dtpoc_local.kube import KubeCluster
 from dtpoc_local.servers.files import FilesServer
 from dtpoc_local.servers.orchestrator import OrchestratorServer
-from tests.gateway.conftest import PREFIX
+from tests.gateway.helpers import PREFIX
 
 _octet = st.integers(0, 255).map(str)
 _port = st.integers(1, 65535).map(str)

@@ -20,7 +20,7 @@ import pytest
 
 from dtpoc_local.servers.files import FilesServer
 from dtpoc_local.servers.gateway import GatewayServer
-from tests.gateway.conftest import PREFIX
+from tests.gateway.helpers import PREFIX
 
 MIB = 1024 * 1024
 ROUND_TRIP_BYTES = 200 * MIB

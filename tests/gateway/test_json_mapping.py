@@ -9,7 +9,7 @@ from __future__ import annotations
 import httpx
 
 from tests.gateway import doubles
-from tests.gateway.conftest import PREFIX
+from tests.gateway.helpers import PREFIX
 
 LAUNCH = {
     "image": "ghcr.io/cam-digital-hospitals/digital-hosp-des",

@@ -15,7 +15,7 @@ import pytest
 
 from dtpoc_local.servers.files import FilesServer
 from dtpoc_local.servers.orchestrator import OrchestratorServer
-from tests.gateway.conftest import PREFIX
+from tests.gateway.helpers import PREFIX
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import httpx
 
 from dtpoc_local.waiting import wait_for
 from tests.gateway import doubles
-from tests.gateway.conftest import PREFIX
+from tests.gateway.helpers import PREFIX
 
 #: One client for the module; a generous timeout for a busy shared machine.
 http = httpx.Client(timeout=30.0)

@@ -23,7 +23,7 @@ import dtpoc
 from dtpoc_gateway import pathtemplate
 from dtpoc_local.servers import gateway
 from tests.gateway import synthetic
-from tests.gateway.conftest import PREFIX
+from tests.gateway.helpers import PREFIX
 
 #: One client for the module; a generous timeout for a busy shared machine.
 http = httpx.Client(timeout=30.0)

@@ -12,7 +12,7 @@ import pytest
 
 from dtpoc_local.waiting import wait_for
 from tests.gateway import doubles
-from tests.gateway.conftest import PREFIX, abort_id
+from tests.gateway.helpers import PREFIX, abort_id
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ import textwrap
 from collections.abc import Callable
 
 from dtpoc_local import waiting
-from tests.operator.conftest import KubeOperator, child_name
+from tests.operator.helpers import KubeOperator, child_name
 from tests.operator.test_local_runtime import (  # noqa: F401 - the fixture is used by name
     LocalOperator,
     local_operator_factory,

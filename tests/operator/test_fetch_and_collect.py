@@ -20,7 +20,7 @@ from dtpoc_common import grpcauth
 from dtpoc_local.credentials import credentials
 from dtpoc_local.servers.files import FilesServer
 from dtpoc_operator import collector as collector_mod
-from tests.operator.conftest import KubeOperator, sha256
+from tests.operator.helpers import KubeOperator, sha256
 
 
 @pytest.fixture

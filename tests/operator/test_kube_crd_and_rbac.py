@@ -17,7 +17,7 @@ from kubernetes.client.rest import ApiException
 
 from dtpoc_local.kube import KubeCluster
 from dtpoc_local.servers.operator import SERVICE_ACCOUNT, apply_operator_role
-from tests.operator.conftest import GROUP_PATH, new_service_id
+from tests.operator.helpers import GROUP_PATH, new_service_id
 
 BASE = {"image": "ghcr.io/example/sim"}
 HEX = "0123456789abcdef01234567"

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from dtpoc_local import waiting
 from dtpoc_operator.settings import OperatorSettings
-from tests.operator.conftest import KubeOperator, child_name
+from tests.operator.helpers import KubeOperator, child_name
 
 AUTH_URL = "http://dtpoc-gateway.dtpoc.svc.cluster.local/auth/check"
 DASHBOARD = {

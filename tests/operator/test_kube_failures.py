@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.operator.conftest import KubeOperator, child_name
+from tests.operator.helpers import KubeOperator, child_name
 from tests.realdeps.kubelet_double import KubeletDouble
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 
 from dtpoc_local import waiting
-from tests.operator.conftest import INIT_IMAGE, OUTPUT_PVC, KubeOperator, child_name
+from tests.operator.helpers import INIT_IMAGE, OUTPUT_PVC, KubeOperator, child_name
 from tests.realdeps.kubelet_double import KubeletDouble
 
 

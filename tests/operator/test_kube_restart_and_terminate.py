@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dtpoc_local import waiting
 from dtpoc_local.servers.operator import operator_executable
-from tests.operator.conftest import KubeOperator, child_name
+from tests.operator.helpers import KubeOperator, child_name
 from tests.realdeps.kubelet_double import KubeletDouble
 
 

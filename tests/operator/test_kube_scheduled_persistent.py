@@ -15,7 +15,7 @@ from typing import Any
 from kubernetes.client.rest import ApiException
 
 from dtpoc_local import waiting
-from tests.operator.conftest import KubeOperator, child_name
+from tests.operator.helpers import KubeOperator, child_name
 from tests.realdeps.kubelet_double import KubeletDouble
 
 SCHEDULE = "0 0 1 1 *"  # once a year: the cron controller will not fire during the test

@@ -29,7 +29,7 @@ from dtpoc_local.credentials import credentials
 from dtpoc_local.databases import unique_db_name
 from dtpoc_local.servers.files import FilesServer
 from dtpoc_local.servers.operator import OperatorProcess
-from tests.operator.conftest import KubeOperator, new_service_id
+from tests.operator.helpers import KubeOperator, new_service_id
 
 WAIT = 60.0
 

@@ -1,0 +1,26 @@
+"""Shared code of the tests in tests/compat: what the fixtures (conftest.py) and the tests use.
+
+A named module rather than conftest.py, so that tests import it like any other
+module (pytest loads conftest files itself; importing them by name is fragile).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+
+from dtpoc_local.kube import KubeCluster
+
+PREFIX = "/api/orchestrator/v1alpha1"
+ANALYTICS_PATH = "/apis/eng.cam.ac.uk/v1alpha1/namespaces/{ns}/analytics"
+
+
+@dataclass(frozen=True)
+class SharedPlatform:
+    """One platform for a test module: the gateway's client and what lies behind it."""
+
+    client: httpx.Client
+    files_address: str
+    kube: KubeCluster
+    namespace: str

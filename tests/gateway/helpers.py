@@ -1,0 +1,16 @@
+"""Shared code of the tests in tests/gateway: what the fixtures (conftest.py) and the tests use.
+
+A named module rather than conftest.py, so that tests import it like any other
+module (pytest loads conftest files itself; importing them by name is fragile).
+"""
+
+from __future__ import annotations
+
+import grpc
+
+PREFIX = "/api/orchestrator/v1alpha1"
+
+
+def abort_id(code: grpc.StatusCode) -> str:
+    """A service id the double answers with ``code`` (see doubles)."""
+    return f"abort-{code.name}"
