@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import pymongo
+import pymongo.errors
 import pytest
 
 from dtpoc.files.v1alpha1 import files_pb2_grpc
-from dtpoc_common import analytics
+from dtpoc_common import analytics, changes
 from dtpoc_local import waiting
 from dtpoc_local.credentials import credentials
 from dtpoc_local.databases import unique_db_name
@@ -79,7 +80,21 @@ class LocalOperator:
                 created_at=dt.datetime.now(dt.UTC),
             )
         )
+        self.announce(service_id)
         return service_id
+
+    def announce(self, service_id: str) -> None:
+        """Append to the change journal, as the orchestrator does after each write."""
+        journal = self.collection.database[changes.journal_name(self.collection.name)]
+        head = journal.find_one({"_id": changes.HEAD_ID})
+        seq = (int(head["seq"]) if head else 0) + 1
+        while True:
+            try:
+                journal.insert_one({"_id": changes.entry_id(seq), "service_id": service_id})
+                break
+            except pymongo.errors.DuplicateKeyError:
+                seq += 1
+        journal.update_one({"_id": changes.HEAD_ID}, {"$max": {"seq": seq}}, upsert=True)
 
     def status(self, service_id: str) -> dict[str, Any]:
         doc = self.collection.find_one({"_id": service_id})
@@ -117,6 +132,7 @@ class LocalOperator:
                 }
             },
         )
+        self.announce(service_id)
 
     def spec(self, **extra: Any) -> dict[str, Any]:
         env = {"CONTROL_DIR": str(self.control), **extra.pop("env", {})}

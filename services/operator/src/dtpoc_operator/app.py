@@ -114,11 +114,11 @@ async def run(settings: OperatorSettings) -> None:
                 stop=stop,
             )
         )
-        resync_interval = settings.resync_seconds
+        resyncer = _resync(store, queue, interval=settings.resync_seconds, ready=listed)
         ready_events = [listed, watching]
         log.info("operator starting", runtime="kubernetes", namespaces=namespaces)
     else:
-        from dtpoc_operator.local import containers
+        from dtpoc_operator.local import containers, poll
         from dtpoc_operator.local.runtime import LocalRuntime
         from dtpoc_operator.local.store import MongoAnalyticsStore
 
@@ -128,9 +128,10 @@ async def run(settings: OperatorSettings) -> None:
             tz_aware=True,
         )
         closers.append(client.close)
-        store = MongoAnalyticsStore(
+        local_store = MongoAnalyticsStore(
             client, database=settings.local_database, collection=settings.local_collection
         )
+        store = local_store
         settings.output_root.mkdir(parents=True, exist_ok=True)
         engine = await asyncio.to_thread(
             containers.detect,
@@ -149,7 +150,14 @@ async def run(settings: OperatorSettings) -> None:
             stop_grace_seconds=settings.terminate_grace_seconds,
             fetch_tokens=minter,
         )
-        resync_interval = settings.local_poll_seconds
+        # The journal every poll, the full listing every resync (local/poll.py).
+        resyncer = poll.feed(
+            local_store,
+            queue,
+            poll_seconds=settings.local_poll_seconds,
+            resync_seconds=settings.resync_seconds,
+            ready=listed,
+        )
         ready_events = [listed]
         log.info(
             "operator starting",
@@ -174,9 +182,7 @@ async def run(settings: OperatorSettings) -> None:
             queue.run(workers=settings.max_parallel_reconciles, handler=worker.reconcile),
             name="work queue",
         ),
-        asyncio.create_task(
-            _resync(store, queue, interval=resync_interval, ready=listed), name="resync"
-        ),
+        asyncio.create_task(_as_task(resyncer), name="resync"),
     ]
     tasks += [asyncio.create_task(_as_task(f), name="watch") for f in feeders]
     state.tasks = list(tasks)

@@ -50,6 +50,7 @@ import os
 import shutil
 import signal
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -204,6 +205,9 @@ class LocalRuntime:
         self._on_change = on_change
         self._clock = clock
         self._alive: dict[str, int] = {}
+        #: Services with replicas to start and no capacity, oldest first (see _set_alive).
+        self._waiting: dict[str, ServiceKey] = {}
+        self._waiting_lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._children: set[asyncio.Task[None]] = set()
         self._engine = engine
@@ -301,6 +305,33 @@ class LocalRuntime:
     def _terminating(self, service_id: str) -> bool:
         return (self._service_dir(service_id) / "terminating").exists()
 
+    def _set_alive(self, key: ServiceKey, count: int) -> None:
+        """Record a service's running replicas; when it runs fewer, wake the oldest waiters.
+
+        A service that could not start a replica for want of capacity is not
+        polled: it waits in ``_waiting`` until a slot frees (O(1) work per
+        replica, where polling every waiting service would cost O(services)).
+        """
+        before = self._alive.get(key.name, 0)
+        self._alive[key.name] = count
+        if count < before:
+            self._wake_waiting()
+
+    def _note_waiting(self, key: ServiceKey, *, blocked: bool) -> None:
+        with self._waiting_lock:
+            if blocked:
+                self._waiting.setdefault(key.name, key)
+            else:
+                self._waiting.pop(key.name, None)
+
+    def _wake_waiting(self) -> None:
+        with self._waiting_lock:
+            first = list(self._waiting.values())[: self._max_processes]
+        if not first or self._loop is None:
+            return
+        for key in first:
+            self._loop.call_soon_threadsafe(self._on_change, key)
+
     def _capacity(self, service_id: str) -> int:
         others = sum(n for sid, n in self._alive.items() if sid != service_id)
         return max(self._max_processes - others, 0)
@@ -349,8 +380,12 @@ class LocalRuntime:
             result.append(entry)
         if act:
             running = sum(1 for r in result if r.state == ReplicaState.RUNNING)
+            blocked = False
             for index, number in startable:
-                if running >= spec.parallelism or budget[0] <= 0:
+                if running >= spec.parallelism:
+                    break
+                if budget[0] <= 0:
+                    blocked = True
                     break
                 self._start(resource, run=run, index=index, number=number)
                 budget[0] -= 1
@@ -362,6 +397,7 @@ class LocalRuntime:
                     start_time=now,
                     pod_name=_run_id(resource, run, index, number),
                 )
+            self._note_waiting(resource.key, blocked=blocked)
         return result
 
     def _entry(
@@ -414,7 +450,7 @@ class LocalRuntime:
         replicas = self._run_replicas(
             resource, run=sid, act=act, deadline_exceeded=deadline_exceeded, budget=budget
         )
-        self._alive[sid] = sum(1 for r in replicas if r.state == ReplicaState.RUNNING)
+        self._set_alive(resource.key, sum(1 for r in replicas if r.state == ReplicaState.RUNNING))
         return SyncResult(
             Observation(
                 replicas=tuple(replicas),
@@ -460,7 +496,7 @@ class LocalRuntime:
                     runs.append(Run(name=name, schedule_time=when, state=ReplicaState.RUNNING))
                     log.info("scheduled run started", service_id=sid, run=name)
             self._trim_history(resource, runs)
-        self._alive[sid] = sum(1 for r in replicas if r.state == ReplicaState.RUNNING)
+        self._set_alive(resource.key, sum(1 for r in replicas if r.state == ReplicaState.RUNNING))
         wait = (schedule.next_time(spec.schedule, after=now) - now).total_seconds()
         return SyncResult(
             Observation(
@@ -550,7 +586,7 @@ class LocalRuntime:
                     ready = True
                 else:
                     requeue = max(wait, 0.5)
-        self._alive[sid] = 1 if entry.state == ReplicaState.RUNNING else 0
+        self._set_alive(resource.key, 1 if entry.state == ReplicaState.RUNNING else 0)
         return SyncResult(
             Observation(replicas=(entry,), live_runs=frozenset({sid}), ready=ready),
             requeue_after=requeue,
@@ -759,7 +795,9 @@ class LocalRuntime:
         return False
 
     async def forget(self, resource: AnalyticsResource) -> None:
-        self._alive.pop(resource.service_id, None)
+        self._note_waiting(resource.key, blocked=False)
+        if self._alive.pop(resource.service_id, 0):
+            self._wake_waiting()
         if self._engine is not None:
             await asyncio.to_thread(self._remove_containers_of, resource.service_id)
         await asyncio.to_thread(

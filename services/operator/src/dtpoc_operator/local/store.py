@@ -5,6 +5,14 @@ The orchestrator's local backend writes ``{_id: <service id>, metadata:
 spec, status}``; this operator reads them by polling (FerretDB has no change
 streams), writes ``status`` only, and deletes a document once it has handled
 its ``deletionTimestamp`` (the local runtime's counterpart of a finalizer).
+
+Every read and write is on ``{_id: <service id>}`` alone, the id as the string
+the orchestrator writes: FerretDB 1.x on SQLite answers only that filter from
+its index and decodes every document for any other (``$in`` of both id forms,
+as this module once did, or a second field). Conditions are checked on the
+document read. What changed since the last poll comes from the change
+journal (:mod:`dtpoc_common.changes`), not from listing the collection;
+:meth:`MongoAnalyticsStore.list_keys` is the slow full resync.
 """
 
 from __future__ import annotations
@@ -12,12 +20,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from bson import ObjectId
 from google.protobuf import json_format
 from pymongo import AsyncMongoClient
 from pymongo.errors import PyMongoError
 
-from dtpoc_common import analytics
+from dtpoc_common import analytics, changes
 from dtpoc_common import logging as dlog
 from dtpoc_operator import model, ports
 from dtpoc_operator.model import AnalyticsResource, ServiceKey, Status
@@ -30,11 +37,8 @@ class StoreUnavailable(ports.AdapterError):
 
 
 def _id_filter(service_id: str) -> dict[str, Any]:
-    """Match the document whether its ``_id`` is stored as a string or an ObjectId."""
-    ids: list[Any] = [service_id]
-    if ObjectId.is_valid(service_id):
-        ids.append(ObjectId(service_id))
-    return {"_id": {"$in": ids}}
+    """The one filter FerretDB answers from its index: ``_id`` alone, as a string."""
+    return {"_id": service_id}
 
 
 def _time(value: Any) -> dt.datetime | None:
@@ -81,6 +85,22 @@ class MongoAnalyticsStore:
 
     def __init__(self, client: AsyncMongoClient[Any], *, database: str, collection: str) -> None:
         self._collection = client[database][collection]
+        self._changes = changes.ChangeReader(client[database][changes.journal_name(collection)])
+
+    async def start_changes(self) -> None:
+        """Read changes from now on (call before the full listing they complement)."""
+        try:
+            await self._changes.start()
+        except PyMongoError as error:
+            raise StoreUnavailable(f"reading the change journal: {error}") from None
+
+    async def changed_keys(self) -> list[ServiceKey]:
+        """Services the orchestrator changed since the last call (oldest first, may repeat)."""
+        try:
+            ids = await self._changes.changed()
+        except PyMongoError as error:
+            raise StoreUnavailable(f"reading the change journal: {error}") from None
+        return [ServiceKey(namespace="", name=i) for i in dict.fromkeys(ids)]
 
     async def get(self, key: ServiceKey) -> AnalyticsResource | None:
         try:
@@ -111,11 +131,13 @@ class MongoAnalyticsStore:
             ) from None
 
     async def finish_deletion(self, resource: AnalyticsResource) -> None:
-        query = {
-            **_id_filter(resource.service_id),
-            analytics.LOCAL_DELETION_TIMESTAMP: {"$exists": True, "$ne": None},
-        }
         try:
-            await self._collection.delete_one(query)
+            current = await self._collection.find_one(_id_filter(resource.service_id))
+            if current is None or (current.get("metadata") or {}).get("deletionTimestamp") in (
+                None,
+                "",
+            ):
+                return  # gone already, or not marked (the mark is never taken back)
+            await self._collection.delete_one(_id_filter(resource.service_id))
         except PyMongoError as error:
             raise StoreUnavailable(f"deleting {resource.service_id}: {error}") from None

@@ -9,6 +9,15 @@ Deleting marks the document (``metadata.deletionTimestamp``) instead of
 removing it: the local operator stops the replicas' processes, then removes
 the document, as Kubernetes garbage collection would. WatchService polls
 (FerretDB has no change streams).
+
+Every query is a point read or write on ``_id`` alone (a string, the one form
+the documents are written with): FerretDB 1.x on SQLite answers only
+``{_id: <value>}`` from its index and decodes the whole collection for any
+other filter, ``$in`` or a second field included (checked by
+``tests/orchestrator/test_pushdown.py``). Conditions are therefore checked on
+the document read, not in the filter. Each create and delete also appends
+the service id to the change journal (:mod:`dtpoc_common.changes`), so the
+operator reads what changed instead of listing every document.
 """
 
 from __future__ import annotations
@@ -21,11 +30,14 @@ import pymongo.errors
 from pymongo.asynchronous.collection import AsyncCollection
 
 from dtpoc.analytics.v1alpha1 import analytics_pb2
-from dtpoc_common import analytics, errors
+from dtpoc_common import analytics, changes, errors
+from dtpoc_common import logging as dlog
 from dtpoc_orchestrator import domain
 from dtpoc_orchestrator.adapters import mongo, resources
 
 BACKEND = "local"
+
+log = dlog.get_logger(__name__)
 
 
 class LocalAnalyticsStore:
@@ -43,6 +55,20 @@ class LocalAnalyticsStore:
         self._collection = collection
         self.namespace = namespace
         self._poll = poll_seconds
+        self._changes = changes.ChangeWriter(
+            collection.database[changes.journal_name(collection.name)]
+        )
+
+    async def _announce(self, service_id: str) -> None:
+        """Tell the operator through the journal; a lost entry costs its resync delay only."""
+        try:
+            await self._changes.append(service_id)
+        except pymongo.errors.PyMongoError as exc:
+            log.warning(
+                "change journal not written; the operator finds it at its next full resync",
+                service_id=service_id,
+                error=str(exc)[:300],
+            )
 
     async def create(
         self,
@@ -63,6 +89,7 @@ class LocalAnalyticsStore:
                 await self._collection.insert_one(document)
         except pymongo.errors.DuplicateKeyError as exc:
             raise errors.AlreadyExists(f"an Analytics document {service_id} exists") from exc
+        await self._announce(service_id)
         return resources.from_resource(analytics.resource_from_local_document(document))
 
     async def get(self, service_id: str) -> domain.AnalyticsObject | None:
@@ -73,27 +100,25 @@ class LocalAnalyticsStore:
         return resources.from_resource(analytics.resource_from_local_document(document))
 
     async def get_many(self, service_ids: Sequence[str]) -> dict[str, domain.AnalyticsObject]:
-        if not service_ids:
-            return {}
-        with mongo.unavailable_on_failure("read analytics documents"):
-            cursor = self._collection.find({"_id": {"$in": list(service_ids)}})
-            found = [d async for d in cursor]
-        objects = (
-            resources.from_resource(analytics.resource_from_local_document(d)) for d in found
-        )
-        return {o.name: o for o in objects}
+        # One point read each: an ``$in`` would decode every document (see module docs).
+        found = await asyncio.gather(*(self.get(i) for i in dict.fromkeys(service_ids)))
+        return {o.name: o for o in found if o is not None}
 
     async def delete(self, service_id: str) -> bool:
         """Mark the document for the operator; True when it exists (marked now or before)."""
         marker = analytics.format_time(dt.datetime.now(dt.UTC))
         with mongo.unavailable_on_failure("mark analytics document deleted"):
-            result = await self._collection.update_one(
-                {"_id": service_id, analytics.LOCAL_DELETION_TIMESTAMP: {"$exists": False}},
-                {"$set": {analytics.LOCAL_DELETION_TIMESTAMP: marker}},
-            )
-            if result.matched_count:
-                return True
-            return await self._collection.count_documents({"_id": service_id}, limit=1) > 0
+            document = await self._collection.find_one({"_id": service_id})
+            if document is None:
+                return False
+            if (document.get("metadata") or {}).get("deletionTimestamp") is None:
+                # Two terminates at once may both write: the later mark wins, by milliseconds.
+                await self._collection.update_one(
+                    {"_id": service_id},
+                    {"$set": {analytics.LOCAL_DELETION_TIMESTAMP: marker}},
+                )
+        await self._announce(service_id)
+        return True
 
     async def watch(self, service_id: str) -> AsyncGenerator[domain.AnalyticsObject | None, None]:
         """The document now, then whenever it differs from the last one seen."""

@@ -11,13 +11,26 @@ Map keys that may contain dots (labels, resource names) are stored escaped
 (:func:`dtpoc_common.analytics.escape_keys`): FerretDB refuses dotted keys.
 ``input_file_ids`` repeats the keys of ``spec.inputFiles`` so that "who mounts
 this file" is one indexed query.
+
+Queries on the launch and status paths filter on ``_id`` alone: FerretDB 1.x
+on SQLite answers only ``{_id: <value>}`` from its index and decodes every
+document of the collection for any other filter (a second field included),
+so a conditional update such as ``{_id, state: "creating"}`` would cost the
+whole collection (``tests/orchestrator/test_pushdown.py`` keeps this true).
+The one compare-and-set a launch needs, "launched" against "removed by the
+settler", is the insert of a unique ``_id`` in ``<collection>_launch``:
+``{_id: <service id>, outcome: "launched" | "removed"}``; whoever inserts
+first decides, and the record's ``state`` follows (a crash in between is
+repaired by the next settle, which finds the decision already taken).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import pymongo.errors
 from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.collection import AsyncCollection
@@ -31,6 +44,9 @@ from dtpoc_orchestrator.adapters import mongo
 log = dlog.get_logger(__name__)
 
 NEWEST_FIRST = [("created_at", DESCENDING), ("_id", DESCENDING)]
+#: Outcomes of a launch in ``<collection>_launch`` (see module docs).
+LAUNCHED = "launched"
+REMOVED = "removed"
 
 
 def to_document(record: domain.ServiceRecord) -> mongo.Document:
@@ -79,6 +95,18 @@ class ServiceRecords:
 
     def __init__(self, collection: AsyncCollection[mongo.Document]) -> None:
         self._collection = collection
+        self._decisions = collection.database[collection.name + "_launch"]
+
+    async def _decide(self, service_id: str, outcome: str) -> str:
+        """Take ``outcome`` for the launch of ``service_id`` unless one was taken; answer it."""
+        try:
+            await self._decisions.insert_one(
+                {"_id": service_id, "outcome": outcome, "at": time.time()}
+            )
+        except pymongo.errors.DuplicateKeyError:
+            taken = await self._decisions.find_one({"_id": service_id})
+            return str(taken["outcome"]) if taken is not None else outcome
+        return outcome
 
     async def ensure_indexes(self) -> None:
         with mongo.unavailable_on_failure("create indexes"):
@@ -100,18 +128,21 @@ class ServiceRecords:
     async def mark_launched(self, service_id: str) -> bool:
         """``creating`` -> ``launched``; False when the record is gone or not creating."""
         with mongo.unavailable_on_failure("mark record launched"):
+            if await self._decide(service_id, LAUNCHED) != LAUNCHED:
+                # Settled away: finish the removal a crash may have interrupted.
+                await self._collection.delete_one({"_id": ObjectId(service_id)})
+                return False
             result = await self._collection.update_one(
-                {"_id": ObjectId(service_id), "state": domain.STATE_CREATING},
-                {"$set": {"state": domain.STATE_LAUNCHED}},
+                {"_id": ObjectId(service_id)}, {"$set": {"state": domain.STATE_LAUNCHED}}
             )
-        return result.modified_count == 1
+        return result.matched_count == 1
 
     async def delete_creating(self, service_id: str) -> bool:
         """Remove a record that never got its resource; only while ``creating``."""
         with mongo.unavailable_on_failure("delete record"):
-            result = await self._collection.delete_one(
-                {"_id": ObjectId(service_id), "state": domain.STATE_CREATING}
-            )
+            if await self._decide(service_id, REMOVED) != REMOVED:
+                return False
+            result = await self._collection.delete_one({"_id": ObjectId(service_id)})
         return result.deleted_count == 1
 
     async def creating(self) -> list[domain.ServiceRecord]:
@@ -151,16 +182,16 @@ class ServiceRecords:
     ) -> bool:
         """Set ``terminated_at`` and ``last_status`` once; False if already terminated."""
         with mongo.unavailable_on_failure("mark record terminated"):
+            current = await self._collection.find_one({"_id": ObjectId(service_id)})
+            if current is None or current.get("terminated_at") is not None:
+                return False
+            # Checked on the document read, not in the filter (see module docs); two
+            # terminates at once may both write, the later time by milliseconds.
             result = await self._collection.update_one(
-                {"_id": ObjectId(service_id), "terminated_at": None},
-                {
-                    "$set": {
-                        "terminated_at": at,
-                        "last_status": _status_document(last_status),
-                    }
-                },
+                {"_id": ObjectId(service_id)},
+                {"$set": {"terminated_at": at, "last_status": _status_document(last_status)}},
             )
-        return result.modified_count == 1
+        return result.matched_count == 1
 
     async def keep_last_status(
         self, service_id: str, status: analytics_pb2.AnalyticsStatus

@@ -1,0 +1,121 @@
+"""A change journal for the local Analytics store: who changed, in order, read by ``_id``.
+
+The local operator used to learn about new and deleted services by listing
+the whole ``orchestrator.analytics`` collection every second, and FerretDB
+1.x on SQLite answers only a filter that is exactly ``{_id: <string or
+ObjectId>}`` from its index (anything else, ``$in`` or a second field
+included, decodes every document in Go). So what changed is kept where a
+point read finds it: the orchestrator appends one entry per desired-state
+change (create, delete) to ``<collection>_changes``; the operator reads the
+entries after the last one it saw, one ``{_id}`` read each, and one read
+that misses when nothing changed. A full listing every resync period stays
+as the safety net, so an entry that was never written (the orchestrator
+died between the two writes) delays a reconcile, never loses it.
+
+Entries are ``{_id: "e:<seq, 20 digits>", service_id, at}`` with ``seq``
+1, 2, 3...; the unique ``_id`` is the compare-and-set: a writer takes the
+next number by inserting it, and on a duplicate key takes the one after.
+A number is only tried after the one before it exists, so the sequence has
+no holes and a reader can stop at the first miss. ``{_id: "head", seq}`` is
+a hint of the latest number (it may lag, never run ahead of the entries), so
+a writer or reader that starts does not probe from 1. Entries are not
+trimmed: they are tens of bytes and never scanned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pymongo.errors
+from pymongo.asynchronous.collection import AsyncCollection
+
+HEAD_ID = "head"
+SUFFIX = "_changes"
+#: Entries one read of the journal takes at most (the rest on the next read).
+MAX_READ = 1000
+
+
+def journal_name(collection: str) -> str:
+    """The journal's collection name, beside the Analytics collection it describes."""
+    return collection + SUFFIX
+
+
+def entry_id(seq: int) -> str:
+    """A string ``_id``: FerretDB pushes down string and ObjectId ids, not numbers."""
+    return f"e:{seq:020d}"
+
+
+async def _head(collection: AsyncCollection[Any]) -> int:
+    head = await collection.find_one({"_id": HEAD_ID})
+    return int(head["seq"]) if head is not None else 0
+
+
+class ChangeWriter:
+    """Appends service ids; one writer per process (an asyncio lock keeps it in order)."""
+
+    def __init__(self, collection: AsyncCollection[Any]) -> None:
+        self._collection = collection
+        self._next: int | None = None
+        self._lock = asyncio.Lock()
+
+    async def append(self, service_id: str) -> int:
+        """Record that ``service_id`` changed; answer its sequence number.
+
+        Raises pymongo errors; the caller decides (the change itself is
+        already written, so a lost entry costs only the resync delay).
+        """
+        async with self._lock:
+            if self._next is None:
+                self._next = await _head(self._collection) + 1
+            while True:
+                seq = self._next
+                try:
+                    await self._collection.insert_one(
+                        {"_id": entry_id(seq), "service_id": service_id, "at": time.time()}
+                    )
+                except pymongo.errors.DuplicateKeyError:
+                    self._next = seq + 1  # another writer took it
+                    continue
+                self._next = seq + 1
+                break
+        await self._advance_head(seq)
+        return seq
+
+    async def _advance_head(self, seq: int) -> None:
+        for _ in range(2):
+            try:
+                await self._collection.update_one(
+                    {"_id": HEAD_ID}, {"$max": {"seq": seq}}, upsert=True
+                )
+                return
+            except pymongo.errors.DuplicateKeyError:
+                continue  # two first writers upserted at once: the second updates
+
+
+class ChangeReader:
+    """The service ids changed since the last read, each read a point ``{_id}`` lookup."""
+
+    def __init__(self, collection: AsyncCollection[Any]) -> None:
+        self._collection = collection
+        self._cursor: int | None = None
+
+    async def start(self) -> None:
+        """Begin at the head: what came before is the caller's full listing's to find."""
+        # Re-read the head entry itself: the hint may lag, a repeat is harmless.
+        self._cursor = max(await _head(self._collection), 1)
+
+    async def changed(self) -> list[str]:
+        """Service ids of the entries after the last one read, oldest first."""
+        if self._cursor is None:
+            await self.start()
+        assert self._cursor is not None
+        found: list[str] = []
+        while len(found) < MAX_READ:
+            entry = await self._collection.find_one({"_id": entry_id(self._cursor)})
+            if entry is None:
+                break
+            found.append(str(entry["service_id"]))
+            self._cursor += 1
+        return found
