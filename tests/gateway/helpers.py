@@ -1,4 +1,4 @@
-"""Shared code of the tests in tests/gateway: what the fixtures (conftest.py) and the tests use.
+"""Shared code of tests/gateway: what its fixtures (conftest.py) and its tests use.
 
 A named module rather than conftest.py, so that tests import it like any other
 module (pytest loads conftest files itself; importing them by name is fragile).

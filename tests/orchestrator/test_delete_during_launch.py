@@ -24,7 +24,7 @@ from dtpoc_common import grpcauth
 from dtpoc_local.credentials import credentials
 from dtpoc_local.servers.files import FilesServer
 from dtpoc_local.servers.orchestrator import OrchestratorServer
-from tests.orchestrator.conftest import CALL_TIMEOUT, Platform, launch_request
+from tests.orchestrator.helpers import CALL_TIMEOUT, Platform, launch_request
 
 
 class InterleavingUsageProxy(orchestrator_pb2_grpc.OrchestratorServiceServicer):

@@ -19,7 +19,7 @@ from dtpoc_local.credentials import credentials
 from dtpoc_local.kube import KubeCluster
 from dtpoc_local.servers.files import FilesServer
 from dtpoc_local.servers.orchestrator import OrchestratorServer
-from tests.orchestrator.conftest import (
+from tests.orchestrator.helpers import (
     CALL_TIMEOUT,
     KubeOperatorDouble,
     LocalOperatorDouble,

@@ -6,7 +6,7 @@ import grpc
 import pytest
 
 from dtpoc.orchestrator.v1alpha1 import orchestrator_pb2
-from tests.orchestrator.conftest import CALL_TIMEOUT, Platform, status_dict
+from tests.orchestrator.helpers import CALL_TIMEOUT, Platform, status_dict
 
 
 def list_ids(platform: Platform, **fields: object) -> list[str]:

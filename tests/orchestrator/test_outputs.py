@@ -14,7 +14,7 @@ import grpc
 import pytest
 
 from dtpoc.orchestrator.v1alpha1 import orchestrator_pb2
-from tests.orchestrator.conftest import CALL_TIMEOUT, Platform, status_dict, value_to_python
+from tests.orchestrator.helpers import CALL_TIMEOUT, Platform, status_dict, value_to_python
 
 
 def get_output(platform: Platform, service_id: str, idx: int) -> Any:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from dtpoc.orchestrator.v1alpha1 import orchestrator_pb2
-from tests.orchestrator.conftest import CALL_TIMEOUT, Platform, status_dict
+from tests.orchestrator.helpers import CALL_TIMEOUT, Platform, status_dict
 
 FILE_0 = "0123456789abcdef0123456a"
 FILE_1 = "0123456789abcdef0123456b"

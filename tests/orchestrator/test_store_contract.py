@@ -22,7 +22,7 @@ from dtpoc_common import analytics, errors
 from dtpoc_local.databases import drop_databases, unique_db_name
 from dtpoc_orchestrator import domain, store
 from dtpoc_orchestrator.adapters import kubernetes, local
-from tests.orchestrator.conftest import (
+from tests.orchestrator.helpers import (
     KubeOperatorDouble,
     LocalOperatorDouble,
     OperatorDouble,

@@ -15,7 +15,7 @@ from dtpoc.orchestrator.v1alpha1 import orchestrator_pb2
 from dtpoc_common import grpcauth
 from dtpoc_local.servers.files import FilesServer
 from dtpoc_local.servers.orchestrator import OrchestratorServer
-from tests.orchestrator.conftest import CALL_TIMEOUT, Platform, status_dict, value_to_python
+from tests.orchestrator.helpers import CALL_TIMEOUT, Platform, status_dict, value_to_python
 
 
 def terminate(platform: Platform, service_id: str) -> orchestrator_pb2.TerminateServiceResponse:

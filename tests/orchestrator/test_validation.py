@@ -13,14 +13,10 @@ import pytest
 
 from dtpoc.orchestrator.v1alpha1 import orchestrator_pb2, orchestrator_pb2_grpc
 from dtpoc_local.credentials import credentials
+from dtpoc_local.databases import drop_databases
 from dtpoc_local.servers.files import FilesServer
-from tests.orchestrator.conftest import (
-    CALL_TIMEOUT,
-    Platform,
-    drop_databases,
-    launch_request,
-    start_orchestrator_server,
-)
+from dtpoc_local.servers.orchestrator import start_orchestrator_server
+from tests.orchestrator.helpers import CALL_TIMEOUT, Platform, launch_request
 
 OK = grpc.StatusCode.OK
 INVALID = grpc.StatusCode.INVALID_ARGUMENT

@@ -15,7 +15,7 @@ import pytest
 
 from dtpoc.orchestrator.v1alpha1 import orchestrator_pb2
 from dtpoc_local.waiting import wait_for
-from tests.orchestrator.conftest import Platform, status_dict
+from tests.orchestrator.helpers import Platform, status_dict
 
 STEP_TIMEOUT = 30.0
 
