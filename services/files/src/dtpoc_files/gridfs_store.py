@@ -97,6 +97,20 @@ CLAIM_WAIT_SECONDS = 30.0
 READ_BATCH_CHUNKS = 4
 
 
+def chunk_id(file_id: ObjectId | str, n: int) -> str:
+    """The ``_id`` of chunk ``n`` of a file this service wrote.
+
+    GridFS readers find chunks by ``files_id`` and ``n`` and ignore ``_id``;
+    this service names them so that reading chunk ``n`` is a point read.
+    FerretDB 1.x on SQLite answers only ``{_id: <value>}`` from its index: a
+    ``{files_id, n}`` query decodes every chunk of every file (the ``files_id``
+    gap ``tests/files/test_ferretdb_support.py`` shows), so a download's cost
+    grew with all the bytes stored. Files written by other GridFS writers
+    keep ObjectId chunk ids and are read the old way.
+    """
+    return f"{file_id}:{n}"
+
+
 class UploadAbandoned(Exception):
     """The client went away before the upload became visible; it is discarded."""
 
@@ -171,6 +185,22 @@ class GridFSStore:
         self.book = references.ReferenceBook(database, bucket=bucket)
         self._indexes_ready = False
         self._index_lock = asyncio.Lock()
+        #: Whether files another GridFS writer stored (no ``references`` mark)
+        #: may exist: only then does an upload look for its content by
+        #: ``metadata.sha256``, a query FerretDB answers by decoding every files
+        #: document. Checked at start and by each sweep (see legacy_files_possible).
+        self._legacy_files = True
+
+    @property
+    def legacy_files_possible(self) -> bool:
+        return self._legacy_files
+
+    async def _check_legacy_files(self) -> None:
+        """One scan at start and per sweep, instead of one per upload."""
+        found = await self.files.find_one(
+            {references.MARK_FIELD: {"$exists": False}}, projection={"_id": 1}
+        )
+        self._legacy_files = found is not None
 
     @property
     def pending_stale_after(self) -> datetime.timedelta:
@@ -196,6 +226,7 @@ class GridFSStore:
                 await self.claims.create_index([("file_id", 1)])
                 await self.pending.create_index([("heartbeat_at", 1)])
                 await self.book.ensure_indexes()
+            await self._check_legacy_files()
             self._indexes_ready = True
 
     async def get(self, file_id: str) -> domain.FileRecord:
@@ -250,6 +281,12 @@ class GridFSStore:
         oid = ObjectId(record.file_id)
         next_n = byte_range.offset // chunk_size
         skip = byte_range.offset - next_n * chunk_size
+        if await self._named_chunks(oid, next_n):
+            async for piece in self._read_named(
+                record, first=next_n, skip=skip, length=byte_range.length, piece_bytes=piece_bytes
+            ):
+                yield piece
+            return
         remaining = byte_range.length
         pending = bytearray()
         sorted_cursor = False
@@ -297,6 +334,47 @@ class GridFSStore:
         if pending:
             yield bytes(pending)
 
+    async def _named_chunks(self, oid: ObjectId, n: int) -> bool:
+        """Whether the file's chunks carry :func:`chunk_id` ids (written by this service)."""
+        with database_errors():
+            found = await self.chunks.find_one({"_id": chunk_id(oid, n)}, projection={"_id": 1})
+        return found is not None
+
+    async def _read_named(
+        self, record: domain.FileRecord, *, first: int, skip: int, length: int, piece_bytes: int
+    ) -> AsyncIterator[bytes]:
+        """Chunks by point reads, ``READ_BATCH_CHUNKS`` at a time (memory: a few chunks)."""
+        oid = ObjectId(record.file_id)
+        last = first + (skip + length - 1) // record.chunk_size
+        pending = bytearray()
+        remaining = length
+        for start in range(first, last + 1, READ_BATCH_CHUNKS):
+            numbers = range(start, min(start + READ_BATCH_CHUNKS, last + 1))
+            with database_errors():
+                chunks = await asyncio.gather(
+                    *(
+                        self.chunks.find_one({"_id": chunk_id(oid, n)}, projection={"data": 1})
+                        for n in numbers
+                    )
+                )
+            for n, chunk in zip(numbers, chunks, strict=True):
+                if chunk is None:
+                    raise CorruptFile(f"file {record.file_id}: chunk {n} is missing")
+                data = memoryview(chunk["data"])[skip if n == first else 0 :]
+                taken = data[:remaining]
+                pending += taken
+                remaining -= len(taken)
+                while len(pending) >= piece_bytes:
+                    piece = bytes(pending[:piece_bytes])
+                    del pending[:piece_bytes]
+                    yield piece
+        if remaining > 0:
+            raise CorruptFile(
+                f"file {record.file_id}: chunks end {remaining} bytes before its length"
+            )
+        if pending:
+            yield bytes(pending)
+
     async def references(self, file_id: str) -> domain.References:
         """Who holds a visible file; NOT_FOUND if absent or its deletion is committed."""
         with database_errors():
@@ -338,10 +416,23 @@ class GridFSStore:
     async def _finish_deletion(self, file_id: str) -> None:
         """Remove what a committed delete leaves (idempotent; the sweep repeats it)."""
         oid = ObjectId(file_id)
+        document = await self.files.find_one({"_id": oid})
         await self.files.delete_one({"_id": oid})
-        await self.chunks.delete_many({"files_id": oid})
+        await self._delete_chunks(oid, document)
         await self.claims.delete_many({"file_id": oid})
         await self.book.forget(file_id)
+
+    async def _delete_chunks(self, oid: ObjectId, document: Mapping[str, Any] | None) -> None:
+        """Point deletes for named chunks; the ``files_id`` scan only for other writers' files."""
+        if document is not None and int(document.get("chunkSize") or 0) > 0:
+            length = int(document.get("length") or 0)
+            count = -(-length // int(document["chunkSize"]))
+            first = await self.chunks.delete_one({"_id": chunk_id(oid, 0)})
+            if first.deleted_count == 1 or length == 0:
+                for n in range(1, count):
+                    await self.chunks.delete_one({"_id": chunk_id(oid, n)})
+                return
+        await self.chunks.delete_many({"files_id": oid})
 
     async def finish_interrupted_deletions(self) -> int:
         """Finish deletes whose server died after committing them; answer how many."""
@@ -382,6 +473,8 @@ class GridFSStore:
         cutoff = _now() - self._pending_stale
         swept = 0
         with database_errors():
+            if not self._legacy_files:
+                await self._check_legacy_files()
             stale = await self.pending.find({"heartbeat_at": {"$lt": cutoff}}).to_list()
             for record in stale:
                 file_id = record["_id"]
@@ -467,7 +560,12 @@ class PendingUpload:
         self._inflight = None
 
     def _chunk_document(self, data: bytes) -> dict[str, Any]:
-        document = {"files_id": self.file_id, "n": self._next_n, "data": data}
+        document = {
+            "_id": chunk_id(self.file_id, self._next_n),
+            "files_id": self.file_id,
+            "n": self._next_n,
+            "data": data,
+        }
         self._next_n += 1
         return document
 
@@ -554,7 +652,11 @@ class PendingUpload:
                     continue
                 await store.claims.delete_one({"_id": sha256, "file_id": owner})
                 continue
-            legacy = await store.files.find_one({"metadata.sha256": sha256})
+            legacy = (
+                await store.files.find_one({"metadata.sha256": sha256})
+                if store.legacy_files_possible
+                else None
+            )
             try:
                 await store.claims.insert_one(
                     {
@@ -587,7 +689,9 @@ class PendingUpload:
         store = self._store
         with database_errors():
             await store.files.delete_one({"_id": self.file_id})
-            await store.chunks.delete_many({"files_id": self.file_id})
+            # Its own chunks are named (chunk_id): point deletes, no scan of the chunks.
+            for n in range(self._next_n):
+                await store.chunks.delete_one({"_id": chunk_id(self.file_id, n)})
             await store.claims.delete_many({"file_id": self.file_id})
             await store.book.references.delete_many({"file_id": str(self.file_id)})
             if outcome_unknown:
