@@ -288,6 +288,40 @@ def test_services_are_wired_to_each_other_by_service_dns_names() -> None:
     rendered.named("PersistentVolumeClaim", "dtpoc-output")
 
 
+def test_the_gateways_connection_limits_come_from_values(tmp_path: Path) -> None:
+    defaults = _env(chart.render(), "dtpoc-gateway")
+    assert {k: v for k, v in defaults.items() if k in GATEWAY_LIMITS} == {
+        "DTPOC_GATEWAY_LIMIT_CONCURRENCY": "1000",
+        "DTPOC_GATEWAY_BACKLOG": "2048",
+        "DTPOC_GATEWAY_KEEP_ALIVE_SECONDS": "75",
+        "DTPOC_GATEWAY_HEADER_TIMEOUT_SECONDS": "15",
+        "DTPOC_GATEWAY_MAX_HEADER_BYTES": "32768",
+        "DTPOC_GATEWAY_BODY_TIMEOUT_SECONDS": "30",
+        "DTPOC_GATEWAY_UPLOAD_IDLE_SECONDS": "60",
+    }
+    values = tmp_path / "limits.yaml"
+    connections = {"limitConcurrency": 200, "headerTimeoutSeconds": 2.5}
+    values.write_text(yaml.safe_dump({"gateway": {"connections": connections}}))
+    tuned = _env(chart.render([values]), "dtpoc-gateway")
+    assert tuned["DTPOC_GATEWAY_LIMIT_CONCURRENCY"] == "200"
+    assert tuned["DTPOC_GATEWAY_HEADER_TIMEOUT_SECONDS"] == "2.5"
+    refused = chart.render_error(sets=["gateway.connections.limitConcurrency=0"])
+    assert "/gateway/connections/limitConcurrency" in refused
+
+
+GATEWAY_LIMITS = frozenset(
+    {
+        "DTPOC_GATEWAY_LIMIT_CONCURRENCY",
+        "DTPOC_GATEWAY_BACKLOG",
+        "DTPOC_GATEWAY_KEEP_ALIVE_SECONDS",
+        "DTPOC_GATEWAY_HEADER_TIMEOUT_SECONDS",
+        "DTPOC_GATEWAY_MAX_HEADER_BYTES",
+        "DTPOC_GATEWAY_BODY_TIMEOUT_SECONDS",
+        "DTPOC_GATEWAY_UPLOAD_IDLE_SECONDS",
+    }
+)
+
+
 def test_ingress_routes_the_api_with_the_original_body_limit() -> None:
     ingress = chart.render().named("Ingress", "dtpoc-gateway")
     assert ingress["spec"]["ingressClassName"] == "nginx"
@@ -348,7 +382,8 @@ def _operator_env(rendered: chart.Rendered) -> dict[str, str]:
 
 def test_analytics_services_stay_in_the_cluster_unless_the_chart_exposes_them() -> None:
     for files in chart.SHAPES.values():
-        env = _operator_env(chart.render(files))
+        rendered = chart.render(files)
+        env = _operator_env(rendered)
         assert env["DTPOC_OPERATOR_EXPOSE_SERVICES"] == "false", files
     exposed = chart.render(sets=["analytics.expose.enabled=true", "ingress.host=dt.example.org"])
     env = _operator_env(exposed)
@@ -359,9 +394,13 @@ def test_analytics_services_stay_in_the_cluster_unless_the_chart_exposes_them() 
     )
     service = exposed.named("Service", "dtpoc-gateway")
     assert [p["port"] for p in service["spec"]["ports"]] == [80]
+        # ... and the orchestrator refuses a launch with expose (400 naming the field).
+        orchestrator = _env(rendered, "dtpoc-orchestrator")
+        assert orchestrator["DTPOC_ORCHESTRATOR_EXPOSE_SERVICES"] == "false", files
     # The Ingresses of exposed services are the API's kind: class, host, TLS Secret.
     assert env["DTPOC_OPERATOR_INGRESS_CLASS"] == "nginx"
     assert env["DTPOC_OPERATOR_INGRESS_HOST"] == "dt.example.org"
+    assert _env(exposed, "dtpoc-orchestrator")["DTPOC_ORCHESTRATOR_EXPOSE_SERVICES"] == "true"
     assert env["DTPOC_OPERATOR_INGRESS_TLS_SECRET_NAME"] == "dtpoc-tls"
     plain = chart.render(sets=["analytics.expose.enabled=true", "ingress.tls.enabled=false"])
     assert _operator_env(plain)["DTPOC_OPERATOR_INGRESS_TLS_SECRET_NAME"] == ""

@@ -15,8 +15,8 @@ from google.api import annotations_pb2, http_pb2
 from google.protobuf import descriptor_pb2
 
 import dtpoc
+from dtpoc_common.vocabulary import API_PREFIX as PREFIX
 
-PREFIX = "/api/orchestrator/v1alpha1"
 CONTRACT = {
     ("GET", "/healthz"),
     ("GET", "/service/"),

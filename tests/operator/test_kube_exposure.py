@@ -1,4 +1,5 @@
-"""Persistent services: in the cluster only by default; exposed: behind the token check.
+"""Persistent services: in the cluster only by default; exposed (the launch asks and the
+operator's policy allows): behind the token check.
 
 Real apiserver and controllers, the kubelet played by ``kubelet_double``. The
 Ingress itself is checked as ingress-nginx reads it (no ingress controller
@@ -45,8 +46,9 @@ def _ingress_path(op: KubeOperator, name: str = "") -> str:
 def test_by_default_a_service_with_a_port_has_no_ingress_and_an_old_open_one_goes(
     kube_operator: KubeOperator,
 ) -> None:
+    """The operator's policy is off: even a launch that asks for exposure stays inside."""
     op = kube_operator
-    service_id = op.create(DASHBOARD)
+    service_id = op.create({**DASHBOARD, "expose": True})
     name = child_name(service_id)
     waiting.wait_for(
         lambda: _get(op, f"/api/v1/namespaces/{op.namespace}/services/{name}"),
@@ -118,7 +120,13 @@ def test_an_exposed_service_is_behind_the_gateways_token_check_and_tls(
             "DTPOC_OPERATOR_INGRESS_TLS_SECRET_NAME": "dtpoc-tls",
         }
     )
-    service_id = op.create(DASHBOARD)
+    # The policy allows exposure, but a launch that did not ask stays in the cluster.
+    internal = op.create(DASHBOARD)
+    op.wait_status(internal, lambda s: s.get("observedGeneration") == 1, "generation 1")
+    assert _get(op, f"/api/v1/namespaces/{op.namespace}/services/{child_name(internal)}")
+    assert _get(op, _ingress_path(op, child_name(internal))) is None
+
+    service_id = op.create({**DASHBOARD, "expose": True})
     name = child_name(service_id)
     ingress = waiting.wait_for(
         lambda: _get(op, _ingress_path(op, name)), timeout=60, what="the exposed Ingress"

@@ -25,6 +25,7 @@ from tests.orchestrator.helpers import (
     LocalOperatorDouble,
     Platform,
     launch_request,
+    make_platform,
     service_account_kubeconfig,
     unreachable_kubeconfig,
 )
@@ -135,6 +136,7 @@ def test_scheduled_and_persistent_launches_map_their_fields(platform: Platform) 
     assert persistent_spec["jobType"] == "persistent"
     assert persistent_spec["port"] == 8080
     assert "reps" not in persistent_spec
+    assert "expose" not in persistent_spec, "the original's body: in the cluster only"
     service = (
         platform.stub()
         .GetService(orchestrator_pb2.GetServiceRequest(id=persistent), timeout=CALL_TIMEOUT)
@@ -453,3 +455,32 @@ def test_the_documented_role_is_enough(
     assert first.status.phase == "pending"
     stub.TerminateService(orchestrator_pb2.TerminateServiceRequest(id=ids[0]), timeout=CALL_TIMEOUT)
     assert KubeOperatorDouble(kube, kube_namespace).resource_names() == set(ids[1:])
+
+
+def test_a_launch_that_asks_for_exposure_says_so_in_its_spec_where_the_platform_exposes(
+    request: pytest.FixtureRequest, mongodb_uri: str, files_server: FilesServer, tmp_path: Path
+) -> None:
+    """``expose`` reaches the Analytics spec (the operator's cue for an Ingress) only on a
+    platform that publishes services; the original's body stays without it."""
+    server, operator = make_platform(
+        backend="kubernetes",
+        mongodb_uri=mongodb_uri,
+        workdir=tmp_path,
+        request=request,
+        files=files_server,
+        env_overrides={"DTPOC_ORCHESTRATOR_EXPOSE_SERVICES": "true"},
+    )
+    platform = Platform(
+        orchestrator=server, files=files_server, operator=operator, mongodb_uri=mongodb_uri
+    )
+    try:
+        exposed = platform.launch(port=8080, ana={"job_type": "persistent"}, expose=True)
+        inside = platform.launch(port=8080, ana={"job_type": "persistent"})
+        assert platform.operator.resource(exposed)["spec"]["expose"] is True  # type: ignore[index]
+        assert "expose" not in platform.operator.resource(inside)["spec"]  # type: ignore[index]
+        with pytest.raises(grpc.RpcError) as refused:
+            platform.launch(ana={"job_type": "ondemand", "reps": 1}, expose=True)
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert (refused.value.details() or "").startswith("expose: ")
+    finally:
+        platform.shutdown()

@@ -38,6 +38,26 @@ CASES: list[tuple[str, dict[str, Any], grpc.StatusCode, str]] = [
         grpc.StatusCode.UNIMPLEMENTED,
         "simulation services (sim) are not implemented",
     ),
+    # --- expose (the local backend never publishes a service) -------------------------------
+    ("expose false is the default", {"expose": False}, OK, ""),
+    (
+        "expose an ondemand service",
+        {"expose": True},
+        INVALID,
+        "expose: only a persistent service with a port serves anything to expose",
+    ),
+    (
+        "expose a persistent service without a port",
+        {"ana": {"job_type": "persistent"}, "expose": True},
+        INVALID,
+        "expose: only a persistent service with a port",
+    ),
+    (
+        "expose where the platform publishes nothing",
+        {"ana": {"job_type": "persistent"}, "port": 8080, "expose": True},
+        INVALID,
+        "expose: this platform does not publish analytics services outside the cluster",
+    ),
     # --- job types --------------------------------------------------------------------------
     ("unknown job type", {"ana": {"job_type": "batch", "reps": 1}}, INVALID, "ana.job_type:"),
     # The original's samples: an ondemand service without reps runs one replica.

@@ -10,9 +10,8 @@ import threading
 import time
 from types import FrameType
 
+from dtpoc_common.vocabulary import API_PREFIX
 from tools.cluster import cluster, layout, release
-
-API_PREFIX = "/api/orchestrator/v1alpha1"
 
 
 def _wait_for_interrupt() -> None:

@@ -22,10 +22,10 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 import dtpoc
 from dtpoc_common.settings import OptionalPath
+from dtpoc_common.vocabulary import API_PREFIX
 
 FILES_SERVICE = "dtpoc.files.v1alpha1.FilesService"
 ORCHESTRATOR_SERVICE = "dtpoc.orchestrator.v1alpha1.OrchestratorService"
-DEFAULT_PREFIX = "/api/orchestrator/v1alpha1"
 MIB = 1024 * 1024
 
 
@@ -84,7 +84,7 @@ class GatewaySettings(BaseSettings):
     #: FileDescriptorSet (with source info) the routes and the OpenAPI document come from.
     descriptor_set: Path = Path(dtpoc.__file__).parent / "descriptors.binpb"
     #: Prefix of the REST paths in the protos.
-    api_prefix: str = DEFAULT_PREFIX
+    api_prefix: str = API_PREFIX
     #: Also answer every route without :attr:`api_prefix`, as the original did.
     serve_without_prefix: bool = True
     #: Answer 400 for query parameters that name no request field (instead of ignoring them).

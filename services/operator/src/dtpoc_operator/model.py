@@ -62,6 +62,8 @@ class ServiceSpec:
     input_files: Mapping[str, str]
     successful_jobs_history_limit: int
     failed_jobs_history_limit: int
+    #: The launch asked to publish this persistent service outside the cluster.
+    expose: bool = False
 
     @classmethod
     def from_proto(cls, spec: analytics_pb2.AnalyticsSpec) -> ServiceSpec:
@@ -102,6 +104,7 @@ class ServiceSpec:
                 if spec.HasField("failed_jobs_history_limit")
                 else DEFAULT_FAILED_HISTORY
             ),
+            expose=spec.expose,
         )
 
     @property

@@ -29,6 +29,8 @@ def analytics_spec(request: domain.LaunchRequest) -> analytics_pb2.AnalyticsSpec
     )
     if request.port is not None:
         spec.port = request.port
+    if request.expose:
+        spec.expose = True
     if options.reps is not None:
         spec.reps = options.reps
     if options.parallelism is not None:

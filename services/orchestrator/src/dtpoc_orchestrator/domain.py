@@ -58,6 +58,8 @@ class LaunchRequest:
     resource_requests: dict[str, str] = field(default_factory=dict)
     resource_limits: dict[str, str] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
+    #: Publish a persistent service outside the cluster (when the platform exposes any).
+    expose: bool = False
 
 
 @dataclass(frozen=True)

@@ -81,12 +81,14 @@ async def build(
         creating_grace_seconds=config.creating_grace_seconds,
         max_inline_output_bytes=config.max_inline_output_bytes,
         local_containers=config.local_containers,
+        expose_services=config.expose_services,
     )
     indexes = asyncio.create_task(_ensure_indexes(service_records), name="orchestrator-indexes")
     log.info(
         "orchestrator configured",
         backend=config.backend,
         local_containers=config.local_containers,
+        expose_services=config.expose_services,
         namespace=config.namespace,
         database=config.database,
         files=config.files_address,

@@ -111,9 +111,11 @@ class Orchestrator:
         max_inline_output_bytes: int = 4 * 1024 * 1024,
         clock: Callable[[], float] = time.time,
         local_containers: bool = False,
+        expose_services: bool = False,
     ) -> None:
         self._records = records
         self._local_containers = local_containers
+        self._expose_services = expose_services
         self._store = analytics_store
         self._files = files
         self._ping_database = ping_database
@@ -134,7 +136,10 @@ class Orchestrator:
     async def launch(self, request: domain.LaunchRequest) -> str:
         """Validate, record, write the desired state; answer the new service id."""
         validation.validate_launch(
-            request, backend=self._store.backend, local_containers=self._local_containers
+            request,
+            backend=self._store.backend,
+            local_containers=self._local_containers,
+            expose_services=self._expose_services,
         )
         spec = desired.analytics_spec(request)
         service_id = str(ObjectId())

@@ -50,6 +50,7 @@ def launch_request(message: orchestrator_pb2.LaunchServiceRequest) -> domain.Lau
         resource_requests=dict(message.resources.requests),
         resource_limits=dict(message.resources.limits),
         labels=dict(message.labels),
+        expose=message.expose,
     )
 
 

@@ -48,6 +48,11 @@ class OrchestratorSettings(BaseServiceSettings):
     #: containers of their image (its ``DTPOC_OPERATOR_LOCAL_CONTAINER_ENGINE``
     #: is set), so such launches are accepted; false: they need a command.
     local_containers: bool = False
+    #: Whether this platform publishes persistent services that ask for it
+    #: (``expose``) outside the cluster: the chart's ``analytics.expose.enabled``,
+    #: the same switch as the operator's ``DTPOC_OPERATOR_EXPOSE_SERVICES``.
+    #: False: a launch with ``expose`` is refused, naming the field.
+    expose_services: bool = False
     #: Namespace of the Analytics resources (also recorded in local documents).
     namespace: str = Field(default_factory=default_namespace, min_length=1)
     #: Kubeconfig file; the in-cluster service account is used when unset.

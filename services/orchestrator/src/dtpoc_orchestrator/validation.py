@@ -81,12 +81,17 @@ _DAY_NAMES = re.compile(r"SUN|MON|TUE|WED|THU|FRI|SAT", re.IGNORECASE)
 
 
 def validate_launch(
-    request: domain.LaunchRequest, *, backend: str, local_containers: bool = False
+    request: domain.LaunchRequest,
+    *,
+    backend: str,
+    local_containers: bool = False,
+    expose_services: bool = False,
 ) -> None:
     """Raise for the first rule ``request`` breaks; return when it passes all.
 
     ``local_containers``: the local backend's operator runs images in containers,
     so a launch without a command (the original's body) is accepted there too.
+    ``expose_services``: the platform publishes services that ask for it.
     """
     if request.simulation and request.analytics is not None:
         raise errors.InvalidArgument("set exactly one of ana and sim, not both", field="ana")
@@ -104,6 +109,7 @@ def validate_launch(
         )
     _refuse_controls("description", request.description)
     _validate_job(request.analytics, port=request.port)
+    _validate_expose(request, expose_services=expose_services and backend != "local")
     _validate_env(request.env)
     _validate_process_strings(request)
     validate_mount_files(request.mount_files)
@@ -159,6 +165,26 @@ def _check_range(value: int | None, *, name: str, low: int, high: int | None, wh
     if value < low or (high is not None and value > high):
         bound = f"between {low} and {high}" if high is not None else f"at least {low}"
         raise errors.InvalidArgument(f"must be {bound}{what}", field=name)
+
+
+def _validate_expose(request: domain.LaunchRequest, *, expose_services: bool) -> None:
+    """Only a persistent service with a port can be published, and only where the
+    platform publishes services (the local runtime never does)."""
+    if not request.expose:
+        return
+    assert request.analytics is not None
+    if request.analytics.job_type != JobType.PERSISTENT or request.port is None:
+        raise errors.InvalidArgument(
+            "only a persistent service with a port serves anything to expose",
+            field="expose",
+        )
+    if not expose_services:
+        raise errors.InvalidArgument(
+            "this platform does not publish analytics services outside the cluster "
+            "(the chart's analytics.expose.enabled is off); launch without expose and "
+            "reach the service in the cluster",
+            field="expose",
+        )
 
 
 def _validate_job(options: domain.AnalyticsOptions, *, port: int | None) -> None:

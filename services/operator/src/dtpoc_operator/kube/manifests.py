@@ -17,10 +17,10 @@ Decisions written down here because they are visible from outside:
   ``startingDeadlineSeconds: 300``.
 - A persistent service is a Deployment of one pod (strategy ``Recreate``: two
   copies never share the output folder), plus a ClusterIP Service when it has
-  a port: reachable inside the cluster only. Only when the operator's
-  exposure policy is on (``DTPOC_OPERATOR_EXPOSE_SERVICES``) does it also get
-  an Ingress on path ``/<service-id>``, behind the gateway's token check
-  (:func:`ingress`).
+  a port: reachable inside the cluster only. Only when its launch asked for
+  it (``spec.expose``) *and* the operator's exposure policy is on
+  (``DTPOC_OPERATOR_EXPOSE_SERVICES``) does it also get an Ingress on path
+  ``/<service-id>``, behind the gateway's token check (:func:`ingress`).
 - Replica environment: ``DTPOC_SERVICE_ID``, ``RUN_ID`` (pod name),
   ``REPLICA_INDEX`` and ``JOB_COMPLETION_INDEX`` (the completion index),
   ``DTPOC_RUN`` (scheduled: the run's Job name), ``OUTPUT_FOLDER=/output``,
@@ -82,7 +82,8 @@ class ChildSettings:
     files_address: str
     ingress_class: str = ""
     ingress_host: str = ""
-    #: Whether persistent services with a port get an Ingress (exposure policy).
+    #: Whether persistent services with a port that ask for it (``spec.expose``)
+    #: get an Ingress (exposure policy).
     expose: bool = False
     #: The gateway's token check every exposed request passes first.
     auth_url: str = ""
@@ -430,6 +431,6 @@ def children(resource: AnalyticsResource, settings: ChildSettings) -> list[Obj]:
     result = [deployment(resource, settings)]
     if resource.spec.port is not None:
         result.append(service(resource))
-        if settings.expose and settings.auth_url:
+        if resource.spec.expose and settings.expose and settings.auth_url:
             result.append(ingress(resource, settings))
     return result

@@ -87,6 +87,7 @@ class AnalyticsSpec(_message.Message):
     INPUT_FILES_FIELD_NUMBER: _builtins.int
     SUCCESSFUL_JOBS_HISTORY_LIMIT_FIELD_NUMBER: _builtins.int
     FAILED_JOBS_HISTORY_LIMIT_FIELD_NUMBER: _builtins.int
+    EXPOSE_FIELD_NUMBER: _builtins.int
     image: _builtins.str
     """Container image reference without the tag, e.g.
     `ghcr.io/example/lab-simulation`.
@@ -100,8 +101,8 @@ class AnalyticsSpec(_message.Message):
     whose every run has `reps` replicas) or `persistent` (a Deployment).
     """
     port: _builtins.int
-    """Container port of a persistent service (1024..65535); a Service and an
-    Ingress are created when set.
+    """Container port of a persistent service (1024..65535); a Service is
+    created when set (and an Ingress when `expose` is too).
     """
     reps: _builtins.int
     """Replications (1..100) of an ondemand or scheduled service."""
@@ -121,6 +122,11 @@ class AnalyticsSpec(_message.Message):
     """Successful runs of a scheduled service to keep (3 by default)."""
     failed_jobs_history_limit: _builtins.int
     """Failed runs of a scheduled service to keep (1 by default)."""
+    expose: _builtins.bool
+    """Whether the launch asked to publish this persistent service outside the
+    cluster. The operator creates its Ingress only when its own exposure
+    policy is on as well; false: reachable in the cluster only.
+    """
     @_builtins.property
     def env(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Environment variables given to every replica."""
@@ -164,10 +170,11 @@ class AnalyticsSpec(_message.Message):
         input_files: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         successful_jobs_history_limit: _builtins.int | None = ...,
         failed_jobs_history_limit: _builtins.int | None = ...,
+        expose: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_active_deadline_seconds", b"_active_deadline_seconds", "_backoff_limit_per_index", b"_backoff_limit_per_index", "_failed_jobs_history_limit", b"_failed_jobs_history_limit", "_parallelism", b"_parallelism", "_port", b"_port", "_reps", b"_reps", "_successful_jobs_history_limit", b"_successful_jobs_history_limit", "_ttl_seconds_after_finished", b"_ttl_seconds_after_finished", "active_deadline_seconds", b"active_deadline_seconds", "backoff_limit_per_index", b"backoff_limit_per_index", "failed_jobs_history_limit", b"failed_jobs_history_limit", "parallelism", b"parallelism", "port", b"port", "reps", b"reps", "resources", b"resources", "successful_jobs_history_limit", b"successful_jobs_history_limit", "ttl_seconds_after_finished", b"ttl_seconds_after_finished"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_active_deadline_seconds", b"_active_deadline_seconds", "_backoff_limit_per_index", b"_backoff_limit_per_index", "_failed_jobs_history_limit", b"_failed_jobs_history_limit", "_parallelism", b"_parallelism", "_port", b"_port", "_reps", b"_reps", "_successful_jobs_history_limit", b"_successful_jobs_history_limit", "_ttl_seconds_after_finished", b"_ttl_seconds_after_finished", "active_deadline_seconds", b"active_deadline_seconds", "args", b"args", "backoff_limit_per_index", b"backoff_limit_per_index", "command", b"command", "description", b"description", "env", b"env", "failed_jobs_history_limit", b"failed_jobs_history_limit", "image", b"image", "input_files", b"input_files", "job_type", b"job_type", "parallelism", b"parallelism", "port", b"port", "reps", b"reps", "resources", b"resources", "schedule", b"schedule", "successful_jobs_history_limit", b"successful_jobs_history_limit", "ttl_seconds_after_finished", b"ttl_seconds_after_finished", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_active_deadline_seconds", b"_active_deadline_seconds", "_backoff_limit_per_index", b"_backoff_limit_per_index", "_failed_jobs_history_limit", b"_failed_jobs_history_limit", "_parallelism", b"_parallelism", "_port", b"_port", "_reps", b"_reps", "_successful_jobs_history_limit", b"_successful_jobs_history_limit", "_ttl_seconds_after_finished", b"_ttl_seconds_after_finished", "active_deadline_seconds", b"active_deadline_seconds", "args", b"args", "backoff_limit_per_index", b"backoff_limit_per_index", "command", b"command", "description", b"description", "env", b"env", "expose", b"expose", "failed_jobs_history_limit", b"failed_jobs_history_limit", "image", b"image", "input_files", b"input_files", "job_type", b"job_type", "parallelism", b"parallelism", "port", b"port", "reps", b"reps", "resources", b"resources", "schedule", b"schedule", "successful_jobs_history_limit", b"successful_jobs_history_limit", "ttl_seconds_after_finished", b"ttl_seconds_after_finished", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__active_deadline_seconds: _TypeAlias = _typing.Literal["active_deadline_seconds"]  # noqa: Y015
     _WhichOneofArgType__active_deadline_seconds: _TypeAlias = _typing.Literal["_active_deadline_seconds", b"_active_deadline_seconds"]  # noqa: Y015

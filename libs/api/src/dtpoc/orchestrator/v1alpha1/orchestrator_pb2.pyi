@@ -231,6 +231,7 @@ class LaunchServiceRequest(_message.Message):
     ARGS_FIELD_NUMBER: _builtins.int
     RESOURCES_FIELD_NUMBER: _builtins.int
     LABELS_FIELD_NUMBER: _builtins.int
+    EXPOSE_FIELD_NUMBER: _builtins.int
     image: _builtins.str
     """Container image reference without the tag."""
     version: _builtins.str
@@ -239,6 +240,12 @@ class LaunchServiceRequest(_message.Message):
     """What the service is for."""
     port: _builtins.int
     """Container port of a persistent service (1024..65535)."""
+    expose: _builtins.bool
+    """Publish a persistent service with a port outside the cluster, behind the
+    API's token (an Ingress on `/<service id>`). Refused (INVALID_ARGUMENT
+    naming `expose`) for other job types, without a port, and when the
+    platform does not expose services; absent or false: in-cluster only.
+    """
     @_builtins.property
     def env(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Environment variables given to every replica."""
@@ -286,10 +293,11 @@ class LaunchServiceRequest(_message.Message):
         args: _abc.Iterable[_builtins.str] | None = ...,
         resources: _analytics_pb2.ResourceRequirements | None = ...,
         labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        expose: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_port", b"_port", "ana", b"ana", "port", b"port", "resources", b"resources", "sim", b"sim"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_port", b"_port", "ana", b"ana", "args", b"args", "command", b"command", "description", b"description", "env", b"env", "image", b"image", "labels", b"labels", "mount_files", b"mount_files", "port", b"port", "resources", b"resources", "sim", b"sim", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_port", b"_port", "ana", b"ana", "args", b"args", "command", b"command", "description", b"description", "env", b"env", "expose", b"expose", "image", b"image", "labels", b"labels", "mount_files", b"mount_files", "port", b"port", "resources", b"resources", "sim", b"sim", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__port: _TypeAlias = _typing.Literal["port"]  # noqa: Y015
     _WhichOneofArgType__port: _TypeAlias = _typing.Literal["_port", b"_port"]  # noqa: Y015
