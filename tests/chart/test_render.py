@@ -385,22 +385,22 @@ def test_analytics_services_stay_in_the_cluster_unless_the_chart_exposes_them() 
         rendered = chart.render(files)
         env = _operator_env(rendered)
         assert env["DTPOC_OPERATOR_EXPOSE_SERVICES"] == "false", files
+        # ... and the orchestrator refuses a launch with expose (400 naming the field).
+        orchestrator = _env(rendered, "dtpoc-orchestrator")
+        assert orchestrator["DTPOC_ORCHESTRATOR_EXPOSE_SERVICES"] == "false", files
     exposed = chart.render(sets=["analytics.expose.enabled=true", "ingress.host=dt.example.org"])
     env = _operator_env(exposed)
     assert env["DTPOC_OPERATOR_EXPOSE_SERVICES"] == "true"
+    assert _env(exposed, "dtpoc-orchestrator")["DTPOC_ORCHESTRATOR_EXPOSE_SERVICES"] == "true"
     # The gateway's token check, through its Service (port 80 -> the gateway's http port).
     assert env["DTPOC_OPERATOR_EXPOSE_AUTH_URL"] == (
         "http://dtpoc-gateway.dtpoc.svc.cluster.local:80/auth/check"
     )
     service = exposed.named("Service", "dtpoc-gateway")
     assert [p["port"] for p in service["spec"]["ports"]] == [80]
-        # ... and the orchestrator refuses a launch with expose (400 naming the field).
-        orchestrator = _env(rendered, "dtpoc-orchestrator")
-        assert orchestrator["DTPOC_ORCHESTRATOR_EXPOSE_SERVICES"] == "false", files
     # The Ingresses of exposed services are the API's kind: class, host, TLS Secret.
     assert env["DTPOC_OPERATOR_INGRESS_CLASS"] == "nginx"
     assert env["DTPOC_OPERATOR_INGRESS_HOST"] == "dt.example.org"
-    assert _env(exposed, "dtpoc-orchestrator")["DTPOC_ORCHESTRATOR_EXPOSE_SERVICES"] == "true"
     assert env["DTPOC_OPERATOR_INGRESS_TLS_SECRET_NAME"] == "dtpoc-tls"
     plain = chart.render(sets=["analytics.expose.enabled=true", "ingress.tls.enabled=false"])
     assert _operator_env(plain)["DTPOC_OPERATOR_INGRESS_TLS_SECRET_NAME"] == ""
