@@ -13,15 +13,18 @@ console would, until its phase is final or the timeout passes. Prints:
 - database CPU seconds per replica (the FerretDB process's utime + stime
   from ``/proc``, over the launches and the polling);
 - non-2xx answers (launch and status), by code;
-- database commands per replica, counted by pymongo's command monitoring in
+- database commands per replica ("work" leaves out the 2 of each status
+  read, which grow with the run's duration), counted by pymongo's command monitoring in
   every service process (``bench/mongo_counting``: a ``sitecustomize`` the
   bench puts on the stack's ``PYTHONPATH``; the services are not changed, so
   any version is counted the same way), with the busiest commands.
 
-``--baseline REF`` runs the same counts first against the stack of git
-revision REF (a worktree under the system temp folder, its own ``uv sync``)
-and prints both side by side with ratios new/baseline. The machine is
-shared: run both in one invocation so they see the same load.
+``--baseline REF`` runs the same counts (or ``--baseline-counts``) first
+against the stack of git revision REF (a worktree under the system temp
+folder, its own ``uv sync``) and prints both side by side with ratios
+new/baseline. ``--new REF`` takes the new side from a worktree too instead of
+this checkout (so half-done edits in the tree cannot touch the figures). The
+machine is shared: run both in one invocation so they see the same load.
 
 Run: ``uv run python -m bench.local_scale --counts 50,100,200 [--baseline HEAD~3]
 [--timeout 600] [--poll 2]``.
@@ -54,6 +57,10 @@ PREFIX = "/api/orchestrator/v1alpha1"
 COUNTING = Path(__file__).resolve().parent / "mongo_counting"
 COUNTS_SETTING = "DTPOC_BENCH_MONGO_COUNTS_DIR"
 FINAL_PHASES = ("succeeded", "failed", "terminated")
+#: Database commands of one status read in every revision measured so far (the
+#: record and the Analytics document); "work cmds/rep" leaves them out, since the
+#: console's polling grows with how long the run takes, not with the work done.
+STATUS_READ_COMMANDS = 2
 REPS = 2
 START_TIMEOUT = 600.0
 #: Every workspace member: the stack's package may not be a dependency of the root yet.
@@ -312,6 +319,12 @@ def figures(r: Result) -> dict[str, float | None]:
         "p99 ms": _ms(percentile(r.status_latencies, 99)),
         "db cpu s/rep": r.db_cpu_seconds / r.replicas if r.db_cpu_seconds is not None else None,
         "cmds/rep": total / r.replicas if total is not None else None,
+        "work cmds/rep": (
+            (total - STATUS_READ_COMMANDS * len(r.status_latencies)) / r.replicas
+            if total is not None
+            else None
+        ),
+        "status reads": float(len(r.status_latencies)),
         "non-2xx": float(sum(r.non_2xx.values())),
     }
 
@@ -392,20 +405,37 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--poll", type=float, default=2.0, help="seconds between status reads")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per count")
     parser.add_argument("--baseline", default=None, help="git revision to compare against")
+    parser.add_argument("--baseline-counts", default=None, help="counts for the baseline")
+    parser.add_argument("--new", default=None, help="git revision of the new side (else here)")
+    parser.add_argument("--json", default=None, help="also write the figures to this file")
     args = parser.parse_args(argv)
     counts = [int(c) for c in args.counts.split(",") if c.strip()]
+    base_counts = (
+        {int(c) for c in args.baseline_counts.split(",") if c.strip()}
+        if args.baseline_counts
+        else set(counts)
+    )
     print(f"load before: {os.getloadavg()[0]:.1f} (1 min), {os.cpu_count()} cores", flush=True)
     base: dict[int, Result] = {}
     new: dict[int, Result] = {}
     with contextlib.ExitStack() as stack:
         base_dir = stack.enter_context(baseline_tree(args.baseline)) if args.baseline else None
+        new_dir = stack.enter_context(baseline_tree(args.new)) if args.new else REPO
         for count in counts:
-            if base_dir is not None:
+            if base_dir is not None and count in base_counts:
                 base[count] = measure(base_dir, count, poll=args.poll, timeout=args.timeout)
                 print(describe(f"baseline {args.baseline}", base[count]), flush=True)
-            new[count] = measure(REPO, count, poll=args.poll, timeout=args.timeout)
-            print(describe("new", new[count]), flush=True)
+            new[count] = measure(new_dir, count, poll=args.poll, timeout=args.timeout)
+            print(describe(f"new {args.new or 'checkout'}", new[count]), flush=True)
     print(f"load after: {os.getloadavg()[0]:.1f} (1 min)")
+    if args.json:
+        rows = {"new": new, "baseline": base}
+        Path(args.json).write_text(
+            json.dumps(
+                {side: {n: figures(r) for n, r in res.items()} for side, res in rows.items()},
+                indent=1,
+            )
+        )
     print()
     print(table(new, base))
     return 0
