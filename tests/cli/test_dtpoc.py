@@ -9,13 +9,24 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
+from click.testing import CliRunner
 
-from tests.client._platform import LAUNCH_YAML, SAMPLE, Platform, run_dtpoc, run_in_pty
+from dtpoc_client.cli.main import cli
+from tests.client._platform import (
+    DTPOC,
+    LAUNCH_YAML,
+    SAMPLE,
+    Platform,
+    run_dtpoc,
+    run_in_pty,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -181,13 +192,15 @@ def test_watch_exit_status_tells_a_failed_service(client_platform: Platform) -> 
     assert plain_watch.returncode == 0, "without --exit-status a finished watch is a success"
 
 
-def test_contexts_keep_server_and_token_without_printing_it(client_platform: Platform) -> None:
-    env = client_platform.env()
+def test_contexts_keep_server_and_token_without_printing_it(
+    client_platform: Platform, tmp_path: Path
+) -> None:
+    env = client_platform.env(DTPOC_CONFIG=str(tmp_path / "dtpoc" / "config.yaml"))
     del env["DTPOC_SERVER"], env["DTPOC_TOKEN"]
     config = Path(env["DTPOC_CONFIG"])
 
-    refused = run_dtpoc(client_platform, "files", "list", env=env)
-    assert refused.returncode == 1, "the default local server is not this platform"
+    default = json.loads(ok(run_dtpoc(client_platform, "version", "-o", "json", env=env)))
+    assert default["server"] == "http://127.0.0.1:8000", "no flag, variable or context: local"
 
     saved = run_dtpoc(
         client_platform,
@@ -220,6 +233,21 @@ def test_contexts_keep_server_and_token_without_printing_it(client_platform: Pla
 
 
 def test_help_has_an_example_on_every_command_and_completion_works(tmp_path: Path) -> None:
+    runner = CliRunner()
+    groups = {"": ["files", "service", "context", "version", "completion"]}
+    groups["files"] = ["upload", "list", "info", "get", "rm"]
+    groups["service"] = ["launch", "list", "status", "watch", "output", "outputs", "terminate"]
+    groups["context"] = ["set", "use", "delete", "list"]
+    for group, commands in groups.items():
+        for command in commands:
+            argv = [*([group] if group else []), command, "--help"]
+            shown = runner.invoke(cli, argv)
+            assert shown.exit_code == 0, shown.output
+            assert "Example" in shown.output, (
+                f"dtpoc {' '.join(argv)} has no example:\n{shown.output}"
+            )
+    assert "dtpoc up" in runner.invoke(cli, ["--help"]).output
+
     offline = Platform(
         server="http://127.0.0.1:9",
         token="",
@@ -228,19 +256,71 @@ def test_help_has_an_example_on_every_command_and_completion_works(tmp_path: Pat
         config_dir=tmp_path,
         grpc_token="",
     )
-    groups = {"": ["files", "service", "context", "version", "up", "completion"]}
-    groups["files"] = ["upload", "list", "info", "get", "rm"]
-    groups["service"] = ["launch", "list", "status", "watch", "output", "outputs", "terminate"]
-    groups["context"] = ["set", "use", "delete", "list"]
-    for group, commands in groups.items():
-        for command in commands:
-            argv = [*([group] if group else []), command, "--help"]
-            if argv[:2] == ["up", "--help"]:
-                continue  # `dtpoc up --help` is the local platform's own help
-            shown = ok(run_dtpoc(offline, *argv))
-            assert "Example" in shown, f"dtpoc {' '.join(argv)} has no example:\n{shown}"
     script = ok(run_dtpoc(offline, "completion", "bash"))
     assert "_DTPOC_COMPLETE" in script
     env = offline.env(_DTPOC_COMPLETE="bash_complete", COMP_WORDS="dtpoc ser", COMP_CWORD="1")
-    completed = ok(run_dtpoc(offline, env=env))
-    assert "service" in completed, completed
+    assert "service" in ok(run_dtpoc(offline, env=env))
+
+
+BIG = 200 * 1024 * 1024
+RSS_GROWTH_LIMIT = 64 * 1024 * 1024
+
+
+def peak_rss(platform: Platform, *args: str) -> tuple[int, str]:
+    """Run ``dtpoc ARGS``; its exit status and peak resident memory (bytes, from wait4)."""
+    proc = subprocess.Popen(
+        [str(DTPOC), *args],
+        env=platform.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    out, err = proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    return usage.ru_maxrss * 1024, out.decode()
+
+
+def test_200_mib_through_the_command_in_bounded_memory(
+    client_platform: Platform, tmp_path: Path
+) -> None:
+    big = tmp_path / "big.bin"
+    digest = hashlib.sha256()
+    with big.open("wb") as out:
+        for i in range(BIG // (1024 * 1024)):
+            block = hashlib.sha256(str(i).encode()).digest() * (1024 * 1024 // 32)
+            digest.update(block)
+            out.write(block)
+    small = tmp_path / "small.bin"
+    small.write_bytes(b"small file\n")
+
+    base_up, _ = peak_rss(
+        client_platform, "files", "upload", str(small), "--progress", "-o", "json"
+    )
+    big_up, said = peak_rss(
+        client_platform, "files", "upload", str(big), "--progress", "-o", "json"
+    )
+    file_id = json.loads(said)["file_id"]
+    small_id = json.loads(
+        ok(run_dtpoc(client_platform, "files", "upload", str(small), "-o", "json"))
+    )["file_id"]
+    base_get, _ = peak_rss(
+        client_platform, "files", "get", small_id, "-O", str(tmp_path / "s"), "--progress"
+    )
+    copy = tmp_path / "copy.bin"
+    big_get, _ = peak_rss(client_platform, "files", "get", file_id, "-O", str(copy), "--progress")
+
+    mib = 1024 * 1024
+    print(
+        f"dtpoc peak RSS: upload 200 MiB {big_up / mib:.1f} MiB (small file {base_up / mib:.1f}),"
+        f" download 200 MiB {big_get / mib:.1f} MiB (small file {base_get / mib:.1f});"
+        f" growth {(big_up - base_up) / mib:.1f} / {(big_get - base_get) / mib:.1f} MiB"
+    )
+    assert copy.stat().st_size == BIG
+    sha = hashlib.sha256()
+    with copy.open("rb") as back:
+        while block := back.read(1024 * 1024):
+            sha.update(block)
+    assert sha.hexdigest() == digest.hexdigest(), "the download is the upload, byte for byte"
+    assert big_up - base_up < RSS_GROWTH_LIMIT, "upload memory grows with the file"
+    assert big_get - base_get < RSS_GROWTH_LIMIT, "download memory grows with the file"

@@ -13,6 +13,7 @@ terminal, for the progress bar and the live table.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import pty
@@ -21,15 +22,19 @@ import select
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from dtpoc_common import grpcauth
 from dtpoc_local.credentials import credentials
+from dtpoc_local.databases import drop_databases
+from dtpoc_local.servers.files import start_files_server
+from dtpoc_local.servers.gateway import start_gateway
+from dtpoc_local.servers.operator import start_operator
+from dtpoc_local.servers.orchestrator import start_orchestrator_server
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "examples" / "histolab" / "sample" / "input.xlsx"
@@ -129,59 +134,62 @@ def run_in_pty(platform: Platform, *args: str) -> PtyRun:
     return PtyRun(screen=b"".join(chunks).decode("utf-8", "replace"), returncode=code)
 
 
-def start_client_platform(
-    *,
-    files_server: Any,
-    orchestrator_server_factory: Callable[..., Any],
-    operator_process: Callable[..., Any],
-    gateway_server: Callable[..., Any],
-    workdir: Path,
-) -> Platform:
-    orchestrator = orchestrator_server_factory(files_address=files_server.address, backend="local")
-    operator_process(
-        runtime="local",
-        namespace=orchestrator.namespace,
-        files_address=files_server.address,
-        output_root=workdir / "outputs",
-        mongodb_uri=orchestrator.env["DTPOC_MONGODB_URI"],
-        local_database=orchestrator.database,
-        # Replicas run `dtpoc-histolab`, this environment's console script.
-        env={
-            "DTPOC_OPERATOR_LOCAL_POLL_SECONDS": "0.3",
-            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-        },
-    )
-    token = secrets.token_urlsafe(24)
-    gateway = gateway_server(
-        files_address=files_server.address,
-        orchestrator_address=orchestrator.address,
-        token_hashes=[hashlib.sha256(token.encode()).hexdigest()],
-    )
-    config_dir = workdir / "config"
-    config_dir.mkdir()
-    return Platform(
-        server=gateway.base_url,
-        token=token,
-        files_address=files_server.address,
-        orchestrator_address=orchestrator.address,
-        config_dir=config_dir,
-        grpc_token=credentials().token_file(grpcauth.GATEWAY).read_text().strip(),
-    )
+@contextlib.contextmanager
+def running_platform(mongodb_uri: str, workdir: Path) -> Iterator[Platform]:
+    """Start the platform of the module docstring; stop it and drop its databases after."""
+    databases: set[str] = set()
+    with contextlib.ExitStack() as stack:
+        stack.callback(drop_databases, mongodb_uri, databases)
+        files = start_files_server(mongodb_uri=mongodb_uri, workdir=workdir)
+        databases.add(files.database)
+        stack.callback(files.stop)
+        orchestrator = start_orchestrator_server(
+            mongodb_uri=mongodb_uri, workdir=workdir, files_address=files.address, backend="local"
+        )
+        databases.add(orchestrator.database)
+        stack.callback(orchestrator.stop)
+        operator = start_operator(
+            {
+                "DTPOC_OPERATOR_RUNTIME": "local",
+                "DTPOC_OPERATOR_NAMESPACES": orchestrator.namespace,
+                "DTPOC_OPERATOR_FILES_ADDRESS": files.address,
+                "DTPOC_OPERATOR_OUTPUT_ROOT": str(workdir / "outputs"),
+                "DTPOC_OPERATOR_GRPC_TOKEN_FILE": str(credentials().token_file(grpcauth.OPERATOR)),
+                "DTPOC_OPERATOR_FETCH_KEY_FILE": str(credentials().fetch_key_file),
+                "DTPOC_MONGODB_URI": mongodb_uri,
+                "DTPOC_OPERATOR_LOCAL_DATABASE": orchestrator.database,
+                "DTPOC_OPERATOR_LOCAL_POLL_SECONDS": "0.3",
+                "DTPOC_OPERATOR_LOG_LEVEL": "INFO",
+                # Replicas run `dtpoc-histolab`, this environment's console script.
+                "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+            },
+            workdir=workdir,
+        )
+        stack.callback(operator.stop)
+        token = secrets.token_urlsafe(24)
+        gateway = start_gateway(
+            workdir=workdir,
+            files_address=files.address,
+            orchestrator_address=orchestrator.address,
+            token_hashes=[hashlib.sha256(token.encode()).hexdigest()],
+        )
+        stack.callback(gateway.stop)
+        config_dir = workdir / "config"
+        config_dir.mkdir()
+        yield Platform(
+            server=gateway.base_url,
+            token=token,
+            files_address=files.address,
+            orchestrator_address=orchestrator.address,
+            config_dir=config_dir,
+            grpc_token=credentials().token_file(grpcauth.GATEWAY).read_text().strip(),
+        )
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def client_platform(
-    files_server: Any,
-    orchestrator_server_factory: Callable[..., Any],
-    operator_process: Callable[..., Any],
-    gateway_server: Callable[..., Any],
-    tmp_path: Path,
+    mongodb_uri: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Platform]:
-    """The platform of the module docstring, for one test."""
-    yield start_client_platform(
-        files_server=files_server,
-        orchestrator_server_factory=orchestrator_server_factory,
-        operator_process=operator_process,
-        gateway_server=gateway_server,
-        workdir=tmp_path,
-    )
+    """The platform of the module docstring, once for a test module."""
+    with running_platform(mongodb_uri, tmp_path_factory.mktemp("client-platform")) as platform:
+        yield platform
