@@ -239,6 +239,18 @@ def test_expected_sha256_from_the_query_reaches_the_header(rest: httpx.Client) -
     assert right.status_code == 200
 
 
+def test_a_rest_upload_cannot_label_a_file_as_a_services_output(rest: httpx.Client) -> None:
+    """Output labels are the operator's (Files refuses them from the gateway's token); the
+    multipart route has no way to carry metadata at all, so a REST client cannot try."""
+    data = random.Random(7).randbytes(1000)
+    for query in ("metadata.service_id=aaaaaaaaaaaaaaaaaaaaaaaa", "metadata=%7B%7D"):
+        answer = rest.post(f"/files/upload?{query}", files={"file": ("result.json", data)})
+        assert answer.status_code == 400, answer.text
+        assert "unknown query parameter" in answer.json()["message"]
+    listed = rest.get("/files", params={"limit": 1000}).json()
+    assert all(item["length"] != len(data) or item["filename"] != "result.json" for item in listed)
+
+
 def test_prefixless_file_paths(files_gateway: GatewayServer) -> None:
     with httpx.Client(base_url=files_gateway.base_url, timeout=60.0) as client:
         file_id = upload(client, "bare.txt", b"in-cluster caller").json()["file_id"]
