@@ -64,7 +64,7 @@ format: sync
 	@$(UV) run ruff check --fix .
 
 typecheck: sync
-	@$(UV) run mypy libs/common/src services/files/src services/orchestrator/src services/operator/src gateway/src examples/histolab/src tools/generate.py tools/values_schema.py tools/cluster tools/images libs/local/src
+	@$(UV) run mypy libs/common/src services/files/src services/orchestrator/src services/operator/src gateway/src examples/histolab/src tools/generate.py tools/values_schema.py tools/cluster tools/images libs/local/src clients/python/src
 
 buf-lint: generate
 	@tools/testbin/build buf >&2
@@ -88,7 +88,7 @@ images: sync hostpkgs
 	@$(UV) run python -m tools.images $(IMAGES)
 
 run: sync hostpkgs
-	@$(UV) run python -m dtpoc_local.up $(RUN_ARGS)
+	@$(UV) run dtpoc up $(RUN_ARGS)
 
 bench: sync testbin
 	@for b in bench/[a-z]*.py; do m=$$(basename $$b .py); echo "== bench.$$m"; $(UV) run python -m bench.$$m || exit 1; done
