@@ -328,9 +328,14 @@ def test_ingress_routes_the_api_with_the_original_body_limit() -> None:
     assert ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"] == (
         "512m"
     )
-    (path,) = ingress["spec"]["rules"][0]["http"]["paths"]
-    assert path["path"] == "/api/orchestrator" and path["pathType"] == "Prefix"
-    assert path["backend"]["service"]["name"] == "dtpoc-gateway"
+    paths = {p["path"]: p for p in ingress["spec"]["rules"][0]["http"]["paths"]}
+    # the API, and the web console's page (exactly /) and assets
+    assert {k: p["pathType"] for k, p in paths.items()} == {
+        "/api/orchestrator": "Prefix",
+        "/": "Exact",
+        "/assets": "Prefix",
+    }
+    assert {p["backend"]["service"]["name"] for p in paths.values()} == {"dtpoc-gateway"}
     other = chart.render(sets=["ingress.className=traefik", "ingress.host=dt.example.org"])
     spec = other.named("Ingress", "dtpoc-gateway")["spec"]
     assert spec["ingressClassName"] == "traefik"
@@ -345,6 +350,10 @@ def test_ingress_serves_https_by_default_and_the_notes_say_which_secret_to_creat
     assert not any(k.startswith("cert-manager.io/") for k in ingress["metadata"]["annotations"])
     notes = chart.render_notes(workdir=tmp_path / "default")
     assert "API=https://" in notes
+    assert (
+        "The web console (files, services, results as charts) is at / of the same address:\n"
+        "     https://<address of your ingress controller>/\n" in notes
+    )
     assert "kubectl -n dtpoc create secret tls dtpoc-tls --cert=" in notes
     # A named host is the certificate's; an existing Secret is used as it is.
     named = chart.render(sets=["ingress.host=dt.example.org", "ingress.tls.secretName=dt-cert"])
