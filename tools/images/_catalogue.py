@@ -9,6 +9,8 @@ its OCI archive carries and the one a cluster or client asks for.
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -95,6 +97,27 @@ def _go_pin(repo: Path, key: str) -> str:
 Inputs = Callable[[], dict[str, str]]
 
 
+def _console_step(repo: Path) -> Prepare:
+    """Build the web console (``make console``) and put it into the platform image's context.
+
+    No registry answers here, so there is no node build stage: the console is
+    built on this machine from package-lock.json and copied in as
+    ``console/dist`` (its sources, in the context's git files, are in the digest).
+    """
+
+    def prepare(context: Path) -> None:
+        subprocess.run(["make", "--no-print-directory", "console"], cwd=repo, check=True)
+        dist = repo / "console" / "dist"
+        if not (dist / "index.html").is_file():
+            raise RuntimeError(
+                "make console made no console/dist (is Node.js with npm installed?); "
+                "the platform image serves the web console from it"
+            )
+        shutil.copytree(dist, context / "console" / "dist", dirs_exist_ok=True)
+
+    return prepare
+
+
 def _binary_step(repo: Path, name: str, version: str) -> tuple[Inputs, Prepare]:
     """Digest inputs and prepare step of an image holding one built Go binary."""
 
@@ -147,6 +170,7 @@ def catalogue(repo: Path, downloads: Path) -> dict[str, ImageSpec]:
             context=".",
             dockerfile="services/Dockerfile",
             bases={"PYTHON_IMAGE": "base", "UV_IMAGE": "uv"},
+            prepare=_console_step(repo),
             first_build="about 1 min (uv sync from PyPI)",
         ),
         ImageSpec(
