@@ -35,6 +35,12 @@ def _check_matches(config: dict[str, Any], sensor: dict[str, Any], *, broker: li
     assert mqtt["topics"] == sensor["mqtt"]["topics"]
     assert mqtt["qos"] == sensor["mqtt"].get("qos", 0)
     assert mqtt["data_format"] == "json_v2"
+    # QoS 1/2: the broker keeps the session (and the readings) while Telegraf is away.
+    durable = sensor["mqtt"].get("qos", 0) > 0
+    assert mqtt["persistent_session"] is durable
+    assert ("client_id" in mqtt) is durable
+    if durable:
+        assert mqtt["client_id"] == f"dtpoc-dtpoc-telegraf-{sensor['name']}"
     (parser,) = mqtt["json_v2"]
     assert parser["measurement_name"] == sensor["measurement"]
     if "timestamp" in sensor:

@@ -38,7 +38,15 @@ Call with (dict "ctx" $ "sensor" <sensor>).
   topics = {{ toJson $mqtt.topics }}
   qos = {{ int ($mqtt.qos | default 0) }}
   topic_tag = {{ toJson ($mqtt.topicTag | default "") }}
+  {{- if gt (int ($mqtt.qos | default 0)) 0 }}
+  # QoS 1/2: a persistent session under a fixed client id, so the broker
+  # queues the readings that arrive while this Telegraf is away (a broker or
+  # Telegraf restart) and Telegraf acknowledges each one only once written.
+  persistent_session = true
+  client_id = {{ printf "%s-%s" .ctx.Release.Namespace (include "dtpoc.componentName" (dict "ctx" .ctx "component" (printf "telegraf-%s" $s.name))) | toJson }}
+  {{- else }}
   persistent_session = false
+  {{- end }}
   {{- if or $internal $mqtt.credentialsSecret }}
   username = "${MQTT_USERNAME}"
   password = "${MQTT_PASSWORD}"

@@ -1,0 +1,1 @@
+"""Sensor readings end to end: MQTT → Telegraf → InfluxDB on the chart's real servers."""
