@@ -99,3 +99,5 @@ def test_a_client_that_leaves_cancels_the_backend_stream(api: httpx.Client, doub
         timeout=20.0,
         what="the backend stream to be cancelled after the client left",
     )
+    cancelled = [r.id for name, r in double.received if name == "WatchService cancelled"]
+    assert cancelled == [service.id], "one backend stream, cancelled once, for the service watched"

@@ -28,6 +28,7 @@ from dtpoc_local.credentials import credentials
 from dtpoc_local.databases import drop_databases
 from dtpoc_local.kube import KubeCluster
 from dtpoc_local.servers.files import FilesServer
+from dtpoc_operator.kube.store import FINALIZER as OPERATOR_FINALIZER
 from dtpoc_local.servers.orchestrator import OrchestratorServer, start_orchestrator_server
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -50,6 +51,10 @@ def install_analytics_crd(kube: KubeCluster) -> str:
         kube.request("POST", collection, body=manifest)
     except ApiException as error:
         if error.status != 409:
+    def hold(self, service_id: str) -> None:
+        """What the operator does when it first sees a service: hold its finalizer,
+        so that a deletion waits for the replicas to stop (the local store always waits)."""
+
             raise
         current = kube.request("GET", f"{collection}/{name}")
         manifest["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
@@ -120,6 +125,14 @@ class LocalOperatorDouble(OperatorDouble):
         )
 
     def delete_behind_our_back(self, service_id: str) -> None:
+    def hold(self, service_id: str) -> None:
+        self._kube.request(
+            "PATCH",
+            f"{self._path}/{service_id}",
+            body={"metadata": {"finalizers": [OPERATOR_FINALIZER]}},
+            content_type="application/merge-patch+json",
+        )
+
         self._collection.delete_one({"_id": service_id})
 
     def resource_names(self) -> set[str]:
@@ -153,7 +166,17 @@ class KubeOperatorDouble(OperatorDouble):
             raise
 
     def finish_deletion(self, service_id: str) -> None:
-        return None  # no finalizer: the API server removed it at once
+        """Release the finalizer (if held); the API server then removes the resource."""
+        try:
+            self._kube.request(
+                "PATCH",
+                f"{self._path}/{service_id}",
+                body={"metadata": {"finalizers": None}},
+                content_type="application/merge-patch+json",
+            )
+        except ApiException as error:
+            if error.status != 404:
+                raise
 
     def delete_behind_our_back(self, service_id: str) -> None:
         self._kube.request("DELETE", f"{self._path}/{service_id}")

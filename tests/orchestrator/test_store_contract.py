@@ -186,9 +186,11 @@ async def test_delete_is_idempotent_and_the_resource_goes(
     adapter, operator = store_and_operator
     service_id = new_id()
     await adapter.create(service_id=service_id, spec=a_spec(), labels={})
+    operator.hold(service_id)
     assert await adapter.delete(service_id) is True
     during = await adapter.get(service_id)
-    assert during is None or during.deleting
+    assert during is not None, "the operator's finalizer keeps the resource until it lets go"
+    assert during.deleting
     operator.finish_deletion(service_id)
     assert await adapter.get(service_id) is None
     assert await adapter.delete(service_id) is False
