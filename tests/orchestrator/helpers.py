@@ -28,8 +28,8 @@ from dtpoc_local.credentials import credentials
 from dtpoc_local.databases import drop_databases
 from dtpoc_local.kube import KubeCluster
 from dtpoc_local.servers.files import FilesServer
-from dtpoc_operator.kube.store import FINALIZER as OPERATOR_FINALIZER
 from dtpoc_local.servers.orchestrator import OrchestratorServer, start_orchestrator_server
+from dtpoc_operator.kube.store import FINALIZER as OPERATOR_FINALIZER
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CRD_PATH = REPO_ROOT / "infra" / "crds" / "analytics.yaml"
@@ -51,10 +51,6 @@ def install_analytics_crd(kube: KubeCluster) -> str:
         kube.request("POST", collection, body=manifest)
     except ApiException as error:
         if error.status != 409:
-    def hold(self, service_id: str) -> None:
-        """What the operator does when it first sees a service: hold its finalizer,
-        so that a deletion waits for the replicas to stop (the local store always waits)."""
-
             raise
         current = kube.request("GET", f"{collection}/{name}")
         manifest["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
@@ -86,6 +82,10 @@ class OperatorDouble:
     def resource(self, service_id: str) -> dict[str, Any] | None:
         """The Analytics resource (keys as in Kubernetes), None when gone."""
         raise NotImplementedError
+
+    def hold(self, service_id: str) -> None:
+        """What the operator does when it first sees a service: hold its finalizer,
+        so that a deletion waits for the replicas to stop (the local store always waits)."""
 
     def finish_deletion(self, service_id: str) -> None:
         """What the operator does once a deleted service's replicas are stopped."""
@@ -125,14 +125,6 @@ class LocalOperatorDouble(OperatorDouble):
         )
 
     def delete_behind_our_back(self, service_id: str) -> None:
-    def hold(self, service_id: str) -> None:
-        self._kube.request(
-            "PATCH",
-            f"{self._path}/{service_id}",
-            body={"metadata": {"finalizers": [OPERATOR_FINALIZER]}},
-            content_type="application/merge-patch+json",
-        )
-
         self._collection.delete_one({"_id": service_id})
 
     def resource_names(self) -> set[str]:
@@ -164,6 +156,14 @@ class KubeOperatorDouble(OperatorDouble):
             if error.status == 404:
                 return None
             raise
+
+    def hold(self, service_id: str) -> None:
+        self._kube.request(
+            "PATCH",
+            f"{self._path}/{service_id}",
+            body={"metadata": {"finalizers": [OPERATOR_FINALIZER]}},
+            content_type="application/merge-patch+json",
+        )
 
     def finish_deletion(self, service_id: str) -> None:
         """Release the finalizer (if held); the API server then removes the resource."""
