@@ -67,7 +67,8 @@ export class ApiError extends Error {
     }
     if (status === 400 && this.fields.length === 0) {
       // The orchestrator's words start with the field they concern: "ana.schedule: ...".
-      for (const part of message.split("; ")) {
+      // "a: x; b: y" names two fields; "a: x; give five" is one message with a semicolon.
+      for (const part of message.split(/; (?=[a-z_][a-z0-9_.]*(?:\[[^\]]*\])?: )/i)) {
         const found = /^([a-z_][a-z0-9_.]*(?:\[[^\]]*\])?): (.+)$/i.exec(part);
         if (found) this.fields.push({ field: found[1], description: found[2] });
       }
