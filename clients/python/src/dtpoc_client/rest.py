@@ -187,9 +187,12 @@ class RestTransport:
             _raise_for(answer)
             info = file_info_from_headers(request.file_id, answer.headers)
 
+            encoded = answer.headers.get("content-encoding", "identity") != "identity"
+
             def chunks() -> Iterator[bytes]:
+                # The socket's own pieces: no re-chunking copy (bytes are never encoded here).
                 with self._errors():
-                    yield from answer.iter_bytes(CHUNK_BYTES)
+                    yield from answer.iter_bytes(CHUNK_BYTES) if encoded else answer.iter_raw()
 
             yield Download(info=info, chunks=chunks())
 
