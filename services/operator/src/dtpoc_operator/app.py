@@ -81,6 +81,7 @@ async def run(settings: OperatorSettings) -> None:
     if settings.runtime == "kubernetes":
         from dtpoc_operator.kube import api as kapi
         from dtpoc_operator.kube import manifests, watch
+        from dtpoc_operator.kube.cache import WatchCache
         from dtpoc_operator.kube.runtime import KubeRuntime
         from dtpoc_operator.kube.store import KubeAnalyticsStore
 
@@ -88,7 +89,8 @@ async def run(settings: OperatorSettings) -> None:
         api = kapi.KubeApi(configuration)
         closers.append(api.close)
         namespaces = settings.namespace_list()
-        store = KubeAnalyticsStore(api, namespaces=namespaces)
+        cache = WatchCache(job_label=manifests.JOB_NAME_LABEL)
+        store = KubeAnalyticsStore(api, namespaces=namespaces, cache=cache)
         runtime = KubeRuntime(
             api,
             children=manifests.ChildSettings(
@@ -103,6 +105,7 @@ async def run(settings: OperatorSettings) -> None:
                 fetch_tokens=minter,
             ),
             output_root=settings.output_root,
+            cache=cache,
         )
         watching = asyncio.Event()
         feeders.append(
@@ -112,6 +115,7 @@ async def run(settings: OperatorSettings) -> None:
                 namespaces=namespaces,
                 ready=watching,
                 stop=stop,
+                cache=cache,
             )
         )
         resyncer = _resync(store, queue, interval=settings.resync_seconds, ready=listed)

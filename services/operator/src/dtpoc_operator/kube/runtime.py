@@ -23,6 +23,7 @@ from dtpoc_common.vocabulary import JOB_TYPES, JobType, ReplicaState
 from dtpoc_operator import layout
 from dtpoc_operator.kube import api as kapi
 from dtpoc_operator.kube import manifests, observe
+from dtpoc_operator.kube.cache import WatchCache
 from dtpoc_operator.model import AnalyticsResource, Observation, Replica
 from dtpoc_operator.ports import SyncResult
 
@@ -84,11 +85,17 @@ class KubeRuntime:
     name = "kubernetes"
 
     def __init__(
-        self, api: kapi.KubeApi, *, children: manifests.ChildSettings, output_root: Path
+        self,
+        api: kapi.KubeApi,
+        *,
+        children: manifests.ChildSettings,
+        output_root: Path,
+        cache: WatchCache | None = None,
     ) -> None:
         self._api = api
         self._children = children
         self._output_root = output_root
+        self._cache = cache
 
     # --- checks ------------------------------------------------------------------------------
 
@@ -137,6 +144,8 @@ class KubeRuntime:
                 # First pass: create straight away (409 means it exists: then compare).
                 job, created = await self._ensure(resource, desired[0], None, patch=False)
                 if created:
+                    if self._cache is not None:
+                        self._cache.created_job(resource.key.namespace, job)
                     log.info("job created", service_id=resource.service_id, job=_name(job))
                     # Nothing to observe yet: no pod exists a moment after the Job.
                     replicas = observe.job_replicas(job, [], run=resource.service_id)
@@ -148,7 +157,7 @@ class KubeRuntime:
                         )
                     )
                 return SyncResult(await self._observe_ondemand(resource, job))
-            found = await self._api.get(path_of("Job", resource.key.namespace, _name(desired[0])))
+            found = await self._job(resource.key.namespace, _name(desired[0]))
             if found is not None:
                 found, _ = await self._ensure(resource, desired[0], found, patch=False)
             return SyncResult(await self._observe_ondemand(resource, found))
@@ -244,7 +253,7 @@ class KubeRuntime:
         kind = resource.spec.job_type
         if kind == JobType.ONDEMAND:
             return await self._observe_ondemand(
-                resource, await self._api.get(path_of("Job", namespace, name))
+                resource, await self._api.get(path_of("Job", namespace, name)), fresh=True
             )
         if kind == JobType.SCHEDULED:
             return await self._observe_scheduled(
@@ -260,10 +269,38 @@ class KubeRuntime:
             selector += "," + extra
         return await self._api.list(path_of("Pod", resource.key.namespace), label_selector=selector)
 
-    async def _observe_ondemand(self, resource: AnalyticsResource, job: Obj | None) -> Observation:
+    async def _job(self, namespace: str, name: str) -> Obj | None:
+        """An ondemand service's Job: from the watch cache when it holds it."""
+        if self._cache is not None:
+            cached = self._cache.get("jobs", namespace, name)
+            if cached is not None:
+                return cached
+        found = await self._api.get(path_of("Job", namespace, name))
+        if self._cache is not None:
+            self._cache.confirmed("jobs", namespace, name, found)
+        return found
+
+    async def _job_pods(
+        self, resource: AnalyticsResource, job_name: str, *, fresh: bool
+    ) -> list[Obj]:
+        namespace = resource.key.namespace
+        if self._cache is not None and not fresh:
+            cached = self._cache.pods_of_job(namespace, job_name)
+            if cached is not None:
+                return cached
+        pods = await self._pods(resource, f"{manifests.JOB_NAME_LABEL}={job_name}")
+        if self._cache is not None:
+            self._cache.confirmed_pods(namespace, job_name, pods)
+        return pods
+
+    async def _observe_ondemand(
+        self, resource: AnalyticsResource, job: Obj | None, *, fresh: bool = False
+    ) -> Observation:
+        """Replicas from the Job and its pods; ``fresh``: pods from the apiserver, not the cache
+        (a terminate records exactly what finished)."""
         run = resource.service_id
         name = layout.child_name(resource.service_id)
-        pods = await self._pods(resource, f"{manifests.JOB_NAME_LABEL}={name}")
+        pods = await self._job_pods(resource, name, fresh=fresh)
         if job is not None and _owned_by(job, resource):
             replicas = observe.job_replicas(job, pods, run=run)
             live = frozenset({run})

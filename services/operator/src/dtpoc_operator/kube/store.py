@@ -18,6 +18,7 @@ from dtpoc_common import analytics
 from dtpoc_common import logging as dlog
 from dtpoc_operator import model
 from dtpoc_operator.kube import api as kapi
+from dtpoc_operator.kube.cache import WatchCache
 from dtpoc_operator.kube.observe import parse_time
 from dtpoc_operator.model import AnalyticsResource, ServiceKey, Status
 
@@ -59,13 +60,27 @@ def to_resource(obj: dict[str, Any]) -> AnalyticsResource:
 class KubeAnalyticsStore:
     """:class:`dtpoc_operator.ports.AnalyticsStore` over the Kubernetes API."""
 
-    def __init__(self, api: kapi.KubeApi, *, namespaces: list[str]) -> None:
+    def __init__(
+        self, api: kapi.KubeApi, *, namespaces: list[str], cache: WatchCache | None = None
+    ) -> None:
         self._api = api
         self._namespaces = namespaces
+        self._cache = cache
 
     async def get(self, key: ServiceKey) -> AnalyticsResource | None:
+        """From the watch cache when it holds the object, else from the apiserver."""
+        if self._cache is not None:
+            cached = self._cache.get(analytics.PLURAL, key.namespace, key.name)
+            if cached is not None:
+                return to_resource(cached)
         obj = await self._api.get(resource_path(key.namespace, key.name))
+        if self._cache is not None:
+            self._cache.confirmed(analytics.PLURAL, key.namespace, key.name, obj)
         return to_resource(obj) if obj is not None else None
+
+    def _written(self, obj: dict[str, Any]) -> None:
+        if self._cache is not None and obj:
+            self._cache.written(analytics.PLURAL, obj)
 
     async def list_keys(self) -> list[ServiceKey]:
         keys = []
@@ -85,14 +100,18 @@ class KubeAnalyticsStore:
             }
         }
         obj = await self._api.patch(resource_path(resource.key.namespace, resource.key.name), patch)
+        self._written(obj)
         return to_resource(obj)
 
     async def write_status(self, resource: AnalyticsResource, status: Status) -> None:
         new = analytics.status_to_dict(model.status_to_proto(status))
         # A merge patch keeps keys it does not mention: clear the ones that went away.
         body = {**{k: None for k in resource.raw_status if k not in new}, **new}
-        await self._api.patch(
-            resource_path(resource.key.namespace, resource.key.name) + "/status", {"status": body}
+        self._written(
+            await self._api.patch(
+                resource_path(resource.key.namespace, resource.key.name) + "/status",
+                {"status": body},
+            )
         )
 
     async def finish_deletion(self, resource: AnalyticsResource) -> None:
@@ -109,7 +128,11 @@ class KubeAnalyticsStore:
             }
         }
         try:
-            await self._api.patch(resource_path(resource.key.namespace, resource.key.name), patch)
+            self._written(
+                await self._api.patch(
+                    resource_path(resource.key.namespace, resource.key.name), patch
+                )
+            )
         except kapi.KubeError as error:
             if not error.not_found:
                 raise
