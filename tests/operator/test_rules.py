@@ -34,7 +34,6 @@ def compute(
 ) -> Status:
     return status.compute_status(
         spec=the_spec or spec(),
-        service_id=SID,
         generation=1,
         previous=previous,
         observation=observation,
@@ -142,7 +141,6 @@ def test_scheduled_runs_newest_first_and_capped() -> None:
     )
     done = status.compute_status(
         spec=the_spec,
-        service_id=SID,
         generation=1,
         previous=Status(),
         observation=observation,

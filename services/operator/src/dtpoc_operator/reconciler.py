@@ -159,7 +159,6 @@ class Reconciler:
         ) -> Status:
             new = status.compute_status(
                 spec=spec,
-                service_id=resource.service_id,
                 generation=resource.generation,
                 previous=resource.status,
                 observation=observation,

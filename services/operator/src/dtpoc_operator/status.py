@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from dtpoc_common.vocabulary import FINAL_REPLICA_STATES, JobType, Phase, ReplicaState
 from dtpoc_operator import model
@@ -134,10 +134,218 @@ def _describe_failures(failed: list[Replica], *, scheduled: bool) -> str:
     return "; ".join(parts)
 
 
+@dataclass(frozen=True)
+class _View:
+    """One service's replicas and runs as the status rules read them."""
+
+    spec: ServiceSpec
+    previous: Status
+    observation: Observation
+    replicas: list[Replica]
+    runs: list[Run]
+    now: dt.datetime
+
+    @property
+    def active(self) -> int:
+        return sum(1 for r in self.replicas if r.state == ReplicaState.RUNNING)
+
+    @property
+    def succeeded(self) -> int:
+        return sum(1 for r in self.replicas if r.state == ReplicaState.SUCCEEDED)
+
+    @property
+    def failed(self) -> list[Replica]:
+        return [r for r in self.replicas if r.state == ReplicaState.FAILED]
+
+    @property
+    def final(self) -> list[Replica]:
+        return [r for r in self.replicas if r.final]
+
+    @property
+    def uncollected(self) -> list[Replica]:
+        return [r for r in self.final if not r.outputs_collected]
+
+    @property
+    def started(self) -> bool:
+        return any(r.start_time or r.state != ReplicaState.PENDING for r in self.replicas)
+
+    @property
+    def waiting(self) -> tuple[str, str]:
+        return self.observation.waiting or ("", "")
+
+    def failures(self) -> str:
+        return _describe_failures(self.failed, scheduled=self.spec.job_type == JobType.SCHEDULED)
+
+    def condition(self, type_: str, *, status: bool, reason: str, message: str = "") -> Condition:
+        return _condition(
+            self.previous, type_=type_, status=status, reason=reason, message=message, now=self.now
+        )
+
+
+class _Rules:
+    """What the status says of a service whose replicas keep running (persistent,
+    and any job type the runtime refused, which never gets this far with replicas)."""
+
+    def total(self, view: _View) -> int:
+        return view.spec.reps
+
+    def all_final(self, view: _View) -> bool:
+        """Every replica finished: only a service that runs to completion gets there."""
+        return False
+
+    def progress(self, view: _View) -> tuple[Phase, str]:
+        ready = view.observation.ready
+        return (
+            Phase.RUNNING if ready else Phase.PENDING,
+            "available" if ready else "waiting to become available",
+        )
+
+    def readiness(self, view: _View) -> tuple[bool, str]:
+        ready = view.observation.ready
+        return ready, "Available" if ready else view.waiting[0] or "Pending"
+
+    def extra_conditions(self, view: _View) -> list[Condition]:
+        return []
+
+
+class _Persistent(_Rules):
+    def total(self, view: _View) -> int:
+        return 1
+
+
+class _Scheduled(_Rules):
+    def total(self, view: _View) -> int:
+        return view.spec.reps * len(view.runs)
+
+    def progress(self, view: _View) -> tuple[Phase, str]:
+        runs = view.runs
+        message = (
+            f"{len(runs)} runs, latest {runs[0].name} {runs[0].state}"
+            if runs
+            else f"waiting for the first run (schedule {view.spec.schedule!r})"
+        )
+        if view.failed:
+            message += f"; failed: {view.failures()}"
+        return Phase.RUNNING if runs else Phase.PENDING, message
+
+    def readiness(self, view: _View) -> tuple[bool, str]:
+        ready = view.observation.ready
+        return ready, "Scheduled" if ready else view.waiting[0] or "Pending"
+
+
+class _Ondemand(_Rules):
+    def all_final(self, view: _View) -> bool:
+        return len(view.final) >= view.spec.reps
+
+    def progress(self, view: _View) -> tuple[Phase, str]:
+        all_final, failed = self.all_final(view), len(view.failed)
+        if all_final and not view.uncollected:
+            phase = Phase.SUCCEEDED if failed == 0 else Phase.FAILED
+        elif view.started or view.final:
+            phase = Phase.RUNNING
+        else:
+            phase = Phase.PENDING
+        message = f"{view.succeeded} of {view.spec.reps} replicas succeeded"
+        if failed:
+            message += f", {failed} failed ({view.failures()})"
+        if view.active:
+            message += f", {view.active} running"
+        if all_final and view.uncollected:
+            message += f"; collecting the outputs of {len(view.uncollected)} replicas"
+        return phase, message
+
+    def readiness(self, view: _View) -> tuple[bool, str]:
+        all_final = self.all_final(view)
+        ready = view.active > 0 or all_final
+        reason = "Finished" if all_final else "Running" if ready else view.waiting[0] or "Pending"
+        return ready, reason
+
+    def extra_conditions(self, view: _View) -> list[Condition]:
+        complete = self.all_final(view) and not view.failed
+        reason = "AllReplicasSucceeded" if complete else "NotFinished"
+        return [view.condition(COMPLETE, status=complete, reason=reason)]
+
+
+_RULES: dict[str, _Rules] = {
+    JobType.ONDEMAND: _Ondemand(),
+    JobType.SCHEDULED: _Scheduled(),
+    JobType.PERSISTENT: _Persistent(),
+}
+
+
+def _rules(job_type: str) -> _Rules:
+    return _RULES.get(job_type, _Rules())
+
+
+def _ordered(
+    spec: ServiceSpec,
+    *,
+    previous: Status,
+    observation: Observation,
+    entries: dict[tuple[str, int], Replica],
+    max_runs: int,
+) -> tuple[list[Replica], list[Run]]:
+    """Replicas in display order, and a scheduled service's newest ``max_runs`` runs."""
+    if spec.job_type != JobType.SCHEDULED:
+        return sorted(entries.values(), key=lambda r: (-1, r.run, r.index)), []
+    runs = _merge_runs(previous.runs, observation.runs, entries)
+    kept = {r.name for r in runs[:max_runs]}
+    # Entries of runs beyond the cap go, unless their outputs are still to collect.
+    entries = {
+        k: r for k, r in entries.items() if r.run in kept or not (r.final and r.outputs_collected)
+    }
+    runs = runs[:max_runs]
+    order = {r.name: i for i, r in enumerate(reversed(runs))}
+    replicas = sorted(entries.values(), key=lambda r: (order.get(r.run, -1), r.run, r.index))
+    return replicas, runs
+
+
+def _problem_conditions(view: _View, reason: str, problem: str) -> list[Condition]:
+    return [
+        view.condition(READY, status=False, reason=reason, message=problem),
+        view.condition(FAILED_CONDITION, status=True, reason=reason, message=problem),
+    ]
+
+
+def _progress_conditions(view: _View, rules: _Rules) -> list[Condition]:
+    ready, ready_reason = rules.readiness(view)
+    failed = view.failed
+    return [
+        view.condition(
+            READY, status=ready, reason=ready_reason, message="" if ready else view.waiting[1]
+        ),
+        *rules.extra_conditions(view),
+        view.condition(
+            FAILED_CONDITION,
+            status=bool(failed),
+            reason=(failed[-1].reason or "Failed") if failed else "NoFailures",
+            message=view.failures(),
+        ),
+    ]
+
+
+def _with_waiting(message: str, view: _View) -> str:
+    reason, detail = view.waiting
+    if not reason:
+        return message
+    return f"{message}; {reason}: {detail}" if detail else f"{message}; {reason}"
+
+
+def _outputs_condition(view: _View, rules: _Rules) -> Condition:
+    uncollected = view.uncollected
+    collected_all = not uncollected and (
+        rules.all_final(view) or view.spec.job_type != JobType.ONDEMAND
+    )
+    reason = (
+        "AllCollected" if collected_all else "Collecting" if uncollected else "WaitingForReplicas"
+    )
+    message = f"{len(uncollected)} finished replicas not collected yet" if uncollected else ""
+    return view.condition(OUTPUTS_COLLECTED, status=collected_all, reason=reason, message=message)
+
+
 def compute_status(
     *,
     spec: ServiceSpec,
-    service_id: str,
     generation: int,
     previous: Status,
     observation: Observation,
@@ -146,7 +354,8 @@ def compute_status(
     terminating: bool = False,
     max_runs: int = 20,
 ) -> Status:
-    """The new status of one service (see the module rules)."""
+    """The new status of one service (see the module rules): merge the replicas,
+    order them, then let the job type's rules say phase, message and conditions."""
     entries = merge_replicas(
         previous=previous.replicas,
         observed=observation.replicas,
@@ -157,159 +366,24 @@ def compute_status(
     for key, ids in collected.items():
         if key in entries:
             entries[key] = model.with_outputs(entries[key], ids)
-
-    scheduled = spec.job_type == JobType.SCHEDULED
-    runs: list[Run] = []
-    if scheduled:
-        runs = _merge_runs(previous.runs, observation.runs, entries)
-        kept = {r.name for r in runs[:max_runs]}
-        # Entries of runs beyond the cap go, unless their outputs are still to collect.
-        entries = {
-            k: r
-            for k, r in entries.items()
-            if r.run in kept or not (r.final and r.outputs_collected)
-        }
-        runs = runs[:max_runs]
-        order = {r.name: i for i, r in enumerate(reversed(runs))}
-    else:
-        order = {}
-    replicas = sorted(entries.values(), key=lambda r: (order.get(r.run, -1), r.run, r.index))
-
-    active = sum(1 for r in replicas if r.state == ReplicaState.RUNNING)
-    succeeded = sum(1 for r in replicas if r.state == ReplicaState.SUCCEEDED)
-    failed_list = [r for r in replicas if r.state == ReplicaState.FAILED]
-    failed = len(failed_list)
-    if spec.job_type == JobType.PERSISTENT:
-        total = 1
-    elif scheduled:
-        total = spec.reps * len(runs)
-    else:
-        total = spec.reps
-    final = [r for r in replicas if r.final]
-    uncollected = [r for r in final if not r.outputs_collected]
-    all_final = spec.job_type == JobType.ONDEMAND and len(final) >= spec.reps
-    started = any(r.start_time or r.state != ReplicaState.PENDING for r in replicas)
-
-    conditions: list[Condition] = []
-    message: str
+    replicas, runs = _ordered(
+        spec, previous=previous, observation=observation, entries=entries, max_runs=max_runs
+    )
+    view = _View(
+        spec=spec, previous=previous, observation=observation, replicas=replicas, runs=runs, now=now
+    )
+    rules = _rules(spec.job_type)
     if observation.problem is not None:
         reason, problem = observation.problem
-        phase = Phase.FAILED
-        message = problem
-        conditions.append(
-            _condition(previous, type_=READY, status=False, reason=reason, message=problem, now=now)
-        )
-        conditions.append(
-            _condition(
-                previous,
-                type_=FAILED_CONDITION,
-                status=True,
-                reason=reason,
-                message=problem,
-                now=now,
-            )
-        )
+        phase, message = Phase.FAILED, problem
+        conditions = _problem_conditions(view, reason, problem)
     else:
-        failures = _describe_failures(failed_list, scheduled=scheduled)
-        if spec.job_type == JobType.ONDEMAND:
-            if all_final and not uncollected:
-                phase = Phase.SUCCEEDED if failed == 0 else Phase.FAILED
-            elif started or final:
-                phase = Phase.RUNNING
-            else:
-                phase = Phase.PENDING
-            message = f"{succeeded} of {spec.reps} replicas succeeded"
-            if failed:
-                message += f", {failed} failed ({failures})"
-            if active:
-                message += f", {active} running"
-            if all_final and uncollected:
-                message += f"; collecting the outputs of {len(uncollected)} replicas"
-        elif scheduled:
-            phase = Phase.RUNNING if runs else Phase.PENDING
-            message = (
-                f"{len(runs)} runs, latest {runs[0].name} {runs[0].state}"
-                if runs
-                else f"waiting for the first run (schedule {spec.schedule!r})"
-            )
-            if failed:
-                message += f"; failed: {failures}"
-        else:
-            phase = Phase.RUNNING if observation.ready else Phase.PENDING
-            message = "available" if observation.ready else "waiting to become available"
-        waiting_reason, waiting_message = observation.waiting or ("", "")
-        if waiting_reason:
-            message += (
-                f"; {waiting_reason}: {waiting_message}"
-                if waiting_message
-                else (f"; {waiting_reason}")
-            )
-
-        if spec.job_type == JobType.ONDEMAND:
-            ready = active > 0 or all_final
-            ready_reason = (
-                "Finished" if all_final else "Running" if ready else waiting_reason or "Pending"
-            )
-        elif scheduled:
-            ready = observation.ready
-            ready_reason = "Scheduled" if ready else waiting_reason or "Pending"
-        else:
-            ready = observation.ready
-            ready_reason = "Available" if ready else waiting_reason or "Pending"
-        conditions.append(
-            _condition(
-                previous,
-                type_=READY,
-                status=ready,
-                reason=ready_reason,
-                message=waiting_message if not ready else "",
-                now=now,
-            )
-        )
-        if spec.job_type == JobType.ONDEMAND:
-            complete = all_final and failed == 0
-            conditions.append(
-                _condition(
-                    previous,
-                    type_=COMPLETE,
-                    status=complete,
-                    reason="AllReplicasSucceeded" if complete else "NotFinished",
-                    message="",
-                    now=now,
-                )
-            )
-        conditions.append(
-            _condition(
-                previous,
-                type_=FAILED_CONDITION,
-                status=bool(failed_list),
-                reason=(failed_list[-1].reason or "Failed") if failed_list else "NoFailures",
-                message=failures,
-                now=now,
-            )
-        )
-    collected_all = not uncollected and (all_final or spec.job_type != JobType.ONDEMAND)
-    conditions.append(
-        _condition(
-            previous,
-            type_=OUTPUTS_COLLECTED,
-            status=collected_all,
-            reason=(
-                "AllCollected"
-                if collected_all
-                else "Collecting"
-                if uncollected
-                else "WaitingForReplicas"
-            ),
-            message=(
-                f"{len(uncollected)} finished replicas not collected yet" if uncollected else ""
-            ),
-            now=now,
-        )
-    )
+        phase, message = rules.progress(view)
+        message = _with_waiting(message, view)
+        conditions = _progress_conditions(view, rules)
+    conditions.append(_outputs_condition(view, rules))
 
     starts = [r.start_time for r in replicas if r.start_time is not None]
-    start_time = previous.start_time or (min(starts) if starts else None)
     completion_time = None
     if phase in (Phase.SUCCEEDED, Phase.FAILED):
         completion_time = previous.completion_time or now
@@ -318,12 +392,12 @@ def compute_status(
         observed_generation=generation,
         conditions=tuple(conditions),
         replicas=tuple(replicas),
-        active=active,
-        succeeded=succeeded,
-        failed=failed,
-        total=total,
+        active=view.active,
+        succeeded=view.succeeded,
+        failed=len(view.failed),
+        total=rules.total(view),
         message=message,
-        start_time=start_time,
+        start_time=previous.start_time or (min(starts) if starts else None),
         completion_time=completion_time,
         runs=tuple(runs),
     )
