@@ -53,6 +53,7 @@ def test_no_kubernetes_configuration_is_a_clear_startup_error(tmp_path: Path) ->
         "DTPOC_MONGODB_URI": f"mongodb://127.0.0.1:{ports.free_port()}/",
         "KUBERNETES_SERVICE_HOST": "",
         "KUBERNETES_SERVICE_PORT": "",
+        "KUBECONFIG": "",
     }
     code, events = _start_and_fail({**base, "DTPOC_ORCHESTRATOR_BACKEND": "kubernetes"})
     assert code == 2

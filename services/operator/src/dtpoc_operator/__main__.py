@@ -13,6 +13,7 @@ import sys
 
 from pydantic import ValidationError
 
+from dtpoc_common import kubeconfig
 from dtpoc_operator import app
 from dtpoc_operator.local.containers import EngineUnavailable
 from dtpoc_operator.settings import OperatorSettings
@@ -37,6 +38,9 @@ def main(argv: list[str] | None = None) -> None:
         asyncio.run(app.run(settings))
     except EngineUnavailable as error:
         print(f"dtpoc-operator: no container engine: {error}", file=sys.stderr)
+        sys.exit(2)
+    except kubeconfig.ConfigurationError as error:
+        print(f"dtpoc-operator: {error}", file=sys.stderr)
         sys.exit(2)
 
 

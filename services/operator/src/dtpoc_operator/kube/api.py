@@ -11,17 +11,15 @@ credentials are handed to kopf (:func:`connection_info`).
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
 import kopf
 from kubernetes_asyncio import client as k8s_client
-from kubernetes_asyncio import config as k8s_config
 
+from dtpoc_common import kubeconfig as kubeconfig_loader
 from dtpoc_operator import ports
 
 MERGE_PATCH = "application/merge-patch+json"
@@ -49,22 +47,11 @@ class KubeError(ports.AdapterError):
         return self.status == 409
 
 
-def _kubeconfig_path(explicit: str) -> str:
-    path = explicit or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0]
-    return str(Path(path).expanduser()) if path else ""
-
-
 async def load_configuration(kubeconfig: str) -> k8s_client.Configuration:
     """Credentials from ``kubeconfig``, else ``$KUBECONFIG``, else the pod's service account."""
-    configuration = k8s_client.Configuration()
-    path = _kubeconfig_path(kubeconfig)
-    if path:
-        await k8s_config.load_kube_config(config_file=path, client_configuration=configuration)
-    else:
-        k8s_config.load_incluster_config(  # type: ignore[no-untyped-call]
-            client_configuration=configuration
-        )
-    return configuration
+    return await kubeconfig_loader.load_configuration(
+        kubeconfig, setting="DTPOC_OPERATOR_KUBECONFIG"
+    )
 
 
 async def _auth_headers(configuration: k8s_client.Configuration) -> dict[str, str]:

@@ -21,11 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from kubernetes_asyncio import client, config, watch
+from kubernetes_asyncio import client, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from dtpoc.analytics.v1alpha1 import analytics_pb2
 from dtpoc_common import analytics, errors
+from dtpoc_common import kubeconfig as kubeconfig_loader
 from dtpoc_common import logging as dlog
 from dtpoc_orchestrator import domain
 from dtpoc_orchestrator.adapters import resources
@@ -36,33 +37,8 @@ log = dlog.get_logger(__name__)
 BACKEND = "kubernetes"
 
 
-class ConfigurationError(RuntimeError):
-    """No usable Kubernetes configuration: the process cannot start."""
-
-
-async def load_configuration(kubeconfig: Path | None) -> client.Configuration:
-    """Client configuration from a kubeconfig file, else the pod's service account."""
-    configuration = client.Configuration()
-    if kubeconfig is not None and not await asyncio.to_thread(kubeconfig.is_file):
-        raise ConfigurationError(f"the kubeconfig {kubeconfig} does not exist")
-    try:
-        if kubeconfig is not None:
-            await config.load_kube_config(
-                config_file=str(kubeconfig), client_configuration=configuration
-            )
-        else:
-            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-    except (config.ConfigException, OSError, ValueError) as exc:
-        where = (
-            f"the kubeconfig {kubeconfig}"
-            if kubeconfig is not None
-            else "the in-cluster service account (set DTPOC_ORCHESTRATOR_KUBECONFIG outside a "
-            "cluster, or DTPOC_ORCHESTRATOR_BACKEND=local)"
-        )
-        raise ConfigurationError(
-            f"cannot load a Kubernetes configuration from {where}: {exc}"
-        ) from exc
-    return configuration
+#: Raised at start when no Kubernetes configuration works (see dtpoc_common.kubeconfig).
+ConfigurationError = kubeconfig_loader.ConfigurationError
 
 
 def _api_message(exc: ApiException) -> str:
@@ -150,7 +126,11 @@ class KubernetesAnalyticsStore:
         timeout_seconds: float,
         watch_renew_seconds: int = 300,
     ) -> KubernetesAnalyticsStore:
-        configuration = await load_configuration(kubeconfig)
+        configuration = await kubeconfig_loader.load_configuration(
+            kubeconfig,
+            setting="DTPOC_ORCHESTRATOR_KUBECONFIG",
+            hint="DTPOC_ORCHESTRATOR_BACKEND=local",
+        )
         return cls(
             client.ApiClient(configuration),
             namespace=namespace,
