@@ -25,6 +25,7 @@ import pytest
 from dtpoc_local.databases import drop_databases
 from dtpoc_local.kube import KubeCluster
 from dtpoc_local.servers.files import FilesServer, start_files_server
+from dtpoc_local.servers.operator import install_analytics_crd
 from dtpoc_local.servers.orchestrator import start_orchestrator_server
 from tests.orchestrator.helpers import (
     BACKENDS,
@@ -32,7 +33,6 @@ from tests.orchestrator.helpers import (
     LocalOperatorDouble,
     OperatorDouble,
     Platform,
-    install_analytics_crd,
     make_platform,
 )
 

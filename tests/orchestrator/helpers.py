@@ -23,7 +23,6 @@ from dtpoc.analytics.v1alpha1 import analytics_pb2
 from dtpoc.files.v1alpha1 import files_pb2, files_pb2_grpc
 from dtpoc.orchestrator.v1alpha1 import orchestrator_pb2, orchestrator_pb2_grpc
 from dtpoc_common import analytics, grpcauth
-from dtpoc_local import waiting
 from dtpoc_local.credentials import credentials
 from dtpoc_local.databases import drop_databases
 from dtpoc_local.kube import KubeCluster
@@ -31,41 +30,10 @@ from dtpoc_local.servers.files import FilesServer
 from dtpoc_local.servers.orchestrator import OrchestratorServer, start_orchestrator_server
 from dtpoc_operator.kube.store import FINALIZER as OPERATOR_FINALIZER
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-CRD_PATH = REPO_ROOT / "infra" / "crds" / "analytics.yaml"
 CALL_TIMEOUT = 20.0
 ANALYTICS_PATH = "/apis/eng.cam.ac.uk/v1alpha1/namespaces/{ns}/analytics"
 
 BACKENDS = ("local", "kubernetes")
-
-
-# --- the Analytics CRD ------------------------------------------------------------------------
-
-
-def install_analytics_crd(kube: KubeCluster) -> str:
-    """Apply ``infra/crds/analytics.yaml`` (create, or replace if present) and wait Established."""
-    manifest = yaml.safe_load(CRD_PATH.read_text())
-    name = str(manifest["metadata"]["name"])
-    collection = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
-    try:
-        kube.request("POST", collection, body=manifest)
-    except ApiException as error:
-        if error.status != 409:
-            raise
-        current = kube.request("GET", f"{collection}/{name}")
-        manifest["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-        kube.request("PUT", f"{collection}/{name}", body=manifest)
-
-    def established() -> bool:
-        # ``status.conditions`` is null until the apiextensions controller has looked.
-        status = kube.request("GET", f"{collection}/{name}").get("status") or {}
-        return any(
-            c.get("type") == "Established" and c.get("status") == "True"
-            for c in status.get("conditions") or []
-        )
-
-    waiting.wait_for(established, timeout=60, what=f"CRD {name} to be Established")
-    return name
 
 
 # --- the operator double ----------------------------------------------------------------------
