@@ -30,7 +30,6 @@ env or the container, folders, inputs), ``lock``, ``pid.json``, ``exit.json``,
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import fcntl
 import hashlib
@@ -44,10 +43,12 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-from dtpoc.files.v1alpha1 import files_pb2_grpc
-from dtpoc_common import grpcclient
-from dtpoc_operator import fetch_inputs
-from dtpoc_operator.local import cgroups, container_run, containers, reaper
+from dtpoc_operator.local import cgroups, reaper
+
+# gRPC (input fetching) and the container runner are imported where they are
+# used: a supervisor starts per replica, and on a busy machine their imports
+# were most of its start-up (several seconds of wall time per replica with
+# nothing to fetch and no container).
 
 SPEC_FILE = "spec.json"
 LOCK_FILE = "lock"
@@ -82,11 +83,30 @@ def log_tail(path: Path) -> str:
         return ""
 
 
-def _fetch(spec: dict[str, Any]) -> None:
-    inputs = fetch_inputs.parse_inputs(json.dumps(spec.get("inputs") or []))
-    if not inputs:
+def _fetch(spec: dict[str, Any]) -> dict[str, Any] | None:
+    """Fetch the inputs; None when done, else the exit record of a failed fetch."""
+    if not spec.get("inputs"):
         Path(spec["input_dir"]).mkdir(parents=True, exist_ok=True)
-        return
+        return None
+    from dtpoc_operator import fetch_inputs
+
+    try:
+        _fetch_inputs(spec, fetch_inputs.parse_inputs(json.dumps(spec["inputs"])))
+    except fetch_inputs.FetchError as error:
+        return {
+            "exit_code": error.exit_code,
+            "reason": "InputFetchFailed",
+            "message": error.message,
+        }
+    return None
+
+
+def _fetch_inputs(spec: dict[str, Any], inputs: Any) -> None:
+    import asyncio
+
+    from dtpoc.files.v1alpha1 import files_pb2_grpc
+    from dtpoc_common import grpcclient
+    from dtpoc_operator import fetch_inputs
 
     async def run() -> None:
         channel = grpcclient.open_channel(
@@ -128,15 +148,9 @@ def supervise(attempt: Path) -> int:
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
 
-    try:
-        _fetch(spec)
-    except fetch_inputs.FetchError as error:
-        record.update(
-            exit_code=error.exit_code,
-            reason="InputFetchFailed",
-            message=error.message,
-            finished_at=now_iso(),
-        )
+    failed = _fetch(spec)
+    if failed is not None:
+        record.update(failed, finished_at=now_iso())
         write_json_atomic(attempt / EXIT_FILE, record)
         return 0
     log_path = attempt / LOG_FILE
@@ -244,6 +258,8 @@ def _run_container(
     attempt: Path, spec: dict[str, Any], log_path: Path, stopping: list[Callable[[int], None]]
 ) -> dict[str, Any]:
     """The image in a container (:mod:`.container_run`); SIGTERM becomes the engine's stop."""
+    from dtpoc_operator.local import container_run, containers
+
     settings = spec["container"]
     job = containers.ContainerJob.from_dict(settings["job"])
     container_run.prepare_input(Path(job.input_dir))
