@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import builtins
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -204,7 +204,7 @@ class Services:
         )
         return answer.status
 
-    def watch(self, service_id: str) -> Iterator[orchestrator_pb2.ServiceStatus]:
+    def watch(self, service_id: str) -> Generator[orchestrator_pb2.ServiceStatus, None, None]:
         """The status now, then each change, until the service reaches a final phase."""
         request = orchestrator_pb2.WatchServiceRequest(id=service_id)
         with self._t.watch(request) as updates:
