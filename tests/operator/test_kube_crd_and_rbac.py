@@ -50,6 +50,8 @@ def _create(kube: KubeCluster, namespace: str, spec: dict[str, Any], name: str =
         ({"jobType": "ondemand", "reps": 1, "inputFiles": {HEX: ".."}}, "plain file name"),
         ({"jobType": "ondemand", "reps": 101}, "reps"),
         ({"jobType": "batch", "reps": 1}, "jobType"),
+        ({"jobType": "ondemand", "reps": 1, "expose": True}, "only a persistent service with"),
+        ({"jobType": "persistent", "expose": True}, "only a persistent service with a port"),
     ],
 )
 def test_invalid_resources_are_refused_by_the_apiserver(
