@@ -74,7 +74,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import pymongo
@@ -83,7 +83,7 @@ from pymongo import errors as mongo_errors
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
-from dtpoc_common import errors
+from dtpoc_common import errors, mongo
 from dtpoc_common import logging as dlog
 from dtpoc_files import domain, references
 
@@ -119,25 +119,14 @@ class CorruptFile(Exception):
     """A stored file's chunks do not add up to its length (not the caller's fault)."""
 
 
-@contextlib.contextmanager
-def database_errors() -> Iterator[None]:
-    """Answer UNAVAILABLE, with a message that says so, when MongoDB cannot be reached."""
-    try:
-        yield
-    except mongo_errors.ConnectionFailure as exc:
-        log.warning("files database unreachable", error_type=type(exc).__name__)
-        raise errors.Unavailable(UNREACHABLE_MESSAGE) from exc
+def database_errors() -> contextlib.AbstractContextManager[None]:
+    """Answer UNAVAILABLE, with a message that says so, when MongoDB cannot be used."""
+    return mongo.unavailable_on_failure("files", message=UNREACHABLE_MESSAGE)
 
 
 def open_client(uri: str, *, timeout_ms: int) -> pymongo.AsyncMongoClient[dict[str, Any]]:
-    """A client that gives up on an unreachable server after ``timeout_ms``."""
-    return pymongo.AsyncMongoClient(
-        uri,
-        serverSelectionTimeoutMS=timeout_ms,
-        connectTimeoutMS=timeout_ms,
-        tz_aware=True,
-        appname="dtpoc-files",
-    )
+    """The shared client (:func:`dtpoc_common.mongo.open_client`) named ``dtpoc-files``."""
+    return mongo.open_client(uri, timeout_ms=timeout_ms, appname="dtpoc-files")
 
 
 def _now() -> datetime.datetime:

@@ -14,10 +14,8 @@ import signal
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from pymongo import AsyncMongoClient
-
 from dtpoc.files.v1alpha1 import files_pb2_grpc
-from dtpoc_common import grpcauth, grpcclient
+from dtpoc_common import grpcauth, grpcclient, mongo
 from dtpoc_common import logging as dlog
 from dtpoc_operator import collector, fetch_tokens, health, metrics, ports, reconciler
 from dtpoc_operator.model import ServiceKey
@@ -126,10 +124,8 @@ async def run(settings: OperatorSettings) -> None:
         from dtpoc_operator.local.runtime import LocalRuntime
         from dtpoc_operator.local.store import MongoAnalyticsStore
 
-        client: AsyncMongoClient[Any] = AsyncMongoClient(
-            settings.mongodb_uri,
-            serverSelectionTimeoutMS=settings.mongodb_timeout_ms,
-            tz_aware=True,
+        client = mongo.open_client(
+            settings.mongodb_uri, timeout_ms=settings.mongodb_timeout_ms, appname="dtpoc-operator"
         )
         closers.append(client.close)
         local_store = MongoAnalyticsStore(

@@ -15,6 +15,3 @@ class PermissionDenied(errors.DomainError):
     """A dependency (the Kubernetes API server) refused our credentials."""
 
     code = grpc.StatusCode.PERMISSION_DENIED
-
-
-DATABASE_UNREACHABLE = "database unreachable"
