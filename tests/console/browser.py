@@ -100,3 +100,23 @@ def screenshot(page: object, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)  # type: ignore[attr-defined]
     return path
+
+
+UNLABELLED_CONTROLS = """() => Array.from(document.querySelectorAll(
+    "input, select, textarea, button")).filter((el) => {
+    const named = (el.labels && el.labels.length) || el.getAttribute("aria-label")
+        || el.getAttribute("aria-labelledby") || (el.tagName === "BUTTON" && el.textContent.trim());
+    return !named;
+}).map((el) => el.outerHTML.slice(0, 120))"""
+
+
+def assert_accessible_basics(page: object) -> None:
+    """Landmarks present, one h1, every control named (what a screen reader announces)."""
+    evaluate = page.evaluate  # type: ignore[attr-defined]
+    unnamed = evaluate(UNLABELLED_CONTROLS)
+    assert not unnamed, f"controls without a label: {unnamed}"
+    landmarks = evaluate(
+        "() => ['header.banner', 'nav', 'main', 'footer'].filter((s) => !document.querySelector(s))"
+    )
+    assert not landmarks, f"missing landmarks: {landmarks}"
+    assert evaluate("() => document.querySelectorAll('main h1').length") == 1

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from dtpoc_gateway import auth
-from tests.console.browser import Guarded, screenshot
+from tests.console.browser import Guarded, assert_accessible_basics, screenshot
 from tests.console.conftest import TABLET
 from tests.e2e.localrun import SAMPLE, start_platform, stop_platform
 
@@ -82,6 +82,7 @@ def upload_workbook(page: Any, origin: str) -> str:
     expect(row).to_contain_text("input.xlsx")
     expect(row).to_contain_text("9.5 KiB")
     expect(row).to_contain_text("sha256")
+    assert_accessible_basics(page)
     screenshot(page, "02-uploaded")
     file_id = row.get_attribute("data-file-id")
     assert file_id
@@ -97,6 +98,7 @@ def launch_example(page: Any, origin: str) -> str:
     page.get_by_label(re.compile(r"^input\.xlsx")).check()
     # The local runtime runs the example as a process of this environment.
     page.get_by_label(re.compile(r"^Command")).fill(f"{sys.executable}\n-m\nhistolab")
+    assert_accessible_basics(page)
     screenshot(page, "03-launch-form")
     page.get_by_role("button", name="Launch", exact=True).click()
     page.wait_for_url(re.compile(r"#/services/[0-9a-f]{24}$"), timeout=UI_TIMEOUT_MS)
@@ -135,6 +137,7 @@ def open_kpi_charts(page: Any) -> None:
     expect(header).to_contain_text(["series", "replica 0", "replica 1", "mean"])
     expect(turnaround.locator("tbody th", has_text="cancer")).to_have_count(3)  # p50 p90 p95
     expect(page.locator("[data-chart='across-utilisation'] tbody tr").first).to_contain_text("%")
+    assert_accessible_basics(page)
     screenshot(page, "06-charts-across-replicas")
     page.get_by_label("Show").select_option("0")
     expect(page.get_by_test_id("charts-replica-0")).to_be_visible()
@@ -200,6 +203,7 @@ def deleting_the_mounted_workbook_is_refused(
         "href", f"#/services/{service_id}"
     )
     expect(row).to_have_count(1)  # still listed
+    assert_accessible_basics(page)
     screenshot(page, "09-delete-refused")
 
 
