@@ -8,9 +8,9 @@ host or holds a credential: addresses default to loopback for a local run.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field
+from pydantic import AliasChoices, BeforeValidator, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -49,13 +49,27 @@ class BaseServiceSettings(BaseSettings):
     insecure_no_auth: bool = False
 
 
-class MongoSettings(BaseSettings):
-    """Where MongoDB is. The URI carries credentials when there are any, so
-    it comes from the environment (or a mounted secret), never from code."""
+def mongodb_uri_field(prefix: str) -> Any:
+    """The ``mongodb_uri`` setting of a service whose variables start with ``prefix``.
 
-    model_config = SettingsConfigDict(env_prefix="DTPOC_", extra="ignore")
+    Read from ``<prefix>MONGODB_URI``, else the shared ``DTPOC_MONGODB_URI``.
+    The URI carries credentials when there are any, so it comes from the
+    environment (or a mounted secret), never from code; the default is the
+    loopback server of a local run.
+    """
+    return Field(
+        default="mongodb://127.0.0.1:27017/",
+        validation_alias=AliasChoices(f"{prefix}MONGODB_URI", "DTPOC_MONGODB_URI"),
+    )
 
-    #: MongoDB connection string, e.g. ``mongodb://127.0.0.1:27017/``.
-    mongodb_uri: str = "mongodb://127.0.0.1:27017/"
-    #: Milliseconds to wait for a server before a call answers UNAVAILABLE.
-    mongodb_timeout_ms: int = Field(default=5000, gt=0)
+
+def mongodb_timeout_field(prefix: str) -> Any:
+    """The ``mongodb_timeout_ms`` setting: milliseconds to wait for MongoDB
+    before a call answers UNAVAILABLE (``<prefix>MONGODB_TIMEOUT_MS``, else
+    ``DTPOC_MONGODB_TIMEOUT_MS``). Short, so that a client hears "database
+    unreachable" rather than a deadline of its own."""
+    return Field(
+        default=5000,
+        gt=0,
+        validation_alias=AliasChoices(f"{prefix}MONGODB_TIMEOUT_MS", "DTPOC_MONGODB_TIMEOUT_MS"),
+    )

@@ -7,11 +7,16 @@ spellings are accepted too, so one process can be pointed elsewhere).
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from dtpoc_common import limits
-from dtpoc_common.settings import BaseServiceSettings, OptionalPath
+from dtpoc_common.settings import (
+    BaseServiceSettings,
+    OptionalPath,
+    mongodb_timeout_field,
+    mongodb_uri_field,
+)
 
 MIB = 1024 * 1024
 
@@ -23,18 +28,11 @@ class FilesSettings(BaseServiceSettings):
 
     #: MongoDB connection string. Carries credentials when there are any, so it
     #: only ever comes from the environment.
-    mongodb_uri: str = Field(
-        default="mongodb://127.0.0.1:27017/",
-        validation_alias=AliasChoices("DTPOC_FILES_MONGODB_URI", "DTPOC_MONGODB_URI"),
-    )
+    mongodb_uri: str = mongodb_uri_field("DTPOC_FILES_")
     #: Milliseconds to wait for the database before a call answers UNAVAILABLE.
     #: Short, so that a client hears "database unreachable" rather than a
     #: deadline of its own.
-    mongodb_timeout_ms: int = Field(
-        default=5000,
-        gt=0,
-        validation_alias=AliasChoices("DTPOC_FILES_MONGODB_TIMEOUT_MS", "DTPOC_MONGODB_TIMEOUT_MS"),
-    )
+    mongodb_timeout_ms: int = mongodb_timeout_field("DTPOC_FILES_")
     #: Database holding the GridFS bucket (the original's name).
     database: str = "orchestrator_files"
     #: GridFS bucket name: collections ``<bucket>.files`` and ``<bucket>.chunks``.

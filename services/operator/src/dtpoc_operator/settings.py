@@ -11,11 +11,11 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from dtpoc_common import limits
-from dtpoc_common.settings import OptionalPath
+from dtpoc_common.settings import OptionalPath, mongodb_timeout_field, mongodb_uri_field
 
 Runtime = Literal["kubernetes", "local"]
 
@@ -37,18 +37,9 @@ class OperatorSettings(BaseSettings):
     #: Kubeconfig file; empty: ``$KUBECONFIG``, then the in-cluster service account.
     kubeconfig: str = ""
     #: MongoDB connection string of the local Analytics store (local runtime).
-    mongodb_uri: str = Field(
-        default="mongodb://127.0.0.1:27017/",
-        validation_alias=AliasChoices("DTPOC_OPERATOR_MONGODB_URI", "DTPOC_MONGODB_URI"),
-    )
+    mongodb_uri: str = mongodb_uri_field("DTPOC_OPERATOR_")
     #: Milliseconds to wait for MongoDB before a call fails.
-    mongodb_timeout_ms: int = Field(
-        default=5000,
-        gt=0,
-        validation_alias=AliasChoices(
-            "DTPOC_OPERATOR_MONGODB_TIMEOUT_MS", "DTPOC_MONGODB_TIMEOUT_MS"
-        ),
-    )
+    mongodb_timeout_ms: int = mongodb_timeout_field("DTPOC_OPERATOR_")
     #: Database and collection of the local Analytics store (the orchestrator writes it).
     local_database: str = "orchestrator"
     local_collection: str = "analytics"

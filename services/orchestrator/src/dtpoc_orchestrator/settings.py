@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Final, Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from dtpoc_common.settings import BaseServiceSettings
+from dtpoc_common.settings import BaseServiceSettings, mongodb_timeout_field, mongodb_uri_field
 
 #: Where a pod finds the namespace it runs in.
 IN_CLUSTER_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
@@ -81,18 +81,9 @@ class OrchestratorSettings(BaseServiceSettings):
     #: Largest JSON output document answered inline by GetServiceOutput.
     max_inline_output_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
     #: MongoDB connection string (shared ``DTPOC_MONGODB_URI``).
-    mongodb_uri: str = Field(
-        default="mongodb://127.0.0.1:27017/",
-        validation_alias=AliasChoices("DTPOC_ORCHESTRATOR_MONGODB_URI", "DTPOC_MONGODB_URI"),
-    )
+    mongodb_uri: str = mongodb_uri_field("DTPOC_ORCHESTRATOR_")
     #: Milliseconds to wait for MongoDB before a call answers UNAVAILABLE.
-    mongodb_timeout_ms: int = Field(
-        default=5000,
-        gt=0,
-        validation_alias=AliasChoices(
-            "DTPOC_ORCHESTRATOR_MONGODB_TIMEOUT_MS", "DTPOC_MONGODB_TIMEOUT_MS"
-        ),
-    )
+    mongodb_timeout_ms: int = mongodb_timeout_field("DTPOC_ORCHESTRATOR_")
 
     @property
     def local_store_database_name(self) -> str:
