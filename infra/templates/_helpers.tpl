@@ -251,6 +251,10 @@ allow_anonymous false
 password_file /mosquitto/auth/passwd
 persistence true
 persistence_location /mosquitto/data/
+# QoS 1/2 readings queued per client beyond those in flight (Mosquitto's default,
+# 1000, dropped the rest of a burst or an outage acknowledged to the publisher:
+# bench/sensors.py). A few hundred bytes a reading: tens of MiB at most.
+max_queued_messages 100000
 log_dest stdout
 log_timestamp_format %Y-%m-%dT%H:%M:%S
 {{- end -}}

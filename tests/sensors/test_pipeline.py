@@ -229,6 +229,26 @@ def test_a_broker_restart_loses_no_qos1_reading(tmp_path: Path) -> None:
         assert [p.fields["lux"] for p in points] == [float(ms) for ms in range(9)]
 
 
+def test_a_burst_beyond_the_brokers_default_queue_loses_no_reading(tmp_path: Path) -> None:
+    """1,500 QoS-1 readings at once: Telegraf holds them unacknowledged until it writes.
+
+    Mosquitto's default queue per client (1,000 beyond those in flight) dropped
+    the rest of such a burst, each already acknowledged to the device; the
+    chart's broker keeps 100,000.
+    """
+    count = 1500
+    agent = stack.agent_values(tmp_path / "agent.yaml")
+    with stack.running([agent], workdir=tmp_path) as run:
+        with stack.publisher(run.broker, login=run.login()) as device:
+            for i in range(count):
+                minute, second = divmod(i, 60)
+                stamp = f"2024-07-19T{10 + minute // 60:02d}:{minute % 60:02d}:{second:02d}.000Z"
+                device.publish_json(TOPIC, {"timestamp": stamp, "lux": float(i), "machine": "b"})
+        points = run.wait_for_points("light_reading", count, timeout=120)
+        assert [p.fields["lux"] for p in points] == [float(i) for i in range(count)]
+        assert "dropped" not in run.broker.log()
+
+
 def test_telegraf_refuses_a_config_with_an_unknown_option(tmp_path: Path) -> None:
     parts = ChartParts.render()
     (light, _) = parts.sensors()
