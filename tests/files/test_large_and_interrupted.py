@@ -182,6 +182,12 @@ async def test_upload_cancelled_by_an_asyncio_client_leaves_no_file(
         await asyncio.to_thread(
             wait_for, nothing_left, timeout=30, what="the cancelled upload to be discarded"
         )
+        assert nothing_left(), "no chunk, pending record or digest claim is left behind"
+        async with credentials().aio_channel(files_server.address) as channel:
+            listing = await files_pb2_grpc.FilesServiceStub(channel).ListFiles(
+                files_pb2.ListFilesRequest(filename="cut.bin")
+            )
+        assert list(listing.files) == [], f"pause {pause}: the cut upload is not listed"
 
 
 def test_uploads_abandoned_by_a_crashed_server_are_swept(

@@ -295,6 +295,9 @@ def test_terminate_kills_the_process_group_and_removes_the_document(
     )
     for pid in pids:
         waiting.wait_for(lambda p=pid: not _alive(p), timeout=10, what=f"process {pid} gone")
+    assert [pid for pid in pids if _alive(pid)] == [], "replica and grandchild both stopped"
+    assert op.collection.find_one({"_id": service_id}) is None, "the service is gone"
+    assert (op.control / "runs.log").read_text().split() == ["0"], "terminated, not restarted"
 
 
 def test_restart_adopts_running_replicas_and_collects_finished_outputs(
