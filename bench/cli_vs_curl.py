@@ -37,12 +37,12 @@ from pathlib import Path
 
 import httpx
 
+from dtpoc_common.vocabulary import API_PREFIX as PREFIX
 from dtpoc_local import ferretdb
 from dtpoc_local.servers import files as files_platform
 from dtpoc_local.servers import gateway as gateway_platform
 
 MIB = 1024 * 1024
-PREFIX = "/api/orchestrator/v1alpha1"
 TARGET = 0.8
 RUN_TIMEOUT = 1800.0
 DTPOC = Path(sys.executable).parent / "dtpoc"

@@ -42,6 +42,7 @@ import pymongo
 import pymongo.errors
 
 from dtpoc.files.v1alpha1 import files_pb2, files_pb2_grpc
+from dtpoc_common.vocabulary import API_PREFIX as PREFIX
 from dtpoc_local import ferretdb
 from dtpoc_local.credentials import credentials
 from dtpoc_local.servers import files as files_platform
@@ -49,7 +50,6 @@ from dtpoc_local.servers import files as files_platform
 MIB = 1024 * 1024
 PIECE = MIB
 TIMEOUT = 3600.0
-PREFIX = "/api/orchestrator/v1alpha1"
 WAYS = ("rest", "grpc", "gridfs")
 
 

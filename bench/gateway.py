@@ -37,13 +37,13 @@ from pathlib import Path
 from typing import Any
 
 from dtpoc.orchestrator.v1alpha1 import orchestrator_pb2, orchestrator_pb2_grpc
+from dtpoc_common.vocabulary import API_PREFIX as PREFIX
 from dtpoc_local import ferretdb
 from dtpoc_local.credentials import credentials
 from dtpoc_local.servers import files as files_platform
 from dtpoc_local.servers import gateway as gateway_platform
 from dtpoc_local.servers import orchestrator as orchestrator_platform
 
-PREFIX = "/api/orchestrator/v1alpha1"
 TOKEN = "bench-token"
 TARGET_RATIO = 1.5
 CONCURRENCIES = (1, 32)

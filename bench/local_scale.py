@@ -52,8 +52,9 @@ from typing import Any
 
 import httpx
 
+from dtpoc_common.vocabulary import API_PREFIX as PREFIX
+
 REPO = Path(__file__).resolve().parents[1]
-PREFIX = "/api/orchestrator/v1alpha1"
 COUNTING = Path(__file__).resolve().parent / "mongo_counting"
 COUNTS_SETTING = "DTPOC_BENCH_MONGO_COUNTS_DIR"
 FINAL_PHASES = ("succeeded", "failed", "terminated")

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from dtpoc_common.vocabulary import API_PREFIX
 from dtpoc_local import ports
 from tests.cluster.helpers import ENV, HERE, Platform
 from tools.cluster import cluster, layout, network, release
@@ -51,7 +52,7 @@ def platform() -> Iterator[Platform]:
         node.servers.append(release.port_forward(lay, port=port))
         yield Platform(
             node=node,
-            api_url=f"http://127.0.0.1:{port}/api/orchestrator/v1alpha1",
+            api_url=f"http://127.0.0.1:{port}{API_PREFIX}",
             token=release.api_token(lay),
             images={name: image.reference for name, image in prepared.items()},
         )

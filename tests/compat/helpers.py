@@ -10,9 +10,11 @@ from dataclasses import dataclass
 
 import httpx
 
+from dtpoc_common.vocabulary import API_PREFIX
 from dtpoc_local.kube import KubeCluster
 
-PREFIX = "/api/orchestrator/v1alpha1"
+PREFIX = API_PREFIX
+
 ANALYTICS_PATH = "/apis/eng.cam.ac.uk/v1alpha1/namespaces/{ns}/analytics"
 
 

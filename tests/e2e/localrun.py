@@ -19,13 +19,13 @@ from typing import Any
 
 import httpx
 
+from dtpoc_common.vocabulary import API_PREFIX
 from dtpoc_local import ports, processes, waiting
 
 REPO = Path(__file__).resolve().parents[2]
 RUN_MODULE = "dtpoc_local.up"
 """What ``make run`` runs (``python -m``), as a user would start it."""
 SAMPLE = REPO / "examples" / "histolab" / "sample" / "input.xlsx"
-API_PREFIX = "/api/orchestrator/v1alpha1"
 START_TIMEOUT = 180.0
 """FerretDB may be built on first use (minutes); after that a start takes seconds."""
 STOP_TIMEOUT = 90.0

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import grpc
 
-PREFIX = "/api/orchestrator/v1alpha1"
+from dtpoc_common.vocabulary import API_PREFIX
+
+PREFIX = API_PREFIX
 
 
 def abort_id(code: grpc.StatusCode) -> str:

@@ -28,12 +28,12 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 import dtpoc
 from dtpoc.api.v1alpha1 import options_pb2
+from dtpoc_common.vocabulary import API_PREFIX as PREFIX
 
 FD = descriptor_pb2.FieldDescriptorProto
 PACKAGE = "dtpoc.testonly.v1"
 SERVICE = f"{PACKAGE}.ShelfService"
 FILE_NAME = "dtpoc/testonly/v1/shelf.proto"
-PREFIX = "/api/orchestrator/v1alpha1"
 
 
 def _field(

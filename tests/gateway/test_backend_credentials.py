@@ -13,12 +13,11 @@ from collections.abc import Callable
 
 import httpx
 
+from dtpoc_common.vocabulary import API_PREFIX as PREFIX
 from dtpoc_local.servers.files import FilesServer
 from dtpoc_local.servers.gateway import GatewayServer
 from dtpoc_local.servers.orchestrator import OrchestratorServer
 from dtpoc_local.waiting import wait_for
-
-PREFIX = "/api/orchestrator/v1alpha1"
 
 
 def test_rest_with_the_api_token_works_through_the_gateways_own_credentials(

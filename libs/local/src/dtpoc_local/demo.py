@@ -21,8 +21,9 @@ from typing import Any
 
 import httpx
 
+from dtpoc_common.vocabulary import API_PREFIX, FINAL_PHASES, Phase
 from dtpoc_local.paths import REPO_ROOT
-from dtpoc_local.platform import API_PREFIX, LaunchFailed, Platform, say
+from dtpoc_local.platform import LaunchFailed, Platform, say
 from dtpoc_operator.local import containers
 
 SAMPLE_WORKBOOK = REPO_ROOT / "examples" / "histolab" / "sample" / "input.xlsx"
@@ -31,7 +32,6 @@ DEMO_SIM_HOURS = "1176"
 """Seven weeks, as the seed's sample resource ran."""
 DEMO_TIMEOUT = 600.0
 """Seconds the demo's replicas get to finish."""
-FINAL_PHASES = ("succeeded", "failed", "terminated")
 IMAGE_BUILD = REPO_ROOT / "tools" / "images" / "build"
 ORIGINAL_IMAGE = "ghcr.io/cam-digital-hospitals/digital-hosp-des"
 """The image clients of the original launch; the histolab example image carries its name."""
@@ -166,7 +166,7 @@ def _finished(status: dict[str, Any]) -> bool:
     phase = status.get("phase")
     if phase not in FINAL_PHASES:
         return False
-    if phase != "succeeded":
+    if phase != Phase.SUCCEEDED:
         return True
     replicas = status.get("replicas") or []
     if replicas:
@@ -328,7 +328,7 @@ def run_demo(
         service_id = str(_answer(client.post("/service/launch", json=body), "launch")["id"])
         say(f"  launched service {service_id}: POST {API_PREFIX}/service/launch -> 202")
         status = follow(client, service_id, platform=platform, timeout=timeout)
-        if status.get("phase") != "succeeded":
+        if status.get("phase") != Phase.SUCCEEDED:
             replicas = json.dumps(status.get("replicas", []), indent=2)
             raise LaunchFailed(
                 f"service {service_id} ended {status.get('phase')}: {status.get('message', '')}"

@@ -26,11 +26,11 @@ from pathlib import Path
 import httpx
 
 from dtpoc_common import grpcauth
+from dtpoc_common.vocabulary import API_PREFIX
 from dtpoc_local import ferretdb, grpcprocess, ports, processes
 from dtpoc_local.paths import REPO_ROOT
 from dtpoc_operator.local import containers
 
-API_PREFIX = "/api/orchestrator/v1alpha1"
 DEFAULT_PORT = 8000
 READY_TIMEOUT = 60.0
 """Seconds each of our services gets to answer its health check."""
