@@ -160,3 +160,23 @@ def test_the_example_launch_file_is_a_launch_body() -> None:
     request = launch_request(yaml.safe_load(LAUNCH_YAML.read_text()))
     assert request.ana.job_type == "ondemand" and request.ana.reps == 2
     assert request.command == ["dtpoc-histolab"]
+
+
+async def test_the_async_client_for_notebooks(client_platform: Platform, tmp_path: Path) -> None:
+    from dtpoc_client.aio import AsyncClient
+
+    async with AsyncClient(client_platform.server, client_platform.token) as client:
+        assert await client.healthz() == "ok"
+        uploaded = await client.files.upload(SAMPLE)
+        assert (await client.files.info(uploaded.file_id)).sha256 == SAMPLE_SHA256
+        launched = await client.services.launch(launch_body(uploaded.file_id))
+        phases = [status.phase async for status in client.services.watch(launched.id)]
+        assert phases[-1] == "succeeded", phases
+        kpis = json_format.MessageToDict((await client.services.output(launched.id, 0)).output)
+        assert kpis["replica_index"] == 0
+        assert [r.idx for r in await client.services.outputs(launched.id)] == [0, 1]
+        await client.files.download(uploaded.file_id, tmp_path / "copy.xlsx")
+        assert (tmp_path / "copy.xlsx").read_bytes() == SAMPLE.read_bytes()
+        with pytest.raises(errors.NotFound):
+            await client.services.status("0" * 24)
+        assert (await client.services.terminate(launched.id)).service.phase == "terminated"
