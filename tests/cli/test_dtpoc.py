@@ -281,6 +281,7 @@ def peak_rss(platform: Platform, *args: str) -> tuple[int, str]:
     return usage.ru_maxrss * 1024, out.decode()
 
 
+@pytest.mark.timeout(1800)  # FerretDB reads a 200 MiB file slowly on a busy machine
 def test_200_mib_through_the_command_in_bounded_memory(
     client_platform: Platform, tmp_path: Path
 ) -> None:
@@ -294,27 +295,28 @@ def test_200_mib_through_the_command_in_bounded_memory(
     small = tmp_path / "small.bin"
     small.write_bytes(b"small file\n")
 
-    base_up, _ = peak_rss(
+    base_up, said = peak_rss(
         client_platform, "files", "upload", str(small), "--progress", "-o", "json"
     )
+    small_id = json.loads(said)["file_id"]
     big_up, said = peak_rss(
         client_platform, "files", "upload", str(big), "--progress", "-o", "json"
     )
     file_id = json.loads(said)["file_id"]
-    small_id = json.loads(
-        ok(run_dtpoc(client_platform, "files", "upload", str(small), "-o", "json"))
-    )["file_id"]
+    mib = 1024 * 1024
+    print(
+        f"dtpoc files upload peak RSS: 200 MiB {big_up / mib:.1f} MiB, small file"
+        f" {base_up / mib:.1f} MiB: growth {(big_up - base_up) / mib:.1f} MiB"
+    )
+    assert big_up - base_up < RSS_GROWTH_LIMIT, "upload memory grows with the file"
     base_get, _ = peak_rss(
         client_platform, "files", "get", small_id, "-O", str(tmp_path / "s"), "--progress"
     )
     copy = tmp_path / "copy.bin"
     big_get, _ = peak_rss(client_platform, "files", "get", file_id, "-O", str(copy), "--progress")
-
-    mib = 1024 * 1024
     print(
-        f"dtpoc peak RSS: upload 200 MiB {big_up / mib:.1f} MiB (small file {base_up / mib:.1f}),"
-        f" download 200 MiB {big_get / mib:.1f} MiB (small file {base_get / mib:.1f});"
-        f" growth {(big_up - base_up) / mib:.1f} / {(big_get - base_get) / mib:.1f} MiB"
+        f"dtpoc files get peak RSS: 200 MiB {big_get / mib:.1f} MiB, small file"
+        f" {base_get / mib:.1f} MiB: growth {(big_get - base_get) / mib:.1f} MiB"
     )
     assert copy.stat().st_size == BIG
     sha = hashlib.sha256()
@@ -322,5 +324,4 @@ def test_200_mib_through_the_command_in_bounded_memory(
         while block := back.read(1024 * 1024):
             sha.update(block)
     assert sha.hexdigest() == digest.hexdigest(), "the download is the upload, byte for byte"
-    assert big_up - base_up < RSS_GROWTH_LIMIT, "upload memory grows with the file"
     assert big_get - base_get < RSS_GROWTH_LIMIT, "download memory grows with the file"
