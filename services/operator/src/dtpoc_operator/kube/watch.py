@@ -30,6 +30,8 @@ CHILD_RESOURCES = (
     ("apps", "v1", "deployments"),
     ("", "v1", "pods"),
 )
+#: How long a child's event waits for its siblings' before its service is reconciled.
+CHILD_EVENT_BATCH_SECONDS = 0.5
 #: Children whose events the cache keeps (the reads it serves: ondemand Jobs and their pods).
 CACHED_CHILDREN = frozenset({"jobs", "pods"})
 
@@ -94,7 +96,9 @@ def _child_handler(queue: WorkQueue[ServiceKey], plural: str, cache: WatchCache 
     ) -> None:
         key = service_key_of(namespace, annotations, labels)
         if key is not None and _changed(cache, plural, event):
-            queue.add(key)
+            # A Job's pods come in a burst (the Job controller creates them in one
+            # sync): one reconcile, and one status write, for all of them.
+            queue.add_after(key, CHILD_EVENT_BATCH_SECONDS)
 
     child_event.__name__ = f"{plural}_event"
     return child_event
