@@ -1,6 +1,6 @@
 """The ``dtpoc`` command against curl: the same 200 MiB upload and download, one gateway.
 
-Starts FerretDB (:mod:`dtpoc_local`), ``dtpoc-files`` and ``dtpoc-gateway``
+Starts FerretDB (:mod:`dtpoc_local`) and two ``dtpoc-files`` + ``dtpoc-gateway`` pairs
 (bearer auth on, as deployed), then times whole processes, in turn, A B A B:
 
 - upload: ``dtpoc files upload FILE`` vs ``curl -F file=@FILE .../files/upload``;
@@ -160,29 +160,34 @@ def report(name: str, size: int, dtpoc: list[float], curl: list[float]) -> float
     return ratio
 
 
-def measure(bench: Bench, *, size: int, pairs: int) -> bool:
-    source = bench.workdir / "big.bin"
+def measure(uploads: Bench, downloads: Bench, *, size: int, pairs: int) -> bool:
+    """Uploads to one Files database; downloads of one file from a database of its own
+    (FerretDB reads a file by scanning its bucket, so the uploads' files would slow them)."""
+    source = uploads.workdir / "big.bin"
     make_file(source, size)
 
     def upload(counter: int, side: str) -> float:
         expected = stamp(source, counter)
-        seconds, file_id = (bench.upload_dtpoc if side == "dtpoc" else bench.upload_curl)(source)
-        assert bench.stored_sha256(file_id) == expected, "stored content differs"
+        seconds, file_id = (uploads.upload_dtpoc if side == "dtpoc" else uploads.upload_curl)(
+            source
+        )
+        assert uploads.stored_sha256(file_id) == expected, "stored content differs"
         return seconds
 
     up = run_pairs(pairs, upload, "upload")
     expected = stamp(source, 0)
-    _, kept = bench.upload_curl(source)
-    dest = bench.workdir / "copy.bin"
+    _, kept = downloads.upload_curl(source)
+    dest = downloads.workdir / "copy.bin"
 
     def download(counter: int, side: str) -> float:
         dest.unlink(missing_ok=True)
-        seconds = (bench.download_dtpoc if side == "dtpoc" else bench.download_curl)(kept, dest)
+        get = downloads.download_dtpoc if side == "dtpoc" else downloads.download_curl
+        seconds = get(kept, dest)
         assert sha256_of(dest) == expected, "downloaded content differs"
         return seconds
 
     down = run_pairs(pairs, download, "download")
-    print(f"\n{size // MIB} MiB through one gateway, {pairs} pairs, whole processes:")
+    print(f"\n{size // MIB} MiB through the gateway, {pairs} pairs, whole processes:")
     ratios = [report("upload", size, *up), report("download", size, *down)]
     for program, seconds in sorted(CPU.items()):
         print(
@@ -190,6 +195,29 @@ def measure(bench: Bench, *, size: int, pairs: int) -> bool:
             f" (user + system; start-up included)"
         )
     return all(r >= TARGET for r in ratios)
+
+
+def start_side(stack: contextlib.ExitStack, *, mongodb_uri: str, workdir: Path, size: int) -> Bench:
+    """A Files service on a database of its own and a gateway in front (auth on)."""
+    workdir.mkdir(parents=True)
+    files = files_platform.start_files_server(
+        mongodb_uri=mongodb_uri,
+        workdir=workdir,
+        env_overrides={"DTPOC_FILES_MAX_UPLOAD_BYTES": str(size + MIB)},
+    )
+    stack.callback(files.stop)
+    token = secrets.token_urlsafe(24)
+    gateway = gateway_platform.start_gateway(
+        workdir=workdir,
+        files_address=files.address,
+        token_hashes=[hashlib.sha256(token.encode()).hexdigest()],
+        env={"DTPOC_GATEWAY_MAX_UPLOAD_BYTES": str(size + 2 * MIB)},
+    )
+    stack.callback(gateway.stop)
+    print(f"gateway {gateway.base_url} -> files {files.address}")
+    bench = Bench(gateway.base_url, token, workdir)
+    stack.callback(bench.http.close)
+    return bench
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -205,24 +233,10 @@ def main(argv: list[str] | None = None) -> int:
         workdir = Path(tmp)
         database = ferretdb.start_ferretdb(workdir=workdir / "ferretdb")
         stack.callback(database.stop)
-        files = files_platform.start_files_server(
-            mongodb_uri=database.uri,
-            workdir=workdir,
-            env_overrides={"DTPOC_FILES_MAX_UPLOAD_BYTES": str(size + MIB)},
-        )
-        stack.callback(files.stop)
-        token = secrets.token_urlsafe(24)
-        gateway = gateway_platform.start_gateway(
-            workdir=workdir,
-            files_address=files.address,
-            token_hashes=[hashlib.sha256(token.encode()).hexdigest()],
-            env={"DTPOC_GATEWAY_MAX_UPLOAD_BYTES": str(size + 2 * MIB)},
-        )
-        stack.callback(gateway.stop)
-        print(f"gateway {gateway.base_url}, files {files.address}, FerretDB {database.uri}")
-        bench = Bench(gateway.base_url, token, workdir)
-        stack.callback(bench.http.close)
-        measure(bench, size=size, pairs=args.pairs)
+        print(f"FerretDB {database.uri}")
+        uploads = start_side(stack, mongodb_uri=database.uri, workdir=workdir / "up", size=size)
+        downloads = start_side(stack, mongodb_uri=database.uri, workdir=workdir / "down", size=size)
+        measure(uploads, downloads, size=size, pairs=args.pairs)
     return 0
 
 
