@@ -17,8 +17,9 @@ Entries are ``{_id: "e:<seq, 20 digits>", service_id, at}`` with ``seq``
 next number by inserting it, and on a duplicate key takes the one after.
 A number is only tried after the one before it exists, so the sequence has
 no holes and a reader can stop at the first miss. ``{_id: "head", seq}`` is
-a hint of the latest number (it may lag, never run ahead of the entries), so
-a writer or reader that starts does not probe from 1. Entries are not
+a hint of the latest number (it may lag, never run ahead of the entries),
+written every ``HEAD_EVERY`` entries (a write per launch saved), so a writer
+or reader that starts probes at most that many entries, not from 1. Entries are not
 trimmed: they are tens of bytes and never scanned.
 """
 
@@ -35,6 +36,8 @@ HEAD_ID = "head"
 SUFFIX = "_changes"
 #: Entries one read of the journal takes at most (the rest on the next read).
 MAX_READ = 1000
+#: The head hint is written when an entry's number is a multiple of this.
+HEAD_EVERY = 32
 
 
 def journal_name(collection: str) -> str:
@@ -80,7 +83,8 @@ class ChangeWriter:
                     continue
                 self._next = seq + 1
                 break
-        await self._advance_head(seq)
+        if seq % HEAD_EVERY == 0:
+            await self._advance_head(seq)
         return seq
 
     async def _advance_head(self, seq: int) -> None:
