@@ -1,7 +1,7 @@
 """Sensor readings: MQTT publish → queryable point in InfluxDB, one sensor at QoS 1.
 
 Runs the chart's sensor half on this machine as the tests do
-(``tests.sensors.stack``: Debian's Mosquitto with the chart's config and
+(``dtpoc_local.sensors.stack``: Debian's Mosquitto with the chart's config and
 password file, InfluxDB of the chart's version set up with the chart's
 token, the real Telegraf on the rendered ``telegraf.conf`` of the ``light``
 sensor) and measures two things:
@@ -45,8 +45,8 @@ import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
 from dtpoc_local import ports, waiting
-from tests.chart import chart
-from tests.sensors import stack
+from dtpoc_local.sensors import render as chart
+from dtpoc_local.sensors import stack
 
 TOPIC = "sensors/light/bench"
 MEASUREMENT = "light_reading"

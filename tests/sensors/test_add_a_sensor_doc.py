@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from dtpoc_local.sensors import stack
 from tests.chart import chart
-from tests.sensors import stack
+from tests.sensors import devices
 
 pytestmark = pytest.mark.slow
 
@@ -91,7 +92,7 @@ def test_add_a_sensor_as_the_deploy_doc_says(tmp_path: Path) -> None:
     agent = stack.agent_values(tmp_path / "agent.yaml")
     with stack.running([values, agent], workdir=tmp_path) as run:
         assert sorted(run.telegrafs) == sorted(s["name"] for s in sensors)
-        with stack.publisher(run.broker, login=run.login()) as device:
+        with devices.publisher(run.broker, login=run.login()) as device:
             device.publish(publish["-t"], publish["-m"], qos=int(publish["-q"]))
         points = run.wait_for_points(expected.measurement, 1)
         if run.influx.major >= 2:

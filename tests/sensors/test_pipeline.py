@@ -19,9 +19,10 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from dtpoc_local import ports, waiting
+from dtpoc_local.sensors import stack
+from dtpoc_local.sensors.chartparts import ChartParts
 from tests.chart import chart
-from tests.sensors import stack
-from tests.sensors.chartparts import ChartParts
+from tests.sensors import devices
 
 pytestmark = pytest.mark.slow
 
@@ -47,7 +48,7 @@ def test_each_default_sensor_turns_its_readings_into_its_points(tmp_path: Path) 
     values = stack.agent_values(tmp_path / "agent.yaml")
     with stack.running([values], workdir=tmp_path) as run:
         assert sorted(run.telegrafs) == ["light", "temp"]
-        with stack.publisher(run.broker, login=run.login()) as device:
+        with devices.publisher(run.broker, login=run.login()) as device:
             device.publish_json("sensors/light/lab-1", reading(lux=312.5, machine="lab-1"))
             device.publish_json("sensors/light/lab-2", reading(ms=250, lux=0, machine="lab-2"))
             device.publish_json("sensors/temperature/lab-1", reading(temp=21.25, machine="lab-1"))
@@ -91,7 +92,7 @@ def test_a_sensor_added_through_values_only_gets_its_own_telegraf(tmp_path: Path
     agent = stack.agent_values(tmp_path / "agent.yaml")
     with stack.running([values, agent], workdir=tmp_path) as run:
         assert sorted(run.telegrafs) == ["light", "temp", "ward"]
-        with stack.publisher(run.broker, login=run.login()) as device:
+        with devices.publisher(run.broker, login=run.login()) as device:
             device.publish_json("CamDT/DC1/IfM/lab-1", reading(temp=21.25, beds=12, machine="m-42"))
             # Two levels below IfM: outside the filter's single-level wildcard.
             device.publish_json("CamDT/DC1/IfM/lab-1/extra", reading(ms=1, temp=1.0, machine="m"))
@@ -120,7 +121,7 @@ def test_the_public_broker_example_reads_the_originals_topic_tree_anonymously(
 ) -> None:
     agent = stack.agent_values(tmp_path / "agent.yaml")
     with stack.running([chart.PUBLIC_BROKER, agent], workdir=tmp_path, public_broker=True) as run:
-        with stack.publisher(run.broker, login=None) as device:
+        with devices.publisher(run.broker, login=None) as device:
             device.publish_json(
                 "CamDT/DC1/IfM/lab-1", reading(lux=312.5, temp=21.25, machine="m-42")
             )
@@ -169,7 +170,7 @@ def test_a_malformed_reading_is_dropped_and_logged_and_the_next_one_arrives(
     agent = stack.agent_values(tmp_path / "agent.yaml")
     with stack.running([agent], workdir=tmp_path) as run:
         light = run.telegrafs["light"]
-        with stack.publisher(run.broker, login=run.login()) as device:
+        with devices.publisher(run.broker, login=run.login()) as device:
             device.publish("sensors/light/lab-1", b'{"timestamp": "' + TIME.encode() + b'", "lux"')
             device.publish_json("sensors/light/lab-1", {"timestamp": "yesterday", "lux": 5.0})
             device.publish("sensors/light/lab-1", b"\xff\xfe not json")
@@ -197,7 +198,7 @@ def test_a_broker_restart_loses_no_qos1_reading(tmp_path: Path) -> None:
     agent = stack.agent_values(tmp_path / "agent.yaml", interval="10s", flush_interval="1s")
     with stack.running([agent], workdir=tmp_path) as run:
         light = run.telegrafs["light"]
-        with stack.publisher(run.broker, login=run.login()) as device:
+        with devices.publisher(run.broker, login=run.login()) as device:
             device.publish_json("sensors/light/lab-1", reading(ms=0, lux=0.0, machine="m"))
         run.wait_for_points("light_reading", 1)
         connected = run.broker.connections(light.client_id)
@@ -210,7 +211,7 @@ def test_a_broker_restart_loses_no_qos1_reading(tmp_path: Path) -> None:
             details=light.log,
         )
         run.broker.start()
-        with stack.publisher(run.broker, login=run.login()) as device:
+        with devices.publisher(run.broker, login=run.login()) as device:
             for ms in range(1, 6):
                 device.publish_json(TOPIC, reading(ms=ms, lux=float(ms), machine="m"))
             assert run.broker.connections(light.client_id) == connected, (
@@ -239,7 +240,7 @@ def test_a_burst_beyond_the_brokers_default_queue_loses_no_reading(tmp_path: Pat
     count = 1500
     agent = stack.agent_values(tmp_path / "agent.yaml")
     with stack.running([agent], workdir=tmp_path) as run:
-        with stack.publisher(run.broker, login=run.login()) as device:
+        with devices.publisher(run.broker, login=run.login()) as device:
             for i in range(count):
                 minute, second = divmod(i, 60)
                 stamp = f"2024-07-19T{10 + minute // 60:02d}:{minute % 60:02d}:{second:02d}.000Z"

@@ -1,6 +1,6 @@
 """What the chart renders for the sensor half, read as the pods would see it.
 
-The servers of :mod:`tests.sensors.stack` are configured from these parts
+The servers of :mod:`dtpoc_local.sensors.stack` are configured from these parts
 only: Mosquitto's ``mosquitto.conf`` and the password-file script of its init
 container, InfluxDB's first-start settings (the image's ``DOCKER_INFLUXDB_INIT_*``
 environment), each sensor's ``telegraf.conf`` and the environment its
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.chart import chart
+from dtpoc_local.sensors import render as chart
 
 SENSOR_LABEL = "dtpoc.eng.cam.ac.uk/sensor"
 

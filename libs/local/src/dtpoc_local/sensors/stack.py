@@ -1,6 +1,6 @@
 """The chart's sensor half on this machine: real Mosquitto, InfluxDB and Telegraf.
 
-Each server runs from what the chart renders (:mod:`tests.sensors.chartparts`),
+Each server runs from what the chart renders (:mod:`dtpoc_local.sensors.chartparts`),
 changed only where a pod's world differs from a test's:
 
 - **Mosquitto** (Debian's package, installed by ``tools/hostpkgs/install``):
@@ -18,7 +18,7 @@ changed only where a pod's world differs from a test's:
   rendered ``telegraf.conf`` byte for byte except the in-cluster broker
   address, with the environment its Deployment gives it.
 
-Used by ``tests/sensors`` and ``bench/sensors.py``.
+Used by ``tests/sensors`` and ``bench/sensors.py``; devices publish with paho-mqtt there.
 """
 
 from __future__ import annotations
@@ -30,23 +30,20 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
+import httpx
 
 from dtpoc_local import binaries, ports, processes, waiting
-from tests.chart import chart
-from tests.sensors.chartparts import ChartParts, InfluxSetup, Sensor
+from dtpoc_local.paths import REPO_ROOT
+from dtpoc_local.sensors.chartparts import ChartParts, InfluxSetup, Sensor
 
 READY_TIMEOUT = 60.0
-TELEGRAF_BUILD_SCRIPT = chart.REPO_ROOT / "tests" / "chart" / "build-telegraf"
+TELEGRAF_BUILD_SCRIPT = REPO_ROOT / "tests" / "chart" / "build-telegraf"
 
 
 def _replace_once(text: str, old: str, new: str, *, what: str) -> str:
@@ -276,11 +273,14 @@ bind-address = "{ports.LOOPBACK}:{rpc}"
 
     def _influxql(self, statement: str) -> list[dict[str, Any]]:
         """One InfluxQL statement (1.x) on the chart's bucket; its series."""
-        query = urllib.parse.urlencode({"q": statement, "db": self.setup.bucket, "epoch": "ns"})
-        request = urllib.request.Request(f"{self.url}/query?{query}", method="POST")
-        request.add_header("Authorization", f"Token {self.token}")
-        with urllib.request.urlopen(request, timeout=30) as answer:
-            results = json.loads(answer.read())["results"]
+        answer = httpx.post(
+            f"{self.url}/query",
+            params={"q": statement, "db": self.setup.bucket, "epoch": "ns"},
+            headers={"Authorization": f"Token {self.token}"},
+            timeout=30,
+        )
+        answer.raise_for_status()
+        results = answer.json()["results"]
         errors = [r["error"] for r in results if "error" in r]
         if errors:
             raise AssertionError(f"{statement.split(' WITH ')[0]}: {errors}")
@@ -289,7 +289,7 @@ bind-address = "{ports.LOOPBACK}:{rpc}"
     def _points_v1(self, measurement: str) -> list[Point]:
         """Points through InfluxQL, each field typed by the server's schema (SHOW FIELD KEYS)."""
         name = json.dumps(measurement)
-        selected = self._influxql(f"SELECT * FROM {name} GROUP BY *")
+        selected = self._influxql(f"SELECT * FROM {name} GROUP BY *")  # noqa: S608 (a quoted name)
         # Asked after the points: every field they carry is in the schema by then.
         kinds = {
             key: kind
@@ -320,7 +320,7 @@ bind-address = "{ports.LOOPBACK}:{rpc}"
     def _healthy(self) -> bool:
         try:
             return bool(self._request("GET", "/health", token=None).get("status") == "pass")
-        except (OSError, urllib.error.URLError, ValueError):
+        except (httpx.HTTPError, ValueError):
             return False
 
     def _first_start(self) -> None:
@@ -345,26 +345,21 @@ bind-address = "{ports.LOOPBACK}:{rpc}"
         token: str | None,
         accept: str = "application/json",
     ) -> Any:
-        request = urllib.request.Request(
-            self.url + path,
-            method=method,
-            data=json.dumps(body).encode() if body is not None else None,
-            headers={"Content-Type": "application/json", "Accept": accept},
-        )
+        headers = {"Accept": accept}
         if token is not None:
-            request.add_header("Authorization", f"Token {token}")
-        with urllib.request.urlopen(request, timeout=30) as answer:
-            data = answer.read()
+            headers["Authorization"] = f"Token {token}"
+        answer = httpx.request(method, self.url + path, json=body, headers=headers, timeout=30)
+        answer.raise_for_status()
         if accept != "application/json":
-            return data.decode()
-        return json.loads(data) if data else {}
+            return answer.text
+        return answer.json() if answer.content else {}
 
     def count(self, measurement: str, *, field: str, tag: tuple[str, str]) -> int:
         """How many points of ``measurement`` carry ``field`` and the tag ``tag``."""
         if self.major >= 2:
             return sum(1 for p in self.points(measurement) if p.tags.get(tag[0]) == tag[1])
         where = f"{json.dumps(tag[0])} = '{tag[1]}'"
-        statement = f"SELECT count({json.dumps(field)}) FROM {json.dumps(measurement)}"
+        statement = f"SELECT count({json.dumps(field)}) FROM {json.dumps(measurement)}"  # noqa: S608
         series = self._influxql(f"{statement} WHERE {where}")
         return int(series[0]["values"][0][1]) if series else 0
 
@@ -565,49 +560,9 @@ class Telegraf:
 
 def _health(port: int) -> bool:
     try:
-        with urllib.request.urlopen(f"http://{ports.LOOPBACK}:{port}/", timeout=2) as answer:
-            return bool(answer.status == 200)
-    except (OSError, urllib.error.URLError):
+        return httpx.get(f"http://{ports.LOOPBACK}:{port}/", timeout=2).status_code == 200
+    except httpx.HTTPError:
         return False
-
-
-# --- publishing --------------------------------------------------------------------------------
-
-
-class Publisher:
-    """A sensor device: an MQTT 3.1.1 client that publishes and awaits each PUBACK."""
-
-    def __init__(self, broker: Mosquitto, *, login: tuple[str, str] | None) -> None:
-        self._client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311, clean_session=True
-        )
-        if login is not None:
-            self._client.username_pw_set(*login)
-        self._client.connect(ports.LOOPBACK, broker.port, keepalive=30)
-        self._client.loop_start()
-        waiting.wait_for(self._client.is_connected, timeout=30, what="the publisher to connect")
-
-    def publish(self, topic: str, payload: bytes | str, *, qos: int = 1) -> None:
-        info = self._client.publish(topic, payload, qos=qos)
-        info.wait_for_publish(timeout=30)
-        if not info.is_published():
-            raise AssertionError(f"the broker did not acknowledge {topic}")
-
-    def publish_json(self, topic: str, reading: dict[str, Any], *, qos: int = 1) -> None:
-        self.publish(topic, json.dumps(reading), qos=qos)
-
-    def close(self) -> None:
-        self._client.disconnect()
-        self._client.loop_stop()
-
-
-@contextlib.contextmanager
-def publisher(broker: Mosquitto, *, login: tuple[str, str] | None) -> Iterator[Publisher]:
-    client = Publisher(broker, login=login)
-    try:
-        yield client
-    finally:
-        client.close()
 
 
 def agent_values(path: Path, *, interval: str = "1s", flush_interval: str = "1s") -> Path:
