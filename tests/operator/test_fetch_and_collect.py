@@ -120,7 +120,10 @@ def test_unreachable_files_service_exits_1(tmp_path: Path) -> None:
         [str(script)], env=env, capture_output=True, text=True, timeout=60, check=False
     )
     assert result.returncode == 1
-    assert "UNAVAILABLE" in result.stderr or "deadline" in result.stderr
+    # The pod's log names the input it could not fetch, and why: the last retry's
+    # UNAVAILABLE, or the overall deadline when that came first (timing decides).
+    assert f"input a ({'0' * 24})" in result.stderr, result.stderr
+    assert "UNAVAILABLE" in result.stderr or "deadline" in result.stderr, result.stderr
 
 
 async def _collect(address: str, folder: Path) -> collector_mod.Collected:
