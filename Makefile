@@ -53,7 +53,7 @@ schema: sync
 	@$(UV) run python tools/values_schema.py
 
 check-schema: sync
-	@$(UV) run python tools/values_schema.py --check
+	@$(UV) run python tools/values_schema.py tools/longest_functions.py --check
 
 lint: sync
 	@$(UV) run ruff check .
@@ -64,7 +64,7 @@ format: sync
 	@$(UV) run ruff check --fix .
 
 typecheck: sync
-	@$(UV) run mypy libs/common/src services/files/src services/orchestrator/src services/operator/src gateway/src examples/histolab/src tools/generate.py tools/values_schema.py tools/cluster tools/images libs/local/src clients/python/src
+	@$(UV) run mypy libs/common/src services/files/src services/orchestrator/src services/operator/src gateway/src examples/histolab/src tools/generate.py tools/values_schema.py tools/longest_functions.py tools/cluster tools/images libs/local/src clients/python/src
 
 buf-lint: generate
 	@tools/testbin/build buf >&2
