@@ -76,24 +76,57 @@ class Files:
         """Write file ``file_id`` to ``dest`` (a path, replaced only once complete, or a stream).
 
         ``on_info`` hears the file's record before the first byte (e.g. to
-        size a progress bar).
+        size a progress bar). A stream that breaks after some bytes (the
+        connection dropped, the backend briefly unavailable) is resumed from
+        the next byte (HTTP Range / the RPC's offset), as long as each try
+        brings more bytes; one that brings none raises.
         """
-        request = files_pb2.GetFileRequest(file_id=file_id)
-        with self._t.download(request) as download:
-            if on_info is not None:
-                on_info(download.info)
-            if isinstance(dest, str | os.PathLike):
-                target = Path(dest)
-                partial = target.with_name(f".{target.name}.part")
-                try:
-                    with partial.open("wb") as out:
-                        _copy(download.chunks, out, progress)
-                    partial.replace(target)
-                finally:
-                    partial.unlink(missing_ok=True)
-            else:
-                _copy(download.chunks, dest, progress)
-            return download.info
+        if isinstance(dest, str | os.PathLike):
+            target = Path(dest)
+            partial = target.with_name(f".{target.name}.part")
+            try:
+                with partial.open("wb") as out:
+                    info = self._resuming(file_id, out, progress, on_info)
+                partial.replace(target)
+            finally:
+                partial.unlink(missing_ok=True)
+            return info
+        return self._resuming(file_id, dest, progress, on_info)
+
+    def _resuming(
+        self,
+        file_id: str,
+        out: BinaryIO,
+        progress: Progress | None,
+        on_info: Callable[[files_pb2.FileInfo], None] | None,
+    ) -> files_pb2.FileInfo:
+        written = 0
+        info: files_pb2.FileInfo | None = None
+
+        def count(size: int) -> None:
+            nonlocal written
+            written += size
+            if progress is not None:
+                progress(size)
+
+        while True:
+            before = written
+            request = files_pb2.GetFileRequest(file_id=file_id, offset=written)
+            try:
+                with self._t.download(request) as download:
+                    if info is None:
+                        info = download.info
+                        if on_info is not None:
+                            on_info(info)
+                    _copy(download.chunks, out, count)
+                if info.length and written < info.length:
+                    raise errors.ConnectionFailed(
+                        f"the download of {file_id} ended after {written} of {info.length} bytes"
+                    )
+                return info
+            except (errors.ConnectionFailed, errors.Unavailable):
+                if info is None or written == before:
+                    raise
 
     def info(self, file_id: str) -> files_pb2.FileInfo:
         """The record of one file."""
