@@ -163,6 +163,7 @@ def test_persistent_service_with_port_has_service_and_ingress(
             "version": "2",
             "jobType": "persistent",
             "port": 8080,
+            "expose": True,
             "env": {"MODE": "a"},
             "command": ["serve"],
         }
@@ -212,11 +213,12 @@ def test_persistent_service_with_port_has_service_and_ingress(
     assert ready["status"] == "True"
     assert op.replica(status, 0)["state"] == "running"
 
-    # Spec changes are applied; dropping the port removes the Service and Ingress.
+    # Spec changes are applied; dropping the port (and so the exposure, which the CRD allows
+    # only with a port) removes the Service and Ingress.
     op.kube.request(
         "PATCH",
         op.analytics_path(service_id),
-        body={"spec": {"env": {"MODE": "b"}, "port": None}},
+        body={"spec": {"env": {"MODE": "b"}, "port": None, "expose": None}},
         content_type="application/merge-patch+json",
     )
 
