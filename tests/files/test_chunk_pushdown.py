@@ -1,4 +1,4 @@
-"""Downloading a file by id reads its chunks by ``_id``, never scanning the chunks collection.
+"""Downloading a small file by id reads its chunks by ``_id``; a large one in one pass.
 
 FerretDB 1.x on SQLite answers only ``{_id: <value>}`` from its index; the
 GridFS query ``{files_id, n}`` decodes every chunk of every stored file (the
@@ -7,8 +7,11 @@ with all the bytes the platform ever stored (issue 18). The store names its
 chunks (``<file id>:<n>``) and reads them by point reads. These tests run
 the real store on the real FerretDB, catch every filter it sends with
 pymongo's command monitoring and ask FerretDB's ``explain`` whether each was
-pushed down; they also check that other GridFS writers' files (ObjectId chunk
-ids) are still served, and that GridFS readers still read this store's files.
+pushed down (a large read, over ``NAMED_READ_MAX_CHUNKS`` chunks, is one
+cursor instead: on SQLite each point read is a table scan, so one scan per
+chunk of a 200 MiB file would cost minutes); they also check that other
+GridFS writers' files (ObjectId chunk ids) are still served, and that GridFS
+readers still read this store's files.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from bson import ObjectId
 from pymongo import AsyncMongoClient, monitoring
 
 from dtpoc_files import domain
-from dtpoc_files.gridfs_store import GridFSStore
+from dtpoc_files.gridfs_store import NAMED_READ_MAX_CHUNKS, GridFSStore
 from dtpoc_local.databases import drop_databases, unique_db_name
 
 CHUNK = 64 * 1024
@@ -140,3 +143,18 @@ async def test_files_of_other_gridfs_writers_are_still_served(
         record = await store.get(str(file_id))
         assert await _read(store, record, 0, len(content)) == content
         assert await _read(store, record, CHUNK - 3, 10) == content[CHUNK - 3 : CHUNK + 7]
+
+
+async def test_a_large_read_is_one_cursor_not_one_query_per_chunk(
+    mongodb_uri: str, database: str
+) -> None:
+    chunks = NAMED_READ_MAX_CHUNKS * 2 + 1
+    content = bytes(range(256)) * (CHUNK * chunks // 256)
+    async with open_store(mongodb_uri, database) as (store, queries):
+        record = await _upload(store, content)
+        queries.recording = True
+        whole = await _read(store, record, 0, len(content))
+        queries.recording = False
+        assert whole == content
+        # One query for the whole file (one more only if chunks came out of order).
+        assert 1 <= len(queries.filters) <= 2, queries.filters

@@ -95,6 +95,13 @@ UNREACHABLE_MESSAGE = "the files database cannot be reached; try again later"
 CLAIM_WAIT_SECONDS = 30.0
 #: Chunks per read batch: bounds download memory to a few chunks.
 READ_BATCH_CHUNKS = 4
+#: Most chunks a download reads by point reads; longer reads use one cursor.
+#: On FerretDB 1.x's SQLite backend a point read is pushed down but still a
+#: table scan in SQLite (its plan says ``SCAN``), so k point reads cost k scans
+#: of the chunks collection, while one ``{files_id, n}`` cursor costs one pass
+#: decoded in FerretDB: a few point reads win for the small files replicas
+#: write, one cursor wins for a large upload (a 200 MiB file is 800 chunks).
+NAMED_READ_MAX_CHUNKS = 16
 
 
 def chunk_id(file_id: ObjectId | str, n: int) -> str:
@@ -270,7 +277,8 @@ class GridFSStore:
         oid = ObjectId(record.file_id)
         next_n = byte_range.offset // chunk_size
         skip = byte_range.offset - next_n * chunk_size
-        if await self._named_chunks(oid, next_n):
+        last_n = (byte_range.offset + byte_range.length - 1) // chunk_size
+        if last_n - next_n < NAMED_READ_MAX_CHUNKS and await self._named_chunks(oid, next_n):
             async for piece in self._read_named(
                 record, first=next_n, skip=skip, length=byte_range.length, piece_bytes=piece_bytes
             ):
