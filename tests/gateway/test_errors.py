@@ -21,7 +21,6 @@ MAPPING = [
     (grpc.StatusCode.NOT_FOUND, 404),
     (grpc.StatusCode.ALREADY_EXISTS, 409),
     (grpc.StatusCode.ABORTED, 409),
-    (grpc.StatusCode.UNAUTHENTICATED, 401),
     (grpc.StatusCode.PERMISSION_DENIED, 403),
     (grpc.StatusCode.RESOURCE_EXHAUSTED, 413),  # size limits only: never a retryable 429
     (grpc.StatusCode.UNIMPLEMENTED, 501),
@@ -57,6 +56,19 @@ def test_grpc_status_maps_to_http(api: httpx.Client, code: grpc.StatusCode, stat
         assert "did not answer in time" in body["message"]
     else:
         assert body["message"] == f"double says {code.name}"
+
+
+def test_a_backend_refusing_the_gateways_credential_is_502_not_the_clients_401(
+    api: httpx.Client,
+) -> None:
+    """People's tokens are checked by the gateway; a backend's UNAUTHENTICATED is about the
+    gateway's own credential, which no client can fix."""
+    answer = api.get(f"{PREFIX}/service/{abort_id(grpc.StatusCode.UNAUTHENTICATED)}/status")
+    body = assert_error_shape(answer, 502)
+    assert body["status"] == "INTERNAL"
+    assert "misconfigured, not your API token" in body["message"]
+    assert "double says" not in body["message"], "the backend's own text stays in the log"
+    assert "www-authenticate" not in answer.headers
 
 
 def test_unknown_id_is_404(api: httpx.Client) -> None:
