@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from dtpoc_local import binaries
+from dtpoc_local.sensors.render import merged_values as merged_values
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHART_DIR = Path(os.environ.get("DTPOC_TEST_CHART_DIR", REPO_ROOT / "infra"))
@@ -203,21 +204,3 @@ def render_error(values_files: Sequence[Path] = (), *, sets: Sequence[str] = ())
     except HelmFailed as failure:
         return failure.stderr
     raise AssertionError(f"helm template accepted {list(values_files)} {list(sets)}")
-
-
-def merged_values(values_files: Sequence[Path] = ()) -> dict[str, Any]:
-    """The values after ``values_files``, merged as helm does (maps merge, lists replace)."""
-
-    def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-        out = dict(base)
-        for key, value in over.items():
-            if isinstance(value, dict) and isinstance(out.get(key), dict):
-                out[key] = merge(out[key], value)
-            else:
-                out[key] = value
-        return out
-
-    values: dict[str, Any] = yaml.safe_load((CHART_DIR / "values.yaml").read_text())
-    for path in values_files:
-        values = merge(values, yaml.safe_load(path.read_text()) or {})
-    return values
