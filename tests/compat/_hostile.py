@@ -27,6 +27,10 @@ import httpx
 from hypothesis import strategies as st
 
 SERVER_ERROR = 500
+#: The one documented 5xx: a launch of a ``sim`` service, which has no
+#: implementation (as in the original); any other 501 still fails.
+UNIMPLEMENTED = 501
+SIM_UNIMPLEMENTED = "simulation services (sim) are not implemented"
 #: Python's or a library's wording, which a client must never read in a 4xx.
 LIBRARY_WORDING = re.compile(
     r"bytes-like|NoneType|int\(\)|object has no attribute|Traceback|"
@@ -54,7 +58,8 @@ class Tally:
             self.failures.append(f"{what}: connection dropped ({text[:200]})")
             return
         self.statuses[status] += 1
-        if status >= SERVER_ERROR or LIBRARY_WORDING.search(text):
+        documented = status == UNIMPLEMENTED and SIM_UNIMPLEMENTED in text
+        if (status >= SERVER_ERROR and not documented) or LIBRARY_WORDING.search(text):
             self.failures.append(f"{what}: {status} {text[:300]}")
 
     def send(
