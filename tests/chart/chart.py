@@ -14,15 +14,18 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 from dtpoc_local import binaries
+from dtpoc_local.sensors.render import Manifest as Manifest
+from dtpoc_local.sensors.render import Rendered as HarnessRendered
+from dtpoc_local.sensors.render import containers as containers
 from dtpoc_local.sensors.render import merged_values as merged_values
+from dtpoc_local.sensors.render import pod_spec as pod_spec
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHART_DIR = Path(os.environ.get("DTPOC_TEST_CHART_DIR", REPO_ROOT / "infra"))
@@ -47,8 +50,6 @@ SHAPES: dict[str, tuple[Path, ...]] = {
 
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob")
 
-Manifest = dict[str, Any]
-
 
 def kube_version() -> str:
     """The Kubernetes version tests render for: the pinned control plane's.
@@ -60,53 +61,14 @@ def kube_version() -> str:
 
 
 @dataclass(frozen=True)
-class Rendered:
-    """The manifests of one ``helm template`` run, with lookups by kind and name."""
+class Rendered(HarnessRendered):
+    """The harness's render (lookups by kind and name) with helm's text and the values files."""
 
-    manifests: list[Manifest]
     text: str
-    namespace: str
-    release: str
     values_files: tuple[Path, ...] = field(default=())
-
-    def of_kind(self, kind: str) -> list[Manifest]:
-        return [m for m in self.manifests if m["kind"] == kind]
-
-    def named(self, kind: str, name: str) -> Manifest:
-        for m in self.of_kind(kind):
-            if m["metadata"]["name"] == name:
-                return m
-        names = [m["metadata"]["name"] for m in self.of_kind(kind)]
-        raise KeyError(f"no {kind} {name!r}; rendered {kind}s: {names}")
 
     def workloads(self) -> list[Manifest]:
         return [m for m in self.manifests if m["kind"] in WORKLOAD_KINDS]
-
-    def secret_values(self) -> dict[tuple[str, str], str]:
-        """``(secret name, key) -> value`` of every rendered Secret (stringData and data)."""
-        import base64
-
-        values: dict[tuple[str, str], str] = {}
-        for secret in self.of_kind("Secret"):
-            name = secret["metadata"]["name"]
-            for key, value in (secret.get("stringData") or {}).items():
-                values[(name, key)] = str(value)
-            for key, value in (secret.get("data") or {}).items():
-                values[(name, key)] = base64.b64decode(value).decode()
-        return values
-
-
-def pod_spec(workload: Manifest) -> dict[str, Any]:
-    """The pod spec inside a workload manifest."""
-    spec = workload["spec"]
-    if workload["kind"] == "CronJob":
-        spec = spec["jobTemplate"]["spec"]
-    return dict(spec["template"]["spec"])
-
-
-def containers(workload: Manifest, *, init: bool = False) -> Iterator[dict[str, Any]]:
-    """The containers (or init containers) of a workload."""
-    yield from pod_spec(workload).get("initContainers" if init else "containers") or []
 
 
 def helm(*args: str, kubeconfig: Path | None = None, check: bool = True) -> str:

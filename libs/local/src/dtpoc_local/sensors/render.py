@@ -40,10 +40,11 @@ class Rendered:
         for m in self.of_kind(kind):
             if m["metadata"]["name"] == name:
                 return m
-        raise KeyError(f"no {kind} {name!r}")
+        names = [m["metadata"]["name"] for m in self.of_kind(kind)]
+        raise KeyError(f"no {kind} {name!r}; rendered {kind}s: {names}")
 
     def secret_values(self) -> dict[tuple[str, str], str]:
-        """``(secret name, key) -> value`` of every rendered Secret."""
+        """``(secret name, key) -> value`` of every rendered Secret (stringData and data)."""
         values: dict[tuple[str, str], str] = {}
         for secret in self.of_kind("Secret"):
             name = secret["metadata"]["name"]
@@ -54,10 +55,17 @@ class Rendered:
         return values
 
 
+def pod_spec(workload: Manifest) -> dict[str, Any]:
+    """The pod spec inside a workload manifest."""
+    spec = workload["spec"]
+    if workload["kind"] == "CronJob":
+        spec = spec["jobTemplate"]["spec"]
+    return dict(spec["template"]["spec"])
+
+
 def containers(workload: Manifest, *, init: bool = False) -> Iterator[dict[str, Any]]:
-    """The containers (or init containers) of a Deployment or StatefulSet."""
-    spec = workload["spec"]["template"]["spec"]
-    yield from spec.get("initContainers" if init else "containers") or []
+    """The containers (or init containers) of a workload."""
+    yield from pod_spec(workload).get("initContainers" if init else "containers") or []
 
 
 def render(
