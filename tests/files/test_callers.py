@@ -25,6 +25,7 @@ from dtpoc_local import ports
 from dtpoc_local.credentials import credentials
 from dtpoc_local.servers.files import FilesServer, files_executable
 from tests.files import helpers
+from tests.realdeps import grpccalls
 
 CALL_TIMEOUT = 30.0
 
@@ -32,23 +33,10 @@ CALL_TIMEOUT = 30.0
 @pytest.fixture
 def stub_as(files_server: FilesServer) -> Iterator[Callable[..., files_pb2_grpc.FilesServiceStub]]:
     """``stub_as(token)``: a Files client presenting ``token`` (None: no metadata at all)."""
-    channels: list[grpc.Channel] = []
-
-    def make(token: str | None) -> files_pb2_grpc.FilesServiceStub:
-        channel = grpcauth.sync_channel(files_server.address, token)
-        channels.append(channel)
-        return files_pb2_grpc.FilesServiceStub(channel)
-
-    yield make
-    for channel in channels:
-        channel.close()
+    yield from grpccalls.stubs_as(files_server.address, files_pb2_grpc.FilesServiceStub)
 
 
-def _code(call: Callable[[], object]) -> grpc.StatusCode:
-    with pytest.raises(grpc.RpcError) as caught:
-        call()
-    code: grpc.StatusCode = caught.value.code()  # type: ignore[attr-defined]
-    return code
+_code = grpccalls.refusal_code
 
 
 def _list(stub: files_pb2_grpc.FilesServiceStub) -> object:

@@ -13,6 +13,7 @@ from dtpoc.orchestrator.v1alpha1 import orchestrator_pb2, orchestrator_pb2_grpc
 from dtpoc_common import grpcauth
 from dtpoc_local.credentials import credentials
 from dtpoc_local.servers.orchestrator import OrchestratorServer
+from tests.realdeps import grpccalls
 
 CALL_TIMEOUT = 30.0
 FILE_ID = "0123456789abcdef01234567"
@@ -23,23 +24,12 @@ def stub_as(
     orchestrator_server: OrchestratorServer,
 ) -> Iterator[Callable[[str | None], orchestrator_pb2_grpc.OrchestratorServiceStub]]:
     """``stub_as(token)``: a client presenting ``token`` (None: no metadata at all)."""
-    channels: list[grpc.Channel] = []
-
-    def make(token: str | None) -> orchestrator_pb2_grpc.OrchestratorServiceStub:
-        channel = grpcauth.sync_channel(orchestrator_server.address, token)
-        channels.append(channel)
-        return orchestrator_pb2_grpc.OrchestratorServiceStub(channel)
-
-    yield make
-    for channel in channels:
-        channel.close()
+    yield from grpccalls.stubs_as(
+        orchestrator_server.address, orchestrator_pb2_grpc.OrchestratorServiceStub
+    )
 
 
-def _code(call: Callable[[], object]) -> grpc.StatusCode:
-    with pytest.raises(grpc.RpcError) as caught:
-        call()
-    code: grpc.StatusCode = caught.value.code()  # type: ignore[attr-defined]
-    return code
+_code = grpccalls.refusal_code
 
 
 def _list(stub: orchestrator_pb2_grpc.OrchestratorServiceStub) -> object:
