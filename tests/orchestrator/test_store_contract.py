@@ -1,9 +1,11 @@
-"""The AnalyticsStore contract, passed by both adapters against their real backends.
+"""The AnalyticsStore contract, passed by both adapters against their real backends and by
+the in-memory fake the unit tier uses.
 
 ``kubernetes``: custom resources in the real kube-apiserver with the CRD of
-``infra/crds``; ``local``: documents in FerretDB. The operator's part
-(writing status, finishing a deletion) is played by the operator double of
-``conftest.py``.
+``infra/crds``; ``local``: documents in FerretDB; ``memory``:
+``InMemoryAnalyticsStore``. The operator's part (writing status, finishing a
+deletion) is played by the operator doubles of :mod:`tests.orchestrator.helpers`
+(the fake plays it itself).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from dtpoc.analytics.v1alpha1 import analytics_pb2
 from dtpoc_common import analytics, errors
 from dtpoc_local.databases import drop_databases, unique_db_name
 from dtpoc_orchestrator import domain, store
-from dtpoc_orchestrator.adapters import kubernetes, local
+from dtpoc_orchestrator.adapters import kubernetes, local, memory
 from tests.orchestrator.helpers import (
     KubeOperatorDouble,
     LocalOperatorDouble,
@@ -54,11 +56,31 @@ def a_spec(**overrides: Any) -> analytics_pb2.AnalyticsSpec:
     return spec
 
 
-@pytest.fixture(params=["local", "kubernetes"])
+class MemoryOperatorDouble(OperatorDouble):
+    """The operator's part for the fake: the fake's own operator methods."""
+
+    backend = "memory"
+
+    def __init__(self, fake: memory.InMemoryAnalyticsStore) -> None:
+        self._fake = fake
+
+    def write_status(self, service_id: str, status: dict[str, Any]) -> None:
+        self._fake.write_status(service_id, status)
+
+    def finish_deletion(self, service_id: str) -> None:
+        self._fake.finish_deletion(service_id)
+
+
+@pytest.fixture(params=["local", "kubernetes", "memory"])
 async def store_and_operator(
-    request: pytest.FixtureRequest, mongodb_uri: str
+    request: pytest.FixtureRequest,
 ) -> AsyncIterator[tuple[store.AnalyticsStore, OperatorDouble]]:
-    """An adapter on its real backend, and the operator double that goes with it."""
+    """An adapter on its real backend (or the fake), and the operator double that goes with it."""
+    if request.param == "memory":
+        fake = memory.InMemoryAnalyticsStore(namespace="lab")
+        yield fake, MemoryOperatorDouble(fake)
+        return
+    mongodb_uri: str = request.getfixturevalue("mongodb_uri")
     if request.param == "local":
         database = unique_db_name("store")
         client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongodb_uri)

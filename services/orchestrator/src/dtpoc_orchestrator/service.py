@@ -43,9 +43,7 @@ from dtpoc.analytics.v1alpha1 import analytics_pb2
 from dtpoc_common import errors
 from dtpoc_common import logging as dlog
 from dtpoc_common.vocabulary import FINAL_REPLICA_STATES, JobType, Phase, ReplicaState
-from dtpoc_orchestrator import desired, domain, outputs, status, store, validation
-from dtpoc_orchestrator.adapters import files as files_adapter
-from dtpoc_orchestrator.adapters import records as records_adapter
+from dtpoc_orchestrator import desired, domain, outputs, ports, status, validation
 
 log = dlog.get_logger(__name__)
 
@@ -98,14 +96,14 @@ class FileUsage:
 
 
 class Orchestrator:
-    """Use cases; the gRPC servicer translates messages and calls these."""
+    """Use cases over the ports; the gRPC servicer translates messages and calls these."""
 
     def __init__(
         self,
         *,
-        records: records_adapter.ServiceRecords,
-        analytics_store: store.AnalyticsStore,
-        files: files_adapter.FilesClient,
+        records: ports.Records,
+        analytics_store: ports.AnalyticsStore,
+        files: ports.Files,
         ping_database: Callable[[], Any],
         creating_grace_seconds: float = 60.0,
         max_inline_output_bytes: int = 4 * 1024 * 1024,

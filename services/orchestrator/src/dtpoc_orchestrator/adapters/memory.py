@@ -1,0 +1,308 @@
+"""In-memory fakes of the orchestrator's ports (:mod:`dtpoc_orchestrator.ports`).
+
+Named test doubles that live with the adapters rather than under tests/:
+mypy --strict checks them against the same Protocols as the real adapters,
+so a port that changes breaks its fake at ``make typecheck``, not at the next
+unit run; and the contract tests (``tests/orchestrator/test_*_contract.py``)
+run each fake beside its real adapter, so a fake cannot drift from what the
+real one does. Production wiring (:mod:`dtpoc_orchestrator.server`) never
+builds them.
+
+Each fake keeps what the real store keeps (records, resources as the
+resource dicts the operator reads, files with their metadata) and answers
+with the same domain errors; :class:`Faults` lets a test make the next call
+of a method fail, as an unreachable dependency would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from bson import ObjectId
+
+from dtpoc.analytics.v1alpha1 import analytics_pb2
+from dtpoc_common import analytics, errors
+from dtpoc_orchestrator import domain, ports
+from dtpoc_orchestrator.adapters import resources
+
+#: Launch decisions, as in :mod:`dtpoc_orchestrator.adapters.records`.
+LAUNCHED = "launched"
+REMOVED = "removed"
+
+
+class Faults:
+    """Errors armed for the next calls of a fake's methods (a dependency failing)."""
+
+    def __init__(self) -> None:
+        self._armed: dict[str, list[errors.DomainError]] = {}
+
+    def arm(self, method: str, error: errors.DomainError, *, times: int = 1) -> None:
+        """The next ``times`` calls of ``method`` raise ``error`` and change nothing."""
+        self._armed.setdefault(method, []).extend([error] * times)
+
+    def check(self, method: str) -> None:
+        armed = self._armed.get(method)
+        if armed:
+            raise armed.pop(0)
+
+
+class InMemoryServiceRecords:
+    """Fake of :class:`~dtpoc_orchestrator.ports.Records`."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, domain.ServiceRecord] = {}
+        self._decisions: dict[str, str] = {}
+        self.faults = Faults()
+
+    def _decide(self, service_id: str, outcome: str) -> str:
+        return self._decisions.setdefault(service_id, outcome)
+
+    async def insert(self, record: domain.ServiceRecord) -> None:
+        self.faults.check("insert")
+        if record.id in self.records:
+            raise errors.Unavailable(f"record {record.id} exists already")
+        self.records[record.id] = record
+
+    async def get(self, service_id: str) -> domain.ServiceRecord | None:
+        self.faults.check("get")
+        return self.records.get(service_id)
+
+    async def mark_launched(self, service_id: str) -> bool:
+        self.faults.check("mark_launched")
+        if self._decide(service_id, LAUNCHED) != LAUNCHED:
+            self.records.pop(service_id, None)
+            return False
+        record = self.records.get(service_id)
+        if record is None:
+            return False
+        self.records[service_id] = record.replace(state=domain.STATE_LAUNCHED)
+        return True
+
+    async def delete_creating(self, service_id: str) -> bool:
+        self.faults.check("delete_creating")
+        if self._decide(service_id, REMOVED) != REMOVED:
+            return False
+        return self.records.pop(service_id, None) is not None
+
+    async def creating(self) -> list[domain.ServiceRecord]:
+        self.faults.check("creating")
+        return [r for r in self.records.values() if r.state == domain.STATE_CREATING]
+
+    async def page(self, *, skip: int, limit: int) -> list[domain.ServiceRecord]:
+        self.faults.check("page")
+        launched = [r for r in self.records.values() if r.state == domain.STATE_LAUNCHED]
+        launched.sort(key=lambda r: (r.created_at, r.id), reverse=True)
+        return launched[skip : skip + limit]
+
+    async def batches(self, *, size: int) -> AsyncIterator[list[domain.ServiceRecord]]:
+        for skip in itertools.count(0, size):
+            batch = await self.page(skip=skip, limit=size)
+            if batch:
+                yield batch
+            if len(batch) < size:
+                return
+
+    async def mark_terminated(
+        self,
+        service_id: str,
+        *,
+        at: float,
+        last_status: analytics_pb2.AnalyticsStatus | None,
+    ) -> bool:
+        self.faults.check("mark_terminated")
+        record = self.records.get(service_id)
+        if record is None or record.terminated:
+            return False
+        self.records[service_id] = record.replace(terminated_at=at, last_status=last_status)
+        return True
+
+    async def keep_last_status(
+        self, service_id: str, status: analytics_pb2.AnalyticsStatus
+    ) -> None:
+        self.faults.check("keep_last_status")
+        record = self.records.get(service_id)
+        if record is not None:
+            self.records[service_id] = record.replace(last_status=status)
+
+    async def mounting(self, file_id: str) -> list[domain.ServiceRecord]:
+        self.faults.check("mounting")
+        found = [r for r in self.records.values() if file_id in r.input_file_ids]
+        return sorted(found, key=lambda r: r.id)
+
+
+class InMemoryAnalyticsStore:
+    """Fake of :class:`~dtpoc_orchestrator.store.AnalyticsStore`, with the operator's part.
+
+    Resources are kept as the resource dicts the operator reads. A delete
+    marks the resource ``deleting`` until :meth:`finish_deletion` (the
+    operator's finalizer letting go), as the local store does;
+    :meth:`write_status` is the operator writing status.
+    """
+
+    def __init__(self, *, backend: str = "local", namespace: str = "dtpoc") -> None:
+        self.backend = backend
+        self.namespace = namespace
+        self.resources: dict[str, dict[str, Any]] = {}
+        self.faults = Faults()
+        self._changed = asyncio.Event()
+
+    def _touch(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def _object(self, service_id: str) -> domain.AnalyticsObject | None:
+        resource = self.resources.get(service_id)
+        return resources.from_resource(resource) if resource is not None else None
+
+    async def create(
+        self,
+        *,
+        service_id: str,
+        spec: analytics_pb2.AnalyticsSpec,
+        labels: dict[str, str],
+    ) -> domain.AnalyticsObject:
+        self.faults.check("create")
+        if service_id in self.resources:
+            raise errors.AlreadyExists(f"an Analytics resource {service_id} exists")
+        resource = analytics.build_resource(
+            service_id=service_id, namespace=self.namespace, spec=spec, labels=labels
+        )
+        resource["metadata"]["generation"] = 1
+        resource["status"] = {}
+        self.resources[service_id] = resource
+        self._touch()
+        return resources.from_resource(resource)
+
+    async def get(self, service_id: str) -> domain.AnalyticsObject | None:
+        self.faults.check("get")
+        return self._object(service_id)
+
+    async def get_many(self, service_ids: Sequence[str]) -> dict[str, domain.AnalyticsObject]:
+        self.faults.check("get_many")
+        found = (self._object(i) for i in dict.fromkeys(service_ids))
+        return {o.name: o for o in found if o is not None}
+
+    async def delete(self, service_id: str) -> bool:
+        self.faults.check("delete")
+        resource = self.resources.get(service_id)
+        if resource is None:
+            return False
+        resource["metadata"].setdefault("deletionTimestamp", "deleting")
+        self._touch()
+        return True
+
+    async def watch(self, service_id: str) -> AsyncGenerator[domain.AnalyticsObject | None, None]:
+        while True:
+            changed = self._changed
+            yield self._object(service_id)
+            await changed.wait()
+
+    async def close(self) -> None:
+        return None
+
+    # --- the operator's part ---------------------------------------------------------
+
+    def write_status(self, service_id: str, status: dict[str, Any]) -> None:
+        """The operator writes the resource's status (resource JSON)."""
+        self.resources[service_id]["status"] = status
+        self._touch()
+
+    def finish_deletion(self, service_id: str) -> None:
+        """The operator stopped a deleted service's workload and let the resource go."""
+        resource = self.resources.get(service_id)
+        if resource is not None and resource["metadata"].get("deletionTimestamp"):
+            del self.resources[service_id]
+            self._touch()
+
+    def delete_behind_our_back(self, service_id: str) -> None:
+        """Someone with kubectl removed the resource."""
+        self.resources.pop(service_id, None)
+        self._touch()
+
+
+@dataclass
+class _File:
+    info: domain.StoredFile
+    data: bytes
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+class InMemoryFiles:
+    """Fake of :class:`~dtpoc_orchestrator.ports.Files`; :meth:`add` stores a file."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, _File] = {}
+        self.prepared: list[str] = []
+        self.faults = Faults()
+
+    def add(
+        self,
+        filename: str,
+        data: bytes,
+        *,
+        metadata: dict[str, Any] | None = None,
+        content_type: str = "application/octet-stream",
+        file_id: str | None = None,
+    ) -> str:
+        """Store a file as an upload with ``metadata`` would; answers its id."""
+        labels = dict(metadata or {})
+        index = labels.get("replica_index")
+        file_id = file_id or str(ObjectId())
+        info = domain.StoredFile(
+            file_id=file_id,
+            filename=filename,
+            path=str(labels.get("path") or filename),
+            length=len(data),
+            content_type=content_type,
+            replica_index=int(index) if index is not None else None,
+            run=str(labels.get("run") or ""),
+        )
+        self.files[file_id] = _File(info=info, data=data, metadata=labels)
+        return file_id
+
+    def remove(self, file_id: str) -> None:
+        """The file was deleted from Files."""
+        self.files.pop(file_id, None)
+
+    def _stored(self, file_id: str) -> _File:
+        stored = self.files.get(file_id)
+        if stored is None:
+            raise errors.NotFound(f"file {file_id} does not exist")
+        return stored
+
+    async def get_info(self, file_id: str) -> domain.StoredFile:
+        self.faults.check("get_info")
+        return self._stored(file_id).info
+
+    async def prepare_mount(self, file_id: str) -> domain.StoredFile:
+        self.faults.check("prepare_mount")
+        info = self._stored(file_id).info
+        self.prepared.append(file_id)
+        return info
+
+    async def replica_files(
+        self, *, service_id: str, replica_index: int
+    ) -> list[domain.StoredFile]:
+        self.faults.check("replica_files")
+        return [
+            f.info
+            for f in reversed(self.files.values())
+            if f.metadata.get("service_id") == service_id
+            and f.metadata.get("replica_index") == replica_index
+        ]
+
+    async def read(self, file_id: str, *, max_bytes: int) -> bytes | None:
+        self.faults.check("read")
+        data = self._stored(file_id).data
+        return data if len(data) <= max_bytes else None
+
+
+def _conforms(
+    records: InMemoryServiceRecords, store: InMemoryAnalyticsStore, files: InMemoryFiles
+) -> tuple[ports.Records, ports.AnalyticsStore, ports.Files]:
+    """Never called: mypy checks here that each fake implements its port."""
+    return records, store, files
