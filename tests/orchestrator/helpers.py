@@ -19,9 +19,8 @@ import yaml
 from google.protobuf import json_format, struct_pb2
 from kubernetes.client.exceptions import ApiException
 
-from dtpoc.analytics.v1alpha1 import analytics_pb2
 from dtpoc.files.v1alpha1 import files_pb2, files_pb2_grpc
-from dtpoc.orchestrator.v1alpha1 import orchestrator_pb2, orchestrator_pb2_grpc
+from dtpoc.orchestrator.v1alpha1 import orchestrator_pb2_grpc
 from dtpoc_common import analytics, grpcauth
 from dtpoc_local.credentials import credentials
 from dtpoc_local.databases import drop_databases
@@ -29,6 +28,8 @@ from dtpoc_local.kube import KubeCluster
 from dtpoc_local.servers.files import FilesServer
 from dtpoc_local.servers.orchestrator import OrchestratorServer, start_orchestrator_server
 from dtpoc_operator.kube.store import FINALIZER as OPERATOR_FINALIZER
+from tests.orchestrator.messages import launch_request as launch_request
+from tests.orchestrator.messages import status_dict as status_dict
 
 CALL_TIMEOUT = 20.0
 ANALYTICS_PATH = "/apis/eng.cam.ac.uk/v1alpha1/namespaces/{ns}/analytics"
@@ -154,12 +155,6 @@ class KubeOperatorDouble(OperatorDouble):
         return {str(item["metadata"]["name"]) for item in items}
 
 
-def status_dict(**fields: Any) -> dict[str, Any]:
-    """An Analytics status (resource JSON) from proto field names, via the shared codec."""
-    message = json_format.ParseDict(fields, analytics_pb2.AnalyticsStatus())
-    return analytics.status_to_dict(message)
-
-
 def now_rfc3339(offset_seconds: float = 0.0) -> str:
     moment = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=offset_seconds)
     return analytics.format_time(moment)
@@ -249,24 +244,6 @@ class Platform:
         self.orchestrator.stop()
         self.operator.close()
         drop_databases(self.mongodb_uri, {self.orchestrator.database})
-
-
-def launch_request(
-    *, backend: str = "local", **fields: Any
-) -> orchestrator_pb2.LaunchServiceRequest:
-    """A valid ondemand launch (2 reps) unless ``fields`` say otherwise (proto JSON names)."""
-    body: dict[str, Any] = {
-        "image": "ghcr.io/example/lab-simulation",
-        "version": "1.0",
-        "description": "test service",
-        "env": {"OUTPUT_FOLDER": "/output"},
-        "ana": {"job_type": "ondemand", "reps": 2},
-    }
-    if backend == "local":
-        body["command"] = ["python", "-c", "print('hello')"]
-    body.update(fields)
-    body = {k: v for k, v in body.items() if v is not None}
-    return json_format.ParseDict(body, orchestrator_pb2.LaunchServiceRequest())
 
 
 def make_platform(

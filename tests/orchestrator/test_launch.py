@@ -11,7 +11,6 @@ import grpc
 import pytest
 from bson import ObjectId
 
-from dtpoc.analytics.v1alpha1 import analytics_pb2
 from dtpoc.orchestrator.v1alpha1 import orchestrator_pb2, orchestrator_pb2_grpc
 from dtpoc_common import analytics, grpcauth
 from dtpoc_local import ports
@@ -150,19 +149,6 @@ def _nothing_written(platform: Platform, names_before: set[str]) -> None:
     assert platform.operator.resource_names() == names_before
 
 
-def test_a_missing_input_file_is_not_found_and_writes_nothing(platform: Platform) -> None:
-    present = platform.upload("a.xlsx", b"a")
-    missing = str(ObjectId())
-    names_before = platform.operator.resource_names()
-    with pytest.raises(grpc.RpcError) as raised:
-        platform.launch(mount_files={present: "a.xlsx", missing: "b.xlsx"})
-    assert raised.value.code() == grpc.StatusCode.NOT_FOUND
-    assert raised.value.details() == (
-        f"mount_files: file {missing} does not exist in the files service"
-    )
-    _nothing_written(platform, names_before)
-
-
 def test_files_down_is_unavailable_and_writes_nothing(
     orchestrator_server_factory: Callable[..., OrchestratorServer], mongodb_uri: str
 ) -> None:
@@ -289,108 +275,6 @@ def test_an_unreachable_apiserver_is_unavailable_and_nothing_is_shown(
     with pytest.raises(grpc.RpcError) as raised:
         stub.ListServices(orchestrator_pb2.ListServicesRequest(), timeout=CALL_TIMEOUT)
     assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
-
-
-def _insert_creating_record(
-    platform: Platform, *, age_seconds: float, input_file_ids: list[str] | None = None
-) -> str:
-    """The state a crash between "record inserted" and "resource written" leaves."""
-    service_id = str(ObjectId())
-    spec = analytics_pb2.AnalyticsSpec(
-        image="ghcr.io/example/sim",
-        version="1",
-        job_type="ondemand",
-        reps=1,
-        input_files={i: f"in{n}.xlsx" for n, i in enumerate(input_file_ids or [])},
-    )
-    platform.records().insert_one(
-        {
-            "_id": ObjectId(service_id),
-            "state": "creating",
-            "created_at": time.time() - age_seconds,
-            "terminated_at": None,
-            "spec": analytics.spec_to_dict(spec),
-            "labels": {},
-            "input_file_ids": sorted(input_file_ids or []),
-            "namespace": platform.orchestrator.namespace,
-            "backend": platform.backend,
-            "last_status": None,
-        }
-    )
-    return service_id
-
-
-def _write_resource_as_a_crashed_launch_did(platform: Platform, service_id: str) -> None:
-    spec = analytics_pb2.AnalyticsSpec(
-        image="ghcr.io/example/sim", version="1", job_type="ondemand", reps=1
-    )
-    operator = platform.operator
-    if isinstance(operator, LocalOperatorDouble):
-        import datetime as dt
-
-        operator._collection.insert_one(
-            analytics.local_document(
-                service_id=service_id,
-                namespace=platform.orchestrator.namespace,
-                spec=spec,
-                created_at=dt.datetime.now(dt.UTC),
-            )
-        )
-    else:
-        assert isinstance(operator, KubeOperatorDouble)
-        operator._kube.request(
-            "POST",
-            operator._path,
-            body=analytics.build_resource(
-                service_id=service_id, namespace=platform.orchestrator.namespace, spec=spec
-            ),
-        )
-
-
-def _ids(platform: Platform) -> list[str]:
-    listed = platform.stub().ListServices(
-        orchestrator_pb2.ListServicesRequest(limit=100), timeout=CALL_TIMEOUT
-    )
-    return [s.id for s in listed.services]
-
-
-def test_a_crashed_launch_without_resource_is_removed_after_the_grace_period(
-    platform: Platform,
-) -> None:
-    stale = _insert_creating_record(platform, age_seconds=3600)
-    fresh = _insert_creating_record(platform, age_seconds=0)
-    assert _ids(platform) == []
-    # The stale one is gone for good; the fresh one (a launch in progress) stays hidden.
-    assert platform.records().find_one({"_id": ObjectId(stale)}) is None
-    assert platform.records().find_one({"_id": ObjectId(fresh)})["state"] == "creating"  # type: ignore[index]
-    with pytest.raises(grpc.RpcError) as raised:
-        platform.stub().GetService(orchestrator_pb2.GetServiceRequest(id=fresh), timeout=10)
-    assert raised.value.code() == grpc.StatusCode.NOT_FOUND
-
-
-def test_a_crashed_launch_whose_resource_exists_is_completed(platform: Platform) -> None:
-    service_id = _insert_creating_record(platform, age_seconds=3600)
-    _write_resource_as_a_crashed_launch_did(platform, service_id)
-    got = platform.stub().GetService(
-        orchestrator_pb2.GetServiceRequest(id=service_id), timeout=CALL_TIMEOUT
-    )
-    assert got.service.id == service_id
-    assert got.service.phase == "pending"
-    assert platform.records().find_one({"_id": ObjectId(service_id)})["state"] == "launched"  # type: ignore[index]
-    assert _ids(platform) == [service_id]
-
-
-def test_a_launch_in_progress_counts_as_a_file_user(platform: Platform) -> None:
-    """Between "record inserted" and "resource written" the file must not be deleted;
-    a launch that died there stops counting once it is settled away."""
-    file_id = str(ObjectId())
-    in_progress = _insert_creating_record(platform, age_seconds=0, input_file_ids=[file_id])
-    dead = _insert_creating_record(platform, age_seconds=3600, input_file_ids=[file_id])
-    answer = platform.stub(as_=grpcauth.FILES).GetFileUsage(
-        orchestrator_pb2.GetFileUsageRequest(file_id=file_id), timeout=CALL_TIMEOUT
-    )
-    assert list(answer.active_service_ids) == [in_progress]
-    assert platform.records().find_one({"_id": ObjectId(dead)}) is None
 
 
 def test_database_down_is_unavailable_database_unreachable(

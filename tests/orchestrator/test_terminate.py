@@ -12,7 +12,6 @@ from bson import ObjectId
 
 from dtpoc.files.v1alpha1 import files_pb2
 from dtpoc.orchestrator.v1alpha1 import orchestrator_pb2
-from dtpoc_common import grpcauth
 from dtpoc_local.servers.files import FilesServer
 from dtpoc_local.servers.orchestrator import OrchestratorServer
 from tests.orchestrator.helpers import CALL_TIMEOUT, Platform, status_dict, value_to_python
@@ -86,72 +85,6 @@ def test_terminate_keeps_record_status_and_outputs_and_is_idempotent(
         files_pb2.GetFileInfoRequest(file_id=file_0), timeout=CALL_TIMEOUT
     )
     assert info.file.file_id == file_0
-
-
-def test_terminating_a_finished_service_keeps_its_ok(shared_platform: Platform) -> None:
-    platform = shared_platform
-    service_id = platform.launch(ana={"job_type": "ondemand", "reps": 1})
-    platform.operator.write_status(
-        service_id,
-        status_dict(
-            phase="succeeded", succeeded=1, total=1, replicas=[{"index": 0, "state": "succeeded"}]
-        ),
-    )
-    service = terminate(platform, service_id).service
-    assert (service.phase, service.status, service.succeeded_runs) == ("terminated", "ok", 1)
-
-
-@pytest.mark.parametrize("job_type", ["scheduled", "persistent"])
-def test_terminating_scheduled_and_persistent_services(
-    shared_platform: Platform, job_type: str
-) -> None:
-    platform = shared_platform
-    launch = (
-        {"ana": {"job_type": "scheduled", "reps": 1, "schedule": "*/5 * * * *"}}
-        if job_type == "scheduled"
-        else {"ana": {"job_type": "persistent"}, "port": 8080}
-    )
-    service_id = platform.launch(**launch)
-    platform.operator.write_status(service_id, status_dict(phase="running", active=1, total=1))
-    service = terminate(platform, service_id).service
-    assert (service.phase, service.status, service.active_runs) == ("terminated", "ok", 0)
-
-
-def test_terminating_before_the_operator_looked(shared_platform: Platform) -> None:
-    service_id = shared_platform.launch()
-    service = terminate(shared_platform, service_id).service
-    assert service.phase == "terminated"
-    assert service.total_runs == 2
-
-
-def test_terminate_unknown_is_not_found(shared_platform: Platform) -> None:
-    with pytest.raises(grpc.RpcError) as raised:
-        terminate(shared_platform, str(ObjectId()))
-    assert raised.value.code() == grpc.StatusCode.NOT_FOUND
-
-
-def usage(platform: Platform, file_id: str) -> tuple[list[str], list[str]]:
-    answer = platform.stub(as_=grpcauth.FILES).GetFileUsage(
-        orchestrator_pb2.GetFileUsageRequest(file_id=file_id), timeout=CALL_TIMEOUT
-    )
-    return list(answer.active_service_ids), list(answer.terminated_service_ids)
-
-
-def test_file_usage_splits_active_and_terminated(shared_platform: Platform) -> None:
-    platform = shared_platform
-    shared = platform.upload("shared.xlsx", f"shared {ObjectId()}".encode())
-    other = platform.upload("other.xlsx", f"other {ObjectId()}".encode())
-    first = platform.launch(mount_files={shared: "input.xlsx"})
-    second = platform.launch(mount_files={shared: "input.xlsx", other: "other.xlsx"})
-    third = platform.launch(mount_files={other: "other.xlsx"})
-    terminate(platform, first)
-    assert usage(platform, shared) == ([second], [first])
-    assert usage(platform, other) == ([second, third], [])
-    assert usage(platform, str(ObjectId())) == ([], [])
-    with pytest.raises(grpc.RpcError) as raised:
-        usage(platform, "not-an-id")
-    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert (raised.value.details() or "").startswith("file_id:")
 
 
 def test_files_refuses_to_delete_a_file_a_live_service_mounts(

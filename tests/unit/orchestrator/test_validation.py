@@ -1,22 +1,23 @@
-"""Every launch rule, through the real gRPC API: the right code, a message naming the field.
+"""Every launch rule, at the use-case level on the fakes: the right code, a message naming
+the field, and nothing written (no record, no Analytics resource) for a refused launch.
 
-A refused launch writes nothing: no record, no Analytics resource.
+The request goes through the servicer's translation (``servicer.launch_request``)
+as over gRPC; ``code`` and :func:`errors.describe` are what the interceptor answers
+with (that mapping, over a real server, is in ``tests/orchestrator/test_refusals.py``).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
 
-from dtpoc.orchestrator.v1alpha1 import orchestrator_pb2, orchestrator_pb2_grpc
-from dtpoc_local.credentials import credentials
-from dtpoc_local.databases import drop_databases
-from dtpoc_local.servers.files import FilesServer
-from dtpoc_local.servers.orchestrator import start_orchestrator_server
-from tests.orchestrator.helpers import CALL_TIMEOUT, Platform, launch_request
+from dtpoc.orchestrator.v1alpha1 import orchestrator_pb2
+from dtpoc_common import errors
+from dtpoc_orchestrator import service, servicer
+from tests.orchestrator.messages import launch_request
+from tests.unit.orchestrator.helpers import Rig
 
 OK = grpc.StatusCode.OK
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
@@ -288,128 +289,99 @@ CASES: list[tuple[str, dict[str, Any], grpc.StatusCode, str]] = [
 ]
 
 
-def _launch(platform: Platform, fields: dict[str, Any]) -> tuple[grpc.StatusCode, str, str]:
-    request = launch_request(backend=platform.backend, **fields)
+async def _launch(
+    orchestrator: service.Orchestrator, fields: dict[str, Any], *, backend: str = "local"
+) -> tuple[grpc.StatusCode, str, str]:
+    request = launch_request(backend=backend, **fields)
     try:
-        response = platform.stub().LaunchService(request, timeout=CALL_TIMEOUT)
-    except grpc.RpcError as error:
-        return error.code(), error.details() or "", ""
-    return OK, "", str(response.id)
+        service_id = await orchestrator.launch(servicer.launch_request(request))
+    except errors.DomainError as error:
+        return error.code, errors.describe(error), ""
+    return OK, "", service_id
 
 
 @pytest.mark.parametrize(
     ("fields", "code", "message"),
     [pytest.param(f, c, m, id=name) for name, f, c, m in CASES],
 )
-def test_launch_rule(
-    local_platform: Platform, fields: dict[str, Any], code: grpc.StatusCode, message: str
+async def test_launch_rule(
+    rig: Rig,
+    orchestrator: service.Orchestrator,
+    fields: dict[str, Any],
+    code: grpc.StatusCode,
+    message: str,
 ) -> None:
-    records_before = local_platform.records().count_documents({})
-    got_code, details, service_id = _launch(local_platform, fields)
+    for file_id in fields.get("mount_files") or {}:
+        rig.files.add("in.xlsx", b"x", file_id=file_id)
+    got_code, details, service_id = await _launch(orchestrator, fields)
     assert got_code == code, details
     assert message in details
     if code == OK:
-        assert len(service_id) == 24
+        assert rig.records.records[service_id].state == "launched"
+        assert service_id in rig.store.resources
         return
-    # Nothing was written for a refused launch.
-    assert local_platform.records().count_documents({}) == records_before
+    assert rig.records.records == {}, "a refused launch leaves no record"
+    assert rig.store.resources == {}, "a refused launch leaves no resource"
 
 
-def test_a_refused_launch_writes_no_resource(local_platform: Platform) -> None:
-    names_before = local_platform.operator.resource_names()
-    code, _, _ = _launch(local_platform, {"ana": {"job_type": "ondemand", "reps": 0}})
+async def test_the_local_backend_without_containers_needs_a_command(
+    orchestrator: service.Orchestrator,
+) -> None:
+    code, message, _ = await _launch(orchestrator, {}, backend="kubernetes")  # no command
     assert code == INVALID
-    assert local_platform.operator.resource_names() == names_before
-
-
-def test_the_local_backend_without_containers_needs_a_command(local_platform: Platform) -> None:
-    request = launch_request(backend="kubernetes")  # no command
-    with pytest.raises(grpc.RpcError) as raised:
-        local_platform.stub().LaunchService(request, timeout=CALL_TIMEOUT)
-    assert raised.value.code() == INVALID
-    message = raised.value.details() or ""
     assert message.startswith("command: required by the local backend")
     # ... and says how to run the image instead
     assert "DTPOC_ORCHESTRATOR_LOCAL_CONTAINERS=true" in message
     assert "DTPOC_OPERATOR_LOCAL_CONTAINER_ENGINE" in message
 
 
-def test_the_local_backend_with_containers_takes_the_originals_body(
-    mongodb_uri: str, module_files: FilesServer, tmp_path: Path
-) -> None:
-    server = start_orchestrator_server(
-        mongodb_uri=mongodb_uri,
-        workdir=tmp_path,
-        files_address=module_files.address,
-        backend="local",
-        env_overrides={"DTPOC_ORCHESTRATOR_LOCAL_CONTAINERS": "true"},
+async def test_the_local_backend_with_containers_takes_the_originals_body(rig: Rig) -> None:
+    orchestrator = rig.orchestrator(local_containers=True)
+    fields = {"image": "ghcr.io/cam-digital-hospitals/digital-hosp-des", "version": "latest"}
+    code, details, service_id = await _launch(orchestrator, fields, backend="kubernetes")
+    assert code == OK, details
+    view = await orchestrator.get_service(service_id)
+    assert (view.record.spec.image, view.record.spec.version) == (
+        "ghcr.io/cam-digital-hospitals/digital-hosp-des",
+        "latest",
     )
-    try:
-        with credentials().channel(server.address) as channel:
-            stub = orchestrator_pb2_grpc.OrchestratorServiceStub(channel)
-            request = launch_request(
-                backend="kubernetes",  # the original's body: image and version, no command
-                image="ghcr.io/cam-digital-hospitals/digital-hosp-des",
-                version="latest",
-            )
-            answer = stub.LaunchService(request, timeout=CALL_TIMEOUT)
-            assert answer.id
-            stored = stub.GetService(
-                orchestrator_pb2.GetServiceRequest(id=answer.id), timeout=CALL_TIMEOUT
-            )
-            assert (stored.service.image, stored.service.version) == (
-                "ghcr.io/cam-digital-hospitals/digital-hosp-des",
-                "latest",
-            )
-    finally:
-        server.stop()
-        drop_databases(mongodb_uri, {server.database})
 
 
-def test_empty_version_becomes_latest(local_platform: Platform) -> None:
-    _, _, service_id = _launch(local_platform, {"version": ""})
-    service = local_platform.stub().GetService(
-        orchestrator_pb2.GetServiceRequest(id=service_id), timeout=CALL_TIMEOUT
-    )
-    assert service.service.version == "latest"
-    resource = local_platform.operator.resource(service_id)
-    assert resource is not None
-    assert resource["spec"]["version"] == "latest"
+async def test_empty_version_becomes_latest(rig: Rig, orchestrator: service.Orchestrator) -> None:
+    _, _, service_id = await _launch(orchestrator, {"version": ""})
+    view = await orchestrator.get_service(service_id)
+    assert view.record.spec.version == "latest"
+    assert rig.store.resources[service_id]["spec"]["version"] == "latest"
+
+
+async def _drain(stream: Any) -> None:
+    async for _ in stream:
+        pass
 
 
 @pytest.mark.parametrize("bad_id", ["", "xyz", "0123456789abcdef0123456", "g" * 24])
-def test_malformed_ids_are_invalid_argument(local_platform: Platform, bad_id: str) -> None:
-    stub = local_platform.stub()
+async def test_malformed_ids_are_invalid_argument(
+    orchestrator: service.Orchestrator, bad_id: str
+) -> None:
+    edge = servicer.OrchestratorServicer(orchestrator)
     calls = [
-        lambda: stub.GetService(orchestrator_pb2.GetServiceRequest(id=bad_id), timeout=5),
-        lambda: stub.GetServiceStatus(
-            orchestrator_pb2.GetServiceStatusRequest(id=bad_id), timeout=5
-        ),
-        lambda: stub.GetServiceOutput(
-            orchestrator_pb2.GetServiceOutputRequest(id=bad_id, idx=0), timeout=5
-        ),
-        lambda: stub.ListServiceOutputs(
-            orchestrator_pb2.ListServiceOutputsRequest(id=bad_id), timeout=5
-        ),
-        lambda: stub.TerminateService(
-            orchestrator_pb2.TerminateServiceRequest(id=bad_id), timeout=5
-        ),
-        lambda: list(stub.WatchService(orchestrator_pb2.WatchServiceRequest(id=bad_id), timeout=5)),
+        edge.GetService(orchestrator_pb2.GetServiceRequest(id=bad_id), None),
+        edge.GetServiceStatus(orchestrator_pb2.GetServiceStatusRequest(id=bad_id), None),
+        edge.GetServiceOutput(orchestrator_pb2.GetServiceOutputRequest(id=bad_id, idx=0), None),
+        edge.ListServiceOutputs(orchestrator_pb2.ListServiceOutputsRequest(id=bad_id), None),
+        edge.TerminateService(orchestrator_pb2.TerminateServiceRequest(id=bad_id), None),
+        _drain(edge.WatchService(orchestrator_pb2.WatchServiceRequest(id=bad_id), None)),
     ]
     for call in calls:
-        with pytest.raises(grpc.RpcError) as raised:
-            call()
-        assert raised.value.code() == INVALID
-        assert (raised.value.details() or "").startswith("id: must be 24 hexadecimal digits")
+        with pytest.raises(errors.InvalidArgument) as raised:
+            await call
+        assert errors.describe(raised.value).startswith("id: must be 24 hexadecimal digits")
 
 
-def test_unknown_ids_are_not_found(local_platform: Platform) -> None:
-    stub = local_platform.stub()
+async def test_unknown_ids_are_not_found(orchestrator: service.Orchestrator) -> None:
     unknown = "0" * 24
-    with pytest.raises(grpc.RpcError) as raised:
-        stub.GetServiceStatus(orchestrator_pb2.GetServiceStatusRequest(id=unknown), timeout=5)
-    assert raised.value.code() == grpc.StatusCode.NOT_FOUND
-    assert unknown in (raised.value.details() or "")
-    with pytest.raises(grpc.RpcError) as raised:
-        stub.TerminateService(orchestrator_pb2.TerminateServiceRequest(id=unknown), timeout=5)
-    assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(errors.NotFound) as raised:
+        await orchestrator.get_status(unknown)
+    assert unknown in raised.value.message
+    with pytest.raises(errors.NotFound):
+        await orchestrator.terminate(unknown)

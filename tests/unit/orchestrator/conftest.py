@@ -1,0 +1,18 @@
+"""Fixtures of the orchestrator's unit tier: the use cases on fresh fakes per test."""
+
+from __future__ import annotations
+
+import pytest
+
+from dtpoc_orchestrator import service
+from tests.unit.orchestrator.helpers import Rig
+
+
+@pytest.fixture
+def rig() -> Rig:
+    return Rig()
+
+
+@pytest.fixture
+def orchestrator(rig: Rig) -> service.Orchestrator:
+    return rig.orchestrator()
