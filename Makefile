@@ -4,11 +4,12 @@ SHELL := /bin/bash
 UV ?= uv
 CACHE ?= $(or $(DTPOC_CACHE_DIR),$(HOME)/.cache/dtpoc)
 
-.PHONY: help bootstrap hostpkgs sync generate check-generated schema check-schema lint format typecheck buf-lint helm-lint check test run bench testbin images cluster cluster-down test-cluster
+.PHONY: help bootstrap hostpkgs sync generate check-generated schema check-schema lint format typecheck buf-lint helm-lint check test test-fast run bench testbin images cluster cluster-down test-cluster
 
 help:
 	@echo "make run        start the platform on this machine and run the sample analysis"
 	@echo "make test       install what is missing, build the test servers, run the tests"
+	@echo "make test-fast  the unit tier only (tests/unit: use cases and rules on in-memory fakes, no servers)"
 	@echo "make cluster    a real one-node Kubernetes here with the chart; gateway on 127.0.0.1:8000"
 	@echo "make cluster-down   remove that node and its data"
 	@echo "make test-cluster   the cluster tier: tests/cluster against a real node (root)"
@@ -79,6 +80,10 @@ helm-lint:
 	fi
 
 check: lint typecheck buf-lint helm-lint check-generated check-schema
+
+# tests/unit alone; --confcutdir keeps tests/conftest.py (the server fixtures) out of it.
+test-fast: sync
+	@GRPC_ENABLE_FORK_SUPPORT=false $(UV) run pytest tests/unit --confcutdir=tests/unit $(PYTEST_ARGS)
 
 test: sync testbin hostpkgs console
 	@GRPC_ENABLE_FORK_SUPPORT=false $(UV) run pytest $(PYTEST_ARGS)
