@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from dataclasses import replace
 
 from dtpoc.analytics.v1alpha1 import analytics_pb2
 from dtpoc_common import analytics
@@ -310,3 +311,31 @@ def test_the_attempt_that_counts_is_the_pod_that_succeeded() -> None:
         [pod("b", "Succeeded"), pod("a", "Failed")],
     ):
         assert observe.newest_by_index(pods)[0]["metadata"]["name"] == "b"
+
+
+def test_a_later_attempt_replaces_a_failed_entry_and_its_outputs() -> None:
+    """A retry's entry (attempt 2) replaces the failed one (attempt 1); the first
+    Job's view of that index, still attempt 1, no longer counts."""
+    failed = Replica(SID, 1, ReplicaState.FAILED, reason="Error", exit_code=1)
+    previous = compute(
+        Status(),
+        live(Replica(SID, 0, ReplicaState.SUCCEEDED), failed),
+        collected={(SID, 0): ("f0",), (SID, 1): ("partial",)},
+    )
+    assert previous.phase == Phase.FAILED
+    assert [r.attempt for r in previous.replicas] == [1, 1]
+    retried = Replica(SID, 1, ReplicaState.RUNNING, attempt=2)
+    running = compute(previous, live(Replica(SID, 0, ReplicaState.SUCCEEDED), failed, retried))
+    assert running.phase == Phase.RUNNING
+    assert running.completion_time is None
+    entry = running.replicas[1]
+    assert (entry.state, entry.attempt, entry.output_file_ids) == (ReplicaState.RUNNING, 2, ())
+    done = compute(
+        running,
+        live(failed, replace(retried, state=ReplicaState.SUCCEEDED)),
+        collected={(SID, 1): ("f1",)},
+    )
+    assert done.phase == Phase.SUCCEEDED
+    assert done.succeeded == 2
+    assert [(r.attempt, r.output_file_ids) for r in done.replicas] == [(1, ("f0",)), (2, ("f1",))]
+    assert model.status_from_proto(model.status_to_proto(done)) == done

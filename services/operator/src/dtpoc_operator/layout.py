@@ -51,6 +51,7 @@ RESERVED_ENV = frozenset(
         "INPUT_FOLDER",
         "DTPOC_SERVICE_ID",
         "DTPOC_RUN",
+        "DTPOC_ATTEMPT",
         "JOB_COMPLETION_INDEX",
     }
 )

@@ -23,6 +23,8 @@ from dtpoc_common.vocabulary import FINAL_REPLICA_STATES, JobType
 #: Default history limits of a scheduled service (the CronJob defaults).
 DEFAULT_SUCCESSFUL_HISTORY = 3
 DEFAULT_FAILED_HISTORY = 1
+#: Spec fields that say what to run when, not how: left out of the fingerprint.
+_NOT_TEMPLATE = frozenset({"replica_attempts", "suspend"})
 
 
 def utcnow() -> dt.datetime:
@@ -64,6 +66,14 @@ class ServiceSpec:
     failed_jobs_history_limit: int
     #: The launch asked to publish this persistent service outside the cluster.
     expose: bool = False
+    #: Desired attempt per replica index (absent: 1); a retry raises a failed index's.
+    replica_attempts: Mapping[int, int] = field(default_factory=dict)
+    #: A scheduled service starts no new run while true.
+    suspend: bool = False
+
+    def attempt_of(self, index: int) -> int:
+        """The attempt replica ``index`` should be at (1 unless retried)."""
+        return max(self.replica_attempts.get(index, 1), 1)
 
     @classmethod
     def from_proto(cls, spec: analytics_pb2.AnalyticsSpec) -> ServiceSpec:
@@ -105,6 +115,8 @@ class ServiceSpec:
                 else DEFAULT_FAILED_HISTORY
             ),
             expose=spec.expose,
+            replica_attempts=dict(spec.replica_attempts),
+            suspend=spec.suspend,
         )
 
     @property
@@ -123,8 +135,10 @@ class ServiceSpec:
 
     def fingerprint(self) -> str:
         """A short stable hash of the spec, stored on children to notice spec changes."""
+        # What a retry or a suspension changes is no change of the workload's template.
+        fields = {k: v for k, v in self.__dict__.items() if k not in _NOT_TEMPLATE}
         payload = json.dumps(
-            {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in self.__dict__.items()},
+            {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in fields.items()},
             sort_keys=True,
             default=list,
         )
@@ -170,6 +184,8 @@ class Replica:
     output_file_ids: tuple[str, ...] = ()
     pod_name: str = ""
     outputs_collected: bool = False
+    #: 1 for the replica's first run, one more per retry of it (``DTPOC_ATTEMPT``).
+    attempt: int = 1
 
     @property
     def key(self) -> tuple[str, int]:
@@ -212,6 +228,8 @@ class Status:
     start_time: dt.datetime | None = None
     completion_time: dt.datetime | None = None
     runs: tuple[Run, ...] = ()
+    #: A scheduled service that starts no new run (``spec.suspend`` applied).
+    suspended: bool = False
 
     def condition(self, type_: str) -> Condition | None:
         return next((c for c in self.conditions if c.type == type_), None)
@@ -239,6 +257,8 @@ class Observation:
     problem: tuple[str, str] | None = None
     #: Why the workload is not ready, as (reason, message), when known.
     waiting: tuple[str, str] | None = None
+    #: The workload starts no new run (a suspended CronJob or local schedule).
+    suspended: bool = False
 
 
 # --- proto conversion (the edge) -------------------------------------------------------------
@@ -284,6 +304,7 @@ def status_from_proto(status: analytics_pb2.AnalyticsStatus) -> Status:
                 output_file_ids=tuple(r.output_file_ids),
                 pod_name=r.pod_name,
                 outputs_collected=r.outputs_collected,
+                attempt=r.attempt or 1,
             )
             for r in status.replicas
         ),
@@ -302,6 +323,7 @@ def status_from_proto(status: analytics_pb2.AnalyticsStatus) -> Status:
             )
             for r in status.runs
         ),
+        suspended=status.suspended,
     )
 
 
@@ -314,6 +336,7 @@ def status_to_proto(status: Status) -> analytics_pb2.AnalyticsStatus:
         failed=status.failed,
         total=status.total,
         message=status.message,
+        suspended=status.suspended,
     )
     _set_ts(out.start_time, status.start_time)
     _set_ts(out.completion_time, status.completion_time)
@@ -330,6 +353,7 @@ def status_to_proto(status: Status) -> analytics_pb2.AnalyticsStatus:
             run=r.run,
             pod_name=r.pod_name,
             outputs_collected=r.outputs_collected,
+            attempt=r.attempt,
         )
         if r.exit_code is not None:
             pr.exit_code = r.exit_code

@@ -5,7 +5,9 @@ never depends on where the replicas ran. The rules, in words:
 
 - A replica's entry comes from the observation while its run is live; once
   an entry is final (succeeded, or failed for good) it never goes back, and
-  its output file ids are never dropped.
+  its output file ids are never dropped - unless a later attempt of the
+  replica (a retry) is observed: that attempt's entry replaces it, outputs
+  and all.
 - An entry whose run disappeared before the replica finished is failed with
   reason ``WorkloadDeleted`` (or ``Terminated`` while the service is being
   terminated): the status does not pretend it is still running.
@@ -48,10 +50,12 @@ def merge_replicas(
     entries = {r.key: r for r in previous}
     for seen in observed:
         before = entries.get(seen.key)
-        if before is not None and before.final:
+        if before is not None and before.attempt > seen.attempt:
+            continue
+        if before is not None and before.final and before.attempt == seen.attempt:
             continue
         merged = seen
-        if before is not None:
+        if before is not None and before.attempt == seen.attempt:
             merged = replace(
                 merged,
                 output_file_ids=before.output_file_ids,
@@ -400,6 +404,7 @@ def compute_status(
         start_time=previous.start_time or (min(starts) if starts else None),
         completion_time=completion_time,
         runs=tuple(runs),
+        suspended=observation.suspended,
     )
 
 

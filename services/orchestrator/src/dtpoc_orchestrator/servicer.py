@@ -68,7 +68,11 @@ def status_message(derived: status.DerivedStatus) -> orchestrator_pb2.ServiceSta
         message=derived.message,
         job_type=derived.job_type,
         runs=derived.source.runs,
+        suspended=derived.source.suspended,
     )
+    for replica in message.replicas:
+        # A status written before attempts were counted describes first attempts.
+        replica.attempt = replica.attempt or 1
     if derived.updated_at is not None:
         message.updated_at.CopyFrom(derived.updated_at)
     return message

@@ -23,6 +23,7 @@ Decisions written down here because they are visible from outside:
   ``/<service-id>``, behind the gateway's token check (:func:`ingress`).
 - Replica environment: ``DTPOC_SERVICE_ID``, ``RUN_ID`` (pod name),
   ``REPLICA_INDEX`` and ``JOB_COMPLETION_INDEX`` (the completion index),
+  ``DTPOC_ATTEMPT`` (ondemand and scheduled: 1, one more per retry),
   ``DTPOC_RUN`` (scheduled: the run's Job name), ``OUTPUT_FOLDER=/output``,
   ``INPUT_FOLDER=/input``, ``INPUT_<NAME>=/input/<name>`` per input file,
   then the spec's env (which cannot override the platform's names).
@@ -71,6 +72,8 @@ INPUT_VOLUME = "input"
 OUTPUT_MOUNT = "/output"
 INPUT_MOUNT = "/input"
 CRONJOB_STARTING_DEADLINE_SECONDS = 300
+#: The attempt of the replica a pod runs (1, then one more per retry).
+ATTEMPT_ENV = "DTPOC_ATTEMPT"
 
 
 @dataclass(frozen=True)
@@ -149,17 +152,26 @@ def _field_env(name: str, path: str) -> Obj:
     return {"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}}
 
 
-def replica_env(resource: AnalyticsResource, *, kind: str) -> list[Obj]:
-    """The analytics container's environment (see module docs)."""
+def replica_env(
+    resource: AnalyticsResource, *, kind: str, index: int | None = None, attempt: int = 1
+) -> list[Obj]:
+    """The analytics container's environment (see module docs); ``index``: the
+    replica a retry Job runs (its only completion index is 0, so the index is a value)."""
     spec = resource.spec
     env: list[Obj] = [{"name": "DTPOC_SERVICE_ID", "value": resource.key.name}]
     env.append(_field_env("RUN_ID", "metadata.name"))
     if kind == JobType.PERSISTENT:
         env.append({"name": "REPLICA_INDEX", "value": "0"})
+    elif index is not None:
+        # The Job controller leaves a JOB_COMPLETION_INDEX the template sets alone.
+        env.append({"name": "JOB_COMPLETION_INDEX", "value": str(index)})
+        env.append({"name": "REPLICA_INDEX", "value": str(index)})
     else:
         index_path = f"metadata.annotations['{COMPLETION_INDEX_ANNOTATION}']"
         env.append(_field_env("JOB_COMPLETION_INDEX", index_path))
         env.append(_field_env("REPLICA_INDEX", index_path))
+    if kind != JobType.PERSISTENT:
+        env.append({"name": ATTEMPT_ENV, "value": str(attempt)})
     if kind == JobType.SCHEDULED:
         env.append(_field_env("DTPOC_RUN", f"metadata.labels['{JOB_NAME_LABEL}']"))
     env.append({"name": "OUTPUT_FOLDER", "value": OUTPUT_MOUNT})

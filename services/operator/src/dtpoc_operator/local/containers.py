@@ -271,7 +271,7 @@ def service_label(service_id: str) -> str:
 
 
 def container_env(
-    resource: AnalyticsResource, *, run: str, index: int, run_id: str
+    resource: AnalyticsResource, *, run: str, index: int, run_id: str, attempt: int = 1
 ) -> dict[str, str]:
     """The pod's environment (:func:`dtpoc_operator.kube.manifests.replica_env`) with
     the values Kubernetes fills in from the pod: RUN_ID is the run id."""
@@ -279,6 +279,7 @@ def container_env(
     env = {"DTPOC_SERVICE_ID": resource.service_id, "RUN_ID": run_id, "REPLICA_INDEX": str(index)}
     if spec.job_type != JobType.PERSISTENT:
         env["JOB_COMPLETION_INDEX"] = str(index)
+        env["DTPOC_ATTEMPT"] = str(attempt)
     if spec.job_type == JobType.SCHEDULED:
         env["DTPOC_RUN"] = run
     env["OUTPUT_FOLDER"] = OUTPUT_MOUNT

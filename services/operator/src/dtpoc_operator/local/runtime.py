@@ -83,6 +83,9 @@ class Attempt:
     exit: dict[str, Any] | None
     pid: dict[str, Any] | None
     spawned_at: dt.datetime | None
+    #: The replica's attempt this try belongs to (1, one more per retry; see
+    #: ``ReplicaStatus.attempt``): tries under ``backoffLimitPerIndex`` share it.
+    replica_attempt: int = 1
 
     @property
     def finished(self) -> bool:
@@ -149,6 +152,7 @@ def read_attempt(path: Path, *, now: dt.datetime) -> Attempt:
         exit=exit_record,
         pid=pid,
         spawned_at=spawned_at,
+        replica_attempt=int(spawn.get("attempt") or 1),
     )
 
 
@@ -350,19 +354,31 @@ class LocalRuntime:
         now = self._clock()
         terminating = self._terminating(resource.service_id)
         result: list[Replica] = []
-        startable: list[tuple[int, int]] = []
+        #: (index, try number, replica attempt) of each replica to start now.
+        startable: list[tuple[int, int, int]] = []
         for index in range(spec.reps):
             folder = self._replica_dir(resource.service_id, run, index)
             attempts = attempts_of(folder, now=now)
             latest = attempts[-1] if attempts else None
-            failures = sum(1 for a in attempts if a.finished and not a.succeeded)
+            wanted = spec.attempt_of(index) if run == resource.service_id else 1
+            current = latest.replica_attempt if latest is not None else wanted
+            failures = sum(
+                1
+                for a in attempts
+                if a.finished and not a.succeeded and a.replica_attempt == current
+            )
             if act:
                 for lost in (a for a in attempts if a.finished and a.exit is None):
                     _remove_container(lost.path)
             if latest is None:
-                entry = Replica(run=run, index=index, state=ReplicaState.PENDING)
+                entry = Replica(run=run, index=index, state=ReplicaState.PENDING, attempt=wanted)
                 if not deadline_exceeded and not terminating:
-                    startable.append((index, 0))
+                    startable.append((index, 0, wanted))
+            elif latest.finished and not latest.succeeded and wanted > current:
+                # A retry: the failed replica runs again as its next attempt.
+                entry = Replica(run=run, index=index, state=ReplicaState.PENDING, attempt=wanted)
+                if not terminating:
+                    startable.append((index, latest.number + 1, wanted))
             elif not latest.finished:
                 entry = self._entry(resource, run, index, latest, ReplicaState.RUNNING)
             elif latest.succeeded:
@@ -372,7 +388,7 @@ class LocalRuntime:
             ):
                 entry = self._entry(resource, run, index, latest, ReplicaState.PENDING)
                 entry = _note_retry(entry)
-                startable.append((index, latest.number + 1))
+                startable.append((index, latest.number + 1, current))
             else:
                 entry = self._entry(resource, run, index, latest, ReplicaState.FAILED)
             if deadline_exceeded and not entry.final:
@@ -381,13 +397,13 @@ class LocalRuntime:
         if act:
             running = sum(1 for r in result if r.state == ReplicaState.RUNNING)
             blocked = False
-            for index, number in startable:
+            for index, number, attempt in startable:
                 if running >= spec.parallelism:
                     break
                 if budget[0] <= 0:
                     blocked = True
                     break
-                self._start(resource, run=run, index=index, number=number)
+                self._start(resource, run=run, index=index, number=number, attempt=attempt)
                 budget[0] -= 1
                 running += 1
                 result[index] = Replica(
@@ -396,6 +412,7 @@ class LocalRuntime:
                     state=ReplicaState.RUNNING,
                     start_time=now,
                     pod_name=_run_id(resource, run, index, number),
+                    attempt=attempt,
                 )
             self._note_waiting(resource.key, blocked=blocked)
         return result
@@ -413,6 +430,7 @@ class LocalRuntime:
                 state=state,
                 start_time=start,
                 pod_name=_run_id(resource, run, index, attempt.number),
+                attempt=attempt.replica_attempt,
             )
         code, reason, message = _ended_as(
             attempt, terminating=self._terminating(resource.service_id)
@@ -428,6 +446,7 @@ class LocalRuntime:
             reason="" if state == ReplicaState.SUCCEEDED else reason,
             message="" if state == ReplicaState.SUCCEEDED else message,
             pod_name=_run_id(resource, run, index, attempt.number),
+            attempt=attempt.replica_attempt,
         )
 
     def _sync_ondemand(self, resource: AnalyticsResource, *, act: bool) -> SyncResult:
@@ -603,6 +622,7 @@ class LocalRuntime:
         number: int,
         input_dir: Path,
         output_dir: Path,
+        attempt: int = 1,
     ) -> dict[str, str]:
         env = {
             k: v for k, v in os.environ.items() if not k.startswith("DTPOC_") and k != "KUBECONFIG"
@@ -615,6 +635,8 @@ class LocalRuntime:
             "OUTPUT_FOLDER": str(output_dir),
             "INPUT_FOLDER": str(input_dir),
         }
+        if resource.spec.job_type != JobType.PERSISTENT:
+            platform["DTPOC_ATTEMPT"] = str(attempt)
         if resource.spec.job_type == JobType.SCHEDULED:
             platform["DTPOC_RUN"] = run
         inputs = layout.input_env(dict(resource.spec.input_files), input_folder=str(input_dir))
@@ -628,10 +650,12 @@ class LocalRuntime:
         env.update(platform)
         return env
 
-    def _start(self, resource: AnalyticsResource, *, run: str, index: int, number: int) -> None:
-        attempt = self._replica_dir(resource.service_id, run, index) / str(number)
-        attempt.mkdir(parents=True, exist_ok=True)
-        input_dir = attempt / "input"
+    def _start(
+        self, resource: AnalyticsResource, *, run: str, index: int, number: int, attempt: int = 1
+    ) -> None:
+        folder = self._replica_dir(resource.service_id, run, index) / str(number)
+        folder.mkdir(parents=True, exist_ok=True)
+        input_dir = folder / "input"
         output_dir = layout.attempt_folder(
             self.output_folder(resource, run=run, index=index),
             job_type=resource.spec.job_type,
@@ -661,6 +685,7 @@ class LocalRuntime:
                 number=number,
                 input_dir=input_dir,
                 output_dir=output_dir,
+                attempt=attempt,
             )
         else:
             payload["container"] = self._container_payload(
@@ -670,19 +695,23 @@ class LocalRuntime:
                 number=number,
                 input_dir=input_dir,
                 output_dir=output_dir,
+                attempt=attempt,
             )
-        sup.write_json_atomic(attempt / sup.SPEC_FILE, payload)
-        sup.write_json_atomic(attempt / "spawn.json", {"spawned_at": self._clock().isoformat()})
+        sup.write_json_atomic(folder / sup.SPEC_FILE, payload)
+        sup.write_json_atomic(
+            folder / "spawn.json", {"spawned_at": self._clock().isoformat(), "attempt": attempt}
+        )
         # Runs in a worker thread: the event loop spawns (and later reaps) the supervisor.
         assert self._loop is not None, "sync() sets the loop before any start"
-        started = asyncio.run_coroutine_threadsafe(self._spawn(attempt, resource.key), self._loop)
+        started = asyncio.run_coroutine_threadsafe(self._spawn(folder, resource.key), self._loop)
         started.result(timeout=STARTING_GRACE_SECONDS)
         log.info(
             "replica started",
             service_id=resource.service_id,
             run=run,
             replica_index=index,
-            attempt=number,
+            attempt=attempt,
+            try_number=number,
         )
 
     def _container_payload(
@@ -694,6 +723,7 @@ class LocalRuntime:
         number: int,
         input_dir: Path,
         output_dir: Path,
+        attempt: int = 1,
     ) -> dict[str, Any]:
         """What the supervisor needs to run the image (see :mod:`.container_run`)."""
         assert self._engine is not None, "problem() refuses a launch without command or engine"
@@ -703,7 +733,9 @@ class LocalRuntime:
         job = containers.ContainerJob(
             name=containers.container_name(run_id),
             image=spec.image_ref,
-            env=containers.container_env(resource, run=run, index=index, run_id=run_id),
+            env=containers.container_env(
+                resource, run=run, index=index, run_id=run_id, attempt=attempt
+            ),
             input_dir=str(input_dir),
             output_dir=str(output_dir),
             labels=dict([containers.service_label(resource.service_id).split("=", 1)]),

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(dtpoc/analytics/v1alpha1/analytics.proto\x12\x18\x64tpoc.analytics.v1alpha1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x88\x07\n\rAnalyticsSpec\x12\r\n\x05image\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x10\n\x08job_type\x18\x04 \x01(\t\x12\x11\n\x04port\x18\x05 \x01(\x05H\x00\x88\x01\x01\x12\x11\n\x04reps\x18\x06 \x01(\x05H\x01\x88\x01\x01\x12\x10\n\x08schedule\x18\x07 \x01(\t\x12=\n\x03\x65nv\x18\x08 \x03(\x0b\x32\x30.dtpoc.analytics.v1alpha1.AnalyticsSpec.EnvEntry\x12\x0f\n\x07\x63ommand\x18\t \x03(\t\x12\x0c\n\x04\x61rgs\x18\n \x03(\t\x12\x18\n\x0bparallelism\x18\x0b \x01(\x05H\x02\x88\x01\x01\x12$\n\x17\x62\x61\x63koff_limit_per_index\x18\x0c \x01(\x05H\x03\x88\x01\x01\x12$\n\x17\x61\x63tive_deadline_seconds\x18\r \x01(\x03H\x04\x88\x01\x01\x12\'\n\x1attl_seconds_after_finished\x18\x0e \x01(\x05H\x05\x88\x01\x01\x12\x41\n\tresources\x18\x0f \x01(\x0b\x32..dtpoc.analytics.v1alpha1.ResourceRequirements\x12L\n\x0binput_files\x18\x10 \x03(\x0b\x32\x37.dtpoc.analytics.v1alpha1.AnalyticsSpec.InputFilesEntry\x12*\n\x1dsuccessful_jobs_history_limit\x18\x11 \x01(\x05H\x06\x88\x01\x01\x12&\n\x19\x66\x61iled_jobs_history_limit\x18\x12 \x01(\x05H\x07\x88\x01\x01\x12\x0e\n\x06\x65xpose\x18\x13 \x01(\x08\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x31\n\x0fInputFilesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x07\n\x05_portB\x07\n\x05_repsB\x0e\n\x0c_parallelismB\x1a\n\x18_backoff_limit_per_indexB\x1a\n\x18_active_deadline_secondsB\x1d\n\x1b_ttl_seconds_after_finishedB \n\x1e_successful_jobs_history_limitB\x1c\n\x1a_failed_jobs_history_limit\"\x92\x02\n\x14ResourceRequirements\x12N\n\x08requests\x18\x01 \x03(\x0b\x32<.dtpoc.analytics.v1alpha1.ResourceRequirements.RequestsEntry\x12J\n\x06limits\x18\x02 \x03(\x0b\x32:.dtpoc.analytics.v1alpha1.ResourceRequirements.LimitsEntry\x1a/\n\rRequestsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a-\n\x0bLimitsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x9c\x03\n\x0f\x41nalyticsStatus\x12\r\n\x05phase\x18\x01 \x01(\t\x12\x1b\n\x13observed_generation\x18\x02 \x01(\x03\x12\x37\n\nconditions\x18\x03 \x03(\x0b\x32#.dtpoc.analytics.v1alpha1.Condition\x12\x39\n\x08replicas\x18\x04 \x03(\x0b\x32\'.dtpoc.analytics.v1alpha1.ReplicaStatus\x12\x0e\n\x06\x61\x63tive\x18\x05 \x01(\x05\x12\x11\n\tsucceeded\x18\x06 \x01(\x05\x12\x0e\n\x06\x66\x61iled\x18\x07 \x01(\x05\x12\r\n\x05total\x18\x08 \x01(\x05\x12\x0f\n\x07message\x18\t \x01(\t\x12.\n\nstart_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0f\x63ompletion_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\x04runs\x18\x0c \x03(\x0b\x32#.dtpoc.analytics.v1alpha1.RunStatus\"\x84\x01\n\tCondition\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x38\n\x14last_transition_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa8\x02\n\rReplicaStatus\x12\r\n\x05index\x18\x01 \x01(\x05\x12\r\n\x05state\x18\x02 \x01(\t\x12.\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inish_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\texit_code\x18\x05 \x01(\x05H\x00\x88\x01\x01\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x0f\n\x07message\x18\x07 \x01(\t\x12\x17\n\x0foutput_file_ids\x18\x08 \x03(\t\x12\x0b\n\x03run\x18\t \x01(\t\x12\x10\n\x08pod_name\x18\n \x01(\t\x12\x19\n\x11outputs_collected\x18\x0b \x01(\x08\x42\x0c\n\n_exit_code\"[\n\tRunStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x31\n\rschedule_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05state\x18\x03 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(dtpoc/analytics/v1alpha1/analytics.proto\x12\x18\x64tpoc.analytics.v1alpha1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa9\x08\n\rAnalyticsSpec\x12\r\n\x05image\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x10\n\x08job_type\x18\x04 \x01(\t\x12\x11\n\x04port\x18\x05 \x01(\x05H\x00\x88\x01\x01\x12\x11\n\x04reps\x18\x06 \x01(\x05H\x01\x88\x01\x01\x12\x10\n\x08schedule\x18\x07 \x01(\t\x12=\n\x03\x65nv\x18\x08 \x03(\x0b\x32\x30.dtpoc.analytics.v1alpha1.AnalyticsSpec.EnvEntry\x12\x0f\n\x07\x63ommand\x18\t \x03(\t\x12\x0c\n\x04\x61rgs\x18\n \x03(\t\x12\x18\n\x0bparallelism\x18\x0b \x01(\x05H\x02\x88\x01\x01\x12$\n\x17\x62\x61\x63koff_limit_per_index\x18\x0c \x01(\x05H\x03\x88\x01\x01\x12$\n\x17\x61\x63tive_deadline_seconds\x18\r \x01(\x03H\x04\x88\x01\x01\x12\'\n\x1attl_seconds_after_finished\x18\x0e \x01(\x05H\x05\x88\x01\x01\x12\x41\n\tresources\x18\x0f \x01(\x0b\x32..dtpoc.analytics.v1alpha1.ResourceRequirements\x12L\n\x0binput_files\x18\x10 \x03(\x0b\x32\x37.dtpoc.analytics.v1alpha1.AnalyticsSpec.InputFilesEntry\x12*\n\x1dsuccessful_jobs_history_limit\x18\x11 \x01(\x05H\x06\x88\x01\x01\x12&\n\x19\x66\x61iled_jobs_history_limit\x18\x12 \x01(\x05H\x07\x88\x01\x01\x12\x0e\n\x06\x65xpose\x18\x13 \x01(\x08\x12V\n\x10replica_attempts\x18\x14 \x03(\x0b\x32<.dtpoc.analytics.v1alpha1.AnalyticsSpec.ReplicaAttemptsEntry\x12\x0f\n\x07suspend\x18\x15 \x01(\x08\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x31\n\x0fInputFilesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x36\n\x14ReplicaAttemptsEntry\x12\x0b\n\x03key\x18\x01 \x01(\x05\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\x42\x07\n\x05_portB\x07\n\x05_repsB\x0e\n\x0c_parallelismB\x1a\n\x18_backoff_limit_per_indexB\x1a\n\x18_active_deadline_secondsB\x1d\n\x1b_ttl_seconds_after_finishedB \n\x1e_successful_jobs_history_limitB\x1c\n\x1a_failed_jobs_history_limit\"\x92\x02\n\x14ResourceRequirements\x12N\n\x08requests\x18\x01 \x03(\x0b\x32<.dtpoc.analytics.v1alpha1.ResourceRequirements.RequestsEntry\x12J\n\x06limits\x18\x02 \x03(\x0b\x32:.dtpoc.analytics.v1alpha1.ResourceRequirements.LimitsEntry\x1a/\n\rRequestsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a-\n\x0bLimitsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xaf\x03\n\x0f\x41nalyticsStatus\x12\r\n\x05phase\x18\x01 \x01(\t\x12\x1b\n\x13observed_generation\x18\x02 \x01(\x03\x12\x37\n\nconditions\x18\x03 \x03(\x0b\x32#.dtpoc.analytics.v1alpha1.Condition\x12\x39\n\x08replicas\x18\x04 \x03(\x0b\x32\'.dtpoc.analytics.v1alpha1.ReplicaStatus\x12\x0e\n\x06\x61\x63tive\x18\x05 \x01(\x05\x12\x11\n\tsucceeded\x18\x06 \x01(\x05\x12\x0e\n\x06\x66\x61iled\x18\x07 \x01(\x05\x12\r\n\x05total\x18\x08 \x01(\x05\x12\x0f\n\x07message\x18\t \x01(\t\x12.\n\nstart_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0f\x63ompletion_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\x04runs\x18\x0c \x03(\x0b\x32#.dtpoc.analytics.v1alpha1.RunStatus\x12\x11\n\tsuspended\x18\r \x01(\x08\"\x84\x01\n\tCondition\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x38\n\x14last_transition_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xb9\x02\n\rReplicaStatus\x12\r\n\x05index\x18\x01 \x01(\x05\x12\r\n\x05state\x18\x02 \x01(\t\x12.\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inish_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\texit_code\x18\x05 \x01(\x05H\x00\x88\x01\x01\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x0f\n\x07message\x18\x07 \x01(\t\x12\x17\n\x0foutput_file_ids\x18\x08 \x03(\t\x12\x0b\n\x03run\x18\t \x01(\t\x12\x10\n\x08pod_name\x18\n \x01(\t\x12\x19\n\x11outputs_collected\x18\x0b \x01(\x08\x12\x0f\n\x07\x61ttempt\x18\x0c \x01(\x05\x42\x0c\n\n_exit_code\"[\n\tRunStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x31\n\rschedule_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05state\x18\x03 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,28 +36,32 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ANALYTICSSPEC_ENVENTRY']._serialized_options = b'8\001'
   _globals['_ANALYTICSSPEC_INPUTFILESENTRY']._loaded_options = None
   _globals['_ANALYTICSSPEC_INPUTFILESENTRY']._serialized_options = b'8\001'
+  _globals['_ANALYTICSSPEC_REPLICAATTEMPTSENTRY']._loaded_options = None
+  _globals['_ANALYTICSSPEC_REPLICAATTEMPTSENTRY']._serialized_options = b'8\001'
   _globals['_RESOURCEREQUIREMENTS_REQUESTSENTRY']._loaded_options = None
   _globals['_RESOURCEREQUIREMENTS_REQUESTSENTRY']._serialized_options = b'8\001'
   _globals['_RESOURCEREQUIREMENTS_LIMITSENTRY']._loaded_options = None
   _globals['_RESOURCEREQUIREMENTS_LIMITSENTRY']._serialized_options = b'8\001'
   _globals['_ANALYTICSSPEC']._serialized_start=104
-  _globals['_ANALYTICSSPEC']._serialized_end=1008
-  _globals['_ANALYTICSSPEC_ENVENTRY']._serialized_start=730
-  _globals['_ANALYTICSSPEC_ENVENTRY']._serialized_end=772
-  _globals['_ANALYTICSSPEC_INPUTFILESENTRY']._serialized_start=774
-  _globals['_ANALYTICSSPEC_INPUTFILESENTRY']._serialized_end=823
-  _globals['_RESOURCEREQUIREMENTS']._serialized_start=1011
-  _globals['_RESOURCEREQUIREMENTS']._serialized_end=1285
-  _globals['_RESOURCEREQUIREMENTS_REQUESTSENTRY']._serialized_start=1191
-  _globals['_RESOURCEREQUIREMENTS_REQUESTSENTRY']._serialized_end=1238
-  _globals['_RESOURCEREQUIREMENTS_LIMITSENTRY']._serialized_start=1240
-  _globals['_RESOURCEREQUIREMENTS_LIMITSENTRY']._serialized_end=1285
-  _globals['_ANALYTICSSTATUS']._serialized_start=1288
-  _globals['_ANALYTICSSTATUS']._serialized_end=1700
-  _globals['_CONDITION']._serialized_start=1703
-  _globals['_CONDITION']._serialized_end=1835
-  _globals['_REPLICASTATUS']._serialized_start=1838
-  _globals['_REPLICASTATUS']._serialized_end=2134
-  _globals['_RUNSTATUS']._serialized_start=2136
-  _globals['_RUNSTATUS']._serialized_end=2227
+  _globals['_ANALYTICSSPEC']._serialized_end=1169
+  _globals['_ANALYTICSSPEC_ENVENTRY']._serialized_start=835
+  _globals['_ANALYTICSSPEC_ENVENTRY']._serialized_end=877
+  _globals['_ANALYTICSSPEC_INPUTFILESENTRY']._serialized_start=879
+  _globals['_ANALYTICSSPEC_INPUTFILESENTRY']._serialized_end=928
+  _globals['_ANALYTICSSPEC_REPLICAATTEMPTSENTRY']._serialized_start=930
+  _globals['_ANALYTICSSPEC_REPLICAATTEMPTSENTRY']._serialized_end=984
+  _globals['_RESOURCEREQUIREMENTS']._serialized_start=1172
+  _globals['_RESOURCEREQUIREMENTS']._serialized_end=1446
+  _globals['_RESOURCEREQUIREMENTS_REQUESTSENTRY']._serialized_start=1352
+  _globals['_RESOURCEREQUIREMENTS_REQUESTSENTRY']._serialized_end=1399
+  _globals['_RESOURCEREQUIREMENTS_LIMITSENTRY']._serialized_start=1401
+  _globals['_RESOURCEREQUIREMENTS_LIMITSENTRY']._serialized_end=1446
+  _globals['_ANALYTICSSTATUS']._serialized_start=1449
+  _globals['_ANALYTICSSTATUS']._serialized_end=1880
+  _globals['_CONDITION']._serialized_start=1883
+  _globals['_CONDITION']._serialized_end=2015
+  _globals['_REPLICASTATUS']._serialized_start=2018
+  _globals['_REPLICASTATUS']._serialized_end=2331
+  _globals['_RUNSTATUS']._serialized_start=2333
+  _globals['_RUNSTATUS']._serialized_end=2424
 # @@protoc_insertion_point(module_scope)

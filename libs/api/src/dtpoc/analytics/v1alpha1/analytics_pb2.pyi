@@ -69,6 +69,26 @@ class AnalyticsSpec(_message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
+    @_typing.final
+    class ReplicaAttemptsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.int
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.int = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     IMAGE_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
@@ -88,6 +108,8 @@ class AnalyticsSpec(_message.Message):
     SUCCESSFUL_JOBS_HISTORY_LIMIT_FIELD_NUMBER: _builtins.int
     FAILED_JOBS_HISTORY_LIMIT_FIELD_NUMBER: _builtins.int
     EXPOSE_FIELD_NUMBER: _builtins.int
+    REPLICA_ATTEMPTS_FIELD_NUMBER: _builtins.int
+    SUSPEND_FIELD_NUMBER: _builtins.int
     image: _builtins.str
     """Container image reference without the tag, e.g.
     `ghcr.io/example/lab-simulation`.
@@ -127,6 +149,8 @@ class AnalyticsSpec(_message.Message):
     cluster. The operator creates its Ingress only when its own exposure
     policy is on as well; false: reachable in the cluster only.
     """
+    suspend: _builtins.bool
+    """A scheduled service starts no new run while true (a running one finishes)."""
     @_builtins.property
     def env(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Environment variables given to every replica."""
@@ -148,6 +172,14 @@ class AnalyticsSpec(_message.Message):
     @_builtins.property
     def input_files(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Input files: stored file id -> file name under the replica's `/input`."""
+
+    @_builtins.property
+    def replica_attempts(self) -> _containers.ScalarMap[_builtins.int, _builtins.int]:
+        """Desired attempt per replica index of an ondemand service (absent: 1).
+        The orchestrator raises an index's entry when a retry asks that failed
+        replica to run again; the operator runs that attempt once, in a workload
+        of its own, and the other replicas stay as they are.
+        """
 
     def __init__(
         self,
@@ -171,10 +203,12 @@ class AnalyticsSpec(_message.Message):
         successful_jobs_history_limit: _builtins.int | None = ...,
         failed_jobs_history_limit: _builtins.int | None = ...,
         expose: _builtins.bool = ...,
+        replica_attempts: _abc.Mapping[_builtins.int, _builtins.int] | None = ...,
+        suspend: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_active_deadline_seconds", b"_active_deadline_seconds", "_backoff_limit_per_index", b"_backoff_limit_per_index", "_failed_jobs_history_limit", b"_failed_jobs_history_limit", "_parallelism", b"_parallelism", "_port", b"_port", "_reps", b"_reps", "_successful_jobs_history_limit", b"_successful_jobs_history_limit", "_ttl_seconds_after_finished", b"_ttl_seconds_after_finished", "active_deadline_seconds", b"active_deadline_seconds", "backoff_limit_per_index", b"backoff_limit_per_index", "failed_jobs_history_limit", b"failed_jobs_history_limit", "parallelism", b"parallelism", "port", b"port", "reps", b"reps", "resources", b"resources", "successful_jobs_history_limit", b"successful_jobs_history_limit", "ttl_seconds_after_finished", b"ttl_seconds_after_finished"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_active_deadline_seconds", b"_active_deadline_seconds", "_backoff_limit_per_index", b"_backoff_limit_per_index", "_failed_jobs_history_limit", b"_failed_jobs_history_limit", "_parallelism", b"_parallelism", "_port", b"_port", "_reps", b"_reps", "_successful_jobs_history_limit", b"_successful_jobs_history_limit", "_ttl_seconds_after_finished", b"_ttl_seconds_after_finished", "active_deadline_seconds", b"active_deadline_seconds", "args", b"args", "backoff_limit_per_index", b"backoff_limit_per_index", "command", b"command", "description", b"description", "env", b"env", "expose", b"expose", "failed_jobs_history_limit", b"failed_jobs_history_limit", "image", b"image", "input_files", b"input_files", "job_type", b"job_type", "parallelism", b"parallelism", "port", b"port", "reps", b"reps", "resources", b"resources", "schedule", b"schedule", "successful_jobs_history_limit", b"successful_jobs_history_limit", "ttl_seconds_after_finished", b"ttl_seconds_after_finished", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_active_deadline_seconds", b"_active_deadline_seconds", "_backoff_limit_per_index", b"_backoff_limit_per_index", "_failed_jobs_history_limit", b"_failed_jobs_history_limit", "_parallelism", b"_parallelism", "_port", b"_port", "_reps", b"_reps", "_successful_jobs_history_limit", b"_successful_jobs_history_limit", "_ttl_seconds_after_finished", b"_ttl_seconds_after_finished", "active_deadline_seconds", b"active_deadline_seconds", "args", b"args", "backoff_limit_per_index", b"backoff_limit_per_index", "command", b"command", "description", b"description", "env", b"env", "expose", b"expose", "failed_jobs_history_limit", b"failed_jobs_history_limit", "image", b"image", "input_files", b"input_files", "job_type", b"job_type", "parallelism", b"parallelism", "port", b"port", "replica_attempts", b"replica_attempts", "reps", b"reps", "resources", b"resources", "schedule", b"schedule", "successful_jobs_history_limit", b"successful_jobs_history_limit", "suspend", b"suspend", "ttl_seconds_after_finished", b"ttl_seconds_after_finished", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__active_deadline_seconds: _TypeAlias = _typing.Literal["active_deadline_seconds"]  # noqa: Y015
     _WhichOneofArgType__active_deadline_seconds: _TypeAlias = _typing.Literal["_active_deadline_seconds", b"_active_deadline_seconds"]  # noqa: Y015
@@ -301,6 +335,7 @@ class AnalyticsStatus(_message.Message):
     START_TIME_FIELD_NUMBER: _builtins.int
     COMPLETION_TIME_FIELD_NUMBER: _builtins.int
     RUNS_FIELD_NUMBER: _builtins.int
+    SUSPENDED_FIELD_NUMBER: _builtins.int
     phase: _builtins.str
     """`pending`, `running`, `succeeded`, `failed` or `terminated`."""
     observed_generation: _builtins.int
@@ -317,6 +352,10 @@ class AnalyticsStatus(_message.Message):
     """
     message: _builtins.str
     """Why the service is in its phase, for people."""
+    suspended: _builtins.bool
+    """A scheduled service whose runs the operator has stopped starting
+    (`spec.suspend` applied: CronJob `suspend`, or the local scheduler).
+    """
     @_builtins.property
     def conditions(self) -> _containers.RepeatedCompositeFieldContainer[Global___Condition]:
         """Kubernetes-style conditions (`Ready`, `Complete`, `Failed`,
@@ -356,10 +395,11 @@ class AnalyticsStatus(_message.Message):
         start_time: _timestamp_pb2.Timestamp | None = ...,
         completion_time: _timestamp_pb2.Timestamp | None = ...,
         runs: _abc.Iterable[Global___RunStatus] | None = ...,
+        suspended: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["completion_time", b"completion_time", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active", b"active", "completion_time", b"completion_time", "conditions", b"conditions", "failed", b"failed", "message", b"message", "observed_generation", b"observed_generation", "phase", b"phase", "replicas", b"replicas", "runs", b"runs", "start_time", b"start_time", "succeeded", b"succeeded", "total", b"total"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active", b"active", "completion_time", b"completion_time", "conditions", b"conditions", "failed", b"failed", "message", b"message", "observed_generation", b"observed_generation", "phase", b"phase", "replicas", b"replicas", "runs", b"runs", "start_time", b"start_time", "succeeded", b"succeeded", "suspended", b"suspended", "total", b"total"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -422,6 +462,7 @@ class ReplicaStatus(_message.Message):
     RUN_FIELD_NUMBER: _builtins.int
     POD_NAME_FIELD_NUMBER: _builtins.int
     OUTPUTS_COLLECTED_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
     index: _builtins.int
     """Replica index: 0..reps-1 (the Job completion index)."""
     state: _builtins.str
@@ -442,6 +483,13 @@ class ReplicaStatus(_message.Message):
     """Pod (or local process) name, the `RUN_ID` the replica saw."""
     outputs_collected: _builtins.bool
     """True once every output file of the replica is stored in Files."""
+    attempt: _builtins.int
+    """Which attempt of this replica the entry describes: 1 for its first run,
+    one more for each retry of it (RetryService). Retries under
+    `backoff_limit_per_index` happen within one attempt, each in its own pod
+    (`pod_name`). The replica sees it as `DTPOC_ATTEMPT`; 0 in statuses
+    written before attempts were counted means 1.
+    """
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp:
         """When the replica's container started."""
@@ -470,10 +518,11 @@ class ReplicaStatus(_message.Message):
         run: _builtins.str = ...,
         pod_name: _builtins.str = ...,
         outputs_collected: _builtins.bool = ...,
+        attempt: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "exit_code", b"exit_code", "finish_time", b"finish_time", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "exit_code", b"exit_code", "finish_time", b"finish_time", "index", b"index", "message", b"message", "output_file_ids", b"output_file_ids", "outputs_collected", b"outputs_collected", "pod_name", b"pod_name", "reason", b"reason", "run", b"run", "start_time", b"start_time", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "attempt", b"attempt", "exit_code", b"exit_code", "finish_time", b"finish_time", "index", b"index", "message", b"message", "output_file_ids", b"output_file_ids", "outputs_collected", b"outputs_collected", "pod_name", b"pod_name", "reason", b"reason", "run", b"run", "start_time", b"start_time", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__exit_code: _TypeAlias = _typing.Literal["exit_code"]  # noqa: Y015
     _WhichOneofArgType__exit_code: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code"]  # noqa: Y015

@@ -415,6 +415,9 @@ class Service(_message.Message):
     LABELS_FIELD_NUMBER: _builtins.int
     COMMAND_FIELD_NUMBER: _builtins.int
     ARGS_FIELD_NUMBER: _builtins.int
+    RESUBMITTED_FROM_FIELD_NUMBER: _builtins.int
+    RESUBMISSIONS_FIELD_NUMBER: _builtins.int
+    SUSPENDED_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """The service id (24 hex digits)."""
     image: _builtins.str
@@ -449,6 +452,14 @@ class Service(_message.Message):
     """When the service was terminated, in seconds since the epoch; absent
     while it is not.
     """
+    resubmitted_from: _builtins.str
+    """The service this one is a resubmission of (same spec and inputs); empty
+    for a launch.
+    """
+    suspended: _builtins.bool
+    """True while a scheduled service is suspended (asked for: it starts no new
+    run once the operator applied it, see the status's `suspended`).
+    """
     @_builtins.property
     def mount_files(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Input files: file id -> name under `/input`."""
@@ -472,6 +483,10 @@ class Service(_message.Message):
     @_builtins.property
     def args(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Arguments to the entrypoint."""
+
+    @_builtins.property
+    def resubmissions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Services resubmitted from this one, oldest first."""
 
     def __init__(
         self,
@@ -498,10 +513,13 @@ class Service(_message.Message):
         labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         command: _abc.Iterable[_builtins.str] | None = ...,
         args: _abc.Iterable[_builtins.str] | None = ...,
+        resubmitted_from: _builtins.str = ...,
+        resubmissions: _abc.Iterable[_builtins.str] | None = ...,
+        suspended: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_port", b"_port", "_terminated_at", b"_terminated_at", "port", b"port", "terminated_at", b"terminated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_port", b"_port", "_terminated_at", b"_terminated_at", "active_runs", b"active_runs", "args", b"args", "command", b"command", "created_at", b"created_at", "description", b"description", "env", b"env", "failed_runs", b"failed_runs", "id", b"id", "image", b"image", "job_type", b"job_type", "labels", b"labels", "mount_files", b"mount_files", "output_files", b"output_files", "phase", b"phase", "port", b"port", "reps", b"reps", "schedule", b"schedule", "status", b"status", "succeeded_runs", b"succeeded_runs", "terminated_at", b"terminated_at", "total_runs", b"total_runs", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_port", b"_port", "_terminated_at", b"_terminated_at", "active_runs", b"active_runs", "args", b"args", "command", b"command", "created_at", b"created_at", "description", b"description", "env", b"env", "failed_runs", b"failed_runs", "id", b"id", "image", b"image", "job_type", b"job_type", "labels", b"labels", "mount_files", b"mount_files", "output_files", b"output_files", "phase", b"phase", "port", b"port", "reps", b"reps", "resubmissions", b"resubmissions", "resubmitted_from", b"resubmitted_from", "schedule", b"schedule", "status", b"status", "succeeded_runs", b"succeeded_runs", "suspended", b"suspended", "terminated_at", b"terminated_at", "total_runs", b"total_runs", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__port: _TypeAlias = _typing.Literal["port"]  # noqa: Y015
     _WhichOneofArgType__port: _TypeAlias = _typing.Literal["_port", b"_port"]  # noqa: Y015
@@ -657,6 +675,7 @@ class ServiceStatus(_message.Message):
     JOB_TYPE_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
     RUNS_FIELD_NUMBER: _builtins.int
+    SUSPENDED_FIELD_NUMBER: _builtins.int
     active_runs: _builtins.int
     """Replicas running now."""
     succeeded_runs: _builtins.int
@@ -673,6 +692,8 @@ class ServiceStatus(_message.Message):
     """Why the service is in its phase."""
     job_type: _builtins.str
     """`ondemand`, `scheduled` or `persistent`."""
+    suspended: _builtins.bool
+    """True while a scheduled service is suspended: it starts no new run."""
     @_builtins.property
     def output_files(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Ids of every output file collected so far."""
@@ -709,10 +730,11 @@ class ServiceStatus(_message.Message):
         job_type: _builtins.str = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
         runs: _abc.Iterable[_analytics_pb2.RunStatus] | None = ...,
+        suspended: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_runs", b"active_runs", "conditions", b"conditions", "failed_runs", b"failed_runs", "job_type", b"job_type", "message", b"message", "output_files", b"output_files", "phase", b"phase", "replicas", b"replicas", "runs", b"runs", "status", b"status", "succeeded_runs", b"succeeded_runs", "total_runs", b"total_runs", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_runs", b"active_runs", "conditions", b"conditions", "failed_runs", b"failed_runs", "job_type", b"job_type", "message", b"message", "output_files", b"output_files", "phase", b"phase", "replicas", b"replicas", "runs", b"runs", "status", b"status", "succeeded_runs", b"succeeded_runs", "suspended", b"suspended", "total_runs", b"total_runs", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
