@@ -1,8 +1,9 @@
 """The Files service's use cases, between the gRPC edge and the adapters.
 
 Each method is one thing a client can ask for. The rules come from
-:mod:`dtpoc_files.domain`, the storage from :mod:`dtpoc_files.gridfs_store`
-and the "who mounts this file" answer from :mod:`dtpoc_files.usage`.
+:mod:`dtpoc_files.domain`; the storage and the "who mounts this file" answer
+come through the ports of :mod:`dtpoc_files.ports` (GridFS and the
+orchestrator in production, :mod:`dtpoc_files.memory` in the unit tier).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from google.rpc import error_details_pb2  # type: ignore[import-untyped]
 
 from dtpoc_common import errors
 from dtpoc_common import logging as dlog
-from dtpoc_files import domain, gridfs_store, usage
+from dtpoc_files import domain, gridfs_store, ports
 
 log = dlog.get_logger(__name__)
 
@@ -62,8 +63,8 @@ class FilesService:
 
     def __init__(
         self,
-        store: gridfs_store.GridFSStore,
-        file_usage: usage.FileUsage,
+        store: ports.FileStore,
+        file_usage: ports.FileUsage,
         *,
         max_upload_bytes: int,
         download_piece_bytes: int,
@@ -132,7 +133,7 @@ class FilesService:
         )
         return outcome
 
-    async def _begin(self, header: domain.UploadHeader) -> gridfs_store.PendingUpload:
+    async def _begin(self, header: domain.UploadHeader) -> ports.PendingUpload:
         """Register the upload; if the client goes away meanwhile, undo it once registered."""
         begin = self._background(self._store.begin_upload(filename=header.filename))
         try:
@@ -141,7 +142,7 @@ class FilesService:
             begin.add_done_callback(self._discard_if_begun)
             raise
 
-    def _discard_if_begun(self, begin: asyncio.Task[gridfs_store.PendingUpload]) -> None:
+    def _discard_if_begun(self, begin: asyncio.Task[ports.PendingUpload]) -> None:
         if begin.cancelled() or begin.exception() is not None:
             return
         self._background(self._discard(begin.result(), reason=asyncio.CancelledError(), received=0))
@@ -155,7 +156,7 @@ class FilesService:
 
     async def _commit_or_discard(
         self,
-        upload: gridfs_store.PendingUpload,
+        upload: ports.PendingUpload,
         header: domain.UploadHeader,
         digest: domain.Digest,
         still_wanted: Callable[[], bool],
@@ -172,7 +173,7 @@ class FilesService:
             raise
 
     async def _discard(
-        self, upload: gridfs_store.PendingUpload, *, reason: BaseException, received: int
+        self, upload: ports.PendingUpload, *, reason: BaseException, received: int
     ) -> None:
         cleanup = self._background(upload.discard())
         outcome = "discarded"
