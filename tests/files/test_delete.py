@@ -12,7 +12,7 @@ from pymongo.database import Database
 from dtpoc.files.v1alpha1 import files_pb2, files_pb2_grpc
 from dtpoc_local import ports
 from tests.files import helpers
-from tests.files.orchestrator_double import OrchestratorUsageDouble, Usage
+from tests.files.orchestrator_double import OrchestratorUsageDouble
 
 
 @pytest.fixture
@@ -67,38 +67,6 @@ def test_delete_removes_the_file_its_chunks_and_its_identity(
     assert not again.deduplicated and again.file_id != file_id
 
 
-def test_a_file_a_live_service_mounts_is_kept_unless_forced(
-    files_server_factory: Any, orchestrator: OrchestratorUsageDouble
-) -> None:
-    server = files_server_factory(
-        DTPOC_FILES_USAGE_CHECK="true", DTPOC_FILES_ORCHESTRATOR_ADDRESS=orchestrator.address
-    )
-    with helpers.channel(server.address) as channel:
-        client = files_pb2_grpc.FilesServiceStub(channel)
-        mounted = helpers.upload(client, helpers.unique_bytes(1000), "input.xlsx").file_id
-        orchestrator.usage[mounted] = Usage(active=["svc-b", "svc-a"], terminated=["svc-old"])
-
-        error = helpers.rpc_error(client.DeleteFile, files_pb2.DeleteFileRequest(file_id=mounted))
-        assert error.code() == grpc.StatusCode.ABORTED, "in use: HTTP 409"
-        assert "svc-a, svc-b" in error.details() and "force" in error.details()
-        assert exists(client, mounted)
-        assert orchestrator.asked == [mounted]
-
-        delete(client, mounted, force=True)
-        assert not exists(client, mounted)
-        assert orchestrator.asked == [mounted], "force does not ask"
-
-        retired = helpers.upload(client, helpers.unique_bytes(1000)).file_id
-        orchestrator.usage[retired] = Usage(terminated=["svc-old"])
-        delete(client, retired)
-        assert not exists(client, retired), "terminated services do not hold a file"
-
-        unknown = helpers.upload(client, helpers.unique_bytes(1000)).file_id
-        orchestrator.fail_with = grpc.StatusCode.NOT_FOUND
-        delete(client, unknown)
-        assert not exists(client, unknown), "no service record mentions it: nobody mounts it"
-
-
 def test_an_orchestrator_that_cannot_answer_blocks_deletes_without_force(
     files_server_factory: Any, orchestrator: OrchestratorUsageDouble
 ) -> None:
@@ -126,25 +94,3 @@ def test_an_orchestrator_that_cannot_answer_blocks_deletes_without_force(
 
             delete(client, file_id, force=True)
             assert not exists(client, file_id)
-
-
-def test_without_an_orchestrator_address_deletes_need_force_or_the_check_switched_off(
-    files_server_factory: Any,
-) -> None:
-    unconfigured = files_server_factory(DTPOC_FILES_USAGE_CHECK="true")
-    with helpers.channel(unconfigured.address) as channel:
-        client = files_pb2_grpc.FilesServiceStub(channel)
-        file_id = helpers.upload(client, helpers.unique_bytes(1000)).file_id
-        error = helpers.rpc_error(client.DeleteFile, files_pb2.DeleteFileRequest(file_id=file_id))
-        assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
-        assert "DTPOC_FILES_ORCHESTRATOR_ADDRESS" in error.details()
-        assert exists(client, file_id)
-        delete(client, file_id, force=True)
-        assert not exists(client, file_id)
-
-    switched_off = files_server_factory(DTPOC_FILES_USAGE_CHECK="false")
-    with helpers.channel(switched_off.address) as channel:
-        client = files_pb2_grpc.FilesServiceStub(channel)
-        file_id = helpers.upload(client, helpers.unique_bytes(1000)).file_id
-        delete(client, file_id)
-        assert not exists(client, file_id)
