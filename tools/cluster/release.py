@@ -5,6 +5,9 @@ imported once into the node's containerd cache. The chart is installed from
 ``infra/`` with ``infra/values-cluster.yaml``; the gateway's token Secret is
 made here from ``var/cluster/token`` (kept across starts, so a client keeps
 working after a restart) and named with ``gateway.auth.existingSecret``.
+InfluxDB's credentials are made here too (``influxdb.auth.existingSecret``):
+the node runs InfluxDB 1.8, whose ``/api/v2`` takes the token
+``<username>:<password>``, so the admin token has that form.
 """
 
 from __future__ import annotations
@@ -23,9 +26,16 @@ import yaml
 from dtpoc_local import binaries, images, processes
 from tools.cluster import cluster, layout, node
 
-IMAGES = ("dtpoc", "histolab", "ferretdb", "mosquitto")
+IMAGES = ("dtpoc", "histolab", "ferretdb", "mosquitto", "influxdb", "telegraf")
 """What the node's values file runs (histolab: the original's analytics image)."""
 TOKEN_SECRET = "dtpoc-cluster-api-token"  # noqa: S105 - the Secret's name
+INFLUXDB_SECRET = "dtpoc-cluster-influxdb-auth"  # noqa: S105 - the Secret's name
+_VALUES_KEYS = (
+    ("ferretdb", "mongodb"),
+    ("mosquitto", "mosquitto"),
+    ("influxdb", "influxdb"),
+    ("telegraf", "telegraf"),
+)
 ROLLOUT_TIMEOUT = 300.0
 PORT_FORWARD_TIMEOUT = 30.0
 
@@ -34,7 +44,7 @@ def values_images() -> dict[str, str]:
     """Image references infra/values-cluster.yaml names, by catalogue name."""
     values = yaml.safe_load(layout.VALUES_FILE.read_text())
     found = {}
-    for name, key in (("ferretdb", "mongodb"), ("mosquitto", "mosquitto")):
+    for name, key in _VALUES_KEYS:
         image = values[key]["image"]
         found[name] = f"{image['repository']}:{image['tag']}"
     return found
@@ -89,6 +99,35 @@ def token_secret(token: str) -> dict[str, object]:
     }
 
 
+def _influxdb_admin() -> str:
+    """``influxdb.auth.adminUsername`` of the node's values, else of the chart's defaults."""
+    for path in (layout.VALUES_FILE, layout.REPO / "infra" / "values.yaml"):
+        auth = (yaml.safe_load(path.read_text()).get("influxdb") or {}).get("auth") or {}
+        if auth.get("adminUsername"):
+            return str(auth["adminUsername"])
+    raise node.NodeError("no influxdb.auth.adminUsername in the values")
+
+
+def influxdb_secret() -> dict[str, object]:
+    """InfluxDB's admin (the values' name, a fresh password) and a token 1.8 accepts.
+
+    Fresh on every install, as the node's volumes are.
+    """
+    username = _influxdb_admin()
+    password = secrets.token_urlsafe(24)
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": INFLUXDB_SECRET, "namespace": layout.NAMESPACE},
+        "type": "Opaque",
+        "stringData": {
+            "admin-username": username,
+            "admin-password": password,
+            "admin-token": f"{username}:{password}",
+        },
+    }
+
+
 def helm(lay: layout.Layout, *args: str) -> str:
     argv = [str(binaries.path("helm")), f"--kubeconfig={lay.kubeconfig}", *args]
     result = subprocess.run(argv, capture_output=True, text=True, check=False)
@@ -100,7 +139,7 @@ def helm(lay: layout.Layout, *args: str) -> str:
 def install(lay: layout.Layout, *, extra_values: Sequence[Path] = ()) -> str:
     """``helm install`` the chart and wait for every workload; returns helm's NOTES."""
     cluster.kubectl(lay, "create", "namespace", layout.NAMESPACE)
-    cluster.apply(lay, [token_secret(api_token(lay))])
+    cluster.apply(lay, [token_secret(api_token(lay)), influxdb_secret()])
     args = [
         "install",
         layout.RELEASE,

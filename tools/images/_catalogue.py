@@ -143,6 +143,8 @@ def catalogue(repo: Path, downloads: Path) -> dict[str, ImageSpec]:
     node_red = _values_tag(repo, "nodeRed")
     ferretdb_inputs, ferretdb_prepare = _binary_step(repo, "ferretdb", ferretdb)
     telegraf_inputs, telegraf_prepare = _binary_step(repo, "telegraf", telegraf)
+    influxdb = _go_pin(repo, "INFLUXDB_VERSION")
+    influxdb_inputs, influxdb_prepare = _binary_step(repo, "influxd", influxdb)
     base = "localhost/dtpoc-base:bookworm"
     specs = [
         ImageSpec(
@@ -211,6 +213,16 @@ def catalogue(repo: Path, downloads: Path) -> dict[str, ImageSpec]:
             inputs=telegraf_inputs,
             prepare=telegraf_prepare,
             first_build="seconds (binary from tests/chart/build-telegraf, ~3 min if not built)",
+        ),
+        ImageSpec(
+            name="influxdb",
+            summary=f"InfluxDB {influxdb} (the chart's 2.x setup on 1.x), built from source",
+            tags=(f"localhost/dtpoc-influxdb:{influxdb.removeprefix('v')}",),
+            context="tools/images/influxdb",
+            bases={"BASE_IMAGE": "base"},
+            inputs=influxdb_inputs,
+            prepare=influxdb_prepare,
+            first_build="seconds (binary from tools/testbin/build, ~12 min if not built)",
         ),
         ImageSpec(
             name="node-red",

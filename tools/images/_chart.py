@@ -5,8 +5,10 @@ and the appVersion), so a node that imported its archive needs nothing set.
 The data stack's upstream images cannot be pulled on machines without a
 registry; these values swap in the local builds of Mosquitto, Telegraf and
 Node-RED, which keep each component's command and paths (the local images
-are laid out as the chart expects). InfluxDB, Grafana and Mongo Express
-have no local build and keep their upstream images.
+are laid out as the chart expects). Grafana and Mongo Express have no local
+build and keep their upstream images; so does InfluxDB here, since its local
+image is 1.8 and needs an admin token of the form ``<user>:<password>``
+(``infra/values-cluster.yaml`` and ``tools/cluster`` give it one).
 The MongoDB-protocol server becomes FerretDB only where the chart offers
 ``mongodb.server`` (its schema says so).
 """
