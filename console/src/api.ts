@@ -111,6 +111,28 @@ export async function request<T>(method: string, path: string, body?: unknown): 
   return (await response.json()) as T;
 }
 
+/** A tool of the deployment the console links to (Grafana, Node-RED), from the gateway's settings. */
+export interface ToolLink {
+  id: string;
+  title: string;
+  url: string;
+}
+
+/**
+ * The deployment's other tools (`GET /console/links.json`, behind the token like the API).
+ * Not signed in, refused or unreachable: no links, and no sign-in prompt of its own.
+ */
+export async function toolLinks(): Promise<ToolLink[]> {
+  try {
+    const response = await fetch("/console/links.json", { headers: headers() });
+    if (!response.ok) return [];
+    const body = (await response.json()) as { links?: ToolLink[] };
+    return body.links ?? [];
+  } catch {
+    return [];
+  }
+}
+
 // --- records ---------------------------------------------------------------------------------
 
 export interface FileRecord {

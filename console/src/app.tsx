@@ -1,6 +1,6 @@
 // The shell: landmarks, navigation, hash routes, and the sign-in when the API asks for a token.
 import { useEffect, useState } from "preact/hooks";
-import { getToken, onUnauthorised, PREFIX, setToken } from "./api";
+import { getToken, onUnauthorised, PREFIX, setToken, toolLinks, type ToolLink } from "./api";
 import { FilesView } from "./views/files";
 import { LaunchView } from "./views/launch";
 import { ServicesView } from "./views/services";
@@ -29,6 +29,10 @@ export function App() {
   const [refusal, setRefusal] = useState<string | null>(null);
   const [session, setSession] = useState(0); // remounts the views after a sign-in
   useEffect(() => onUnauthorised((message) => setRefusal(message)), []);
+  const [tools, setTools] = useState<ToolLink[]>([]);
+  useEffect(() => {
+    toolLinks().then(setTools);
+  }, [session, refusal]);
   useEffect(() => {
     const heading = document.querySelector("main h1");
     if (heading instanceof HTMLElement) heading.focus();
@@ -73,6 +77,19 @@ export function App() {
             ))}
           </ul>
         </nav>
+        {tools.length > 0 ? (
+          <nav aria-label="Tools">
+            <ul>
+              {tools.map((tool) => (
+                <li key={tool.id}>
+                  <a href={tool.url} target="_blank" rel="noopener noreferrer">
+                    {tool.title}
+                  </a>
+                </li>
+              ))}
+            </ul>
+          </nav>
+        ) : null}
         {getToken() ? (
           <button type="button" class="link" onClick={signOut}>
             Sign out

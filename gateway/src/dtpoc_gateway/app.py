@@ -170,6 +170,7 @@ def build(config: settings.GatewaySettings) -> FastAPI:
             ),
             *(item.route for item in built),
             *console.routes(config.console_dir),
+            console.links_route(config),
         ]
     )
     app.add_exception_handler(httperrors.ApiError, _api_error)

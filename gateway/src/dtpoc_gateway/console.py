@@ -24,13 +24,14 @@ import hashlib
 from pathlib import Path
 
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dtpoc_common import logging as dlog
 from dtpoc_gateway import httperrors
+from dtpoc_gateway.settings import GatewaySettings
 
 log = dlog.get_logger(__name__)
 
@@ -41,6 +42,8 @@ CSP = (
 )
 OPEN_PATHS = ("/", "/assets/*")
 """Answered without a token (the page and its assets; never data)."""
+LINKS_PATH = "/console/links.json"
+"""The other tools of the deployment the console links to (behind the token, like the API)."""
 
 PAGE_CACHE = "no-cache"
 ASSET_CACHE = "public, max-age=31536000, immutable"
@@ -130,3 +133,27 @@ def routes(folder: Path | None) -> list[BaseRoute]:
             app=_WithHeaders(assets, {**SECURITY_HEADERS, "Cache-Control": ASSET_CACHE}),
         ),
     ]
+
+
+def links(config: GatewaySettings) -> list[dict[str, str]]:
+    """The console's links to the deployment's other tools, in the order it shows them."""
+    known = (
+        ("grafana", "Grafana", config.links_grafana),
+        ("node-red", "Node-RED", config.links_node_red),
+    )
+    return [{"id": key, "title": title, "url": url} for key, title, url in known if url]
+
+
+def links_route(config: GatewaySettings) -> Route:
+    """``GET /console/links.json``: ``{"links": [{id, title, url}]}``, from the settings.
+
+    The chart knows where Grafana and Node-RED answer (their ingress path or
+    their port-forward address) and tells the gateway through
+    ``DTPOC_GATEWAY_LINKS_*``; the console reads this to show them.
+    """
+    body = {"links": links(config)}
+
+    async def answer(request: Request) -> Response:
+        return JSONResponse(body, headers={**SECURITY_HEADERS, "Cache-Control": "no-cache"})
+
+    return Route(LINKS_PATH, answer, methods=["GET"], include_in_schema=False)

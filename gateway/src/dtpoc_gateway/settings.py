@@ -14,6 +14,7 @@ nor ``DTPOC_GATEWAY_AUTH_DISABLED=true`` the gateway refuses to start
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -27,6 +28,8 @@ from dtpoc_common.vocabulary import API_PREFIX
 FILES_SERVICE = "dtpoc.files.v1alpha1.FilesService"
 ORCHESTRATOR_SERVICE = "dtpoc.orchestrator.v1alpha1.OrchestratorService"
 MIB = 1024 * 1024
+_LINK = re.compile(r"(https?://[^\s/?#]+|/(?!/))[^\s]*")
+"""A console link: an http(s) URL with a host, or a path of this host (never ``//host``)."""
 
 
 class SettingsError(ValueError):
@@ -130,6 +133,13 @@ class GatewaySettings(BaseSettings):
     #: ``console/dist`` of the source tree. Absent build: ``/`` says how to build it.
     console_dir: OptionalPath = None
 
+    #: Where the web console links to Grafana (``GET /console/links.json``): an
+    #: http(s) URL or a path on this host (``/grafana/``); unset: no link. The chart
+    #: sets it where it runs Grafana.
+    links_grafana: str | None = None
+    #: Where the web console links to Node-RED's editor, as :attr:`links_grafana`.
+    links_node_red: str | None = None
+
     #: Origins allowed by CORS (JSON list or comma-separated); none by default.
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     #: Whether CORS answers allow credentials (cookies); never together with ``*``.
@@ -144,6 +154,16 @@ class GatewaySettings(BaseSettings):
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("links_grafana", "links_node_red", mode="before")
+    @classmethod
+    def _link(cls, value: object) -> object:
+        """Empty is unset; anything else must be an http(s) URL or an absolute path."""
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        if not isinstance(value, str) or not _LINK.fullmatch(value.strip()):
+            raise ValueError(f"must be an http(s) URL or a path starting with '/', not {value!r}")
+        return value.strip()
 
     @field_validator("api_prefix")
     @classmethod
