@@ -19,9 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import platformdirs
-import yaml
-
 DEFAULT_SERVER = "http://127.0.0.1:8000"
 """Where ``make run`` / ``dtpoc up`` serve the REST API."""
 CONFIG_ENV = "DTPOC_CONFIG"
@@ -38,6 +35,8 @@ def config_path() -> Path:
     override = os.environ.get(CONFIG_ENV)
     if override:
         return Path(override)
+    import platformdirs  # imports here and below: a run that needs none starts faster
+
     return Path(platformdirs.user_config_dir("dtpoc")) / "config.yaml"
 
 
@@ -56,10 +55,16 @@ class Config:
     def load(cls, path: Path | None = None) -> Config:
         source = path or config_path()
         try:
-            data: Any = yaml.safe_load(source.read_text(encoding="utf-8"))
+            text = source.read_text(encoding="utf-8")
         except FileNotFoundError:
             return cls()
-        except (OSError, yaml.YAMLError) as exc:
+        except OSError as exc:
+            raise ConfigError(f"cannot read {source}: {exc}") from exc
+        import yaml
+
+        try:
+            data: Any = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
             raise ConfigError(f"cannot read {source}: {exc}") from exc
         if data is None:
             return cls()
@@ -73,6 +78,8 @@ class Config:
         return cls(current=str(data.get("current-context") or ""), contexts=contexts)
 
     def save(self, path: Path | None = None) -> Path:
+        import yaml
+
         target = path or config_path()
         target.parent.mkdir(parents=True, exist_ok=True)
         data: dict[str, Any] = {

@@ -7,22 +7,18 @@ import sys
 from collections.abc import Iterator
 from datetime import UTC
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
-from rich.table import Table
 
 from dtpoc.files.v1alpha1 import files_pb2
 from dtpoc_client.cli import output
 from dtpoc_client.cli.main import State
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress
+    from rich.table import Table
 
 
 @contextlib.contextmanager
@@ -31,6 +27,16 @@ def transfer_bar(label: str, total: int | None, *, show: bool) -> Iterator[Progr
     if not show:
         yield None
         return
+    # Rich's progress bar loads only when shown: a script's transfer starts faster.
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
     bar = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -98,6 +104,8 @@ def _when(info: files_pb2.FileInfo) -> str:
 
 
 def files_table(records: list[files_pb2.FileInfo]) -> Table:
+    from rich.table import Table
+
     table = Table(box=None, header_style="bold")
     table.add_column("ID", no_wrap=True, min_width=24)
     table.add_column("NAME", overflow="fold")

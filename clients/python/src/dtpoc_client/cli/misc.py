@@ -86,6 +86,3 @@ def completion(shell: str) -> None:
     cls = get_completion_class(shell)
     assert cls is not None  # the choice lists only shells click knows
     click.echo(cls(cli, {}, "dtpoc", "_DTPOC_COMPLETE").source())
-
-
-COMMANDS = [version, up, completion]

@@ -11,12 +11,13 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import yaml
 from google.protobuf import descriptor, json_format, message
-from rich.console import Console
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 FORMATS = ("table", "json", "yaml")
 _INT64 = {
@@ -102,12 +103,18 @@ def emit(
     if fmt == "json":
         click.echo(json.dumps(to_json(value), indent=2, ensure_ascii=False))
     elif fmt == "yaml":
+        import yaml  # only here: a script's JSON run does not load it
+
         click.echo(yaml.safe_dump(to_json(value), sort_keys=False, allow_unicode=True), nl=False)
     else:
+        from rich.console import Console  # only for people: scripts' runs start faster
+
         table(console or Console())
 
 
 def stderr() -> Console:
+    from rich.console import Console
+
     return Console(stderr=True, highlight=False)
 
 
