@@ -12,6 +12,7 @@ import json
 import os
 import re
 import subprocess
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -226,6 +227,8 @@ def test_contexts_keep_server_and_token_without_printing_it(
     assert run_dtpoc(client_platform, "files", "list", "-o", "json", env=env).returncode == 0
     version = json.loads(ok(run_dtpoc(client_platform, "version", "-o", "json", env=env)))
     assert version["api"] == "v1alpha1" and version["health"] == "ok", version
+    assert version["client"] == metadata.version("dtpoc-client"), version
+    assert version["server_version"] == metadata.version("dtpoc-orchestrator"), version
     assert client_platform.token not in json.dumps(version)
 
     unknown = run_dtpoc(client_platform, "--context", "nope", "files", "list", env=env)

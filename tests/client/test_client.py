@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 from collections.abc import Iterator
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -129,6 +130,11 @@ def test_typed_methods_over_rest_and_grpc(client_platform: Platform, tmp_path: P
         with client:
             assert client.healthz() == "ok"
             assert client.api_version() == "v1alpha1"
+            release = client.version()
+            assert (release.version, release.api_version) == (
+                metadata.version("dtpoc-orchestrator"),
+                "v1alpha1",
+            ), "the release the platform runs, the same through either transport"
             workdir = tmp_path / name
             workdir.mkdir()
             file_id = check_files(client, workdir)
@@ -167,6 +173,7 @@ async def test_the_async_client_for_notebooks(client_platform: Platform, tmp_pat
 
     async with AsyncClient(client_platform.server, client_platform.token) as client:
         assert await client.healthz() == "ok"
+        assert (await client.version()).version == metadata.version("dtpoc-orchestrator")
         uploaded = await client.files.upload(SAMPLE)
         assert (await client.files.info(uploaded.file_id)).sha256 == SAMPLE_SHA256
         launched = await client.services.launch(launch_body(uploaded.file_id))

@@ -102,6 +102,9 @@ class AsyncClient:
     async def healthz(self) -> str:
         return await _call(self.sync.healthz)
 
+    async def version(self) -> orchestrator_pb2.GetVersionResponse:
+        return await _call(self.sync.version)
+
     async def api_version(self) -> str:
         return await _call(self.sync.api_version)
 

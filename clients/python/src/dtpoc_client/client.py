@@ -54,6 +54,16 @@ class Client:
         )
         return answer.status
 
+    def version(self) -> orchestrator_pb2.GetVersionResponse:
+        """The platform's release and API version (``version``, ``api_version``).
+
+        A server older than ``GetVersion`` refuses it (404 over REST, 501
+        UNIMPLEMENTED over gRPC); :meth:`api_version` still answers there.
+        """
+        return self.transport.unary(
+            "GetVersion", orchestrator_pb2.GetVersionRequest(), orchestrator_pb2.GetVersionResponse
+        )
+
     def api_version(self) -> str:
         """The API version the server speaks (``v1alpha1``)."""
         return self.transport.api_version()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from importlib import metadata
 from typing import Any
 
 from google.protobuf import json_format, struct_pb2
@@ -130,6 +131,19 @@ def output_value(output: service.ReplicaOutput) -> struct_pb2.Value:
     return value
 
 
+def platform_version() -> str:
+    """The platform's release, as installed: this package's version (the images install
+    the workspace's packages as wheels of one release)."""
+    try:
+        return metadata.version("dtpoc-orchestrator")
+    except metadata.PackageNotFoundError:  # run from a source tree without an install
+        return "0+unknown"
+
+
+API_VERSION = orchestrator_pb2.DESCRIPTOR.package.rsplit(".", 1)[-1]
+"""The API version: the protos' package version (``v1alpha1``), the REST prefix's end."""
+
+
 class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
     """``dtpoc.orchestrator.v1alpha1.OrchestratorService`` over :class:`service.Orchestrator`."""
 
@@ -140,6 +154,13 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         self, request: orchestrator_pb2.HealthzRequest, context: Any
     ) -> orchestrator_pb2.HealthzResponse:
         return orchestrator_pb2.HealthzResponse(status=await self._orchestrator.healthz())
+
+    async def GetVersion(  # noqa: N802
+        self, request: orchestrator_pb2.GetVersionRequest, context: Any
+    ) -> orchestrator_pb2.GetVersionResponse:
+        return orchestrator_pb2.GetVersionResponse(
+            version=platform_version(), api_version=API_VERSION
+        )
 
     async def ListServices(  # noqa: N802
         self, request: orchestrator_pb2.ListServicesRequest, context: Any

@@ -10,7 +10,7 @@ from click.shell_completion import get_completion_class
 from rich.console import Console
 from rich.table import Table
 
-from dtpoc_client import __version__, errors
+from dtpoc_client import Client, __version__, errors
 from dtpoc_client.cli import output
 from dtpoc_client.cli.main import EXIT_REFUSED, State
 
@@ -18,11 +18,23 @@ UP_MODULE = "dtpoc_local.up"
 """The local platform (``make run``); its ``main(argv) -> int`` takes ``dtpoc up``'s arguments."""
 
 
+def server_versions(client: Client) -> tuple[str, str]:
+    """The server's release and API version; a server older than ``GetVersion`` has no
+    release to tell (its API version comes from its OpenAPI document then)."""
+    try:
+        answer = client.version()
+    except (errors.NotFound, errors.ServerError) as exc:
+        if exc.code not in (404, 501):
+            raise
+        return "unknown (the server predates GetVersion)", client.api_version()
+    return answer.version, answer.api_version
+
+
 @click.command()
 @output.output_option()
 @click.pass_obj
 def version(state: State, fmt: str) -> None:
-    """Show the client's version and the server's API version and health.
+    """Show the client's version and the server's: its release, API version and health.
 
     \b
     Example:
@@ -32,10 +44,11 @@ def version(state: State, fmt: str) -> None:
     info: dict[str, Any] = {"client": __version__, "server": target.server}
     try:
         client = state.client()
-        info["api"] = client.api_version()
+        info["server_version"], info["api"] = server_versions(client)
         info["health"] = client.healthz()
     except errors.DtpocError as exc:
-        info["api"], info["health"] = "unknown", f"unreachable: {exc}"
+        info["server_version"] = info["api"] = "unknown"
+        info["health"] = f"unreachable: {exc}"
 
     def table(console: Console) -> None:
         grid = Table(box=None, show_header=False)

@@ -61,6 +61,51 @@ class HealthzResponse(_message.Message):
 Global___HealthzResponse: _TypeAlias = HealthzResponse  # noqa: Y015
 
 @_typing.final
+class GetVersionRequest(_message.Message):
+    """Asks which release answers."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetVersionRequest: _TypeAlias = GetVersionRequest  # noqa: Y015
+
+@_typing.final
+class GetVersionResponse(_message.Message):
+    """The release of the platform and the API version it speaks."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VERSION_FIELD_NUMBER: _builtins.int
+    API_VERSION_FIELD_NUMBER: _builtins.int
+    version: _builtins.str
+    """The platform's release: the Orchestrator's package version (e.g. "0.1.0")."""
+    api_version: _builtins.str
+    """The API version, the protos' package version and the REST prefix's last
+    segment (e.g. "v1alpha1").
+    """
+    def __init__(
+        self,
+        *,
+        version: _builtins.str = ...,
+        api_version: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_version", b"api_version", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetVersionResponse: _TypeAlias = GetVersionResponse  # noqa: Y015
+
+@_typing.final
 class AnalyticsOptions(_message.Message):
     """Options of an analytics service (`ana` in the launch request)."""
 

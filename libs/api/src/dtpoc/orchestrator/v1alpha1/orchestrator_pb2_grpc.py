@@ -44,6 +44,11 @@ class OrchestratorServiceStub:
                 request_serializer=dtpoc_dot_orchestrator_dot_v1alpha1_dot_orchestrator__pb2.HealthzRequest.SerializeToString,
                 response_deserializer=dtpoc_dot_orchestrator_dot_v1alpha1_dot_orchestrator__pb2.HealthzResponse.FromString,
                 _registered_method=True)
+        self.GetVersion = channel.unary_unary(
+                '/dtpoc.orchestrator.v1alpha1.OrchestratorService/GetVersion',
+                request_serializer=dtpoc_dot_orchestrator_dot_v1alpha1_dot_orchestrator__pb2.GetVersionRequest.SerializeToString,
+                response_deserializer=dtpoc_dot_orchestrator_dot_v1alpha1_dot_orchestrator__pb2.GetVersionResponse.FromString,
+                _registered_method=True)
         self.ListServices = channel.unary_unary(
                 '/dtpoc.orchestrator.v1alpha1.OrchestratorService/ListServices',
                 request_serializer=dtpoc_dot_orchestrator_dot_v1alpha1_dot_orchestrator__pb2.ListServicesRequest.SerializeToString,
@@ -101,6 +106,15 @@ class OrchestratorServiceServicer:
 
     def Healthz(self, request, context):
         """Says whether the API is up.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetVersion(self, request, context):
+        """Says which release of the platform answers and which API version it
+        speaks (what `dtpoc version` shows beside the client's). A method of its
+        own: the health answer's shape is fixed by the original contract.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -184,6 +198,11 @@ def add_OrchestratorServiceServicer_to_server(servicer, server):
                     request_deserializer=dtpoc_dot_orchestrator_dot_v1alpha1_dot_orchestrator__pb2.HealthzRequest.FromString,
                     response_serializer=dtpoc_dot_orchestrator_dot_v1alpha1_dot_orchestrator__pb2.HealthzResponse.SerializeToString,
             ),
+            'GetVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetVersion,
+                    request_deserializer=dtpoc_dot_orchestrator_dot_v1alpha1_dot_orchestrator__pb2.GetVersionRequest.FromString,
+                    response_serializer=dtpoc_dot_orchestrator_dot_v1alpha1_dot_orchestrator__pb2.GetVersionResponse.SerializeToString,
+            ),
             'ListServices': grpc.unary_unary_rpc_method_handler(
                     servicer.ListServices,
                     request_deserializer=dtpoc_dot_orchestrator_dot_v1alpha1_dot_orchestrator__pb2.ListServicesRequest.FromString,
@@ -262,6 +281,33 @@ class OrchestratorService:
             '/dtpoc.orchestrator.v1alpha1.OrchestratorService/Healthz',
             dtpoc_dot_orchestrator_dot_v1alpha1_dot_orchestrator__pb2.HealthzRequest.SerializeToString,
             dtpoc_dot_orchestrator_dot_v1alpha1_dot_orchestrator__pb2.HealthzResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dtpoc.orchestrator.v1alpha1.OrchestratorService/GetVersion',
+            dtpoc_dot_orchestrator_dot_v1alpha1_dot_orchestrator__pb2.GetVersionRequest.SerializeToString,
+            dtpoc_dot_orchestrator_dot_v1alpha1_dot_orchestrator__pb2.GetVersionResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -40,6 +40,11 @@ class OrchestratorServiceStub:
     def __new__(cls, channel: _aio.Channel) -> OrchestratorServiceAsyncStub: ...
     Healthz: _grpc.UnaryUnaryMultiCallable[_orchestrator_pb2.HealthzRequest, _orchestrator_pb2.HealthzResponse]
     """Says whether the API is up."""
+    GetVersion: _grpc.UnaryUnaryMultiCallable[_orchestrator_pb2.GetVersionRequest, _orchestrator_pb2.GetVersionResponse]
+    """Says which release of the platform answers and which API version it
+    speaks (what `dtpoc version` shows beside the client's). A method of its
+    own: the health answer's shape is fixed by the original contract.
+    """
     ListServices: _grpc.UnaryUnaryMultiCallable[_orchestrator_pb2.ListServicesRequest, _orchestrator_pb2.ListServicesResponse]
     """Lists service records, newest first."""
     LaunchService: _grpc.UnaryUnaryMultiCallable[_orchestrator_pb2.LaunchServiceRequest, _orchestrator_pb2.LaunchServiceResponse]
@@ -83,6 +88,11 @@ class OrchestratorServiceAsyncStub(OrchestratorServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     Healthz: _aio.UnaryUnaryMultiCallable[_orchestrator_pb2.HealthzRequest, _orchestrator_pb2.HealthzResponse]  # type: ignore[assignment]
     """Says whether the API is up."""
+    GetVersion: _aio.UnaryUnaryMultiCallable[_orchestrator_pb2.GetVersionRequest, _orchestrator_pb2.GetVersionResponse]  # type: ignore[assignment]
+    """Says which release of the platform answers and which API version it
+    speaks (what `dtpoc version` shows beside the client's). A method of its
+    own: the health answer's shape is fixed by the original contract.
+    """
     ListServices: _aio.UnaryUnaryMultiCallable[_orchestrator_pb2.ListServicesRequest, _orchestrator_pb2.ListServicesResponse]  # type: ignore[assignment]
     """Lists service records, newest first."""
     LaunchService: _aio.UnaryUnaryMultiCallable[_orchestrator_pb2.LaunchServiceRequest, _orchestrator_pb2.LaunchServiceResponse]  # type: ignore[assignment]
@@ -129,6 +139,17 @@ class OrchestratorServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_orchestrator_pb2.HealthzResponse, _abc.Awaitable[_orchestrator_pb2.HealthzResponse]]:
         """Says whether the API is up."""
+
+    @_abc_1.abstractmethod
+    def GetVersion(
+        self,
+        request: _orchestrator_pb2.GetVersionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_orchestrator_pb2.GetVersionResponse, _abc.Awaitable[_orchestrator_pb2.GetVersionResponse]]:
+        """Says which release of the platform answers and which API version it
+        speaks (what `dtpoc version` shows beside the client's). A method of its
+        own: the health answer's shape is fixed by the original contract.
+        """
 
     @_abc_1.abstractmethod
     def ListServices(
