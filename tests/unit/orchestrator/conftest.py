@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dtpoc_orchestrator import service
-from tests.unit.orchestrator.helpers import Rig
+from tests.unit.orchestrator.helpers import Api, Rig
 
 
 @pytest.fixture
@@ -16,3 +16,8 @@ def rig() -> Rig:
 @pytest.fixture
 def orchestrator(rig: Rig) -> service.Orchestrator:
     return rig.orchestrator()
+
+
+@pytest.fixture
+def api(rig: Rig) -> Api:
+    return Api(rig)

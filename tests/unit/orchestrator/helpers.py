@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
-from dtpoc_orchestrator import service
+from dtpoc.orchestrator.v1alpha1 import orchestrator_pb2
+from dtpoc_orchestrator import service, servicer
 from dtpoc_orchestrator.adapters import memory
+from tests.orchestrator.messages import launch_request
 
 #: The grace a ``creating`` record has before the settler may remove it (seconds).
 GRACE_SECONDS = 60.0
@@ -50,3 +53,23 @@ class Rig:
             local_containers=local_containers,
             expose_services=expose_services,
         )
+
+
+class Api:
+    """The gRPC servicer over a rig, called in-process: the messages a client sees,
+    without a server (the interceptor's mapping of errors is not in it)."""
+
+    def __init__(self, rig: Rig) -> None:
+        self.rig = rig
+        self.store = rig.store
+        self.edge = servicer.OrchestratorServicer(rig.orchestrator())
+
+    async def launch(self, **fields: Any) -> str:
+        """Launch with the defaults of :func:`launch_request`; one clock second each."""
+        self.rig.clock.advance(1)
+        answer = await self.edge.LaunchService(launch_request(**fields), None)
+        return str(answer.id)
+
+    async def status(self, service_id: str) -> orchestrator_pb2.ServiceStatus:
+        request = orchestrator_pb2.GetServiceStatusRequest(id=service_id)
+        return (await self.edge.GetServiceStatus(request, None)).status
