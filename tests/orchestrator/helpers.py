@@ -16,7 +16,6 @@ import grpc
 import pymongo
 import pytest
 import yaml
-from google.protobuf import json_format, struct_pb2
 from kubernetes.client.exceptions import ApiException
 
 from dtpoc.files.v1alpha1 import files_pb2, files_pb2_grpc
@@ -30,6 +29,7 @@ from dtpoc_local.servers.orchestrator import OrchestratorServer, start_orchestra
 from dtpoc_operator.kube.store import FINALIZER as OPERATOR_FINALIZER
 from tests.orchestrator.messages import launch_request as launch_request
 from tests.orchestrator.messages import status_dict as status_dict
+from tests.orchestrator.messages import value_to_python as value_to_python
 
 CALL_TIMEOUT = 20.0
 ANALYTICS_PATH = "/apis/eng.cam.ac.uk/v1alpha1/namespaces/{ns}/analytics"
@@ -277,10 +277,6 @@ def make_platform(
         env_overrides=env_overrides,
     )
     return server, KubeOperatorDouble(kube, namespace)
-
-
-def value_to_python(value: struct_pb2.Value) -> Any:
-    return json_format.MessageToDict(value)
 
 
 def service_account_kubeconfig(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from google.protobuf import json_format
+from google.protobuf import json_format, struct_pb2
 
 from dtpoc.analytics.v1alpha1 import analytics_pb2
 from dtpoc.orchestrator.v1alpha1 import orchestrator_pb2
@@ -38,3 +38,7 @@ def status_dict(**fields: Any) -> dict[str, Any]:
     """An Analytics status (resource JSON) from proto field names, via the shared codec."""
     message = json_format.ParseDict(fields, analytics_pb2.AnalyticsStatus())
     return analytics.status_to_dict(message)
+
+
+def value_to_python(value: struct_pb2.Value) -> Any:
+    return json_format.MessageToDict(value)

@@ -1,8 +1,10 @@
 """``output/{idx}`` answers replica idx's output, whatever order replicas finish in.
 
-Output files are stored in the real Files service the way the operator's
-output collector stores them (metadata ``service_id``, ``replica_index``,
-``path``); the operator double records their ids in the replica status.
+Output files are stored in the Files fake the way the operator's output collector
+stores them (metadata ``service_id``, ``replica_index``, ``path``); the store fake's
+operator part records their ids in the replica status. The calls go through the
+servicer in-process (``InProcessPlatform``); the Files client's side of this is the
+Files port's contract (``tests/orchestrator/test_files_contract.py``).
 """
 
 from __future__ import annotations
@@ -14,7 +16,10 @@ import grpc
 import pytest
 
 from dtpoc.orchestrator.v1alpha1 import orchestrator_pb2
-from tests.orchestrator.helpers import CALL_TIMEOUT, Platform, status_dict, value_to_python
+from tests.orchestrator.messages import status_dict, value_to_python
+from tests.unit.orchestrator.helpers import InProcessPlatform as Platform
+
+CALL_TIMEOUT = 5.0
 
 
 def get_output(platform: Platform, service_id: str, idx: int) -> Any:
@@ -37,9 +42,8 @@ def kpis(replica: int, service_id: str) -> bytes:
 
 
 def test_output_idx_is_replica_idx_even_when_replica_1_finishes_first(
-    shared_platform: Platform,
+    platform: Platform,
 ) -> None:
-    platform = shared_platform
     service_id = platform.launch(ana={"job_type": "ondemand", "reps": 2})
     file_1 = platform.upload_output(service_id, 1, "kpis.json", kpis(1, service_id))
     platform.operator.write_status(
@@ -101,22 +105,21 @@ def test_output_idx_is_replica_idx_even_when_replica_1_finishes_first(
     assert value_to_python(get_output(platform, service_id, 1).output)["replica"] == 1
 
 
-def test_a_replica_that_has_not_started_is_pending(shared_platform: Platform) -> None:
-    service_id = shared_platform.launch(ana={"job_type": "ondemand", "reps": 3})
-    error = output_error(shared_platform, service_id, 2)
+def test_a_replica_that_has_not_started_is_pending(platform: Platform) -> None:
+    service_id = platform.launch(ana={"job_type": "ondemand", "reps": 3})
+    error = output_error(platform, service_id, 2)
     assert error.code() == grpc.StatusCode.NOT_FOUND
     assert error.details() == "replica 2 has not finished (state pending)"
 
 
-def test_negative_idx_is_invalid(shared_platform: Platform) -> None:
-    service_id = shared_platform.launch()
-    error = output_error(shared_platform, service_id, -1)
+def test_negative_idx_is_invalid(platform: Platform) -> None:
+    service_id = platform.launch()
+    error = output_error(platform, service_id, -1)
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert (error.details() or "").startswith("idx:")
 
 
-def test_several_files_answer_the_file_list(shared_platform: Platform) -> None:
-    platform = shared_platform
+def test_several_files_answer_the_file_list(platform: Platform) -> None:
     service_id = platform.launch(ana={"job_type": "ondemand", "reps": 1})
     csv = f"service,q\n{service_id},1\n".encode()
     files = [
@@ -139,8 +142,7 @@ def test_several_files_answer_the_file_list(shared_platform: Platform) -> None:
     ]
 
 
-def test_one_file_that_is_not_json_answers_the_file_list(shared_platform: Platform) -> None:
-    platform = shared_platform
+def test_one_file_that_is_not_json_answers_the_file_list(platform: Platform) -> None:
     service_id = platform.launch(ana={"job_type": "ondemand", "reps": 1})
     content = f"{{not json {service_id}".encode()
     broken = platform.upload_output(service_id, 0, "result.json", content)
@@ -159,9 +161,8 @@ def test_one_file_that_is_not_json_answers_the_file_list(shared_platform: Platfo
 
 
 def test_outputs_are_found_in_files_when_the_status_lists_no_ids(
-    shared_platform: Platform,
+    platform: Platform,
 ) -> None:
-    platform = shared_platform
     service_id = platform.launch(ana={"job_type": "ondemand", "reps": 2})
     platform.upload_output(service_id, 0, "kpis.json", kpis(0, service_id))
     platform.upload_output(service_id, 1, "kpis.json", kpis(1, service_id))
@@ -181,8 +182,7 @@ def test_outputs_are_found_in_files_when_the_status_lists_no_ids(
     assert value_to_python(get_output(platform, service_id, 0).output)["replica"] == 0
 
 
-def test_finished_but_not_collected_says_so(shared_platform: Platform) -> None:
-    platform = shared_platform
+def test_finished_but_not_collected_says_so(platform: Platform) -> None:
     service_id = platform.launch(ana={"job_type": "ondemand", "reps": 1})
     platform.operator.write_status(
         service_id,
@@ -200,8 +200,7 @@ def test_finished_but_not_collected_says_so(shared_platform: Platform) -> None:
     )
 
 
-def test_a_failed_replica_answers_what_it_wrote(shared_platform: Platform) -> None:
-    platform = shared_platform
+def test_a_failed_replica_answers_what_it_wrote(platform: Platform) -> None:
     service_id = platform.launch(ana={"job_type": "ondemand", "reps": 1})
     content = f"Traceback ... {service_id}\n".encode()
     log_file = platform.upload_output(service_id, 0, "error.log", content)
@@ -227,8 +226,7 @@ def test_a_failed_replica_answers_what_it_wrote(shared_platform: Platform) -> No
     ]
 
 
-def test_scheduled_output_is_the_newest_runs(shared_platform: Platform) -> None:
-    platform = shared_platform
+def test_scheduled_output_is_the_newest_runs(platform: Platform) -> None:
     service_id = platform.launch(ana={"job_type": "scheduled", "reps": 1, "schedule": "0 * * * *"})
     old = platform.upload_output(
         service_id, 0, "kpis.json", json.dumps({"run": "old", "service": service_id}).encode()
@@ -271,8 +269,7 @@ def test_scheduled_output_is_the_newest_runs(shared_platform: Platform) -> None:
     assert error.details() == "no such replica: 1 (the service has 1 replica, index 0)"
 
 
-def test_list_service_outputs_has_one_entry_per_replica(shared_platform: Platform) -> None:
-    platform = shared_platform
+def test_list_service_outputs_has_one_entry_per_replica(platform: Platform) -> None:
     service_id = platform.launch(ana={"job_type": "ondemand", "reps": 3})
     file_2 = platform.upload_output(service_id, 2, "kpis.json", kpis(2, service_id))
     platform.operator.write_status(
