@@ -2,7 +2,9 @@
 
 The operator double writes each status the operator would; the test waits
 for each update to arrive before writing the next, so it checks that every
-change is streamed, not just the last.
+change is streamed, not just the last. How a watch ends (a final phase, a
+terminate, a vanished resource, an unknown id) is the unit tier's
+(``tests/unit/orchestrator/test_watch.py``).
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ import threading
 from typing import Any
 
 import grpc
-import pytest
 
 from dtpoc.orchestrator.v1alpha1 import orchestrator_pb2
 from dtpoc_local.waiting import wait_for
@@ -95,52 +96,6 @@ def test_watch_streams_each_change_until_succeeded(shared_platform: Platform) ->
     assert watcher.updates[-1].status == "ok"
 
 
-def test_watch_ends_when_the_service_fails(shared_platform: Platform) -> None:
-    platform = shared_platform
-    service_id = platform.launch()
-    watcher = Watcher(platform, service_id)
-    watcher.wait_phase("pending")
-    platform.operator.write_status(service_id, status_dict(phase="failed", failed=1, total=2))
-    watcher.wait_end()
-    assert watcher.phases() == ["pending", "failed"]
-    assert watcher.updates[-1].status == "error"
-
-
-def test_watch_ends_when_the_service_is_terminated(shared_platform: Platform) -> None:
-    platform = shared_platform
-    service_id = platform.launch(ana={"job_type": "persistent"})
-    watcher = Watcher(platform, service_id)
-    watcher.wait_phase("pending")
-    platform.stub().TerminateService(
-        orchestrator_pb2.TerminateServiceRequest(id=service_id), timeout=30
-    )
-    watcher.wait_end()
-    assert watcher.error is None
-    assert watcher.phases()[-1] == "terminated"
-
-
-def test_watch_of_a_terminated_service_answers_once(shared_platform: Platform) -> None:
-    platform = shared_platform
-    service_id = platform.launch()
-    platform.stub().TerminateService(
-        orchestrator_pb2.TerminateServiceRequest(id=service_id), timeout=30
-    )
-    watcher = Watcher(platform, service_id)
-    watcher.wait_end()
-    assert watcher.phases() == ["terminated"]
-
-
-def test_watch_ends_when_the_resource_vanishes(shared_platform: Platform) -> None:
-    platform = shared_platform
-    service_id = platform.launch()
-    watcher = Watcher(platform, service_id)
-    watcher.wait_phase("pending")
-    platform.operator.delete_behind_our_back(service_id)
-    watcher.wait_end()
-    assert watcher.phases() == ["pending", "failed"]
-    assert watcher.updates[-1].message.startswith("workload resource missing")
-
-
 def test_a_client_that_goes_away_ends_the_watch_cleanly(shared_platform: Platform) -> None:
     platform = shared_platform
     service_id = platform.launch()
@@ -155,13 +110,3 @@ def test_a_client_that_goes_away_ends_the_watch_cleanly(shared_platform: Platfor
     log = platform.orchestrator.log_path.read_text()
     assert "unhandled error" not in log
     assert "Traceback" not in log
-
-
-def test_watch_unknown_is_not_found(shared_platform: Platform) -> None:
-    with pytest.raises(grpc.RpcError) as raised:
-        list(
-            shared_platform.stub().WatchService(
-                orchestrator_pb2.WatchServiceRequest(id="0" * 24), timeout=10
-            )
-        )
-    assert raised.value.code() == grpc.StatusCode.NOT_FOUND
