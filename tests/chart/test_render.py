@@ -125,7 +125,7 @@ def test_orchestrator_may_only_manage_analytics() -> None:
         {
             "apiGroups": ["eng.cam.ac.uk"],
             "resources": ["analytics"],
-            "verbs": ["get", "list", "watch", "create", "delete"],
+            "verbs": ["get", "list", "watch", "create", "patch", "delete"],
         }
     ]
 

@@ -76,6 +76,26 @@ def test_invalid_resources_are_refused_by_the_apiserver(
             {"jobType": "ondemand", "schedule": None},
             "jobType is immutable",
         ),
+        (
+            {"jobType": "ondemand", "reps": 1},
+            {"env": {"A": "1"}, "replicaAttempts": {"0": 2}},
+            "the spec of an ondemand service is immutable",
+        ),
+        (
+            {"jobType": "ondemand", "reps": 2, "replicaAttempts": {"1": 3}},
+            {"replicaAttempts": {"1": 2}},
+            "never goes back",
+        ),
+        (
+            {"jobType": "ondemand", "reps": 1},
+            {"suspend": True},
+            "only a scheduled service can be suspended",
+        ),
+        (
+            {"jobType": "scheduled", "reps": 1, "schedule": "* * * * *"},
+            {"replicaAttempts": {"0": 2}},
+            "only an ondemand service's replicas are retried",
+        ),
     ],
 )
 def test_immutable_changes_are_refused(
@@ -98,6 +118,21 @@ def test_immutable_changes_are_refused(
     assert message in str(refused.value.body)
 
 
+def test_a_retry_may_raise_an_ondemand_replicas_attempt_and_nothing_else_changes(
+    kube: KubeCluster, kube_namespace: str, analytics_crd: str
+) -> None:
+    name = _create(kube, kube_namespace, {**BASE, "jobType": "ondemand", "reps": 3})
+    for attempts in ({"1": 2}, {"1": 3, "2": 2}):
+        answer = kube.request(
+            "PATCH",
+            f"{GROUP_PATH}/namespaces/{kube_namespace}/analytics/{name}",
+            body={"spec": {"replicaAttempts": attempts}},
+            content_type="application/merge-patch+json",
+        )
+    assert answer["spec"]["replicaAttempts"] == {"1": 3, "2": 2}
+    assert answer["metadata"]["generation"] == 3
+
+
 def test_scheduled_and_persistent_specs_may_change(
     kube: KubeCluster, kube_namespace: str, analytics_crd: str
 ) -> None:
@@ -107,10 +142,11 @@ def test_scheduled_and_persistent_specs_may_change(
     answer = kube.request(
         "PATCH",
         f"{GROUP_PATH}/namespaces/{kube_namespace}/analytics/{name}",
-        body={"spec": {"reps": 3, "schedule": "*/5 * * * *"}},
+        body={"spec": {"reps": 3, "schedule": "*/5 * * * *", "suspend": True}},
         content_type="application/merge-patch+json",
     )
     assert answer["metadata"]["generation"] == 2
+    assert answer["spec"]["suspend"] is True
 
 
 @pytest.mark.parametrize(

@@ -315,12 +315,13 @@ def test_the_documented_role_is_enough(
     kube_namespace: str,
     tmp_path: Path,
 ) -> None:
-    """Launch, read, list, watch and terminate as a service account holding only the
-    verbs the README lists (get, list, watch, create, delete on analytics)."""
+    """Launch, read, list, watch, suspend, resume, resubmit and terminate as a service
+    account holding only the verbs the README lists (get, list, watch, create, patch,
+    delete on analytics)."""
     kubeconfig = service_account_kubeconfig(
         kube,
         namespace=kube_namespace,
-        verbs=["get", "list", "watch", "create", "delete"],
+        verbs=["get", "list", "watch", "create", "patch", "delete"],
         path=tmp_path / "kc",
     )
     server = _kube_server(
@@ -339,6 +340,30 @@ def test_the_documented_role_is_enough(
     assert first.status.phase == "pending"
     stub.TerminateService(orchestrator_pb2.TerminateServiceRequest(id=ids[0]), timeout=CALL_TIMEOUT)
     assert KubeOperatorDouble(kube, kube_namespace).resource_names() == set(ids[1:])
+
+    scheduled = stub.LaunchService(
+        launch_request(
+            backend="kubernetes", ana={"job_type": "scheduled", "reps": 1, "schedule": "0 3 * * *"}
+        ),
+        timeout=CALL_TIMEOUT,
+    ).id
+    suspended = stub.SuspendService(
+        orchestrator_pb2.SuspendServiceRequest(id=scheduled), timeout=CALL_TIMEOUT
+    )
+    assert suspended.service.suspended
+    resumed = stub.ResumeService(
+        orchestrator_pb2.ResumeServiceRequest(id=scheduled), timeout=CALL_TIMEOUT
+    )
+    assert not resumed.service.suspended
+    copy = stub.ResubmitService(
+        orchestrator_pb2.ResubmitServiceRequest(id=ids[0]), timeout=CALL_TIMEOUT
+    ).id
+    got = stub.GetService(orchestrator_pb2.GetServiceRequest(id=ids[0]), timeout=CALL_TIMEOUT)
+    assert list(got.service.resubmissions) == [copy]
+    with pytest.raises(grpc.RpcError) as refused:
+        stub.RetryService(orchestrator_pb2.RetryServiceRequest(id=ids[1]), timeout=CALL_TIMEOUT)
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "still pending" in str(refused.value.details())
 
 
 def test_a_launch_that_asks_for_exposure_says_so_in_its_spec_where_the_platform_exposes(

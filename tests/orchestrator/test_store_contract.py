@@ -271,3 +271,27 @@ async def test_the_kubernetes_adapter_names_a_missing_namespace(
         assert "no-such-namespace-x1" in raised.value.message
     finally:
         await adapter.close()
+
+
+async def test_patch_spec_merges_maps_and_moves_the_generation(
+    store_and_operator: tuple[store.AnalyticsStore, OperatorDouble],
+) -> None:
+    """What a retry writes: one replica's attempt raised, the rest of the spec kept
+    (the CRD's immutability rule lets exactly that through)."""
+    adapter, _ = store_and_operator
+    service_id = new_id()
+    spec = a_spec()
+    await adapter.create(service_id=service_id, spec=spec, labels={})
+    first = await adapter.patch_spec(service_id, {"replicaAttempts": {"1": 2}})
+    second = await adapter.patch_spec(service_id, {"replicaAttempts": {"0": 2}})
+    assert dict(first.spec.replica_attempts) == {1: 2}
+    assert dict(second.spec.replica_attempts) == {0: 2, 1: 2}
+    assert (first.generation, second.generation) == (2, 3)
+    got = await adapter.get(service_id)
+    assert got is not None and dict(got.spec.replica_attempts) == {0: 2, 1: 2}
+    kept = analytics_pb2.AnalyticsSpec()
+    kept.CopyFrom(got.spec)
+    kept.ClearField("replica_attempts")
+    assert kept == spec
+    with pytest.raises(errors.NotFound):
+        await adapter.patch_spec(new_id(), {"replicaAttempts": {"0": 2}})

@@ -45,6 +45,20 @@ def spec_from_dict(data: dict[str, Any]) -> analytics_pb2.AnalyticsSpec:
     return json_format.ParseDict(data, analytics_pb2.AnalyticsSpec(), ignore_unknown_fields=True)
 
 
+def merge_spec(spec: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """``spec`` (resource JSON) with ``changes`` merged in as a JSON merge patch does:
+    a map merges by key, anything else replaces, ``None`` removes."""
+    merged = dict(spec)
+    for key, value in changes.items():
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_spec(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
 def status_to_dict(status: analytics_pb2.AnalyticsStatus) -> dict[str, Any]:
     """The resource's ``status`` for a proto status.
 

@@ -74,6 +74,13 @@ def child_name(service_id: str) -> str:
     return f"{CHILD_PREFIX}{cleaned[:keep].strip('-')}-{digest}"
 
 
+def retry_job_name(service_id: str, *, index: int, attempt: int) -> str:
+    """The Job of attempt ``attempt`` of replica ``index`` (a retry):
+    ``<child name>-<index>-a<attempt>``, at most 63 characters (a label value: the
+    pods carry it as their Job's name)."""
+    return f"{child_name(service_id)}-{index}-a{attempt}"
+
+
 def output_relpath(*, service_id: str, job_type: str, run: str, index: int) -> PurePosixPath:
     """A replica's output folder relative to the output root (see module docs)."""
     if job_type == JobType.SCHEDULED:

@@ -80,6 +80,10 @@ class ServiceRecord:
     backend: str
     terminated_at: float | None = None
     last_status: analytics_pb2.AnalyticsStatus | None = None
+    #: The service this one resubmits (same spec and inputs); empty for a launch.
+    resubmitted_from: str = ""
+    #: Services resubmitted from this one, oldest first.
+    resubmissions: tuple[str, ...] = ()
 
     @property
     def terminated(self) -> bool:

@@ -72,6 +72,14 @@ class Records(Protocol):
         self, service_id: str, status: analytics_pb2.AnalyticsStatus
     ) -> None: ...
 
+    async def set_spec(self, service_id: str, spec: analytics_pb2.AnalyticsSpec) -> None:
+        """Replace the record's copy of the desired state."""
+        ...
+
+    async def add_resubmission(self, service_id: str, resubmission_id: str) -> None:
+        """Add ``resubmission_id`` to the record's ``resubmissions`` (once)."""
+        ...
+
     async def mounting(self, file_id: str) -> list[domain.ServiceRecord]:
         """Every record (any state) whose service mounts ``file_id``, oldest id first."""
         ...

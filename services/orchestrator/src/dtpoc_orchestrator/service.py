@@ -43,7 +43,7 @@ from dtpoc.analytics.v1alpha1 import analytics_pb2
 from dtpoc_common import errors
 from dtpoc_common import logging as dlog
 from dtpoc_common.vocabulary import FINAL_REPLICA_STATES, JobType, Phase, ReplicaState
-from dtpoc_orchestrator import desired, domain, outputs, ports, status, validation
+from dtpoc_orchestrator import actions, desired, domain, outputs, ports, status, validation
 
 log = dlog.get_logger(__name__)
 
@@ -70,6 +70,8 @@ class ServiceView:
 
     record: domain.ServiceRecord
     status: status.DerivedStatus
+    #: The desired state says suspended (the resource's spec, else the record's).
+    suspended: bool = False
 
 
 @dataclass(frozen=True)
@@ -140,15 +142,22 @@ class Orchestrator:
             expose_services=self._expose_services,
         )
         spec = desired.analytics_spec(request)
+        return await self._launch_spec(spec, labels=dict(request.labels))
+
+    async def _launch_spec(
+        self, spec: analytics_pb2.AnalyticsSpec, *, labels: dict[str, str], resubmits: str = ""
+    ) -> str:
+        """Record, check the inputs, write the desired state (see the module docs)."""
         service_id = str(ObjectId())
         record = domain.ServiceRecord(
             id=service_id,
             state=domain.STATE_CREATING,
             created_at=self._clock(),
             spec=spec,
-            labels=dict(request.labels),
+            labels=labels,
             namespace=self._store.namespace,
             backend=self._store.backend,
+            resubmitted_from=resubmits,
         )
         await self._records.insert(record)
         try:
@@ -157,7 +166,7 @@ class Orchestrator:
             await self._forget_record(service_id)
             raise
         try:
-            await self._store.create(service_id=service_id, spec=spec, labels=dict(request.labels))
+            await self._store.create(service_id=service_id, spec=spec, labels=labels)
         except errors.DomainError as exc:
             await self._undo_launch(service_id, exc)
             raise
@@ -182,6 +191,7 @@ class Orchestrator:
             image=f"{spec.image}:{spec.version}",
             reps=spec.reps,
             backend=self._store.backend,
+            resubmitted_from=resubmits or None,
         )
         return service_id
 
@@ -275,7 +285,10 @@ class Orchestrator:
         ):
             await self._records.keep_last_status(record.id, resource.status)
             record = record.replace(last_status=resource.status)
-        return ServiceView(record=record, status=status.derive(record, resource))
+        spec = resource.spec if resource is not None else record.spec
+        return ServiceView(
+            record=record, status=status.derive(record, resource), suspended=spec.suspend
+        )
 
     async def get_service(self, raw_id: str) -> ServiceView:
         record = await self._record(raw_id)
@@ -402,6 +415,49 @@ class Orchestrator:
         await self._store.delete(record.id)
         view = await self.get_service(record.id)
         return TERMINATED_MESSAGE.format(id=record.id), view
+
+    # --- retry, resubmit, suspend, resume (rules: :mod:`dtpoc_orchestrator.actions`) ----
+
+    async def retry(self, raw_id: str) -> dict[int, int]:
+        """Run the failed replicas again; answer the attempt each runs as, by index."""
+        record = await self._record(raw_id)
+        resource = await self._store.get(record.id)
+        attempts = actions.retry_attempts(record, resource)
+        changes = {"replicaAttempts": {str(i): a for i, a in attempts.items()}}
+        updated = await self._store_patch(record.id, changes)
+        await self._records.set_spec(record.id, updated.spec)
+        log.info("service retried", service_id=record.id, attempts=attempts)
+        return attempts
+
+    async def resubmit(self, raw_id: str) -> str:
+        """Launch the record's spec and inputs again; answer the new id (module docs)."""
+        record = await self._record(raw_id)
+        new_id = await self._launch_spec(
+            actions.resubmitted_spec(record), labels=dict(record.labels), resubmits=record.id
+        )
+        # The new record names its origin from its insert; a crash before this line
+        # leaves the origin's list one short, never a link to nothing.
+        await self._records.add_resubmission(record.id, new_id)
+        return new_id
+
+    async def set_suspended(self, raw_id: str, *, suspend: bool) -> tuple[str, ServiceView]:
+        record = await self._record(raw_id)
+        actions.check_suspendable(record, suspend=suspend)
+        updated = await self._store_patch(record.id, {"suspend": suspend})
+        await self._records.set_spec(record.id, updated.spec)
+        log.info("service suspended" if suspend else "service resumed", service_id=record.id)
+        word = "suspended: it starts no new run" if suspend else "resumed: it runs on schedule"
+        return f"service {record.id} {word}", await self.get_service(record.id)
+
+    async def _store_patch(
+        self, service_id: str, changes: dict[str, Any]
+    ) -> domain.AnalyticsObject:
+        try:
+            return await self._store.patch_spec(service_id, changes)
+        except errors.NotFound:
+            raise errors.FailedPrecondition(
+                f"service {service_id} has no workload resource (it is being terminated)"
+            ) from None
 
     # --- watch ------------------------------------------------------------------------
 

@@ -103,6 +103,9 @@ def service_message(view: service.ServiceView) -> orchestrator_pb2.Service:
         labels=record.labels,
         command=spec.command,
         args=spec.args,
+        resubmitted_from=record.resubmitted_from,
+        resubmissions=record.resubmissions,
+        suspended=view.suspended,
     )
     if spec.HasField("port"):
         message.port = spec.port
@@ -218,6 +221,41 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
     ) -> orchestrator_pb2.TerminateServiceResponse:
         message, view = await self._orchestrator.terminate(request.id)
         return orchestrator_pb2.TerminateServiceResponse(
+            message=message, service=service_message(view)
+        )
+
+    async def RetryService(  # noqa: N802
+        self, request: orchestrator_pb2.RetryServiceRequest, context: Any
+    ) -> orchestrator_pb2.RetryServiceResponse:
+        attempts = await self._orchestrator.retry(request.id)
+        indexes = sorted(attempts)
+        described = ", ".join(f"{i} (attempt {attempts[i]})" for i in indexes)
+        return orchestrator_pb2.RetryServiceResponse(
+            message=f"replicas running again: {described}",
+            indexes=indexes,
+            attempts=[attempts[i] for i in indexes],
+        )
+
+    async def ResubmitService(  # noqa: N802
+        self, request: orchestrator_pb2.ResubmitServiceRequest, context: Any
+    ) -> orchestrator_pb2.ResubmitServiceResponse:
+        return orchestrator_pb2.ResubmitServiceResponse(
+            id=await self._orchestrator.resubmit(request.id)
+        )
+
+    async def SuspendService(  # noqa: N802
+        self, request: orchestrator_pb2.SuspendServiceRequest, context: Any
+    ) -> orchestrator_pb2.SuspendServiceResponse:
+        message, view = await self._orchestrator.set_suspended(request.id, suspend=True)
+        return orchestrator_pb2.SuspendServiceResponse(
+            message=message, service=service_message(view)
+        )
+
+    async def ResumeService(  # noqa: N802
+        self, request: orchestrator_pb2.ResumeServiceRequest, context: Any
+    ) -> orchestrator_pb2.ResumeServiceResponse:
+        message, view = await self._orchestrator.set_suspended(request.id, suspend=False)
+        return orchestrator_pb2.ResumeServiceResponse(
             message=message, service=service_message(view)
         )
 

@@ -14,7 +14,7 @@ write may have happened); every other error means nothing was written.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from dtpoc.analytics.v1alpha1 import analytics_pb2
 from dtpoc_orchestrator import domain
@@ -44,6 +44,11 @@ class AnalyticsStore(Protocol):
 
     async def get_many(self, service_ids: Sequence[str]) -> dict[str, domain.AnalyticsObject]:
         """The resources that exist among ``service_ids``, by id."""
+        ...
+
+    async def patch_spec(self, service_id: str, changes: dict[str, Any]) -> domain.AnalyticsObject:
+        """Merge ``changes`` (spec fields, resource JSON; maps merged by key) into the
+        resource's spec; NOT_FOUND when it does not exist. A new generation for the operator."""
         ...
 
     async def delete(self, service_id: str) -> bool:

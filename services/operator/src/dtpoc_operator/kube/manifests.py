@@ -74,6 +74,9 @@ INPUT_MOUNT = "/input"
 CRONJOB_STARTING_DEADLINE_SECONDS = 300
 #: The attempt of the replica a pod runs (1, then one more per retry).
 ATTEMPT_ENV = "DTPOC_ATTEMPT"
+#: On a retry Job: the replica index and attempt it runs.
+REPLICA_INDEX_ANNOTATION = "dtpoc.eng.cam.ac.uk/replica-index"
+ATTEMPT_ANNOTATION = "dtpoc.eng.cam.ac.uk/attempt"
 
 
 @dataclass(frozen=True)
@@ -308,6 +311,29 @@ def job_spec(resource: AnalyticsResource, settings: ChildSettings, *, kind: str)
     return body
 
 
+def retry_job(
+    resource: AnalyticsResource, settings: ChildSettings, *, index: int, attempt: int
+) -> Obj:
+    """The Job of one retried replica: attempt ``attempt`` of index ``index``, alone.
+
+    An Indexed Job cannot be told to run only some of its indexes, so each
+    retried replica gets a Job of its own (one completion, the spec's
+    ``backoffLimitPerIndex`` within it) whose pods see the replica's index as
+    ``REPLICA_INDEX``/``JOB_COMPLETION_INDEX`` and so write to that index's folder.
+    """
+    body = job_spec(resource, settings, kind=JobType.ONDEMAND)
+    limit = resource.spec.backoff_limit_per_index
+    body.update(completions=1, parallelism=1, backoffLimit=limit + 1)
+    container = body["template"]["spec"]["containers"][0]
+    container["env"] = replica_env(resource, kind=JobType.ONDEMAND, index=index, attempt=attempt)
+    metadata = _metadata(resource)
+    metadata["name"] = layout.retry_job_name(resource.key.name, index=index, attempt=attempt)
+    metadata["annotations"].update(
+        {REPLICA_INDEX_ANNOTATION: str(index), ATTEMPT_ANNOTATION: str(attempt)}
+    )
+    return _finish({"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": body})
+
+
 def job(resource: AnalyticsResource, settings: ChildSettings) -> Obj:
     """The Indexed Job of an ondemand service."""
     return _finish(
@@ -334,6 +360,7 @@ def cronjob(resource: AnalyticsResource, settings: ChildSettings) -> Obj:
                 "startingDeadlineSeconds": CRONJOB_STARTING_DEADLINE_SECONDS,
                 "successfulJobsHistoryLimit": spec.successful_jobs_history_limit,
                 "failedJobsHistoryLimit": spec.failed_jobs_history_limit,
+                "suspend": spec.suspend,
                 "jobTemplate": {
                     "metadata": {
                         "labels": labels(resource.key.name),

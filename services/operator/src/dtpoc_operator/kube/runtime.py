@@ -15,6 +15,7 @@ spec immutable); a CronJob, Deployment, Service or Ingress whose
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -156,10 +157,12 @@ class KubeRuntime:
                             ready=True,
                         )
                     )
+                await self._ensure_retries(resource)
                 return SyncResult(await self._observe_ondemand(resource, job))
             found = await self._job(resource.key.namespace, _name(desired[0]))
             if found is not None:
                 found, _ = await self._ensure(resource, desired[0], found, patch=False)
+            await self._ensure_retries(resource)
             return SyncResult(await self._observe_ondemand(resource, found))
         if kind == JobType.SCHEDULED:
             existing = await self._api.get(
@@ -182,6 +185,36 @@ class KubeRuntime:
             if kind_ not in wanted:
                 await self._delete_owned(resource, kind_)
         return SyncResult(await self._observe_persistent(resource, deployment))
+
+    def _retries(self, resource: AnalyticsResource) -> list[tuple[int, int]]:
+        """(index, attempt) of every replica a retry asked to run again."""
+        spec = resource.spec
+        return sorted(
+            (i, spec.attempt_of(i)) for i in spec.replica_attempts if spec.attempt_of(i) > 1
+        )
+
+    async def _ensure_retries(self, resource: AnalyticsResource) -> None:
+        """A Job for each retried replica whose attempt the status does not show yet.
+
+        Once the status holds that attempt, a missing Job (TTL) is not made again:
+        the attempt ran, as for the service's first Job.
+        """
+        shown = {r.index: r.attempt for r in resource.status.replicas}
+        for index, attempt in self._retries(resource):
+            if shown.get(index, 1) >= attempt:
+                continue
+            body = manifests.retry_job(resource, self._children, index=index, attempt=attempt)
+            job, created = await self._ensure(resource, body, None, patch=False)
+            if created:
+                if self._cache is not None:
+                    self._cache.created_job(resource.key.namespace, job)
+                log.info(
+                    "retry job created",
+                    service_id=resource.service_id,
+                    job=_name(job),
+                    replica_index=index,
+                    attempt=attempt,
+                )
 
     async def _ensure(
         self, resource: AnalyticsResource, desired: Obj, existing: Obj | None, *, patch: bool
@@ -307,12 +340,35 @@ class KubeRuntime:
         else:
             replicas = observe.pods_only_replicas(pods, run=run)
             live = frozenset()
+        for index, attempt in self._retries(resource):
+            seen = await self._observe_retry(resource, index=index, attempt=attempt, fresh=fresh)
+            if seen is not None:
+                replicas.append(seen)
+                live = frozenset({run})
         return Observation(
             replicas=tuple(replicas),
             live_runs=live,
             ready=bool(live),
             waiting=observe.waiting_of(replicas),
         )
+
+    async def _observe_retry(
+        self, resource: AnalyticsResource, *, index: int, attempt: int, fresh: bool
+    ) -> Replica | None:
+        """The retried replica as its own Job says (None when that Job does not exist)."""
+        namespace = resource.key.namespace
+        name = layout.retry_job_name(resource.service_id, index=index, attempt=attempt)
+        job = (
+            await self._job(namespace, name) if not fresh else await self._fresh_job(resource, name)
+        )
+        if job is None or not _owned_by(job, resource):
+            return None
+        pods = await self._job_pods(resource, name, fresh=fresh)
+        (seen,) = observe.job_replicas(job, pods, run=resource.service_id)
+        return replace(seen, index=index, attempt=attempt)
+
+    async def _fresh_job(self, resource: AnalyticsResource, name: str) -> Obj | None:
+        return await self._api.get(path_of("Job", resource.key.namespace, name))
 
     async def _observe_scheduled(
         self, resource: AnalyticsResource, cronjob: Obj | None
@@ -338,12 +394,14 @@ class KubeRuntime:
             job_name = job["metadata"]["name"]
             replicas += observe.job_replicas(job, by_job.get(job_name, []), run=job_name)
             runs.append(observe.run_of(job))
+        suspended = bool(((cronjob or {}).get("spec") or {}).get("suspend"))
         return Observation(
             replicas=tuple(replicas),
             runs=tuple(runs),
             live_runs=frozenset(r.name for r in runs),
             ready=cronjob is not None,
             waiting=observe.waiting_of(replicas),
+            suspended=suspended,
         )
 
     async def _observe_persistent(
@@ -387,7 +445,8 @@ class KubeRuntime:
         namespace = resource.key.namespace
         for kind in ("CronJob", "Job", "Deployment", "Ingress", "Service"):
             await self._delete_owned(resource, kind)
-        if resource.spec.job_type == JobType.SCHEDULED:
+        if resource.spec.job_type == JobType.SCHEDULED or self._retries(resource):
+            # A scheduled service's runs; an ondemand service's retry Jobs.
             jobs = await self._api.list(
                 path_of("Job", namespace), label_selector=manifests.selector(resource.service_id)
             )

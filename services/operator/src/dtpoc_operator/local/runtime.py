@@ -454,10 +454,12 @@ class LocalRuntime:
         sid = resource.service_id
         sdir = self._service_dir(sid)
         deadline_marker = sdir / "deadline-exceeded"
+        if act:
+            self._note_retry_round(resource)
         deadline_exceeded = deadline_marker.exists()
         requeue: float | None = None
         if spec.active_deadline_seconds is not None and not deadline_exceeded:
-            elapsed = (self._clock() - self._created_at(sid)).total_seconds()
+            elapsed = (self._clock() - self._deadline_from(sid)).total_seconds()
             if elapsed >= spec.active_deadline_seconds:
                 deadline_exceeded = True
                 if act:
@@ -479,6 +481,25 @@ class LocalRuntime:
             requeue_after=requeue,
         )
 
+    def _note_retry_round(self, resource: AnalyticsResource) -> None:
+        """A retry asked for new attempts: its replicas get the whole ``activeDeadlineSeconds``
+        again, counted from now (a retry Job's own deadline, in Kubernetes terms)."""
+        sdir = self._service_dir(resource.service_id)
+        wanted = {str(i): a for i, a in sorted(resource.spec.replica_attempts.items())}
+        seen = _read_json(sdir / "retries.json") or {}
+        if seen.get("attempts", {}) == wanted:
+            return
+        (sdir / "deadline-exceeded").unlink(missing_ok=True)
+        sup.write_json_atomic(
+            sdir / "retries.json", {"attempts": wanted, "since": self._clock().isoformat()}
+        )
+
+    def _deadline_from(self, service_id: str) -> dt.datetime:
+        since = _parse_iso(
+            (_read_json(self._service_dir(service_id) / "retries.json") or {}).get("since")
+        )
+        return since or self._created_at(service_id)
+
     def _sync_scheduled(self, resource: AnalyticsResource, *, act: bool) -> SyncResult:
         spec = resource.spec
         sid = resource.service_id
@@ -497,7 +518,9 @@ class LocalRuntime:
             )
             replicas += members
             runs.append(Run(name=name, schedule_time=scheduled_at, state=_run_state(members)))
-        if act and not self._terminating(sid):
+        # Suspended: no run starts. As a CronJob's, the latest time missed meanwhile
+        # runs on resume (the CronJob: when within its startingDeadlineSeconds).
+        if act and not self._terminating(sid) and not spec.suspend:
             when = schedule.due(spec.schedule, last=last, now=now)
             if when is not None:
                 sup.write_json_atomic(sdir / "schedule.json", {"last": when.isoformat()})
@@ -523,6 +546,7 @@ class LocalRuntime:
                 runs=tuple(runs),
                 live_runs=frozenset(r.name for r in runs),
                 ready=True,
+                suspended=spec.suspend,
             ),
             requeue_after=min(max(wait, 0.0), SCHEDULE_CHECK_MAX_SECONDS),
         )

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections.abc import AsyncGenerator, Sequence
+from typing import Any
 
 import pymongo.errors
 from pymongo.asynchronous.collection import AsyncCollection
@@ -103,6 +104,27 @@ class LocalAnalyticsStore:
         # One point read each: an ``$in`` would decode every document (see module docs).
         found = await asyncio.gather(*(self.get(i) for i in dict.fromkeys(service_ids)))
         return {o.name: o for o in found if o is not None}
+
+    async def patch_spec(self, service_id: str, changes: dict[str, Any]) -> domain.AnalyticsObject:
+        """Merge ``changes`` into the document's spec, one generation up (read, then write
+        by ``_id``: the orchestrator is the spec's only writer)."""
+        with mongo.unavailable_on_failure("update analytics document"):
+            document = await self._collection.find_one({"_id": service_id})
+            if document is None or (document.get("metadata") or {}).get("deletionTimestamp"):
+                raise errors.NotFound(f"no Analytics document {service_id}")
+            spec = analytics.merge_spec(
+                analytics.unescape_keys(document.get("spec") or {}), changes
+            )
+            generation = int((document.get("metadata") or {}).get("generation") or 1) + 1
+            await self._collection.update_one(
+                {"_id": service_id},
+                {"$set": {"spec": analytics.escape_keys(spec), "metadata.generation": generation}},
+            )
+            document = await self._collection.find_one({"_id": service_id})
+        await self._announce(service_id)
+        if document is None:
+            raise errors.NotFound(f"no Analytics document {service_id}")
+        return resources.from_resource(analytics.resource_from_local_document(document))
 
     async def delete(self, service_id: str) -> bool:
         """Mark the document for the operator; True when it exists (marked now or before)."""

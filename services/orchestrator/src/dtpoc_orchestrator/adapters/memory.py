@@ -128,6 +128,20 @@ class InMemoryServiceRecords:
         if record is not None:
             self.records[service_id] = record.replace(last_status=status)
 
+    async def set_spec(self, service_id: str, spec: analytics_pb2.AnalyticsSpec) -> None:
+        self.faults.check("set_spec")
+        record = self.records.get(service_id)
+        if record is not None:
+            self.records[service_id] = record.replace(spec=spec)
+
+    async def add_resubmission(self, service_id: str, resubmission_id: str) -> None:
+        self.faults.check("add_resubmission")
+        record = self.records.get(service_id)
+        if record is not None and resubmission_id not in record.resubmissions:
+            self.records[service_id] = record.replace(
+                resubmissions=(*record.resubmissions, resubmission_id)
+            )
+
     async def mounting(self, file_id: str) -> list[domain.ServiceRecord]:
         self.faults.check("mounting")
         found = [r for r in self.records.values() if file_id in r.input_file_ids]
@@ -185,6 +199,16 @@ class InMemoryAnalyticsStore:
         self.faults.check("get_many")
         found = (self._object(i) for i in dict.fromkeys(service_ids))
         return {o.name: o for o in found if o is not None}
+
+    async def patch_spec(self, service_id: str, changes: dict[str, Any]) -> domain.AnalyticsObject:
+        self.faults.check("patch_spec")
+        resource = self.resources.get(service_id)
+        if resource is None or resource["metadata"].get("deletionTimestamp"):
+            raise errors.NotFound(f"no Analytics resource {service_id}")
+        resource["spec"] = analytics.merge_spec(resource["spec"], changes)
+        resource["metadata"]["generation"] = int(resource["metadata"]["generation"]) + 1
+        self._touch()
+        return resources.from_resource(resource)
 
     async def delete(self, service_id: str) -> bool:
         self.faults.check("delete")

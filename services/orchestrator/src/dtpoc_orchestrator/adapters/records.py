@@ -5,7 +5,11 @@ One document per service::
     {_id: ObjectId, state: "creating" | "launched", created_at: <epoch s>,
      terminated_at: <epoch s> | null, spec: <AnalyticsSpec, resource JSON>,
      labels: {...}, input_file_ids: [<file id>...], namespace, backend,
-     last_status: <AnalyticsStatus, resource JSON> | null}
+     last_status: <AnalyticsStatus, resource JSON> | null,
+     resubmitted_from: <service id> | "", resubmissions: [<service id>...]}
+
+``spec`` follows the resource's desired state: a retry's ``replicaAttempts``
+and a suspension's ``suspend`` are written to both.
 
 Map keys that may contain dots (labels, resource names) are stored escaped
 (:func:`dtpoc_common.analytics.escape_keys`): FerretDB refuses dotted keys.
@@ -61,6 +65,8 @@ def to_document(record: domain.ServiceRecord) -> mongo.Document:
         "namespace": record.namespace,
         "backend": record.backend,
         "last_status": _status_document(record.last_status),
+        "resubmitted_from": record.resubmitted_from,
+        "resubmissions": list(record.resubmissions),
     }
 
 
@@ -87,6 +93,8 @@ def from_document(document: mongo.Document) -> domain.ServiceRecord:
             if last_status is not None
             else None
         ),
+        resubmitted_from=str(document.get("resubmitted_from") or ""),
+        resubmissions=tuple(str(i) for i in document.get("resubmissions") or ()),
     )
 
 
@@ -201,6 +209,21 @@ class ServiceRecords:
             await self._collection.update_one(
                 {"_id": ObjectId(service_id)},
                 {"$set": {"last_status": _status_document(status)}},
+            )
+
+    async def set_spec(self, service_id: str, spec: analytics_pb2.AnalyticsSpec) -> None:
+        """Keep the record's copy of the desired state in step with the resource's."""
+        with mongo.unavailable_on_failure("update record spec"):
+            await self._collection.update_one(
+                {"_id": ObjectId(service_id)},
+                {"$set": {"spec": analytics.escape_keys(analytics.spec_to_dict(spec))}},
+            )
+
+    async def add_resubmission(self, service_id: str, resubmission_id: str) -> None:
+        """Name a resubmission on the record it was made from (once)."""
+        with mongo.unavailable_on_failure("link resubmission"):
+            await self._collection.update_one(
+                {"_id": ObjectId(service_id)}, {"$addToSet": {"resubmissions": resubmission_id}}
             )
 
     async def mounting(self, file_id: str) -> list[domain.ServiceRecord]:

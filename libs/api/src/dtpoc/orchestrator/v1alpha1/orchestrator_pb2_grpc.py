@@ -84,6 +84,26 @@ class OrchestratorServiceStub:
                 request_serializer=dtpoc_dot_orchestrator_dot_v1alpha1_dot_orchestrator__pb2.TerminateServiceRequest.SerializeToString,
                 response_deserializer=dtpoc_dot_orchestrator_dot_v1alpha1_dot_orchestrator__pb2.TerminateServiceResponse.FromString,
                 _registered_method=True)
+        self.RetryService = channel.unary_unary(
+                '/dtpoc.orchestrator.v1alpha1.OrchestratorService/RetryService',
+                request_serializer=dtpoc_dot_orchestrator_dot_v1alpha1_dot_orchestrator__pb2.RetryServiceRequest.SerializeToString,
+                response_deserializer=dtpoc_dot_orchestrator_dot_v1alpha1_dot_orchestrator__pb2.RetryServiceResponse.FromString,
+                _registered_method=True)
+        self.ResubmitService = channel.unary_unary(
+                '/dtpoc.orchestrator.v1alpha1.OrchestratorService/ResubmitService',
+                request_serializer=dtpoc_dot_orchestrator_dot_v1alpha1_dot_orchestrator__pb2.ResubmitServiceRequest.SerializeToString,
+                response_deserializer=dtpoc_dot_orchestrator_dot_v1alpha1_dot_orchestrator__pb2.ResubmitServiceResponse.FromString,
+                _registered_method=True)
+        self.SuspendService = channel.unary_unary(
+                '/dtpoc.orchestrator.v1alpha1.OrchestratorService/SuspendService',
+                request_serializer=dtpoc_dot_orchestrator_dot_v1alpha1_dot_orchestrator__pb2.SuspendServiceRequest.SerializeToString,
+                response_deserializer=dtpoc_dot_orchestrator_dot_v1alpha1_dot_orchestrator__pb2.SuspendServiceResponse.FromString,
+                _registered_method=True)
+        self.ResumeService = channel.unary_unary(
+                '/dtpoc.orchestrator.v1alpha1.OrchestratorService/ResumeService',
+                request_serializer=dtpoc_dot_orchestrator_dot_v1alpha1_dot_orchestrator__pb2.ResumeServiceRequest.SerializeToString,
+                response_deserializer=dtpoc_dot_orchestrator_dot_v1alpha1_dot_orchestrator__pb2.ResumeServiceResponse.FromString,
+                _registered_method=True)
         self.WatchService = channel.unary_stream(
                 '/dtpoc.orchestrator.v1alpha1.OrchestratorService/WatchService',
                 request_serializer=dtpoc_dot_orchestrator_dot_v1alpha1_dot_orchestrator__pb2.WatchServiceRequest.SerializeToString,
@@ -173,6 +193,43 @@ class OrchestratorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RetryService(self, request, context):
+        """Runs again the replicas of a finished ondemand service that failed, each
+        as its next attempt (same index); the succeeded replicas and their
+        outputs stay as they are. FAILED_PRECONDITION (REST 400) for a service
+        that is still running, terminated, has no failed replica or is not
+        ondemand.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResubmitService(self, request, context):
+        """Launches a new service with the spec, inputs and labels of an existing
+        one (terminated or not); both records name each other
+        (`resubmitted_from`, `resubmissions`). REST answers 202 like launch.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SuspendService(self, request, context):
+        """Stops a scheduled service from starting new runs (a running one
+        finishes). FAILED_PRECONDITION (REST 400) for other job types and
+        terminated services; suspending a suspended service changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeService(self, request, context):
+        """Lets a suspended scheduled service start runs again, from its next
+        scheduled time. Same refusals as SuspendService.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def WatchService(self, request, context):
         """Streams the service's status: the current one at once, then each
         change, until the service reaches a final phase (REST: Server-Sent
@@ -237,6 +294,26 @@ def add_OrchestratorServiceServicer_to_server(servicer, server):
                     servicer.TerminateService,
                     request_deserializer=dtpoc_dot_orchestrator_dot_v1alpha1_dot_orchestrator__pb2.TerminateServiceRequest.FromString,
                     response_serializer=dtpoc_dot_orchestrator_dot_v1alpha1_dot_orchestrator__pb2.TerminateServiceResponse.SerializeToString,
+            ),
+            'RetryService': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetryService,
+                    request_deserializer=dtpoc_dot_orchestrator_dot_v1alpha1_dot_orchestrator__pb2.RetryServiceRequest.FromString,
+                    response_serializer=dtpoc_dot_orchestrator_dot_v1alpha1_dot_orchestrator__pb2.RetryServiceResponse.SerializeToString,
+            ),
+            'ResubmitService': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResubmitService,
+                    request_deserializer=dtpoc_dot_orchestrator_dot_v1alpha1_dot_orchestrator__pb2.ResubmitServiceRequest.FromString,
+                    response_serializer=dtpoc_dot_orchestrator_dot_v1alpha1_dot_orchestrator__pb2.ResubmitServiceResponse.SerializeToString,
+            ),
+            'SuspendService': grpc.unary_unary_rpc_method_handler(
+                    servicer.SuspendService,
+                    request_deserializer=dtpoc_dot_orchestrator_dot_v1alpha1_dot_orchestrator__pb2.SuspendServiceRequest.FromString,
+                    response_serializer=dtpoc_dot_orchestrator_dot_v1alpha1_dot_orchestrator__pb2.SuspendServiceResponse.SerializeToString,
+            ),
+            'ResumeService': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeService,
+                    request_deserializer=dtpoc_dot_orchestrator_dot_v1alpha1_dot_orchestrator__pb2.ResumeServiceRequest.FromString,
+                    response_serializer=dtpoc_dot_orchestrator_dot_v1alpha1_dot_orchestrator__pb2.ResumeServiceResponse.SerializeToString,
             ),
             'WatchService': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchService,
@@ -497,6 +574,114 @@ class OrchestratorService:
             '/dtpoc.orchestrator.v1alpha1.OrchestratorService/TerminateService',
             dtpoc_dot_orchestrator_dot_v1alpha1_dot_orchestrator__pb2.TerminateServiceRequest.SerializeToString,
             dtpoc_dot_orchestrator_dot_v1alpha1_dot_orchestrator__pb2.TerminateServiceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetryService(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dtpoc.orchestrator.v1alpha1.OrchestratorService/RetryService',
+            dtpoc_dot_orchestrator_dot_v1alpha1_dot_orchestrator__pb2.RetryServiceRequest.SerializeToString,
+            dtpoc_dot_orchestrator_dot_v1alpha1_dot_orchestrator__pb2.RetryServiceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResubmitService(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dtpoc.orchestrator.v1alpha1.OrchestratorService/ResubmitService',
+            dtpoc_dot_orchestrator_dot_v1alpha1_dot_orchestrator__pb2.ResubmitServiceRequest.SerializeToString,
+            dtpoc_dot_orchestrator_dot_v1alpha1_dot_orchestrator__pb2.ResubmitServiceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SuspendService(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dtpoc.orchestrator.v1alpha1.OrchestratorService/SuspendService',
+            dtpoc_dot_orchestrator_dot_v1alpha1_dot_orchestrator__pb2.SuspendServiceRequest.SerializeToString,
+            dtpoc_dot_orchestrator_dot_v1alpha1_dot_orchestrator__pb2.SuspendServiceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeService(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dtpoc.orchestrator.v1alpha1.OrchestratorService/ResumeService',
+            dtpoc_dot_orchestrator_dot_v1alpha1_dot_orchestrator__pb2.ResumeServiceRequest.SerializeToString,
+            dtpoc_dot_orchestrator_dot_v1alpha1_dot_orchestrator__pb2.ResumeServiceResponse.FromString,
             options,
             channel_credentials,
             insecure,

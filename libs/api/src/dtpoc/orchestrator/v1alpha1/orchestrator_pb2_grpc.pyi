@@ -66,6 +66,27 @@ class OrchestratorServiceStub:
     """Stops a service's workload and marks it terminated. The record and its
     outputs stay. Terminating a terminated service changes nothing.
     """
+    RetryService: _grpc.UnaryUnaryMultiCallable[_orchestrator_pb2.RetryServiceRequest, _orchestrator_pb2.RetryServiceResponse]
+    """Runs again the replicas of a finished ondemand service that failed, each
+    as its next attempt (same index); the succeeded replicas and their
+    outputs stay as they are. FAILED_PRECONDITION (REST 400) for a service
+    that is still running, terminated, has no failed replica or is not
+    ondemand.
+    """
+    ResubmitService: _grpc.UnaryUnaryMultiCallable[_orchestrator_pb2.ResubmitServiceRequest, _orchestrator_pb2.ResubmitServiceResponse]
+    """Launches a new service with the spec, inputs and labels of an existing
+    one (terminated or not); both records name each other
+    (`resubmitted_from`, `resubmissions`). REST answers 202 like launch.
+    """
+    SuspendService: _grpc.UnaryUnaryMultiCallable[_orchestrator_pb2.SuspendServiceRequest, _orchestrator_pb2.SuspendServiceResponse]
+    """Stops a scheduled service from starting new runs (a running one
+    finishes). FAILED_PRECONDITION (REST 400) for other job types and
+    terminated services; suspending a suspended service changes nothing.
+    """
+    ResumeService: _grpc.UnaryUnaryMultiCallable[_orchestrator_pb2.ResumeServiceRequest, _orchestrator_pb2.ResumeServiceResponse]
+    """Lets a suspended scheduled service start runs again, from its next
+    scheduled time. Same refusals as SuspendService.
+    """
     WatchService: _grpc.UnaryStreamMultiCallable[_orchestrator_pb2.WatchServiceRequest, _orchestrator_pb2.WatchServiceResponse]
     """Streams the service's status: the current one at once, then each
     change, until the service reaches a final phase (REST: Server-Sent
@@ -113,6 +134,27 @@ class OrchestratorServiceAsyncStub(OrchestratorServiceStub):
     TerminateService: _aio.UnaryUnaryMultiCallable[_orchestrator_pb2.TerminateServiceRequest, _orchestrator_pb2.TerminateServiceResponse]  # type: ignore[assignment]
     """Stops a service's workload and marks it terminated. The record and its
     outputs stay. Terminating a terminated service changes nothing.
+    """
+    RetryService: _aio.UnaryUnaryMultiCallable[_orchestrator_pb2.RetryServiceRequest, _orchestrator_pb2.RetryServiceResponse]  # type: ignore[assignment]
+    """Runs again the replicas of a finished ondemand service that failed, each
+    as its next attempt (same index); the succeeded replicas and their
+    outputs stay as they are. FAILED_PRECONDITION (REST 400) for a service
+    that is still running, terminated, has no failed replica or is not
+    ondemand.
+    """
+    ResubmitService: _aio.UnaryUnaryMultiCallable[_orchestrator_pb2.ResubmitServiceRequest, _orchestrator_pb2.ResubmitServiceResponse]  # type: ignore[assignment]
+    """Launches a new service with the spec, inputs and labels of an existing
+    one (terminated or not); both records name each other
+    (`resubmitted_from`, `resubmissions`). REST answers 202 like launch.
+    """
+    SuspendService: _aio.UnaryUnaryMultiCallable[_orchestrator_pb2.SuspendServiceRequest, _orchestrator_pb2.SuspendServiceResponse]  # type: ignore[assignment]
+    """Stops a scheduled service from starting new runs (a running one
+    finishes). FAILED_PRECONDITION (REST 400) for other job types and
+    terminated services; suspending a suspended service changes nothing.
+    """
+    ResumeService: _aio.UnaryUnaryMultiCallable[_orchestrator_pb2.ResumeServiceRequest, _orchestrator_pb2.ResumeServiceResponse]  # type: ignore[assignment]
+    """Lets a suspended scheduled service start runs again, from its next
+    scheduled time. Same refusals as SuspendService.
     """
     WatchService: _aio.UnaryStreamMultiCallable[_orchestrator_pb2.WatchServiceRequest, _orchestrator_pb2.WatchServiceResponse]  # type: ignore[assignment]
     """Streams the service's status: the current one at once, then each
@@ -212,6 +254,51 @@ class OrchestratorServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_orchestrator_pb2.TerminateServiceResponse, _abc.Awaitable[_orchestrator_pb2.TerminateServiceResponse]]:
         """Stops a service's workload and marks it terminated. The record and its
         outputs stay. Terminating a terminated service changes nothing.
+        """
+
+    @_abc_1.abstractmethod
+    def RetryService(
+        self,
+        request: _orchestrator_pb2.RetryServiceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_orchestrator_pb2.RetryServiceResponse, _abc.Awaitable[_orchestrator_pb2.RetryServiceResponse]]:
+        """Runs again the replicas of a finished ondemand service that failed, each
+        as its next attempt (same index); the succeeded replicas and their
+        outputs stay as they are. FAILED_PRECONDITION (REST 400) for a service
+        that is still running, terminated, has no failed replica or is not
+        ondemand.
+        """
+
+    @_abc_1.abstractmethod
+    def ResubmitService(
+        self,
+        request: _orchestrator_pb2.ResubmitServiceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_orchestrator_pb2.ResubmitServiceResponse, _abc.Awaitable[_orchestrator_pb2.ResubmitServiceResponse]]:
+        """Launches a new service with the spec, inputs and labels of an existing
+        one (terminated or not); both records name each other
+        (`resubmitted_from`, `resubmissions`). REST answers 202 like launch.
+        """
+
+    @_abc_1.abstractmethod
+    def SuspendService(
+        self,
+        request: _orchestrator_pb2.SuspendServiceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_orchestrator_pb2.SuspendServiceResponse, _abc.Awaitable[_orchestrator_pb2.SuspendServiceResponse]]:
+        """Stops a scheduled service from starting new runs (a running one
+        finishes). FAILED_PRECONDITION (REST 400) for other job types and
+        terminated services; suspending a suspended service changes nothing.
+        """
+
+    @_abc_1.abstractmethod
+    def ResumeService(
+        self,
+        request: _orchestrator_pb2.ResumeServiceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_orchestrator_pb2.ResumeServiceResponse, _abc.Awaitable[_orchestrator_pb2.ResumeServiceResponse]]:
+        """Lets a suspended scheduled service start runs again, from its next
+        scheduled time. Same refusals as SuspendService.
         """
 
     @_abc_1.abstractmethod
