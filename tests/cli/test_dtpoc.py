@@ -240,6 +240,7 @@ def test_help_has_an_example_on_every_command_and_completion_works(tmp_path: Pat
     groups = {"": ["files", "service", "context", "version", "completion"]}
     groups["files"] = ["upload", "list", "info", "get", "rm"]
     groups["service"] = ["launch", "list", "status", "watch", "output", "outputs", "terminate"]
+    groups["service"] += ["retry", "resubmit", "suspend", "resume"]
     groups["context"] = ["set", "use", "delete", "list"]
     for group, commands in groups.items():
         for command in commands:

@@ -116,6 +116,17 @@ def check_services(client: Client, file_id: str) -> None:
     assert ended.service.phase == "terminated" and ended.message
     assert launched.id in client.files.usage(file_id).terminated_service_ids
 
+    with pytest.raises(errors.ApiError) as not_again:
+        client.services.retry(launched.id)
+    assert not_again.value.code == 400 and "terminated" in not_again.value.message
+    copy = client.services.resubmit(launched.id)
+    assert client.services.get(copy).resubmitted_from == launched.id
+    assert list(client.services.get(launched.id).resubmissions) == [copy]
+    with pytest.raises(errors.ApiError) as not_scheduled:
+        client.services.suspend(copy)
+    assert "only a scheduled service" in not_scheduled.value.message
+    client.services.terminate(copy)
+
     with pytest.raises(errors.InvalidArgument) as refused:
         client.services.launch({**launch_body(file_id), "ana": {"job_type": "ondemand", "reps": 0}})
     assert refused.value.code == 400 and "reps" in refused.value.message

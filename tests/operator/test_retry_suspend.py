@@ -20,6 +20,8 @@ import textwrap
 from collections.abc import Callable
 from typing import Any
 
+from kubernetes.client.rest import ApiException
+
 from dtpoc_common import analytics
 from dtpoc_local import waiting
 from tests.operator.helpers import KubeOperator, child_name
@@ -132,9 +134,15 @@ def _collected(status: dict[str, Any]) -> bool:
     )
 
 
-def _cronjob(op: KubeOperator, service_id: str) -> dict[str, Any]:
+def _cronjob_suspended(op: KubeOperator, service_id: str) -> bool:
     path = f"/apis/batch/v1/namespaces/{op.namespace}/cronjobs/{child_name(service_id)}"
-    return dict(op.kube.request("GET", path))
+    try:
+        cronjob = op.kube.request("GET", path)
+    except ApiException as error:
+        if error.status == 404:
+            return False  # not created yet
+        raise
+    return cronjob["spec"].get("suspend") is True
 
 
 def _two_ticks_from(moment: dt.datetime) -> dt.datetime:
@@ -172,7 +180,7 @@ def test_kubernetes_suspended_schedule_starts_no_run_and_resumes(
         }
     )
     waiting.wait_for(
-        lambda: _cronjob(op, service_id)["spec"].get("suspend") is True,
+        lambda: _cronjob_suspended(op, service_id),
         timeout=60,
         what="the CronJob suspended",
     )

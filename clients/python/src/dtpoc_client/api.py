@@ -273,3 +273,36 @@ class Services:
             orchestrator_pb2.TerminateServiceRequest(id=service_id),
             orchestrator_pb2.TerminateServiceResponse,
         )
+
+    def retry(self, service_id: str) -> orchestrator_pb2.RetryServiceResponse:
+        """Run a finished ondemand service's failed replicas again, each as its next attempt."""
+        return self._t.unary(
+            "RetryService",
+            orchestrator_pb2.RetryServiceRequest(id=service_id),
+            orchestrator_pb2.RetryServiceResponse,
+        )
+
+    def resubmit(self, service_id: str) -> str:
+        """Launch the service's spec and inputs again as a new service; its id."""
+        answer = self._t.unary(
+            "ResubmitService",
+            orchestrator_pb2.ResubmitServiceRequest(id=service_id),
+            orchestrator_pb2.ResubmitServiceResponse,
+        )
+        return answer.id
+
+    def suspend(self, service_id: str) -> orchestrator_pb2.SuspendServiceResponse:
+        """Stop a scheduled service from starting new runs."""
+        return self._t.unary(
+            "SuspendService",
+            orchestrator_pb2.SuspendServiceRequest(id=service_id),
+            orchestrator_pb2.SuspendServiceResponse,
+        )
+
+    def resume(self, service_id: str) -> orchestrator_pb2.ResumeServiceResponse:
+        """Let a suspended scheduled service run on schedule again."""
+        return self._t.unary(
+            "ResumeService",
+            orchestrator_pb2.ResumeServiceRequest(id=service_id),
+            orchestrator_pb2.ResumeServiceResponse,
+        )

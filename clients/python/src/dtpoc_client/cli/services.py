@@ -1,4 +1,5 @@
-"""``dtpoc service``: launch, list, status, watch, output, outputs, terminate."""
+"""``dtpoc service``: launch, list, status, watch, output, outputs, terminate, retry,
+resubmit, suspend, resume."""
 
 from __future__ import annotations
 
@@ -323,4 +324,64 @@ def terminate(state: State, service_id: str, fmt: str) -> None:
       dtpoc service terminate 6b0e...
     """
     answer = state.client().services.terminate(service_id)
+    output.emit(answer, fmt, table=lambda console: console.print(answer.message))
+
+
+@service.command()
+@click.argument("service_id")
+@output.output_option()
+@click.pass_obj
+def retry(state: State, service_id: str, fmt: str) -> None:
+    """Run a finished ondemand service's failed replicas again (each its next attempt).
+
+    \b
+    Example:
+      dtpoc service retry 6b0e...
+    """
+    answer = state.client().services.retry(service_id)
+    output.emit(answer, fmt, table=lambda console: console.print(answer.message))
+
+
+@service.command()
+@click.argument("service_id")
+@output.output_option()
+@click.pass_obj
+def resubmit(state: State, service_id: str, fmt: str) -> None:
+    """Launch a service's spec and inputs again as a new service; prints its id.
+
+    \b
+    Example:
+      dtpoc service resubmit 6b0e...
+    """
+    new_id = state.client().services.resubmit(service_id)
+    output.emit({"id": new_id}, fmt, table=lambda console: console.print(new_id))
+
+
+@service.command()
+@click.argument("service_id")
+@output.output_option()
+@click.pass_obj
+def suspend(state: State, service_id: str, fmt: str) -> None:
+    """Stop a scheduled service from starting new runs.
+
+    \b
+    Example:
+      dtpoc service suspend 6b0e...
+    """
+    answer = state.client().services.suspend(service_id)
+    output.emit(answer, fmt, table=lambda console: console.print(answer.message))
+
+
+@service.command()
+@click.argument("service_id")
+@output.output_option()
+@click.pass_obj
+def resume(state: State, service_id: str, fmt: str) -> None:
+    """Let a suspended scheduled service run on schedule again.
+
+    \b
+    Example:
+      dtpoc service resume 6b0e...
+    """
+    answer = state.client().services.resume(service_id)
     output.emit(answer, fmt, table=lambda console: console.print(answer.message))
