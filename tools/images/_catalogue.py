@@ -20,6 +20,9 @@ from tools.images import _artifacts, _context
 
 Prepare = Callable[[Path], None]
 
+#: The image every other one starts from (Debian bookworm + Python 3.11).
+BASE_TAG = "localhost/dtpoc-base:bookworm"
+
 
 def _nothing(_: Path) -> None:
     return None
@@ -94,9 +97,6 @@ def _go_pin(repo: Path, key: str) -> str:
     return found.group(1)
 
 
-Inputs = Callable[[], dict[str, str]]
-
-
 def _console_step(repo: Path) -> Prepare:
     """Build the web console (``make console``) and put it into the platform image's context.
 
@@ -118,39 +118,50 @@ def _console_step(repo: Path) -> Prepare:
     return prepare
 
 
-def _binary_step(repo: Path, name: str, version: str) -> tuple[Inputs, Prepare]:
-    """Digest inputs and prepare step of an image holding one built Go binary."""
+def _go_binary_image(
+    repo: Path,
+    *,
+    name: str,
+    summary: str,
+    version: str,
+    tag: str,
+    first_build: str,
+    binary: str = "",
+) -> ImageSpec:
+    """An image holding one Go binary built on this machine (its digest covers the binary).
+
+    ``binary`` is the program's name when it is not the image's (``influxd``).
+    """
+    program = binary or name
 
     def inputs() -> dict[str, str]:
-        binary = _artifacts.go_binary(repo, name, version)
-        return {name: version, "sha256": _context.file_digest(binary)}
+        built = _artifacts.go_binary(repo, program, version)
+        return {program: version, "sha256": _context.file_digest(built)}
 
     def prepare(context: Path) -> None:
-        target = context / name
-        target.write_bytes(_artifacts.go_binary(repo, name, version).read_bytes())
+        target = context / program
+        target.write_bytes(_artifacts.go_binary(repo, program, version).read_bytes())
         target.chmod(0o755)
 
-    return inputs, prepare
+    return ImageSpec(
+        name=name,
+        summary=summary,
+        tags=(f"localhost/dtpoc-{name}:{tag}",),
+        context=f"tools/images/{name}",
+        bases={"BASE_IMAGE": "base"},
+        inputs=inputs,
+        prepare=prepare,
+        first_build=first_build,
+    )
 
 
-def catalogue(repo: Path, downloads: Path) -> dict[str, ImageSpec]:
-    """The images by short name, in build order (bases first)."""
-    uv = _artifacts.uv_version(repo / "services/Dockerfile")
-    app = _chart_image(repo)
-    histolab = _pyproject_version(repo / "examples/histolab/pyproject.toml")
-    ferretdb = _go_pin(repo, "FERRETDB_VERSION")
-    telegraf = "v" + _values_tag(repo, "telegraf").removeprefix("v")
-    node_red = _values_tag(repo, "nodeRed")
-    ferretdb_inputs, ferretdb_prepare = _binary_step(repo, "ferretdb", ferretdb)
-    telegraf_inputs, telegraf_prepare = _binary_step(repo, "telegraf", telegraf)
-    influxdb = _go_pin(repo, "INFLUXDB_VERSION")
-    influxdb_inputs, influxdb_prepare = _binary_step(repo, "influxd", influxdb)
-    base = "localhost/dtpoc-base:bookworm"
-    specs = [
+def _toolchain_images(downloads: Path, *, uv: str) -> list[ImageSpec]:
+    """What the other images start from: the Debian + Python base and uv."""
+    return [
         ImageSpec(
             name="base",
             summary="Debian bookworm + Python 3.11 (mmdebstrap, this machine's apt and CAs)",
-            tags=(base,),
+            tags=(BASE_TAG,),
             context="tools/images/base",
             inputs=_artifacts.rootfs_inputs,
             prepare=lambda ctx: _artifacts.write_rootfs(ctx / "rootfs.tar"),
@@ -165,6 +176,14 @@ def catalogue(repo: Path, downloads: Path) -> dict[str, ImageSpec]:
             prepare=lambda ctx: _artifacts.write_uv(version=uv, downloads=downloads, dest=ctx),
             first_build="seconds (one 20 MB download)",
         ),
+    ]
+
+
+def _project_images(repo: Path) -> list[ImageSpec]:
+    """The platform image the chart runs and the example analytics image."""
+    app = _chart_image(repo)
+    histolab = _pyproject_version(repo / "examples/histolab/pyproject.toml")
+    return [
         ImageSpec(
             name="dtpoc",
             summary="platform: files, orchestrator, gateway, operator, fetch-inputs",
@@ -186,14 +205,22 @@ def catalogue(repo: Path, downloads: Path) -> dict[str, ImageSpec]:
             bases={"PYTHON_IMAGE": "base"},
             first_build="about 30 s (pip from PyPI)",
         ),
-        ImageSpec(
+    ]
+
+
+def _data_stack_images(repo: Path) -> list[ImageSpec]:
+    """The chart's data stack: FerretDB, Mosquitto, Telegraf, InfluxDB, Node-RED."""
+    ferretdb = _go_pin(repo, "FERRETDB_VERSION")
+    influxdb = _go_pin(repo, "INFLUXDB_VERSION")
+    telegraf = "v" + _values_tag(repo, "telegraf").removeprefix("v")
+    node_red = _values_tag(repo, "nodeRed")
+    return [
+        _go_binary_image(
+            repo,
             name="ferretdb",
             summary=f"FerretDB {ferretdb} (MongoDB protocol on SQLite), built from source",
-            tags=(f"localhost/dtpoc-ferretdb:{ferretdb}",),
-            context="tools/images/ferretdb",
-            bases={"BASE_IMAGE": "base"},
-            inputs=ferretdb_inputs,
-            prepare=ferretdb_prepare,
+            version=ferretdb,
+            tag=ferretdb,
             first_build="seconds (binary from tools/testbin/build, ~2 min if not built)",
         ),
         ImageSpec(
@@ -204,24 +231,21 @@ def catalogue(repo: Path, downloads: Path) -> dict[str, ImageSpec]:
             bases={"BASE_IMAGE": "base"},
             first_build="about 30 s (apt)",
         ),
-        ImageSpec(
+        _go_binary_image(
+            repo,
             name="telegraf",
             summary=f"Telegraf {telegraf} with the chart's plugins, built from source",
-            tags=(f"localhost/dtpoc-telegraf:{telegraf.removeprefix('v')}",),
-            context="tools/images/telegraf",
-            bases={"BASE_IMAGE": "base"},
-            inputs=telegraf_inputs,
-            prepare=telegraf_prepare,
+            version=telegraf,
+            tag=telegraf.removeprefix("v"),
             first_build="seconds (binary from tests/chart/build-telegraf, ~3 min if not built)",
         ),
-        ImageSpec(
+        _go_binary_image(
+            repo,
             name="influxdb",
+            binary="influxd",
             summary=f"InfluxDB {influxdb} (the chart's 2.x setup on 1.x), built from source",
-            tags=(f"localhost/dtpoc-influxdb:{influxdb.removeprefix('v')}",),
-            context="tools/images/influxdb",
-            bases={"BASE_IMAGE": "base"},
-            inputs=influxdb_inputs,
-            prepare=influxdb_prepare,
+            version=influxdb,
+            tag=influxdb.removeprefix("v"),
             first_build="seconds (binary from tools/testbin/build, ~12 min if not built)",
         ),
         ImageSpec(
@@ -233,5 +257,15 @@ def catalogue(repo: Path, downloads: Path) -> dict[str, ImageSpec]:
             args={"NODE_RED_VERSION": node_red},
             first_build="about 1.5 min (apt, npm)",
         ),
+    ]
+
+
+def catalogue(repo: Path, downloads: Path) -> dict[str, ImageSpec]:
+    """The images by short name, in build order (bases first)."""
+    uv = _artifacts.uv_version(repo / "services/Dockerfile")
+    specs = [
+        *_toolchain_images(downloads, uv=uv),
+        *_project_images(repo),
+        *_data_stack_images(repo),
     ]
     return {spec.name: spec for spec in specs}
