@@ -165,116 +165,178 @@ def _fill(header: message.Message, name: str, value: str) -> None:
         setattr(header, name, value)
 
 
-def endpoint(ctx: context.RouteContext) -> context.Endpoint:
-    method = ctx.method
-    fields = shape(method)
-    limit = ctx.settings.max_upload_bytes
-    idle = ctx.settings.upload_idle_seconds
-    chunk_size = ctx.settings.upload_chunk_bytes
-    timeout = ctx.settings.stream_timeout_seconds
-    request_class = method.request_class
+def _boundary(request: Request) -> bytes:
+    """The multipart boundary of the request's Content-Type; 415 or 400 when there is none."""
+    media, params = multipart.parse_options_header(request.headers.get("content-type"))
+    if media != b"multipart/form-data":
+        raise httperrors.ApiError(
+            415, f"the request body must be multipart/form-data with a part named {FILE_PART!r}"
+        )
+    boundary = params.get(b"boundary")
+    if not boundary:
+        raise httperrors.bad_request("the multipart Content-Type has no boundary")
+    if not _BOUNDARY.fullmatch(boundary):
+        raise httperrors.bad_request(
+            "the multipart boundary must be 1 to 70 letters, digits or '()+_,-./:=? (RFC 2046)"
+        )
+    return bytes(boundary)
 
-    async def send(call: Any, item: message.Message, *, header: message.Message) -> None:
+
+def _answer(response: message.Message) -> dict[str, Any]:
+    """The original's ``{"file_id", "filename"}``, plus ``"message"`` when it has one."""
+    full = transcode.to_json(response)
+    answer = {key: full[key] for key in ("file_id", "filename") if key in full}
+    if full.get("message"):
+        answer["message"] = full["message"]
+    return answer
+
+
+@dataclass(frozen=True)
+class _Route:
+    """What every upload to one method shares: the route, its request's shape, the limits."""
+
+    ctx: context.RouteContext
+    fields: _Shape
+
+    @property
+    def method(self) -> catalog.Method:
+        return self.ctx.method
+
+    async def handle(self, request: Request) -> Response:
+        """Parse the Content-Type, check the size, stream the file part, answer."""
+        boundary = _boundary(request)
+        limit = self.ctx.settings.max_upload_bytes
+        length = context.declared_length(request)
+        if length is not None and length > limit:
+            raise context.too_large(limit)
+        header = self.fields.header_class()
+        self.ctx.transcoder.query_into(header, request.query_params.multi_items())
+        response = await _Upload(self, request, boundary=boundary, header=header).run()
+        return httperrors.json_response(_answer(response), status_code=self.method.success_code)
+
+    def request(self, **field: Any) -> message.Message:
+        return self.method.request_class(**field)
+
+    def open_call(self, request: Request | None = None) -> Any:
+        """A new upload call: with the caller's metadata, or (``None``) a bare probe call."""
+        backend = self.ctx.backends.callable(self.method)
+        if request is None:
+            return backend(timeout=self.ctx.settings.call_timeout_seconds)
+        return backend(
+            timeout=self.ctx.settings.stream_timeout_seconds,
+            metadata=context.call_metadata(request),
+        )
+
+
+class _Upload:
+    """One request's transfer: the multipart parser's state and the backend call once opened."""
+
+    def __init__(
+        self, route: _Route, request: Request, *, boundary: bytes, header: message.Message
+    ) -> None:
+        self.route = route
+        self.request = request
+        self.header = header
+        self.form = _Form()
+        self.parser = multipart.MultipartParser(boundary, callbacks=self.form.callbacks())
+        self.call: Any = None
+
+    async def run(self) -> message.Message:
+        """Stream the body into the call and return the backend's answer, as HTTP errors."""
+        finished = False
         try:
-            await call.write(item)
+            await self._receive()
+            await self._finish()
+            response: message.Message = await self.call
+            finished = True
+            return response
+        except grpc.aio.AioRpcError as exc:
+            request_id = context.request_id(self.request)
+            raise self.route.ctx.backends.error(
+                self.route.method, exc, request_id=request_id
+            ) from None
+        except FormParserError as exc:
+            raise httperrors.bad_request(f"the multipart body is malformed: {exc}") from None
+        except ClientDisconnect:
+            raise httperrors.ApiError(499, "the client closed the upload before its end") from None
+        finally:
+            if self.call is not None and not finished and not self.call.done():
+                # Without the finish message the backend stores nothing.
+                self.call.cancel()
+
+    async def _receive(self) -> None:
+        """Feed the body to the parser; open the call at the file part, send full chunks."""
+        settings = self.route.ctx.settings
+        limit = settings.max_upload_bytes
+        received = 0
+        async for data in context.stream_within(
+            self.request, idle_seconds=settings.upload_idle_seconds
+        ):
+            received += len(data)
+            if received > limit:
+                raise context.too_large(limit)
+            self.parser.write(data)
+            if self.form.error:
+                raise httperrors.bad_request(self.form.error)
+            if self.form.file_started and self.call is None:
+                await self._open()
+            chunk_size = settings.upload_chunk_bytes
+            while self.call is not None and len(self.form.buffer) >= chunk_size:
+                piece = bytes(self.form.buffer[:chunk_size])
+                del self.form.buffer[:chunk_size]
+                await self._send(**{self.route.fields.chunk_field: piece})
+        self.parser.finalize()
+
+    async def _open(self) -> None:
+        """The file part began: complete the header from the part and send it first."""
+        _fill(self.header, "filename", self.form.filename)
+        _fill(self.header, "content_type", self.form.content_type)
+        self.call = self.route.open_call(self.request)
+        await self._send(**{self.route.fields.header_field: self.header})
+
+    async def _finish(self) -> None:
+        """The body ended: send what is left, then the finish mark, and close the writing side."""
+        if not self.form.file_done or self.call is None:
+            raise httperrors.bad_request(
+                f"the form has no complete part named {FILE_PART!r}", field=FILE_PART
+            )
+        if self.form.buffer:
+            await self._send(**{self.route.fields.chunk_field: bytes(self.form.buffer)})
+            self.form.buffer.clear()
+        if self.route.fields.finish_field is not None:
+            await self._send(**{self.route.fields.finish_field: True})
+        await self.call.done_writing()
+
+    async def _send(self, **field: Any) -> None:
+        """Write one message; when the backend ended the call, raise its refusal (or 502)."""
+        try:
+            await self.call.write(self.route.request(**field))
         except (asyncio.InvalidStateError, grpc.aio.AioRpcError):
             # The backend ended the call early: it refused the upload, and its status says
             # why, unless the failed write replaced that status with a local INTERNAL.
             try:
-                await call
+                await self.call
             except grpc.aio.AioRpcError as exc:
                 if not _lost_status(exc):
                     raise
-                await _replay_header(call_factory(), header)
+                await self._replay_header()
             raise httperrors.ApiError(
                 502, "the backend ended the upload before it was complete"
             ) from None
 
-    async def _replay_header(call: Any, header: message.Message) -> None:
-        """Send the header alone, without ``finish`` (so nothing is stored), to learn the
-        backend's refusal; raises its AioRpcError."""
+    async def _replay_header(self) -> None:
+        """Send the header alone on a new call, without ``finish`` (so nothing is stored), to
+        learn the backend's refusal; raises its AioRpcError."""
+        call = self.route.open_call()
         try:
-            await call.write(request_class(**{fields.header_field: header}))
+            await call.write(self.route.request(**{self.route.fields.header_field: self.header}))
             await call.done_writing()
             await call
         finally:
             if not call.done():
                 call.cancel()
 
-    def call_factory() -> Any:
-        return ctx.backends.callable(method)(timeout=ctx.settings.call_timeout_seconds)
 
-    async def handle(request: Request) -> Response:
-        media, params = multipart.parse_options_header(request.headers.get("content-type"))
-        if media != b"multipart/form-data":
-            raise httperrors.ApiError(
-                415, f"the request body must be multipart/form-data with a part named {FILE_PART!r}"
-            )
-        boundary = params.get(b"boundary")
-        if not boundary:
-            raise httperrors.bad_request("the multipart Content-Type has no boundary")
-        if not _BOUNDARY.fullmatch(boundary):
-            raise httperrors.bad_request(
-                "the multipart boundary must be 1 to 70 letters, digits or '()+_,-./:=? (RFC 2046)"
-            )
-        length = context.declared_length(request)
-        if length is not None and length > limit:
-            raise context.too_large(limit)
-        header = fields.header_class()
-        ctx.transcoder.query_into(header, request.query_params.multi_items())
-        form = _Form()
-        parser = multipart.MultipartParser(boundary, callbacks=form.callbacks())
-        call: Any = None
-        received = 0
-        finished = False
-        try:
-            async for data in context.stream_within(request, idle_seconds=idle):
-                received += len(data)
-                if received > limit:
-                    raise context.too_large(limit)
-                parser.write(data)
-                if form.error:
-                    raise httperrors.bad_request(form.error)
-                if form.file_started and call is None:
-                    _fill(header, "filename", form.filename)
-                    _fill(header, "content_type", form.content_type)
-                    call = ctx.backends.callable(method)(
-                        timeout=timeout, metadata=context.call_metadata(request)
-                    )
-                    await send(call, request_class(**{fields.header_field: header}), header=header)
-                while call is not None and len(form.buffer) >= chunk_size:
-                    piece = bytes(form.buffer[:chunk_size])
-                    del form.buffer[:chunk_size]
-                    await send(call, request_class(**{fields.chunk_field: piece}), header=header)
-            parser.finalize()
-            if not form.file_done or call is None:
-                raise httperrors.bad_request(
-                    f"the form has no complete part named {FILE_PART!r}", field=FILE_PART
-                )
-            if form.buffer:
-                await send(
-                    call, request_class(**{fields.chunk_field: bytes(form.buffer)}), header=header
-                )
-                form.buffer.clear()
-            if fields.finish_field is not None:
-                await send(call, request_class(**{fields.finish_field: True}), header=header)
-            await call.done_writing()
-            response = await call
-            finished = True
-        except grpc.aio.AioRpcError as exc:
-            raise ctx.backends.error(method, exc, request_id=context.request_id(request)) from None
-        except FormParserError as exc:
-            raise httperrors.bad_request(f"the multipart body is malformed: {exc}") from None
-        except ClientDisconnect:
-            raise httperrors.ApiError(499, "the client closed the upload before its end") from None
-        finally:
-            if call is not None and not finished and not call.done():
-                # Without the finish message the backend stores nothing.
-                call.cancel()
-        full = transcode.to_json(response)
-        answer = {key: full[key] for key in ("file_id", "filename") if key in full}
-        if full.get("message"):
-            answer["message"] = full["message"]
-        return httperrors.json_response(answer, status_code=method.success_code)
-
-    return handle
+def endpoint(ctx: context.RouteContext) -> context.Endpoint:
+    """The handler of one upload route (its request's shape is checked here, at start-up)."""
+    return _Route(ctx, shape(ctx.method)).handle
