@@ -150,74 +150,136 @@ def content_disposition(filename: str) -> str:
 
 
 def endpoint(ctx: context.RouteContext) -> context.Endpoint:
-    method = ctx.method
-    fields = shape(method)
+    """The handler of one download route (its response's shape is checked here, at start-up)."""
+    fields = shape(ctx.method)
 
     async def handle(request: Request) -> Response:
-        item = ctx.transcoder.build(
-            request.path_params, request.query_params.multi_items(), transcode.NO_BODY
+        item, wanted = _requested(ctx, request, fields)
+        start = wanted[0] if wanted is not None and wanted[0] and fields.offset_field else 0
+        stream = await _open_at(ctx, request, item, fields, offset=start)
+        size = int(getattr(stream.info, "length", 0))
+        stream, first_byte, last_byte = await _in_range(
+            ctx, request, item, fields, stream=stream, wanted=wanted, size=size
         )
-        wanted = _query_range(item, fields)
-        if wanted is None:
-            wanted = parse_range(request.headers.get("range"))
-        if fields.offset_field:
-            item.ClearField(fields.offset_field)
-        if fields.length_field:
-            item.ClearField(fields.length_field)
-        offset = wanted[0] if wanted is not None and wanted[0] and fields.offset_field else 0
-        if offset and fields.offset_field:
-            setattr(item, fields.offset_field, offset)
-        try:
-            call, info = await _first(ctx, request, item, fields)
-        except httperrors.ApiError as error:
-            # A backend may refuse an offset past the end; ask again from the
-            # start to learn the size, so the answer can be a proper 416.
-            if not offset or error.http_status not in (400, 416) or not fields.offset_field:
-                raise
-            offset = 0
-            item.ClearField(fields.offset_field)
-            call, info = await _first(ctx, request, item, fields)
-        size = int(getattr(info, "length", 0))
+        count = max(0, last_byte - first_byte + 1)
+        headers = _headers(stream.info, count=count)
         status = 200
-        first_byte, last_byte = 0, size - 1
-        headers = {"Accept-Ranges": "bytes", "X-Content-Type-Options": "nosniff"}
         if wanted is not None:
-            resolved = resolve_range(wanted, size)
-            if resolved is None:
-                call.cancel()
-                raise httperrors.ApiError(
-                    416,
-                    f"range {request.headers.get('range') or wanted} is not satisfiable for "
-                    f"{size} bytes",
-                    headers={"Content-Range": f"bytes */{size}"},
-                )
-            first_byte, last_byte = resolved
             status = 206
             headers["Content-Range"] = f"bytes {first_byte}-{last_byte}/{size}"
-            if first_byte != offset and fields.offset_field:
-                # A suffix range: now that the size is known, ask from its first byte.
-                call.cancel()
-                setattr(item, fields.offset_field, first_byte)
-                call, info = await _first(ctx, request, item, fields)
-                offset = first_byte
-        count = max(0, last_byte - first_byte + 1)
-        headers["Content-Length"] = str(count)
-        headers["Content-Disposition"] = content_disposition(str(getattr(info, "filename", "")))
-        sha256 = str(getattr(info, "sha256", ""))
-        if sha256:
-            headers["ETag"] = f'"{sha256}"'
-        media_type = safe_media_type(str(getattr(info, "content_type", "")))
+        media_type = safe_media_type(str(getattr(stream.info, "content_type", "")))
         if request.method == "HEAD":
-            call.cancel()
+            stream.call.cancel()
             return Response(status_code=status, headers=headers, media_type=media_type)
-        return StreamingResponse(
-            _bytes(call, count, skip=first_byte - offset, fields=fields, method=method),
-            status_code=status,
-            headers=headers,
-            media_type=media_type,
+        body = _bytes(
+            stream.call, count, skip=first_byte - stream.offset, fields=fields, method=ctx.method
         )
+        return StreamingResponse(body, status_code=status, headers=headers, media_type=media_type)
 
     return handle
+
+
+@dataclass(frozen=True)
+class _Stream:
+    """The backend stream once open: its call, the file's record and the byte it starts at."""
+
+    call: Any
+    info: Any
+    offset: int
+
+
+def _requested(
+    ctx: context.RouteContext, request: Request, fields: _Shape
+) -> tuple[message.Message, tuple[int | None, int | None] | None]:
+    """The request message (its offset/length cleared) and the range asked for, if any.
+
+    The query's ``offset``/``length`` win over a ``Range`` header.
+    """
+    item = ctx.transcoder.build(
+        request.path_params, request.query_params.multi_items(), transcode.NO_BODY
+    )
+    wanted = _query_range(item, fields)
+    if wanted is None:
+        wanted = parse_range(request.headers.get("range"))
+    if fields.offset_field:
+        item.ClearField(fields.offset_field)
+    if fields.length_field:
+        item.ClearField(fields.length_field)
+    return item, wanted
+
+
+async def _open_at(
+    ctx: context.RouteContext,
+    request: Request,
+    item: message.Message,
+    fields: _Shape,
+    *,
+    offset: int,
+) -> _Stream:
+    """Open the stream at ``offset``; when refused there, at the start instead.
+
+    A backend may refuse an offset past the end; asking again from the start
+    learns the size, so the answer can be a proper 416.
+    """
+    if offset and fields.offset_field:
+        setattr(item, fields.offset_field, offset)
+    try:
+        call, info = await _first(ctx, request, item, fields)
+    except httperrors.ApiError as error:
+        if not offset or error.http_status not in (400, 416) or not fields.offset_field:
+            raise
+        item.ClearField(fields.offset_field)
+        call, info = await _first(ctx, request, item, fields)
+        offset = 0
+    return _Stream(call=call, info=info, offset=offset)
+
+
+async def _in_range(
+    ctx: context.RouteContext,
+    request: Request,
+    item: message.Message,
+    fields: _Shape,
+    *,
+    stream: _Stream,
+    wanted: tuple[int | None, int | None] | None,
+    size: int,
+) -> tuple[_Stream, int, int]:
+    """The first and last byte to send (416 when none can be), and the stream to read them from.
+
+    A suffix range is known only once the size is: the stream is then opened
+    again at its first byte.
+    """
+    if wanted is None:
+        return stream, 0, size - 1
+    resolved = resolve_range(wanted, size)
+    if resolved is None:
+        stream.call.cancel()
+        raise httperrors.ApiError(
+            416,
+            f"range {request.headers.get('range') or wanted} is not satisfiable for {size} bytes",
+            headers={"Content-Range": f"bytes */{size}"},
+        )
+    first_byte, last_byte = resolved
+    if first_byte != stream.offset and fields.offset_field:
+        stream.call.cancel()
+        setattr(item, fields.offset_field, first_byte)
+        call, info = await _first(ctx, request, item, fields)
+        stream = _Stream(call=call, info=info, offset=first_byte)
+    return stream, first_byte, last_byte
+
+
+def _headers(info: Any, *, count: int) -> dict[str, str]:
+    """The answer's headers from the file's record (Content-Range aside)."""
+    headers = {
+        "Accept-Ranges": "bytes",
+        "X-Content-Type-Options": "nosniff",
+        "Content-Length": str(count),
+        "Content-Disposition": content_disposition(str(getattr(info, "filename", ""))),
+    }
+    sha256 = str(getattr(info, "sha256", ""))
+    if sha256:
+        headers["ETag"] = f'"{sha256}"'
+    return headers
 
 
 def _query_range(item: message.Message, fields: _Shape) -> tuple[int | None, int | None] | None:
