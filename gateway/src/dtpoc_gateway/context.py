@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+from google.protobuf import message
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -187,3 +188,18 @@ async def read_json_body(
     if media and media not in JSON_TYPES and not media.endswith("+json"):
         raise httperrors.ApiError(415, f"the request body must be application/json, not {media}")
     return parse_json(data, max_depth=max_depth)
+
+
+async def request_message(ctx: RouteContext, request: Request) -> message.Message:
+    """The RPC's request message from the path, the query and (when the binding takes one) the
+    JSON body, within the body's size and time limits."""
+    body = (
+        await read_json_body(
+            request,
+            limit=ctx.settings.max_json_body_bytes,
+            within_seconds=ctx.settings.body_timeout_seconds,
+        )
+        if ctx.binding.body
+        else transcode.NO_BODY
+    )
+    return ctx.transcoder.build(request.path_params, request.query_params.multi_items(), body)

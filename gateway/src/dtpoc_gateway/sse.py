@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from dtpoc_common import logging as dlog
-from dtpoc_gateway import context, transcode
+from dtpoc_gateway import context
 
 log = dlog.get_logger(__name__)
 
@@ -37,20 +37,10 @@ def _event(payload: Any, *, kind: str = "") -> bytes:
 
 def endpoint(ctx: context.RouteContext) -> context.Endpoint:
     method = ctx.method
-    transcoder = ctx.transcoder
     timeout = ctx.settings.stream_timeout_seconds
-    keepalive = ctx.settings.sse_keepalive_seconds
-    limit = ctx.settings.max_json_body_bytes
-    body_timeout = ctx.settings.body_timeout_seconds
-    takes_body = bool(ctx.binding.body)
 
     async def handle(request: Request) -> Response:
-        body = (
-            await context.read_json_body(request, limit=limit, within_seconds=body_timeout)
-            if takes_body
-            else transcode.NO_BODY
-        )
-        message = transcoder.build(request.path_params, request.query_params.multi_items(), body)
+        message = await context.request_message(ctx, request)
         call = ctx.backends.callable(method)(
             message, timeout=timeout, metadata=context.call_metadata(request)
         )
@@ -61,38 +51,43 @@ def endpoint(ctx: context.RouteContext) -> context.Endpoint:
         except asyncio.CancelledError:
             call.cancel()
             raise
-
-        async def events() -> AsyncIterator[bytes]:
-            pending: asyncio.Future[Any] | None = None
-            try:
-                if first is grpc.aio.EOF:
-                    return
-                yield _event(transcoder.render(first))
-                while True:
-                    if pending is None:
-                        pending = asyncio.ensure_future(call.read())
-                    done, _ = await asyncio.wait({pending}, timeout=keepalive)
-                    if not done:
-                        yield b": keep-alive\n\n"
-                        continue
-                    item = pending.result()
-                    pending = None
-                    if item is grpc.aio.EOF:
-                        return
-                    yield _event(transcoder.render(item))
-            except grpc.aio.AioRpcError as exc:
-                error = ctx.backends.error(method, exc, request_id=context.request_id(request))
-                yield _event(error.body(), kind="error")
-            finally:
-                if pending is not None and not pending.done():
-                    pending.cancel()
-                if not call.done():
-                    call.cancel()
-
         return StreamingResponse(
-            events(),
+            _events(ctx, request, call=call, first=first),
             media_type=EVENT_STREAM,
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
     return handle
+
+
+async def _events(
+    ctx: context.RouteContext, request: Request, *, call: Any, first: Any
+) -> AsyncIterator[bytes]:
+    """The stream's messages as events (``first`` already read), keep-alives while it is idle,
+    one error event when it fails; the call is cancelled when the client goes away."""
+    keepalive = ctx.settings.sse_keepalive_seconds
+    pending: asyncio.Future[Any] | None = None
+    try:
+        if first is grpc.aio.EOF:
+            return
+        yield _event(ctx.transcoder.render(first))
+        while True:
+            if pending is None:
+                pending = asyncio.ensure_future(call.read())
+            done, _ = await asyncio.wait({pending}, timeout=keepalive)
+            if not done:
+                yield b": keep-alive\n\n"
+                continue
+            item = pending.result()
+            pending = None
+            if item is grpc.aio.EOF:
+                return
+            yield _event(ctx.transcoder.render(item))
+    except grpc.aio.AioRpcError as exc:
+        error = ctx.backends.error(ctx.method, exc, request_id=context.request_id(request))
+        yield _event(error.body(), kind="error")
+    finally:
+        if pending is not None and not pending.done():
+            pending.cancel()
+        if not call.done():
+            call.cancel()
