@@ -11,8 +11,8 @@ CORS (only when origins are configured) -> bearer auth -> routes.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
@@ -119,13 +119,7 @@ def build(config: settings.GatewaySettings) -> FastAPI:
     config.check_cors()
     hashes = auth.load_hashes(config)
     cat = catalog.load(config.descriptor_set)
-    try:
-        token = grpcauth.own_token(config.grpc_token_file)
-    except ValueError as exc:
-        raise settings.SettingsError(str(exc)) from None
-    backend_set = backends.Backends(
-        config.backend_map(), max_message_bytes=config.max_message_bytes, token=token
-    )
+    backend_set = _backends(config)
     built = routes.build(cat.methods, config=config, backend_set=backend_set)
     open_paths = auth.OpenPaths([*config.open_paths, *console.OPEN_PATHS], prefix=config.api_prefix)
     document = openapi.document(
@@ -138,6 +132,54 @@ def build(config: settings.GatewaySettings) -> FastAPI:
     for service in cat.services():
         if service not in backend_set.addresses:
             log.warning("no backend address; its routes answer 503", service=service)
+    app = FastAPI(
+        title="dtpoc gateway",
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+        lifespan=_lifespan(config, backend_set=backend_set, cat=cat, built=built, hashes=hashes),
+    )
+    app.router.routes.extend(
+        [
+            Route("/readyz", _ok, methods=["GET"], include_in_schema=False),
+            Route("/livez", _ok, methods=["GET"], include_in_schema=False),
+            authcheck.route(auth_enabled=bool(hashes)),
+            *docs.routes(
+                document, prefix=config.api_prefix, also_at_root=config.serve_without_prefix
+            ),
+            *(item.route for item in built),
+            *console.routes(config.console_dir),
+            console.links_route(config),
+        ]
+    )
+    _add_error_handlers(app)
+    _add_middleware(app, config, hashes=hashes, open_paths=open_paths)
+    app.state.catalog = cat
+    app.state.routes = built
+    app.state.openapi = document
+    return app
+
+
+def _backends(config: settings.GatewaySettings) -> backends.Backends:
+    """The backend channels' settings, with the gateway's own token for calling them."""
+    try:
+        token = grpcauth.own_token(config.grpc_token_file)
+    except ValueError as exc:
+        raise settings.SettingsError(str(exc)) from None
+    return backends.Backends(
+        config.backend_map(), max_message_bytes=config.max_message_bytes, token=token
+    )
+
+
+def _lifespan(
+    config: settings.GatewaySettings,
+    *,
+    backend_set: backends.Backends,
+    cat: catalog.Catalog,
+    built: list[routes.BuiltRoute],
+    hashes: list[bytes],
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """Open the gRPC channels on the server's event loop; close them at shutdown."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -153,30 +195,25 @@ def build(config: settings.GatewaySettings) -> FastAPI:
         finally:
             await backend_set.close(grace=config.shutdown_grace_seconds)
 
-    app = FastAPI(
-        title="dtpoc gateway",
-        openapi_url=None,
-        docs_url=None,
-        redoc_url=None,
-        lifespan=lifespan,
-    )
-    app.router.routes.extend(
-        [
-            Route("/readyz", _ok, methods=["GET"], include_in_schema=False),
-            Route("/livez", _ok, methods=["GET"], include_in_schema=False),
-            authcheck.route(auth_enabled=bool(hashes)),
-            *docs.routes(
-                document, prefix=config.api_prefix, also_at_root=config.serve_without_prefix
-            ),
-            *(item.route for item in built),
-            *console.routes(config.console_dir),
-            console.links_route(config),
-        ]
-    )
+    return lifespan
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Every error answers the one error body (:mod:`dtpoc_gateway.httperrors`)."""
     app.add_exception_handler(httperrors.ApiError, _api_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unexpected)
+
+
+def _add_middleware(
+    app: FastAPI,
+    config: settings.GatewaySettings,
+    *,
+    hashes: list[bytes],
+    open_paths: auth.OpenPaths,
+) -> None:
+    """Added innermost first: bearer auth, CORS, then the access log outermost."""
     if hashes:
         app.add_middleware(auth.BearerAuth, hashes=hashes, open_paths=open_paths)
     if config.cors_origins:
@@ -190,7 +227,3 @@ def build(config: settings.GatewaySettings) -> FastAPI:
             max_age=600,
         )
     app.add_middleware(accesslog.AccessLog)
-    app.state.catalog = cat
-    app.state.routes = built
-    app.state.openapi = document
-    return app
