@@ -73,6 +73,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
@@ -157,6 +158,43 @@ def record_from_document(document: Mapping[str, Any]) -> domain.FileRecord:
         metadata=dict(metadata) if isinstance(metadata, Mapping) else {},
         chunk_size=int(document.get("chunkSize") or 0),
     )
+
+
+class _Pieces:
+    """Cuts a range's bytes, chunk by chunk, into pieces of ``piece_bytes``.
+
+    Only the bytes of one chunk and one piece are held at a time.
+    """
+
+    def __init__(self, *, length: int, piece_bytes: int) -> None:
+        self.remaining = length
+        self._piece_bytes = piece_bytes
+        self._pending = bytearray()
+
+    def take(self, data: memoryview) -> list[bytes]:
+        """Add up to ``remaining`` bytes of ``data``; return the pieces now full."""
+        taken = data[: self.remaining]
+        self._pending += taken
+        self.remaining -= len(taken)
+        full = []
+        while len(self._pending) >= self._piece_bytes:
+            full.append(bytes(self._pending[: self._piece_bytes]))
+            del self._pending[: self._piece_bytes]
+        return full
+
+    def rest(self) -> list[bytes]:
+        """The last, shorter piece, if any bytes are left once the range is read."""
+        return [bytes(self._pending)] if self._pending else []
+
+
+@dataclasses.dataclass
+class _Scan:
+    """Where a cursor read of chunks stands: the next chunk, and how it asks for them."""
+
+    next_n: int
+    skip: int
+    sorted_cursor: bool = False
+    out_of_order: bool = False
 
 
 class GridFSStore:
@@ -264,72 +302,32 @@ class GridFSStore:
     ) -> AsyncIterator[bytes]:
         """The bytes of ``byte_range`` in pieces of ``piece_bytes`` (the last may be shorter).
 
-        Reads a few chunks per batch from the chunk holding ``offset`` on.
-        Chunks are asked for without a sort (FerretDB sorts a whole file in
-        memory) and checked to arrive in order; should a server answer them
-        out of order, the read continues with a sorted cursor from there.
+        A short range of a file this service wrote is read by point reads of
+        its chunks' ids; any other by a cursor from the chunk holding
+        ``offset`` on (:meth:`_read_scanned`).
         """
         if byte_range.length == 0:
             return
         chunk_size = record.chunk_size
         if chunk_size <= 0:
             raise CorruptFile(f"file {record.file_id} has no chunk size")
+        first = byte_range.offset // chunk_size
+        skip = byte_range.offset - first * chunk_size
+        last = (byte_range.offset + byte_range.length - 1) // chunk_size
+        pieces = _Pieces(length=byte_range.length, piece_bytes=piece_bytes)
         oid = ObjectId(record.file_id)
-        next_n = byte_range.offset // chunk_size
-        skip = byte_range.offset - next_n * chunk_size
-        last_n = (byte_range.offset + byte_range.length - 1) // chunk_size
-        if last_n - next_n < NAMED_READ_MAX_CHUNKS and await self._named_chunks(oid, next_n):
-            async for piece in self._read_named(
-                record, first=next_n, skip=skip, length=byte_range.length, piece_bytes=piece_bytes
-            ):
-                yield piece
-            return
-        remaining = byte_range.length
-        pending = bytearray()
-        sorted_cursor = False
-        while remaining > 0:
-            restart = False
-            cursor = self.chunks.find(
-                {"files_id": oid, "n": {"$gte": next_n}},
-                projection={"_id": 0, "n": 1, "data": 1},
-                sort=[("n", 1)] if sorted_cursor else None,
-                batch_size=READ_BATCH_CHUNKS,
+        if last - first < NAMED_READ_MAX_CHUNKS and await self._named_chunks(oid, first):
+            chunks = self._read_named(record, first=first, last=last, skip=skip, pieces=pieces)
+        else:
+            chunks = self._read_scanned(record, scan=_Scan(next_n=first, skip=skip), pieces=pieces)
+        async for piece in chunks:
+            yield piece
+        if pieces.remaining > 0:
+            raise CorruptFile(
+                f"file {record.file_id}: chunks end {pieces.remaining} bytes before its length"
             )
-            try:
-                with database_errors():
-                    async for chunk in cursor:
-                        if chunk["n"] != next_n:
-                            if sorted_cursor:
-                                raise CorruptFile(
-                                    f"file {record.file_id}: chunk {next_n} is missing"
-                                )
-                            if chunk["n"] < next_n:
-                                continue
-                            restart = sorted_cursor = True
-                            break
-                        data = memoryview(chunk["data"])[skip:]
-                        skip = 0
-                        taken = data[:remaining]
-                        pending += taken
-                        remaining -= len(taken)
-                        next_n += 1
-                        while len(pending) >= piece_bytes:
-                            piece = bytes(pending[:piece_bytes])
-                            del pending[:piece_bytes]
-                            yield piece
-                        if remaining == 0:
-                            break
-            finally:
-                await cursor.close()
-            if remaining > 0 and not restart:
-                if not sorted_cursor:
-                    sorted_cursor = True
-                    continue
-                raise CorruptFile(
-                    f"file {record.file_id}: chunks end {remaining} bytes before its length"
-                )
-        if pending:
-            yield bytes(pending)
+        for piece in pieces.rest():
+            yield piece
 
     async def _named_chunks(self, oid: ObjectId, n: int) -> bool:
         """Whether the file's chunks carry :func:`chunk_id` ids (written by this service)."""
@@ -338,13 +336,10 @@ class GridFSStore:
         return found is not None
 
     async def _read_named(
-        self, record: domain.FileRecord, *, first: int, skip: int, length: int, piece_bytes: int
+        self, record: domain.FileRecord, *, first: int, last: int, skip: int, pieces: _Pieces
     ) -> AsyncIterator[bytes]:
         """Chunks by point reads, ``READ_BATCH_CHUNKS`` at a time (memory: a few chunks)."""
         oid = ObjectId(record.file_id)
-        last = first + (skip + length - 1) // record.chunk_size
-        pending = bytearray()
-        remaining = length
         for start in range(first, last + 1, READ_BATCH_CHUNKS):
             numbers = range(start, min(start + READ_BATCH_CHUNKS, last + 1))
             with database_errors():
@@ -357,20 +352,59 @@ class GridFSStore:
             for n, chunk in zip(numbers, chunks, strict=True):
                 if chunk is None:
                     raise CorruptFile(f"file {record.file_id}: chunk {n} is missing")
-                data = memoryview(chunk["data"])[skip if n == first else 0 :]
-                taken = data[:remaining]
-                pending += taken
-                remaining -= len(taken)
-                while len(pending) >= piece_bytes:
-                    piece = bytes(pending[:piece_bytes])
-                    del pending[:piece_bytes]
+                for piece in pieces.take(memoryview(chunk["data"])[skip if n == first else 0 :]):
                     yield piece
-        if remaining > 0:
-            raise CorruptFile(
-                f"file {record.file_id}: chunks end {remaining} bytes before its length"
-            )
-        if pending:
-            yield bytes(pending)
+
+    async def _read_scanned(
+        self, record: domain.FileRecord, *, scan: _Scan, pieces: _Pieces
+    ) -> AsyncIterator[bytes]:
+        """Chunks by a cursor, a few per batch, until the range is read or the chunks end.
+
+        Chunks are asked for without a sort (FerretDB sorts a whole file in
+        memory) and checked to arrive in order; should a server answer them
+        out of order, or end early, the read continues with a sorted cursor
+        from there.
+        """
+        while pieces.remaining > 0:
+            scan.out_of_order = False
+            async for piece in self._scan_pass(record, scan=scan, pieces=pieces):
+                yield piece
+            if pieces.remaining > 0 and not scan.out_of_order:
+                if scan.sorted_cursor:
+                    return  # the chunks end before the file's length
+                scan.sorted_cursor = True
+
+    async def _scan_pass(
+        self, record: domain.FileRecord, *, scan: _Scan, pieces: _Pieces
+    ) -> AsyncIterator[bytes]:
+        """One cursor from chunk ``scan.next_n`` on; stops at the first chunk out of order."""
+        cursor = self.chunks.find(
+            {"files_id": ObjectId(record.file_id), "n": {"$gte": scan.next_n}},
+            projection={"_id": 0, "n": 1, "data": 1},
+            sort=[("n", 1)] if scan.sorted_cursor else None,
+            batch_size=READ_BATCH_CHUNKS,
+        )
+        try:
+            with database_errors():
+                async for chunk in cursor:
+                    if chunk["n"] != scan.next_n:
+                        if scan.sorted_cursor:
+                            raise CorruptFile(
+                                f"file {record.file_id}: chunk {scan.next_n} is missing"
+                            )
+                        if chunk["n"] < scan.next_n:
+                            continue
+                        scan.out_of_order = scan.sorted_cursor = True
+                        return
+                    data = memoryview(chunk["data"])[scan.skip :]
+                    scan.skip = 0
+                    scan.next_n += 1
+                    for piece in pieces.take(data):
+                        yield piece
+                    if pieces.remaining == 0:
+                        return
+        finally:
+            await cursor.close()
 
     async def references(self, file_id: str) -> domain.References:
         """Who holds a visible file; NOT_FOUND if absent or its deletion is committed."""
