@@ -84,72 +84,105 @@ def source_status(
 
 def derive(record: domain.ServiceRecord, resource: domain.AnalyticsObject | None) -> DerivedStatus:
     """The status of ``record`` given its resource (None when it does not exist)."""
-    spec = record.spec
-    job_type = spec.job_type
-    source = source_status(record, resource)
-    outputs = output_file_ids(source)
-    updated = latest_time(source)
     if record.terminated:
-        total = source.total or default_total(spec)
-        ok = source.failed == 0 and (
-            job_type != JobType.ONDEMAND or (total > 0 and source.succeeded >= total)
-        )
-        return DerivedStatus(
-            phase=Phase.TERMINATED,
-            status=domain.STATUS_OK if ok else domain.STATUS_ERROR,
-            active=0,
-            succeeded=source.succeeded,
-            failed=source.failed,
-            total=total,
-            message=TERMINATED_MESSAGE,
-            job_type=job_type,
-            output_files=outputs,
-            source=source,
-            updated_at=updated,
-        )
+        return _terminated(record, source_status(record, resource))
     if resource is None:
-        return DerivedStatus(
-            phase=Phase.FAILED,
-            status=domain.STATUS_ERROR,
-            active=0,
-            succeeded=source.succeeded,
-            failed=source.failed,
-            total=source.total or default_total(spec),
-            message=MISSING_MESSAGE,
-            job_type=job_type,
-            output_files=outputs,
-            source=source,
-            updated_at=updated,
-        )
+        return _missing(record, source_status(record, resource))
     if not resource.has_status:
-        return DerivedStatus(
-            phase=Phase.PENDING,
-            status=domain.STATUS_RUNNING,
-            active=0,
-            succeeded=0,
-            failed=0,
-            total=default_total(spec),
-            message=WAITING_MESSAGE,
-            job_type=job_type,
-            output_files=(),
-            source=analytics_pb2.AnalyticsStatus(),
-        )
+        return _waiting(record)
+    return _reported(record, resource)
+
+
+def _from_source(
+    record: domain.ServiceRecord,
+    source: analytics_pb2.AnalyticsStatus,
+    *,
+    phase: str,
+    status: str,
+    total: int,
+    message: str,
+) -> DerivedStatus:
+    """A status with no replica active, its counts, outputs and time from ``source``."""
+    return DerivedStatus(
+        phase=phase,
+        status=status,
+        active=0,
+        succeeded=source.succeeded,
+        failed=source.failed,
+        total=total,
+        message=message,
+        job_type=record.spec.job_type,
+        output_files=output_file_ids(source),
+        source=source,
+        updated_at=latest_time(source),
+    )
+
+
+def _terminated(
+    record: domain.ServiceRecord, source: analytics_pb2.AnalyticsStatus
+) -> DerivedStatus:
+    """Terminated on request: no replica active; ``ok`` when nothing failed and, for an
+    ondemand service, every replica had succeeded."""
+    total = source.total or default_total(record.spec)
+    ok = source.failed == 0 and (
+        record.spec.job_type != JobType.ONDEMAND or (total > 0 and source.succeeded >= total)
+    )
+    return _from_source(
+        record,
+        source,
+        phase=Phase.TERMINATED,
+        status=domain.STATUS_OK if ok else domain.STATUS_ERROR,
+        total=total,
+        message=TERMINATED_MESSAGE,
+    )
+
+
+def _missing(record: domain.ServiceRecord, source: analytics_pb2.AnalyticsStatus) -> DerivedStatus:
+    """The resource was deleted outside terminate: failed, with the last counts known."""
+    return _from_source(
+        record,
+        source,
+        phase=Phase.FAILED,
+        status=domain.STATUS_ERROR,
+        total=source.total or default_total(record.spec),
+        message=MISSING_MESSAGE,
+    )
+
+
+def _waiting(record: domain.ServiceRecord) -> DerivedStatus:
+    """The operator has not looked yet: pending, the replicas the spec expects."""
+    return DerivedStatus(
+        phase=Phase.PENDING,
+        status=domain.STATUS_RUNNING,
+        active=0,
+        succeeded=0,
+        failed=0,
+        total=default_total(record.spec),
+        message=WAITING_MESSAGE,
+        job_type=record.spec.job_type,
+        output_files=(),
+        source=analytics_pb2.AnalyticsStatus(),
+    )
+
+
+def _reported(record: domain.ServiceRecord, resource: domain.AnalyticsObject) -> DerivedStatus:
+    """The operator's phase and counts as it reported them."""
     status = resource.status
     message = status.message
     if resource.deleting:
         message = "the workload resource is being deleted" + (f"; {message}" if message else "")
     return DerivedStatus(
         phase=status.phase,
-        status=overall_status(job_type, status),
+        status=overall_status(record.spec.job_type, status),
         active=status.active,
         succeeded=status.succeeded,
         failed=status.failed,
         total=status.total,
         message=message,
-        job_type=job_type,
-        output_files=outputs,
+        job_type=record.spec.job_type,
+        output_files=output_file_ids(status),
         source=status,
-        updated_at=updated,
+        updated_at=latest_time(status),
     )
 
 
