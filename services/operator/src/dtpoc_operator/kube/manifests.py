@@ -201,6 +201,32 @@ def _output_mount(resource: AnalyticsResource, kind: str) -> Obj:
 
 
 def pod_template(resource: AnalyticsResource, settings: ChildSettings, *, kind: str) -> Obj:
+    """The pod every replica of ``resource`` runs: the analytics container, and the
+    inputs' fetch container first when the spec names input files."""
+    pod_spec: Obj = {
+        "restartPolicy": "Always" if kind == JobType.PERSISTENT else "Never",
+        "enableServiceLinks": False,
+        "automountServiceAccountToken": False,
+        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [_main_container(resource, kind=kind)],
+        "volumes": [
+            {"name": OUTPUT_VOLUME, "persistentVolumeClaim": {"claimName": settings.output_pvc}},
+            {"name": INPUT_VOLUME, "emptyDir": {}},
+        ],
+    }
+    if resource.spec.input_files:
+        pod_spec["initContainers"] = [_fetch_container(resource, settings)]
+    return {
+        "metadata": {
+            "labels": labels(resource.key.name),
+            "annotations": {SERVICE_ID_ANNOTATION: resource.key.name},
+        },
+        "spec": pod_spec,
+    }
+
+
+def _main_container(resource: AnalyticsResource, *, kind: str) -> Obj:
+    """The analytics container: the spec's image, command, resources and port."""
     spec = resource.spec
     container: Obj = {
         "name": MAIN_CONTAINER,
@@ -230,45 +256,29 @@ def pod_template(resource: AnalyticsResource, settings: ChildSettings, *, kind: 
         container["resources"] = resources
     if kind == JobType.PERSISTENT and spec.port is not None:
         container["ports"] = [{"name": "http", "containerPort": spec.port}]
-    pod_spec: Obj = {
-        "restartPolicy": "Always" if kind == JobType.PERSISTENT else "Never",
-        "enableServiceLinks": False,
-        "automountServiceAccountToken": False,
-        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
-        "containers": [container],
-        "volumes": [
-            {"name": OUTPUT_VOLUME, "persistentVolumeClaim": {"claimName": settings.output_pvc}},
-            {"name": INPUT_VOLUME, "emptyDir": {}},
-        ],
-    }
-    if spec.input_files:
-        pod_spec["initContainers"] = [
-            {
-                "name": INIT_CONTAINER,
-                "image": settings.init_image,
-                "command": ["dtpoc-fetch-inputs"],
-                "env": _fetch_env(resource, settings),
-                "volumeMounts": [{"name": INPUT_VOLUME, "mountPath": INPUT_MOUNT}],
-                "securityContext": {
-                    "allowPrivilegeEscalation": False,
-                    "readOnlyRootFilesystem": True,
-                    "runAsNonRoot": True,
-                    "runAsUser": 65532,
-                    "runAsGroup": 65532,
-                    "capabilities": {"drop": ["ALL"]},
-                },
-                "resources": {
-                    "requests": {"cpu": "50m", "memory": "64Mi"},
-                    "limits": {"memory": "256Mi"},
-                },
-            }
-        ]
+    return container
+
+
+def _fetch_container(resource: AnalyticsResource, settings: ChildSettings) -> Obj:
+    """The init container that fetches the input files into the inputs volume."""
     return {
-        "metadata": {
-            "labels": labels(resource.key.name),
-            "annotations": {SERVICE_ID_ANNOTATION: resource.key.name},
+        "name": INIT_CONTAINER,
+        "image": settings.init_image,
+        "command": ["dtpoc-fetch-inputs"],
+        "env": _fetch_env(resource, settings),
+        "volumeMounts": [{"name": INPUT_VOLUME, "mountPath": INPUT_MOUNT}],
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "runAsUser": 65532,
+            "runAsGroup": 65532,
+            "capabilities": {"drop": ["ALL"]},
         },
-        "spec": pod_spec,
+        "resources": {
+            "requests": {"cpu": "50m", "memory": "64Mi"},
+            "limits": {"memory": "256Mi"},
+        },
     }
 
 
