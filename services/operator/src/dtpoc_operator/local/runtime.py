@@ -350,72 +350,104 @@ class LocalRuntime:
         budget: list[int],
     ) -> list[Replica]:
         """Observe (and, with ``act``, advance) the replicas of one run of Jobs semantics."""
-        spec = resource.spec
         now = self._clock()
         terminating = self._terminating(resource.service_id)
         result: list[Replica] = []
         #: (index, try number, replica attempt) of each replica to start now.
         startable: list[tuple[int, int, int]] = []
-        for index in range(spec.reps):
-            folder = self._replica_dir(resource.service_id, run, index)
-            attempts = attempts_of(folder, now=now)
-            latest = attempts[-1] if attempts else None
-            wanted = spec.attempt_of(index) if run == resource.service_id else 1
-            current = latest.replica_attempt if latest is not None else wanted
-            failures = sum(
-                1
-                for a in attempts
-                if a.finished and not a.succeeded and a.replica_attempt == current
+        for index in range(resource.spec.reps):
+            entry, due = self._observe_replica(
+                resource,
+                run=run,
+                index=index,
+                now=now,
+                act=act,
+                terminating=terminating,
+                deadline_exceeded=deadline_exceeded,
             )
-            if act:
-                for lost in (a for a in attempts if a.finished and a.exit is None):
-                    _remove_container(lost.path)
-            if latest is None:
-                entry = Replica(run=run, index=index, state=ReplicaState.PENDING, attempt=wanted)
-                if not deadline_exceeded and not terminating:
-                    startable.append((index, 0, wanted))
-            elif latest.finished and not latest.succeeded and wanted > current:
-                # A retry: the failed replica runs again as its next attempt.
-                entry = Replica(run=run, index=index, state=ReplicaState.PENDING, attempt=wanted)
-                if not terminating:
-                    startable.append((index, latest.number + 1, wanted))
-            elif not latest.finished:
-                entry = self._entry(resource, run, index, latest, ReplicaState.RUNNING)
-            elif latest.succeeded:
-                entry = self._entry(resource, run, index, latest, ReplicaState.SUCCEEDED)
-            elif failures <= spec.backoff_limit_per_index and not (
-                deadline_exceeded or terminating
-            ):
-                entry = self._entry(resource, run, index, latest, ReplicaState.PENDING)
-                entry = _note_retry(entry)
-                startable.append((index, latest.number + 1, current))
-            else:
-                entry = self._entry(resource, run, index, latest, ReplicaState.FAILED)
+            if due is not None:
+                startable.append((index, *due))
             if deadline_exceeded and not entry.final:
-                entry = _deadline(entry, spec.active_deadline_seconds)
+                entry = _deadline(entry, resource.spec.active_deadline_seconds)
             result.append(entry)
         if act:
-            running = sum(1 for r in result if r.state == ReplicaState.RUNNING)
-            blocked = False
-            for index, number, attempt in startable:
-                if running >= spec.parallelism:
-                    break
-                if budget[0] <= 0:
-                    blocked = True
-                    break
-                self._start(resource, run=run, index=index, number=number, attempt=attempt)
-                budget[0] -= 1
-                running += 1
-                result[index] = Replica(
-                    run=run,
-                    index=index,
-                    state=ReplicaState.RUNNING,
-                    start_time=now,
-                    pod_name=_run_id(resource, run, index, number),
-                    attempt=attempt,
-                )
-            self._note_waiting(resource.key, blocked=blocked)
+            self._start_due(
+                resource, run=run, now=now, result=result, startable=startable, budget=budget
+            )
         return result
+
+    def _observe_replica(
+        self,
+        resource: AnalyticsResource,
+        *,
+        run: str,
+        index: int,
+        now: dt.datetime,
+        act: bool,
+        terminating: bool,
+        deadline_exceeded: bool,
+    ) -> tuple[Replica, tuple[int, int] | None]:
+        """One replica's entry from its tries, and the (try number, replica attempt) to
+        start now; None when none is due (it runs, succeeded, or used up its retries)."""
+        spec = resource.spec
+        attempts = attempts_of(self._replica_dir(resource.service_id, run, index), now=now)
+        latest = attempts[-1] if attempts else None
+        wanted = spec.attempt_of(index) if run == resource.service_id else 1
+        current = latest.replica_attempt if latest is not None else wanted
+        failures = sum(
+            1 for a in attempts if a.finished and not a.succeeded and a.replica_attempt == current
+        )
+        if act:
+            for lost in (a for a in attempts if a.finished and a.exit is None):
+                _remove_container(lost.path)
+        if latest is None:
+            entry = Replica(run=run, index=index, state=ReplicaState.PENDING, attempt=wanted)
+            return entry, None if deadline_exceeded or terminating else (0, wanted)
+        if latest.finished and not latest.succeeded and wanted > current:
+            # A retry: the failed replica runs again as its next attempt.
+            entry = Replica(run=run, index=index, state=ReplicaState.PENDING, attempt=wanted)
+            return entry, None if terminating else (latest.number + 1, wanted)
+        if not latest.finished:
+            return self._entry(resource, run, index, latest, ReplicaState.RUNNING), None
+        if latest.succeeded:
+            return self._entry(resource, run, index, latest, ReplicaState.SUCCEEDED), None
+        if failures <= spec.backoff_limit_per_index and not (deadline_exceeded or terminating):
+            entry = self._entry(resource, run, index, latest, ReplicaState.PENDING)
+            return _note_retry(entry), (latest.number + 1, current)
+        return self._entry(resource, run, index, latest, ReplicaState.FAILED), None
+
+    def _start_due(
+        self,
+        resource: AnalyticsResource,
+        *,
+        run: str,
+        now: dt.datetime,
+        result: list[Replica],
+        startable: list[tuple[int, int, int]],
+        budget: list[int],
+    ) -> None:
+        """Start due tries within the spec's parallelism and the shared process budget; a
+        service that met the budget waits for a free slot (:meth:`_note_waiting`)."""
+        running = sum(1 for r in result if r.state == ReplicaState.RUNNING)
+        blocked = False
+        for index, number, attempt in startable:
+            if running >= resource.spec.parallelism:
+                break
+            if budget[0] <= 0:
+                blocked = True
+                break
+            self._start(resource, run=run, index=index, number=number, attempt=attempt)
+            budget[0] -= 1
+            running += 1
+            result[index] = Replica(
+                run=run,
+                index=index,
+                state=ReplicaState.RUNNING,
+                start_time=now,
+                pod_name=_run_id(resource, run, index, number),
+                attempt=attempt,
+            )
+        self._note_waiting(resource.key, blocked=blocked)
 
     def _entry(
         self, resource: AnalyticsResource, run: str, index: int, attempt: Attempt, state: str
