@@ -4,7 +4,7 @@ SHELL := /bin/bash
 UV ?= uv
 CACHE ?= $(or $(DTPOC_CACHE_DIR),$(HOME)/.cache/dtpoc)
 
-.PHONY: help bootstrap hostpkgs sync generate check-generated schema check-schema lint format typecheck buf-lint helm-lint check test test-fast run bench testbin images cluster cluster-down test-cluster
+.PHONY: help bootstrap hostpkgs sync generate check-generated schema check-schema check-length lint format typecheck buf-lint helm-lint check test test-fast run bench testbin images cluster cluster-down test-cluster
 
 help:
 	@echo "make run        start the platform on this machine and run the sample analysis"
@@ -13,7 +13,7 @@ help:
 	@echo "make cluster    a real one-node Kubernetes here with the chart; gateway on 127.0.0.1:8000"
 	@echo "make cluster-down   remove that node and its data"
 	@echo "make test-cluster   the cluster tier: tests/cluster against a real node (root)"
-	@echo "make check      ruff, mypy, buf lint/format, helm lint, generated code up to date"
+	@echo "make check      ruff, mypy, buf lint/format, helm lint, generated code up to date, no function over 60 lines"
 	@echo "make console   build the web console (console/ -> console/dist, served by the gateway at /)"
 	@echo "make images     build the container images here (Docker, else buildah; cached by content)"
 	@echo "make generate   regenerate the Python API package from protos/"
@@ -56,6 +56,10 @@ schema: sync
 check-schema: sync
 	@$(UV) run python tools/values_schema.py --check
 
+# No hand-written function over 60 lines (services/, gateway/, libs/ but libs/api, clients/, tools/).
+check-length: sync
+	@$(UV) run python tools/longest_functions.py --limit 60 --fail
+
 lint: sync
 	@$(UV) run ruff check .
 	@$(UV) run ruff format --check .
@@ -79,7 +83,7 @@ helm-lint:
 	  $$HELM lint --strict infra; \
 	fi
 
-check: lint typecheck buf-lint helm-lint check-generated check-schema
+check: lint typecheck buf-lint helm-lint check-generated check-schema check-length
 
 # tests/unit alone; --confcutdir keeps tests/conftest.py (the server fixtures) out of it, and the
 # hypothesis/schemathesis plugins (seconds of imports, unused there) stay unloaded.

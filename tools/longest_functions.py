@@ -1,9 +1,10 @@
 """List the longest functions of the hand-written Python tree.
 
-The house style asks for functions under ~60 lines; this names the ones
-over it, longest first, so a reader knows where to cut next. It reports and
-exits 0 (``--fail`` makes it exit 1 when any function is over the limit, for
-CI once the tree is clean).
+The house style asks for functions under 60 lines; this names the ones
+over it, longest first, so a reader knows where to cut next. ``--fail``
+makes it exit 1 when any function is over the limit: ``make check`` runs it
+so, and the tree stays clean. ``--top N`` lists the N longest whether over
+the limit or not (the table in docs/architecture.md).
 
 Usage: ``python tools/longest_functions.py [--limit 60] [--top N] [--fail]``.
 """
@@ -18,8 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-#: The hand-written production trees (generated code in libs/api is left out).
-ROOTS = ("services", "gateway", "libs/common", "libs/local", "clients", "tools")
+#: The hand-written production trees: every libs/ package but the generated libs/api.
+ROOTS = (
+    "services",
+    "gateway",
+    *sorted(f"libs/{p.name}" for p in (REPO / "libs").iterdir() if p.is_dir() and p.name != "api"),
+    "clients",
+    "tools",
+)
 SKIP_PARTS = {".venv", "node_modules", "__pycache__", "_pb2.py", "_pb2_grpc.py"}
 
 
@@ -65,7 +72,9 @@ def functions(path: Path) -> Iterator[Function]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=int, default=60, help="longest allowed (lines)")
-    parser.add_argument("--top", type=int, default=0, help="print only the N longest")
+    parser.add_argument(
+        "--top", type=int, default=0, help="print the N longest, over the limit or not"
+    )
     parser.add_argument("--fail", action="store_true", help="exit 1 when any is over the limit")
     args = parser.parse_args(argv)
     found = sorted(
@@ -73,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         key=lambda f: (-f.length, f.path, f.line),
     )
     over = [f for f in found if f.length > args.limit]
-    shown = over[: args.top] if args.top else over
+    shown = found[: args.top] if args.top else over
     for f in shown:
         print(f"{f.length:4d}  {f.path}:{f.line}  {f.name}")
     print(f"{len(over)} functions longer than {args.limit} lines", file=sys.stderr)
