@@ -33,19 +33,8 @@ DEBIAN_PACKAGES = (
 )
 """What a Debian machine without Docker installs to build and run the images."""
 
-CONTAINERS_CONF = """\
-# Written by tools/images: podman/buildah settings for this project's calls
-# (CONTAINERS_CONF points here; /etc/containers is left alone).
-[containers]
-# Hosts without CAP_SYS_RESOURCE cannot raise rlimits: keep the caller's.
-default_ulimits = []
-
-[engine]
-# crun refuses hybrid cgroup layouts; runc runs everywhere.
-runtime = "runc"
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-"""
+#: The project's containers.conf (one source: dtpoc_local.images writes the same file).
+CONTAINERS_CONF = (Path(__file__).with_name("containers.conf")).read_text()
 
 
 class EngineUnavailable(RuntimeError):

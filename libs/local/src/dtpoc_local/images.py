@@ -42,16 +42,8 @@ from dtpoc_local.paths import REPO_ROOT
 BUILD_SCRIPT = REPO_ROOT / "tools" / "images" / "build"
 DEBIAN_PACKAGES = "runc buildah podman containernetworking-plugins iptables mmdebstrap uidmap"
 
-_CONTAINERS_CONF = """\
-# Written by dtpoc_local.images (same content as tools/images writes).
-[containers]
-default_ulimits = []
-
-[engine]
-runtime = "runc"
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-"""
+#: The project's containers.conf, one file that tools/images writes too.
+CONTAINERS_CONF_SOURCE = REPO_ROOT / "tools" / "images" / "containers.conf"
 
 
 class ImageBuildFailed(RuntimeError):
@@ -66,13 +58,15 @@ def cache_dir() -> Path:
 def containers_conf() -> Path:
     """The containers.conf of the project's podman/buildah calls (written if missing).
 
-    tools/images writes the same file; whichever runs first creates it.
+    tools/images writes the same file from the same source; whichever runs
+    first creates it.
     """
     path = cache_dir() / "images" / "containers.conf"
-    if not path.exists():
+    wanted = CONTAINERS_CONF_SOURCE.read_text()
+    if not path.exists() or path.read_text() != wanted:
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(f"containers.conf.{os.getpid()}")
-        partial.write_text(_CONTAINERS_CONF)
+        partial.write_text(wanted)
         partial.replace(path)
     return path
 
