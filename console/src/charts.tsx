@@ -34,6 +34,37 @@ function Legend(props: { names: string[] }) {
   );
 }
 
+// A chart's numbers as a table, for screen readers and for copying: a column a head, a row each.
+function Numbers(props: { head: string[]; rows: { key: string; label: string; cells: string[] }[] }) {
+  return (
+    <details>
+      <summary>Numbers</summary>
+      <table>
+        <thead>
+          <tr>
+            <th scope="col">{"\u00a0"}</th>
+            {props.head.map((name, i) => (
+              <th scope="col" key={i}>
+                {name}
+              </th>
+            ))}
+          </tr>
+        </thead>
+        <tbody>
+          {props.rows.map((row) => (
+            <tr key={row.key}>
+              <th scope="row">{row.label}</th>
+              {row.cells.map((cell, i) => (
+                <td key={i}>{cell}</td>
+              ))}
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </details>
+  );
+}
+
 export function BarChart(props: {
   id: string;
   title: string;
@@ -122,35 +153,14 @@ export function BarChart(props: {
           );
         })}
       </svg>
-      <details>
-        <summary>Numbers</summary>
-        <table>
-          <thead>
-            <tr>
-              <th scope="col">{"\u00a0"}</th>
-              <th scope="col">series</th>
-              {props.replicas.map((r) => (
-                <th scope="col" key={r}>
-                  {r}
-                </th>
-              ))}
-              {spread ? <th scope="col">mean</th> : null}
-            </tr>
-          </thead>
-          <tbody>
-            {props.rows.map((row) => (
-              <tr key={`${row.group}/${row.series}`}>
-                <th scope="row">{row.group}</th>
-                <td>{row.series}</td>
-                {row.values.map((v, n) => (
-                  <td key={n}>{props.format(v)}</td>
-                ))}
-                {spread ? <td>{props.format(mean(row.values))}</td> : null}
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      </details>
+      <Numbers
+        head={["series", ...props.replicas, ...(spread ? ["mean"] : [])]}
+        rows={props.rows.map((row) => ({
+          key: `${row.group}/${row.series}`,
+          label: row.group,
+          cells: [row.series, ...row.values.map((v) => props.format(v)), ...(spread ? [props.format(mean(row.values))] : [])],
+        }))}
+      />
     </figure>
   );
 }
@@ -198,31 +208,10 @@ export function LineChart(props: {
           />
         ))}
       </svg>
-      <details>
-        <summary>Numbers</summary>
-        <table>
-          <thead>
-            <tr>
-              <th scope="col">{"\u00a0"}</th>
-              {Array.from({ length: points }, (_, i) => (
-                <th scope="col" key={i}>
-                  {props.xLabel(i)}
-                </th>
-              ))}
-            </tr>
-          </thead>
-          <tbody>
-            {props.lines.map((line) => (
-              <tr key={line.name}>
-                <th scope="row">{line.name}</th>
-                {line.values.map((v, i) => (
-                  <td key={i}>{props.format(v)}</td>
-                ))}
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      </details>
+      <Numbers
+        head={Array.from({ length: points }, (_, i) => props.xLabel(i))}
+        rows={props.lines.map((line) => ({ key: line.name, label: line.name, cells: line.values.map((v) => props.format(v)) }))}
+      />
     </figure>
   );
 }
