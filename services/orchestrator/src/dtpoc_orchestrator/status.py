@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from google.protobuf import timestamp_pb2
+from google.protobuf import message, timestamp_pb2
 
 from dtpoc.analytics.v1alpha1 import analytics_pb2
 from dtpoc_common.vocabulary import FINAL_PHASES, JobType, Phase
@@ -221,22 +221,18 @@ def output_file_ids(status: analytics_pb2.AnalyticsStatus) -> tuple[str, ...]:
 
 def latest_time(status: analytics_pb2.AnalyticsStatus) -> timestamp_pb2.Timestamp | None:
     """The latest moment the status mentions: when the operator last changed it."""
-    stamps: list[timestamp_pb2.Timestamp] = []
-    if status.HasField("start_time"):
-        stamps.append(status.start_time)
-    if status.HasField("completion_time"):
-        stamps.append(status.completion_time)
-    for condition in status.conditions:
-        if condition.HasField("last_transition_time"):
-            stamps.append(condition.last_transition_time)
-    for replica in status.replicas:
-        if replica.HasField("start_time"):
-            stamps.append(replica.start_time)
-        if replica.HasField("finish_time"):
-            stamps.append(replica.finish_time)
-    for run in status.runs:
-        if run.HasField("schedule_time"):
-            stamps.append(run.schedule_time)
+    holders: list[tuple[message.Message, tuple[str, ...]]] = [
+        (status, ("start_time", "completion_time")),
+        *((condition, ("last_transition_time",)) for condition in status.conditions),
+        *((replica, ("start_time", "finish_time")) for replica in status.replicas),
+        *((run, ("schedule_time",)) for run in status.runs),
+    ]
+    stamps: list[timestamp_pb2.Timestamp] = [
+        getattr(holder, name)
+        for holder, names in holders
+        for name in names
+        if holder.HasField(name)
+    ]
     if not stamps:
         return None
     return max(stamps, key=lambda t: (t.seconds, t.nanos))
