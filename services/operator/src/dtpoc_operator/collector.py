@@ -43,7 +43,7 @@ import hashlib
 import mimetypes
 import os
 import stat
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -442,41 +442,46 @@ class OutputCollector:
         replica's folder too). Skipped files stay. Call only after the ids are
         recorded. Works through descriptors beneath ``folder``, like the scan, and
         never raises for what it cannot remove (it stays, and is logged)."""
-        try:
-            root = open_folder(folder)
-        except Unreadable as problem:
-            log.warning("output folder not removed", path=str(folder), reason=str(problem))
-            return
-        if root is None:
-            return
-        try:
+
+        def remove(root: int) -> None:
             for path in collected.uploaded:
                 _unlink_beneath(root, _parts(folder, path), folder=folder)
             _prune(root, depth=0, folder=folder, everything=False)
-        finally:
-            os.close(root)
-        _rmdir_quietly(folder)
+
+        _clear_beneath(folder, remove)
 
     @staticmethod
     def remove_other_attempts(replica_folder: Path, *, keep: str) -> None:
         """Delete every attempt folder of a replica but ``keep`` (the one that counts,
         collected already), then the replica's folder if nothing else is left."""
-        try:
-            root = open_folder(replica_folder)
-        except Unreadable as problem:
-            log.warning("output folder not removed", path=str(replica_folder), reason=str(problem))
-            return
-        if root is None:
-            return
-        try:
-            for name in os.listdir(root):
-                if name != keep:
-                    _remove_entry(root, name, folder=replica_folder)
-        except OSError as error:
-            log.warning("attempts not removed", path=str(replica_folder), error=_why(error))
-        finally:
-            os.close(root)
-        _rmdir_quietly(replica_folder)
+
+        def remove(root: int) -> None:
+            try:
+                for name in os.listdir(root):
+                    if name != keep:
+                        _remove_entry(root, name, folder=replica_folder)
+            except OSError as error:
+                log.warning("attempts not removed", path=str(replica_folder), error=_why(error))
+
+        _clear_beneath(replica_folder, remove)
+
+
+def _clear_beneath(folder: Path, remove: Callable[[int], None]) -> None:
+    """Run ``remove`` on a descriptor of ``folder`` (opened without following a link),
+    then remove the folder if that left it empty. An absent folder is nothing to do;
+    one that cannot be opened is logged and stays."""
+    try:
+        root = open_folder(folder)
+    except Unreadable as problem:
+        log.warning("output folder not removed", path=str(folder), reason=str(problem))
+        return
+    if root is None:
+        return
+    try:
+        remove(root)
+    finally:
+        os.close(root)
+    _rmdir_quietly(folder)
 
 
 def _remove_entry(dir_fd: int, name: str, *, folder: Path) -> None:
