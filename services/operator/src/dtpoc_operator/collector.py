@@ -38,12 +38,13 @@ raise: only Files being unreachable does (:class:`CollectError`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import hashlib
 import mimetypes
 import os
 import stat
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -175,6 +176,15 @@ def open_beneath(root_fd: int, parts: tuple[str, ...]) -> int:
     """``openat`` of ``parts`` under ``root_fd``, one component at a time, never
     following a link: the file (read-only) or, with ``parts`` ending in a folder,
     raises. The caller closes the answer."""
+    with _parent_of(root_fd, parts) as parent:
+        return os.open(parts[-1], _FILE_FLAGS, dir_fd=parent)
+
+
+@contextlib.contextmanager
+def _parent_of(root_fd: int, parts: tuple[str, ...]) -> Iterator[int]:
+    """A descriptor of the folder holding ``parts[-1]`` beneath ``root_fd``, walked one
+    component at a time without following a link (``root_fd`` itself for a top-level
+    name); a descriptor it opened is closed on leaving."""
     fd = root_fd
     try:
         for name in parts[:-1]:
@@ -182,7 +192,7 @@ def open_beneath(root_fd: int, parts: tuple[str, ...]) -> int:
             if fd != root_fd:
                 os.close(fd)
             fd = child
-        return os.open(parts[-1], _FILE_FLAGS, dir_fd=fd)
+        yield fd
     finally:
         if fd != root_fd:
             os.close(fd)
@@ -519,14 +529,9 @@ def _open_output(folder: Path, item: OutputFile) -> int:
 
 
 def _unlink_beneath(root: int, parts: tuple[str, ...], *, folder: Path) -> None:
-    parent = root
     try:
-        for name in parts[:-1]:
-            child = os.open(name, _DIR_FLAGS, dir_fd=parent)
-            if parent != root:
-                os.close(parent)
-            parent = child
-        os.unlink(parts[-1], dir_fd=parent)
+        with _parent_of(root, parts) as parent:
+            os.unlink(parts[-1], dir_fd=parent)
     except FileNotFoundError:
         return
     except OSError as error:
@@ -536,9 +541,6 @@ def _unlink_beneath(root: int, parts: tuple[str, ...], *, folder: Path) -> None:
             relpath="/".join(parts),
             error=_why(error),
         )
-    finally:
-        if parent != root:
-            os.close(parent)
 
 
 def _prune(dir_fd: int, *, depth: int, folder: Path, everything: bool) -> None:
