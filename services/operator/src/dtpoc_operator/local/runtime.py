@@ -183,6 +183,19 @@ def _ended_as(attempt: Attempt, *, terminating: bool) -> tuple[int | None, str, 
     return (int(code) if code is not None else None), reason, message
 
 
+@dataclass(frozen=True)
+class _Place:
+    """One try of one replica: its run, index, try number and replica attempt, and the
+    folders it reads its inputs from and writes its outputs to."""
+
+    run: str
+    index: int
+    number: int
+    attempt: int
+    input_dir: Path
+    output_dir: Path
+
+
 class LocalRuntime:
     """:class:`dtpoc_operator.ports.Runtime` on child processes."""
 
@@ -669,32 +682,25 @@ class LocalRuntime:
 
     # --- starting ----------------------------------------------------------------------------
 
-    def _env(
-        self,
-        resource: AnalyticsResource,
-        *,
-        run: str,
-        index: int,
-        number: int,
-        input_dir: Path,
-        output_dir: Path,
-        attempt: int = 1,
-    ) -> dict[str, str]:
+    def _env(self, resource: AnalyticsResource, place: _Place) -> dict[str, str]:
+        """A command's environment: the operator's own (without DTPOC_* and KUBECONFIG), the
+        inputs' variables, the user's (paths localised), then the platform's."""
+        input_dir, output_dir = place.input_dir, place.output_dir
         env = {
             k: v for k, v in os.environ.items() if not k.startswith("DTPOC_") and k != "KUBECONFIG"
         }
         platform = {
             "DTPOC_SERVICE_ID": resource.service_id,
-            "REPLICA_INDEX": str(index),
-            "JOB_COMPLETION_INDEX": str(index),
-            "RUN_ID": _run_id(resource, run, index, number),
+            "REPLICA_INDEX": str(place.index),
+            "JOB_COMPLETION_INDEX": str(place.index),
+            "RUN_ID": _run_id(resource, place.run, place.index, place.number),
             "OUTPUT_FOLDER": str(output_dir),
             "INPUT_FOLDER": str(input_dir),
         }
         if resource.spec.job_type != JobType.PERSISTENT:
-            platform["DTPOC_ATTEMPT"] = str(attempt)
+            platform["DTPOC_ATTEMPT"] = str(place.attempt)
         if resource.spec.job_type == JobType.SCHEDULED:
-            platform["DTPOC_RUN"] = run
+            platform["DTPOC_RUN"] = place.run
         inputs = layout.input_env(dict(resource.spec.input_files), input_folder=str(input_dir))
         user = {
             k: _localise(v, input_dir=input_dir, output_dir=output_dir)
@@ -711,49 +717,19 @@ class LocalRuntime:
     ) -> None:
         folder = self._replica_dir(resource.service_id, run, index) / str(number)
         folder.mkdir(parents=True, exist_ok=True)
-        input_dir = folder / "input"
-        output_dir = layout.attempt_folder(
-            self.output_folder(resource, run=run, index=index),
-            job_type=resource.spec.job_type,
-            attempt=_run_id(resource, run, index, number),
+        place = _Place(
+            run=run,
+            index=index,
+            number=number,
+            attempt=attempt,
+            input_dir=folder / "input",
+            output_dir=layout.attempt_folder(
+                self.output_folder(resource, run=run, index=index),
+                job_type=resource.spec.job_type,
+                attempt=_run_id(resource, run, index, number),
+            ),
         )
-        spec = resource.spec
-        payload: dict[str, Any] = {
-            "input_dir": str(input_dir),
-            "output_dir": str(output_dir),
-            "inputs": [
-                {"file_id": fid, "name": name} for fid, name in sorted(spec.input_files.items())
-            ],
-            "files_address": self._files_address,
-            "fingerprint": spec.fingerprint(),
-        }
-        if self._fetch_tokens is not None and spec.input_files:
-            # The supervisor's fetch reads these inputs and nothing else.
-            payload["fetch_token"] = self._fetch_tokens.for_start(
-                resource.service_id, spec.input_files
-            )
-        if spec.command:
-            payload["argv"] = [*spec.command, *spec.args]
-            payload["env"] = self._env(
-                resource,
-                run=run,
-                index=index,
-                number=number,
-                input_dir=input_dir,
-                output_dir=output_dir,
-                attempt=attempt,
-            )
-        else:
-            payload["container"] = self._container_payload(
-                resource,
-                run=run,
-                index=index,
-                number=number,
-                input_dir=input_dir,
-                output_dir=output_dir,
-                attempt=attempt,
-            )
-        sup.write_json_atomic(folder / sup.SPEC_FILE, payload)
+        sup.write_json_atomic(folder / sup.SPEC_FILE, self._payload(resource, place))
         sup.write_json_atomic(
             folder / "spawn.json", {"spawned_at": self._clock().isoformat(), "attempt": attempt}
         )
@@ -770,30 +746,45 @@ class LocalRuntime:
             try_number=number,
         )
 
-    def _container_payload(
-        self,
-        resource: AnalyticsResource,
-        *,
-        run: str,
-        index: int,
-        number: int,
-        input_dir: Path,
-        output_dir: Path,
-        attempt: int = 1,
-    ) -> dict[str, Any]:
+    def _payload(self, resource: AnalyticsResource, place: _Place) -> dict[str, Any]:
+        """The supervisor's spec of one try (:mod:`.replica`): where its inputs come from
+        and go, and the command (with its environment) or the container to run."""
+        spec = resource.spec
+        payload: dict[str, Any] = {
+            "input_dir": str(place.input_dir),
+            "output_dir": str(place.output_dir),
+            "inputs": [
+                {"file_id": fid, "name": name} for fid, name in sorted(spec.input_files.items())
+            ],
+            "files_address": self._files_address,
+            "fingerprint": spec.fingerprint(),
+        }
+        if self._fetch_tokens is not None and spec.input_files:
+            # The supervisor's fetch reads these inputs and nothing else.
+            payload["fetch_token"] = self._fetch_tokens.for_start(
+                resource.service_id, spec.input_files
+            )
+        if spec.command:
+            payload["argv"] = [*spec.command, *spec.args]
+            payload["env"] = self._env(resource, place)
+        else:
+            payload["container"] = self._container_payload(resource, place)
+        return payload
+
+    def _container_payload(self, resource: AnalyticsResource, place: _Place) -> dict[str, Any]:
         """What the supervisor needs to run the image (see :mod:`.container_run`)."""
         assert self._engine is not None, "problem() refuses a launch without command or engine"
         spec = resource.spec
-        run_id = _run_id(resource, run, index, number)
+        run_id = _run_id(resource, place.run, place.index, place.number)
         memory, cpus = containers.limits_of(spec.limits)
         job = containers.ContainerJob(
             name=containers.container_name(run_id),
             image=spec.image_ref,
             env=containers.container_env(
-                resource, run=run, index=index, run_id=run_id, attempt=attempt
+                resource, run=place.run, index=place.index, run_id=run_id, attempt=place.attempt
             ),
-            input_dir=str(input_dir),
-            output_dir=str(output_dir),
+            input_dir=str(place.input_dir),
+            output_dir=str(place.output_dir),
             labels=dict([containers.service_label(resource.service_id).split("=", 1)]),
             memory_bytes=memory,
             cpus=cpus,
