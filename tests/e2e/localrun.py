@@ -4,7 +4,10 @@
 orchestrator, operator with the local runtime, gateway) on a free port with
 its own data directory and waits for the REST API; :func:`stop_platform`
 sends SIGTERM and returns the exit status. The rest are the steps a user
-takes (upload, launch, status) and ways to find processes in /proc.
+takes (upload, launch, status) through :mod:`dtpoc_client`, the client a
+researcher's script uses, and ways to find processes in /proc. Statuses are
+the REST API's JSON of the answer (:func:`dtpoc_client.cli.output.to_json`),
+the document curl would print.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from typing import Any
 
 import httpx
 
+from dtpoc_client import Client
+from dtpoc_client.cli.output import to_json
 from dtpoc_common.vocabulary import API_PREFIX
 from dtpoc_local import ports, processes, waiting
 
@@ -43,7 +48,12 @@ class LocalPlatform:
     def api_url(self) -> str:
         return f"http://{ports.LOOPBACK}:{self.port}{API_PREFIX}"
 
-    def client(self) -> httpx.Client:
+    def client(self) -> Client:
+        """The Python client on this platform's REST API (authentication is off locally)."""
+        return Client(self.api_url)
+
+    def http(self) -> httpx.Client:
+        """Plain HTTP, for a body the client would reshape (the original's exact JSON)."""
         return httpx.Client(base_url=self.api_url, timeout=30.0)
 
 
@@ -105,15 +115,14 @@ def stop_platform(platform: LocalPlatform) -> int:
 # --- what a user does -------------------------------------------------------------------------
 
 
-def upload_sample(client: httpx.Client) -> str:
-    with SAMPLE.open("rb") as workbook:
-        response = client.post("/files/upload", files={"file": ("input.xlsx", workbook)})
-    assert response.status_code == 200, response.text
-    return str(response.json()["file_id"])
+def upload_sample(client: Client) -> str:
+    uploaded = client.files.upload(SAMPLE, filename="input.xlsx")
+    assert uploaded.file_id, uploaded
+    return uploaded.file_id
 
 
 def launch(
-    client: httpx.Client,
+    client: Client,
     *,
     file_id: str,
     reps: int,
@@ -129,20 +138,17 @@ def launch(
         "ana": {"job_type": "ondemand", "reps": reps},
         "command": command,
     }
-    response = client.post("/service/launch", json=body)
-    assert response.status_code == 202, response.text
-    return str(response.json()["id"])
+    return client.services.launch(body).id
 
 
-def status(client: httpx.Client, service_id: str) -> dict[str, Any]:
-    response = client.get(f"/service/{service_id}/status")
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
+def status(client: Client, service_id: str) -> dict[str, Any]:
+    """The service's status as the REST API's JSON (a refusal raises the client's error)."""
+    body: dict[str, Any] = to_json(client.services.status(service_id))
     return body
 
 
 def wait_for_status(
-    client: httpx.Client, service_id: str, predicate: Any, *, timeout: float, what: str
+    client: Client, service_id: str, predicate: Any, *, timeout: float, what: str
 ) -> dict[str, Any]:
     last: dict[str, Any] = {}
 

@@ -13,9 +13,9 @@ import json
 import subprocess
 from typing import Any
 
-import httpx
 import pytest
 
+from dtpoc_client.cli.output import to_json
 from dtpoc_common import analytics
 from dtpoc_local import images, waiting
 from tests.e2e import localrun as e2e
@@ -55,8 +55,11 @@ def original_body(file_id: str, **changes: Any) -> dict[str, Any]:
     return body
 
 
-def launch(client: httpx.Client, body: dict[str, Any]) -> str:
-    response = client.post("/service/launch", json=body)
+def launch(platform: e2e.LocalPlatform, body: dict[str, Any]) -> str:
+    """POST the original's body as its clients send it, nulls and all (plain HTTP: the
+    Python client would send the message's JSON, which drops the nulls)."""
+    with platform.http() as http:
+        response = http.post("/service/launch", json=body)
     assert response.status_code == 202, response.text
     return str(response.json()["id"])
 
@@ -92,7 +95,7 @@ def test_the_originals_body_runs_both_replicas_in_containers(
 ) -> None:
     with local_platform.client() as client:
         file_id = e2e.upload_sample(client)
-        service_id = launch(client, original_body(file_id))
+        service_id = launch(local_platform, original_body(file_id))
         running = e2e.wait_for_status(
             client,
             service_id,
@@ -108,19 +111,15 @@ def test_the_originals_body_runs_both_replicas_in_containers(
         assert (final["succeeded_runs"], final["failed_runs"]) == (2, 0)
         assert [(r["index"], r["exit_code"]) for r in final["replicas"]] == [(0, 0), (1, 0)]
 
-        outputs = []
-        for idx in (0, 1):
-            answer = client.get(f"/service/{service_id}/output/{idx}")
-            assert answer.status_code == 200, answer.text
-            outputs.append(answer.json())
+        outputs = [to_json(client.services.output(service_id, idx).output) for idx in (0, 1)]
         assert [o["replica_index"] for o in outputs] == [0, 1]
         assert outputs[0]["seed"] != outputs[1]["seed"]
         assert outputs[0]["specimens"] != outputs[1]["specimens"], "different seeds, results"
         assert outputs[0]["sim_hours"] == 168  # the original's env reached the image
         assert outputs[0]["input"]["path"] == "/input/input.xlsx"  # INPUT_EXCEL_FILE, in /input
 
-        terminated = client.delete(f"/service/{service_id}/terminate")
-        assert terminated.status_code == 200, terminated.text
+        terminated = client.services.terminate(service_id)
+        assert terminated.service.phase == "terminated", terminated
         assert e2e.status(client, service_id)["phase"] == "terminated"
         assert containers_of(service_id) == []
 
@@ -132,7 +131,7 @@ def test_terminate_stops_the_running_containers(
         file_id = e2e.upload_sample(client)
         body = original_body(file_id)
         body["env"] = {**body["env"], "SIM_HOURS": "1000000"}  # minutes: longer than the test
-        service_id = launch(client, body)
+        service_id = launch(local_platform, body)
         waiting.wait_for(
             lambda: len(containers_of(service_id)) == 2,
             timeout=RUN_TIMEOUT,
@@ -146,8 +145,8 @@ def test_terminate_stops_the_running_containers(
             what="both replicas running",
         )
         assert running["phase"] == "running", running
-        terminated = client.delete(f"/service/{service_id}/terminate")
-        assert terminated.status_code == 200, terminated.text
+        terminated = client.services.terminate(service_id)
+        assert terminated.service.phase == "terminated", terminated
         assert e2e.status(client, service_id)["phase"] == "terminated"
         # The engine's stop (SIGTERM, SIGKILL after the grace period), then removal.
         waiting.wait_for(
@@ -164,7 +163,7 @@ def test_a_missing_image_fails_with_the_kubernetes_reason(
     with local_platform.client() as client:
         file_id = e2e.upload_sample(client)
         service_id = launch(
-            client,
+            local_platform,
             original_body(
                 file_id,
                 image="ghcr.io/cam-digital-hospitals/no-such-image",

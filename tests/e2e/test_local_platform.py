@@ -1,4 +1,4 @@
-"""The platform on one machine, used through its REST API only.
+"""The platform on one machine, used through its REST API only (with the Python client).
 
 Each test gets a fresh platform from ``python -m dtpoc_local.up --no-demo`` (see
 conftest.py): FerretDB, files, orchestrator, operator (local runtime) and
@@ -8,6 +8,7 @@ gateway, exactly what ``make run`` starts.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import signal
@@ -16,9 +17,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
+from dtpoc_client import Client, errors
+from dtpoc_client.cli.output import to_json
+from dtpoc_common.vocabulary import FINAL_PHASES
 from dtpoc_local import waiting
 from tests.e2e import localrun as e2e
 
@@ -30,40 +33,33 @@ RUN_TIMEOUT = 240.0
 
 
 def watch_until_done(
-    client: httpx.Client, service_id: str, *, timeout: float
+    client: Client, service_id: str, *, timeout: float
 ) -> tuple[dict[str, Any], list[str]]:
-    """Follow the SSE watch endpoint until the service is final and its outputs stored.
+    """Follow the watch stream until the service is final, then until its outputs are stored.
 
-    Returns the last status and the phases seen in order. Reconnects when
-    the stream ends or idles; the deadline is overall.
+    Returns the last status and the phases seen in order; the deadline is
+    overall (checked at each change; pytest's timeout bounds a silent stream).
     """
     deadline = time.monotonic() + timeout
     phases: list[str] = []
     last: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        try:
-            with client.stream(
-                "GET", f"/service/{service_id}/watch", timeout=httpx.Timeout(10.0, read=5.0)
-            ) as response:
-                assert response.status_code == 200, response.read()
-                assert response.headers["content-type"].startswith("text/event-stream")
-                for line in response.iter_lines():
-                    if not line.startswith("data:"):
-                        continue
-                    last = json.loads(line[5:])["status"]
-                    if not phases or phases[-1] != last["phase"]:
-                        phases.append(last["phase"])
-                    if last["phase"] in ("succeeded", "failed", "terminated") and all(
-                        r.get("outputs_collected") for r in last.get("replicas", [])
-                    ):
-                        return last, phases
-                    if time.monotonic() > deadline:
-                        break
-        except httpx.ReadTimeout:
-            continue
-    raise waiting.WaitTimeout(
-        f"service {service_id} not done after {timeout:g}s; phases {phases}, last {last}"
+    for update in client.services.watch(service_id):
+        last = to_json(update)
+        if not phases or phases[-1] != last["phase"]:
+            phases.append(last["phase"])
+        if time.monotonic() > deadline:
+            raise waiting.WaitTimeout(
+                f"service {service_id} not done after {timeout:g}s; phases {phases}, last {last}"
+            )
+    assert last.get("phase") in FINAL_PHASES, f"the watch ended before a final phase: {last}"
+    final = e2e.wait_for_status(
+        client,
+        service_id,
+        lambda s: all(r.get("outputs_collected") for r in s.get("replicas", [])),
+        timeout=max(1.0, deadline - time.monotonic()),
+        what="the outputs to be stored",
     )
+    return final, phases
 
 
 def test_launch_watch_collect_terminate(local_platform: e2e.LocalPlatform) -> None:
@@ -80,11 +76,7 @@ def test_launch_watch_collect_terminate(local_platform: e2e.LocalPlatform) -> No
         assert [r["index"] for r in final["replicas"]] == [0, 1, 2]
         assert all(r["state"] == "succeeded" for r in final["replicas"])
 
-        outputs = []
-        for idx in range(3):
-            response = client.get(f"/service/{service_id}/output/{idx}")
-            assert response.status_code == 200, response.text
-            outputs.append(response.json())
+        outputs = [to_json(client.services.output(service_id, idx).output) for idx in range(3)]
         assert [o["replica_index"] for o in outputs] == [0, 1, 2]
         assert len({o["seed"] for o in outputs}) == 3, "each replica runs its own seed"
         assert len({json.dumps(o["turnaround_hours"]) for o in outputs}) == 3
@@ -94,25 +86,26 @@ def test_launch_watch_collect_terminate(local_platform: e2e.LocalPlatform) -> No
             assert kpis["input"]["sha256"] == sample_sha, "the replica read the uploaded file"
             counts = kpis["specimens"]
             assert counts["arrived"] == counts["completed"] + counts["wip_at_end"] > 0
-        assert client.get(f"/service/{service_id}/output/3").status_code == 404
+        with pytest.raises(errors.NotFound) as missing:
+            client.services.output(service_id, 3)
+        assert missing.value.code == 404
 
         stored = final["output_files"]
         assert len(stored) == 3
-        download = client.get(f"/files/{stored[0]}")
-        assert download.status_code == 200
-        assert json.loads(download.content)["schema"] == "dtpoc.histolab.kpis/v1"
+        download = io.BytesIO()
+        client.files.download(stored[0], download)
+        assert json.loads(download.getvalue())["schema"] == "dtpoc.histolab.kpis/v1"
 
-        terminated = client.delete(f"/service/{service_id}/terminate")
-        assert terminated.status_code == 200, terminated.text
+        terminated = client.services.terminate(service_id)
+        assert terminated.message, terminated
         after = e2e.status(client, service_id)
         assert after["phase"] == "terminated"
         assert sorted(after["output_files"]) == sorted(stored)
-        listed = client.get("/service/", params={"limit": 100}).json()
-        assert service_id in [s["id"] for s in listed], "terminate keeps the record"
+        listed = client.services.list(limit=100)
+        assert service_id in [s.id for s in listed], "terminate keeps the record"
         for idx in range(3):
-            again = client.get(f"/service/{service_id}/output/{idx}")
-            assert again.status_code == 200
-            assert again.json() == outputs[idx], "terminate keeps the outputs"
+            again = to_json(client.services.output(service_id, idx).output)
+            assert again == outputs[idx], "terminate keeps the outputs"
 
 
 def test_killed_replica_is_reported_failed_with_its_exit_code(

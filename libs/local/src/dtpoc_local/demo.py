@@ -1,10 +1,11 @@
 """The demo of ``make run``: what a user does through the REST API, done for them.
 
 Upload the sample workbook, launch the histolab simulation with two replicas
-over REST (with a container engine, exactly the body a client of the original
-sends: its image, no command; the image is built first when missing), follow
-its progress on the watch stream and print each replica's KPIs. A failure
-raises :class:`~dtpoc_local.platform.LaunchFailed` naming the step.
+over REST (with a container engine, the launch body of a client of the
+original: its image, no command; the image is built first when missing),
+follow its progress on the watch stream and print each replica's KPIs. It
+speaks REST through :mod:`dtpoc_client`, as a researcher's script would. A
+failure raises :class:`~dtpoc_local.platform.LaunchFailed` naming the step.
 """
 
 from __future__ import annotations
@@ -13,14 +14,17 @@ import contextlib
 import importlib.util
 import json
 import os
+import queue
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
-
+from dtpoc.orchestrator.v1alpha1 import orchestrator_pb2
+from dtpoc_client import Client, errors
+from dtpoc_client.cli import output
 from dtpoc_common.vocabulary import API_PREFIX, FINAL_PHASES, Phase
 from dtpoc_local.paths import REPO_ROOT
 from dtpoc_local.platform import LaunchFailed, Platform, say
@@ -51,32 +55,25 @@ def _check_histolab_installed() -> None:
         )
 
 
-def _answer(response: httpx.Response, what: str) -> Any:
-    """The JSON answer, or LaunchFailed naming the step and the API's own message."""
-    if response.status_code >= 400:
-        raise LaunchFailed(f"{what}: HTTP {response.status_code}: {response.text[:500]}")
-    return response.json()
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
-def upload_sample(client: httpx.Client) -> str:
-    """Upload the sample workbook as a user would (multipart); answers its file id."""
-    with SAMPLE_WORKBOOK.open("rb") as workbook:
-        reply = _answer(
-            client.post(
-                "/files/upload",
-                files={
-                    "file": (
-                        "input.xlsx",
-                        workbook,
-                        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-                    )
-                },
-            ),
-            "upload of the sample workbook",
-        )
-    note = f" ({reply['message']})" if reply.get("message") else ""
-    say(f"  uploaded {SAMPLE_WORKBOOK.relative_to(REPO_ROOT)} -> file {reply['file_id']}{note}")
-    return str(reply["file_id"])
+@contextlib.contextmanager
+def _step(what: str) -> Iterator[None]:
+    """LaunchFailed naming the step and the API's own message when the client raises."""
+    try:
+        yield
+    except errors.DtpocError as exc:
+        raise LaunchFailed(f"{what}: {exc}") from exc
+
+
+def upload_sample(client: Client) -> str:
+    """Upload the sample workbook as a user would; answers its file id."""
+    with _step("upload of the sample workbook"):
+        reply = client.files.upload(SAMPLE_WORKBOOK, filename="input.xlsx", content_type=XLSX)
+    note = f" ({reply.message})" if reply.message else ""
+    say(f"  uploaded {SAMPLE_WORKBOOK.relative_to(REPO_ROOT)} -> file {reply.file_id}{note}")
+    return reply.file_id
 
 
 def original_launch_request(*, file_id: str, reps: int, sim_hours: str) -> dict[str, Any]:
@@ -144,91 +141,90 @@ def launch_request(*, file_id: str, reps: int, sim_hours: str) -> dict[str, Any]
     }
 
 
-def _progress_line(status: dict[str, Any], started: float) -> str:
+def _progress_line(status: orchestrator_pb2.ServiceStatus, started: float) -> str:
     counts = (
-        f"{status.get('active_runs', 0)} running, {status.get('succeeded_runs', 0)} succeeded, "
-        f"{status.get('failed_runs', 0)} failed of {status.get('total_runs', 0)}"
+        f"{status.active_runs} running, {status.succeeded_runs} succeeded, "
+        f"{status.failed_runs} failed of {status.total_runs}"
     )
-    return f"  [{time.monotonic() - started:6.1f}s] {status.get('phase') or '?':<10} {counts}"
+    return f"  [{time.monotonic() - started:6.1f}s] {status.phase or '?':<10} {counts}"
 
 
-def _unwrap_status(event: Any) -> dict[str, Any]:
-    """A status object from a watch event (``{"status": {...}}``) or a status answer."""
-    if isinstance(event, dict):
-        inner = event.get("status")
-        status: dict[str, Any] = inner if isinstance(inner, dict) else event
-        return status
-    return {}
-
-
-def _finished(status: dict[str, Any]) -> bool:
+def _finished(status: orchestrator_pb2.ServiceStatus) -> bool:
     """Final phase, and for a success every replica's outputs are stored in Files."""
-    phase = status.get("phase")
-    if phase not in FINAL_PHASES:
+    if status.phase not in FINAL_PHASES:
         return False
-    if phase != Phase.SUCCEEDED:
+    if status.phase != Phase.SUCCEEDED:
         return True
-    replicas = status.get("replicas") or []
-    if replicas:
-        return all(r.get("outputs_collected") for r in replicas)
-    return len(status.get("output_files") or []) >= int(status.get("total_runs") or 0)
+    if status.replicas:
+        return all(r.outputs_collected for r in status.replicas)
+    return len(status.output_files) >= status.total_runs
 
 
-def _watch_events(client: httpx.Client, service_id: str) -> Iterator[dict[str, Any]]:
-    """Statuses from the Server-Sent Events stream; returns when the stream ends or idles."""
-    with client.stream(
-        "GET", f"/service/{service_id}/watch", timeout=httpx.Timeout(10.0, read=5.0)
-    ) as response:
-        if response.status_code >= 400:
-            response.read()
-            raise LaunchFailed(f"watch: HTTP {response.status_code}: {response.text[:300]}")
-        kind = ""
-        with contextlib.suppress(httpx.ReadTimeout):
-            for line in response.iter_lines():
-                if line.startswith("event:"):
-                    kind = line[6:].strip()
-                elif line.startswith("data:"):
-                    data = json.loads(line[5:].strip())
-                    if kind == "error":
-                        raise LaunchFailed(f"watch of service {service_id} failed: {data}")
-                    yield _unwrap_status(data)
-                elif not line:
-                    kind = ""
+_STREAM_ENDED = object()
+"""What the watch's thread queues when the stream ends without an error."""
+
+
+def _watch_in_background(client: Client, service_id: str) -> queue.Queue[object]:
+    """The watch's statuses (then an error or :data:`_STREAM_ENDED`) on a queue.
+
+    The stream is read in a daemon thread so that the demo can check, while
+    no status changes, that every platform process is still alive; closing
+    the client ends the thread.
+    """
+    updates: queue.Queue[object] = queue.Queue()
+
+    def pump() -> None:
+        try:
+            for status in client.services.watch(service_id):
+                updates.put(status)
+            updates.put(_STREAM_ENDED)
+        except errors.DtpocError as exc:
+            updates.put(exc)
+
+    threading.Thread(target=pump, name=f"watch-{service_id}", daemon=True).start()
+    return updates
 
 
 def follow(
-    client: httpx.Client, service_id: str, *, platform: Platform, timeout: float
-) -> dict[str, Any]:
+    client: Client, service_id: str, *, platform: Platform, timeout: float
+) -> orchestrator_pb2.ServiceStatus:
     """Print each change of the service's status until it is final; return the last one.
 
-    Follows the SSE watch endpoint, reconnecting when it idles (every
-    reconnect first sends the current status), and checks between events
-    that no platform process has died.
+    Follows the watch stream, checking every second without news that no
+    platform process has died; once the stream has ended (at the final
+    phase) asks for the status until the replicas' outputs are stored.
     """
     started = time.monotonic()
+    deadline = started + timeout
     last_line = ""
-    status: dict[str, Any] = {}
-    while True:
-        for status in _watch_events(client, service_id):
-            line = _progress_line(status, started)
-            if line.split("]", 1)[1] != last_line.split("]", 1)[-1]:
-                say(line)
-                last_line = line
-            if _finished(status):
-                return status
+    status = orchestrator_pb2.ServiceStatus()
+    updates: queue.Queue[object] | None = _watch_in_background(client, service_id)
+    while time.monotonic() < deadline:
+        try:
+            item = updates.get(timeout=1.0) if updates is not None else _STREAM_ENDED
+        except queue.Empty:
             platform.check_alive()
-        platform.check_alive()
-        if time.monotonic() - started > timeout:
-            raise LaunchFailed(
-                f"service {service_id} did not finish within {timeout:g}s; last status: "
-                f"{json.dumps(status)}"
-            )
-        status = _unwrap_status(
-            _answer(client.get(f"/service/{service_id}/status"), "service status")
-        )
+            continue
+        if isinstance(item, errors.DtpocError):
+            raise LaunchFailed(f"watch of service {service_id} failed: {item}")
+        if isinstance(item, orchestrator_pb2.ServiceStatus):
+            status = item
+        else:
+            updates = None
+            time.sleep(0.5)  # between status asks while the outputs are being stored
+            with _step("service status"):
+                status = client.services.status(service_id)
+        line = _progress_line(status, started)
+        if line.split("]", 1)[1] != last_line.split("]", 1)[-1]:
+            say(line)
+            last_line = line
         if _finished(status):
-            say(_progress_line(status, started))
             return status
+        platform.check_alive()
+    raise LaunchFailed(
+        f"service {service_id} did not finish within {timeout:g}s; last status: "
+        f"{json.dumps(output.to_json(status))}"
+    )
 
 
 def _fmt(value: Any, digits: int = 1) -> str:
@@ -321,28 +317,30 @@ def run_demo(
     chosen = demo_form(platform, form)
     if chosen == "process":
         _check_histolab_installed()
-    with httpx.Client(base_url=platform.api_url, timeout=30.0) as client:
+    with Client(platform.api_url) as client:
         file_id = upload_sample(client)
         make_body = original_launch_request if chosen == "container" else launch_request
         body = make_body(file_id=file_id, reps=reps, sim_hours=sim_hours)
-        service_id = str(_answer(client.post("/service/launch", json=body), "launch")["id"])
+        with _step("launch"):
+            service_id = client.services.launch(body).id
         say(f"  launched service {service_id}: POST {API_PREFIX}/service/launch -> 202")
         status = follow(client, service_id, platform=platform, timeout=timeout)
-        if status.get("phase") != Phase.SUCCEEDED:
-            replicas = json.dumps(status.get("replicas", []), indent=2)
+        if status.phase != Phase.SUCCEEDED:
+            replicas = json.dumps(output.to_json(list(status.replicas)), indent=2)
             raise LaunchFailed(
-                f"service {service_id} ended {status.get('phase')}: {status.get('message', '')}"
+                f"service {service_id} ended {status.phase}: {status.message}"
                 f"\nreplicas: {replicas}\noperator log: {platform.logs_dir / 'operator.log'}"
             )
-        outputs = [
-            _answer(client.get(f"/service/{service_id}/output/{idx}"), f"output {idx}")
-            for idx in range(reps)
-        ]
+        outputs = []
+        for idx in range(reps):
+            with _step(f"output {idx}"):
+                outputs.append(output.to_json(client.services.output(service_id, idx).output))
     say("")
     say(f"KPIs per replica (GET {API_PREFIX}/service/{service_id}/output/<idx>):")
     say(kpi_table(outputs))
     say("")
     say("try:")
+    say(f"  dtpoc service status {service_id}")
+    say(f"  dtpoc service output {service_id} 0 -o json")
+    say("  dtpoc files list")
     say(f"  curl -s {platform.api_url}/service/{service_id}/status")
-    say(f"  curl -s {platform.api_url}/service/{service_id}/output/0")
-    say(f"  curl -s {platform.api_url}/files")
