@@ -5,126 +5,12 @@ from __future__ import annotations
 import socket
 from typing import Any
 
-import grpc
 import httpx
-import pytest
 
 from dtpoc_gateway import app as gateway_app
 from dtpoc_gateway import settings
 from tests.gateway import doubles
-from tests.gateway.helpers import PREFIX, abort_id
-
-MAPPING = [
-    (grpc.StatusCode.INVALID_ARGUMENT, 400),
-    (grpc.StatusCode.FAILED_PRECONDITION, 400),
-    (grpc.StatusCode.OUT_OF_RANGE, 400),
-    (grpc.StatusCode.NOT_FOUND, 404),
-    (grpc.StatusCode.ALREADY_EXISTS, 409),
-    (grpc.StatusCode.ABORTED, 409),
-    (grpc.StatusCode.PERMISSION_DENIED, 403),
-    (grpc.StatusCode.RESOURCE_EXHAUSTED, 413),  # size limits only: never a retryable 429
-    (grpc.StatusCode.UNIMPLEMENTED, 501),
-    (grpc.StatusCode.UNAVAILABLE, 503),
-    (grpc.StatusCode.DEADLINE_EXCEEDED, 504),
-    (grpc.StatusCode.INTERNAL, 500),
-    (grpc.StatusCode.UNKNOWN, 500),
-    (grpc.StatusCode.DATA_LOSS, 500),
-    (grpc.StatusCode.CANCELLED, 499),
-]
-HIDDEN = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.DATA_LOSS}
-
-
-def assert_error_shape(answer: httpx.Response, status: int) -> dict[str, Any]:
-    assert answer.status_code == status, answer.text
-    assert answer.headers["content-type"] == "application/json"
-    body: dict[str, Any] = answer.json()
-    assert set(body) == {"code", "status", "message", "details", "detail"}
-    assert body["code"] == status and body["detail"] == body["message"]
-    assert isinstance(body["details"], list)
-    assert "Traceback" not in answer.text and 'File "' not in answer.text
-    return body
-
-
-@pytest.mark.parametrize(("code", "status"), MAPPING, ids=[c.name for c, _ in MAPPING])
-def test_grpc_status_maps_to_http(api: httpx.Client, code: grpc.StatusCode, status: int) -> None:
-    answer = api.get(f"{PREFIX}/service/{abort_id(code)}/status")
-    body = assert_error_shape(answer, status)
-    assert body["status"] == code.name
-    if code in HIDDEN:
-        assert body["message"] == "internal error; the server log has the details"
-    elif code == grpc.StatusCode.DEADLINE_EXCEEDED:
-        assert "did not answer in time" in body["message"]
-    else:
-        assert body["message"] == f"double says {code.name}"
-
-
-def test_a_backend_refusing_the_gateways_credential_is_502_not_the_clients_401(
-    api: httpx.Client,
-) -> None:
-    """People's tokens are checked by the gateway; a backend's UNAUTHENTICATED is about the
-    gateway's own credential, which no client can fix."""
-    answer = api.get(f"{PREFIX}/service/{abort_id(grpc.StatusCode.UNAUTHENTICATED)}/status")
-    body = assert_error_shape(answer, 502)
-    assert body["status"] == "INTERNAL"
-    assert "misconfigured, not your API token" in body["message"]
-    assert "double says" not in body["message"], "the backend's own text stays in the log"
-    assert "www-authenticate" not in answer.headers
-
-
-def test_unknown_id_is_404(api: httpx.Client) -> None:
-    body = assert_error_shape(api.get(f"{PREFIX}/service/{'f' * 24}/status"), 404)
-    assert "not found" in body["message"]
-
-
-@pytest.mark.parametrize(
-    ("payload", "field"),
-    [
-        ({"image": "x", "bogus": 1}, "bogus"),
-        ({"image": "x", "port": "abc"}, "port"),
-        ({"image": "x", "ana": {"reps": "two"}}, "ana.reps"),
-        ({"image": "x", "ana": {"job_tpe": "ondemand"}}, "ana.job_tpe"),
-        ({"image": "x", "env": ["A=1"]}, "env"),
-        ({"image": 5}, "image"),
-    ],
-)
-def test_bad_json_fields_are_named(api: httpx.Client, payload: dict[str, Any], field: str) -> None:
-    body = assert_error_shape(api.post(f"{PREFIX}/service/launch", json=payload), 400)
-    assert body["status"] == "INVALID_ARGUMENT"
-    assert field in body["message"]
-    violations = body["details"][0]["field_violations"]
-    assert violations[0]["field"] == field
-
-
-def test_malformed_bodies(api: httpx.Client) -> None:
-    url = f"{PREFIX}/service/launch"
-    body = assert_error_shape(api.post(url, content=b'{"image": '), 400)
-    assert "not valid JSON" in body["message"]
-    body = assert_error_shape(api.post(url, json=["image"]), 400)
-    assert "JSON object" in body["message"]
-    body = assert_error_shape(
-        api.post(url, content=b"image=x", headers={"Content-Type": "text/plain"}), 415
-    )
-    assert "application/json" in body["message"]
-    assert_error_shape(api.post(url, content=b"\xff\xfe{}"), 400)
-    assert_error_shape(api.post(url, content=b"x" * (1024 * 1024 + 1)), 413)
-
-
-def test_path_parameters_of_the_wrong_type(api: httpx.Client) -> None:
-    body = assert_error_shape(api.get(f"{PREFIX}/service/{'a' * 24}/output/abc"), 400)
-    assert body["message"].startswith("idx:")
-    assert body["details"][0]["field_violations"][0]["field"] == "idx"
-    assert_error_shape(api.get(f"{PREFIX}/service/{'a' * 24}/output/99999999999"), 400)
-
-
-def test_unknown_query_parameters(api: httpx.Client) -> None:
-    body = assert_error_shape(api.get(f"{PREFIX}/service/", params={"sort": "name"}), 400)
-    assert "sort" in body["message"]
-    body = assert_error_shape(api.get(f"{PREFIX}/service/", params={"limit": "ten"}), 400)
-    assert body["message"].startswith("limit:")
-    body = assert_error_shape(
-        api.post(f"{PREFIX}/service/launch", params={"image": "x"}, json={}), 400
-    )
-    assert "body" in body["message"]
+from tests.gateway.helpers import PREFIX, assert_error_shape
 
 
 def _closed_port() -> int:

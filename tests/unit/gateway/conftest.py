@@ -1,0 +1,39 @@
+"""Fixtures of the gateway's unit tier: the gateway application in-process (no server
+process; requests through Starlette's test client, the app's lifespan run) in front of
+the orchestrator test double (``tests/gateway/doubles.py``, a gRPC server on a loopback
+port of this process)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from dtpoc.orchestrator.v1alpha1 import orchestrator_pb2_grpc
+from dtpoc_gateway import app, settings
+from tests.gateway import doubles
+
+
+@pytest.fixture(scope="module")
+def orchestrator_double() -> Iterator[tuple[doubles.OrchestratorDouble, str]]:
+    """The orchestrator test double and its address, for one test module."""
+    double = doubles.OrchestratorDouble()
+    server, address = doubles.serve(
+        double, orchestrator_pb2_grpc.add_OrchestratorServiceServicer_to_server
+    )
+    try:
+        yield double, address
+    finally:
+        server.stop(grace=None)
+
+
+@pytest.fixture(scope="module")
+def api(orchestrator_double: tuple[doubles.OrchestratorDouble, str]) -> Iterator[TestClient]:
+    """The gateway in front of the double, called in-process (base URL set, no auth)."""
+    _double, address = orchestrator_double
+    config = settings.GatewaySettings(
+        orchestrator_address=address, auth_disabled=True, grpc_token_file=None
+    )
+    with TestClient(app.build(config)) as client:
+        yield client
