@@ -5,11 +5,13 @@ and Telegraf are built locally (tools/images); these tests prove each one
 does its job under the chart's command and user: FerretDB stores and reads
 a document, Mosquitto accepts the hashed user and refuses anonymous
 clients, Telegraf carries the plugins the chart's sensors use, Node-RED
-serves the chart's settings and flow with its admin API locked.
+serves the chart's settings and flow with its admin API locked (401) until
+the chart's login opens it (200, the chart's flow).
 """
 
 from __future__ import annotations
 
+import json
 import socket
 import struct
 import urllib.error
@@ -17,6 +19,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pymongo
 import pymongo.errors
 import pytest
@@ -177,6 +180,17 @@ def _http_status(url: str) -> int:
         return 0
 
 
+def _login(username: str, password: str) -> dict[str, str]:
+    """Node-RED's admin login (OAuth2 password grant of its editor client)."""
+    return {
+        "client_id": "node-red-admin",
+        "grant_type": "password",
+        "scope": "*",
+        "username": username,
+        "password": password,
+    }
+
+
 def test_node_red_runs_the_charts_settings_and_flow(
     datastack_image: Callable[[str], str],
     containers: Callable[..., _containers.Container],
@@ -221,6 +235,19 @@ def test_node_red_runs_the_charts_settings_and_flow(
 
     waiting.wait_for(serving, timeout=60, what="Node-RED editor", details=container.logs)
     assert _http_status(f"http://127.0.0.1:{port}/flows") == 401, "the admin API needs a login"
+    # The chart's login (the password the Secret keeps beside its bcrypt hash) opens it.
+    base = f"http://127.0.0.1:{port}"
+    wrong = httpx.post(f"{base}/auth/token", data=_login("dtpoc-nodered", "wrong"), timeout=10)
+    assert wrong.status_code == 403, wrong.text
+    login = _login("dtpoc-nodered", secrets[("dtpoc-node-red-auth", "admin-password")])
+    token = httpx.post(f"{base}/auth/token", data=login, timeout=10)
+    assert token.status_code == 200, token.text
+    bearer = {"Authorization": f"Bearer {token.json()['access_token']}"}
+    flows = httpx.get(f"{base}/flows", headers=bearer, timeout=10)
+    assert flows.status_code == 200
+    assert [n["id"] for n in flows.json()] == [
+        n["id"] for n in json.loads(config_map["data"]["flows.json"])
+    ]
     waiting.wait_for(
         lambda: "Started flows" in container.logs(), timeout=30, what="the chart's flow started"
     )
