@@ -11,21 +11,16 @@ to, and reads back with the token Telegraf is given, from the Secret the chart n
 
 from __future__ import annotations
 
-import base64
-import contextlib
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import paho.mqtt.publish as mqtt_publish
 
-from dtpoc_local import binaries, ports, processes, waiting
+from dtpoc_local import waiting
+from tests.cluster._datastack import NS, RELEASE, forward, image_of, secret, workload
 from tests.cluster.helpers import Platform
-from tools.cluster import layout
 
-NS = layout.NAMESPACE
-RELEASE = layout.RELEASE
 POINT_TIMEOUT = 120.0
 """Telegraf gathers and flushes every 10 s (the chart's defaults); a pod may still be connecting."""
 
@@ -38,49 +33,11 @@ TIME = "2024-07-19T10:00:00.000Z"
 TIME_NS = 1721383200 * 10**9
 
 
-def _secret(platform: Platform, name: str) -> dict[str, str]:
-    data = json.loads(platform.kubectl("-n", NS, "get", "secret", name, "-o", "json"))["data"]
-    return {key: base64.b64decode(value).decode() for key, value in data.items()}
-
-
 def _env_secret(container: dict[str, Any], variable: str) -> tuple[str, str]:
     """The Secret and key a container's environment variable comes from."""
     (entry,) = [e for e in container["env"] if e["name"] == variable]
     ref = entry["valueFrom"]["secretKeyRef"]
     return ref["name"], ref["key"]
-
-
-def _workload(platform: Platform, kind: str, name: str) -> dict[str, Any]:
-    found: dict[str, Any] = json.loads(platform.kubectl("-n", NS, "get", kind, name, "-o", "json"))
-    return found
-
-
-@contextlib.contextmanager
-def _forward(platform: Platform, service: str, port: int) -> Iterator[int]:
-    """``kubectl port-forward svc/<service>`` on a free loopback port, until the block ends."""
-    local = ports.free_port()
-    forward = processes.ServerProcess(
-        name=f"port-forward-{service}",
-        argv=[
-            str(binaries.path("kubectl")),
-            f"--kubeconfig={platform.node.lay.kubeconfig}",
-            f"--namespace={NS}",
-            "port-forward",
-            "--address=127.0.0.1",
-            f"svc/{service}",
-            f"{local}:{port}",
-        ],
-        log_path=platform.node.lay.logs / f"port-forward-{service}.log",
-    ).start()
-    try:
-        forward.wait_ready(
-            lambda: "Forwarding from" in forward.log_tail(20),
-            timeout=30,
-            what=f"port-forward to {service}",
-        )
-        yield local
-    finally:
-        forward.stop()
 
 
 def _connected(platform: Platform, sensor: str) -> bool:
@@ -106,17 +63,13 @@ def _points(influx: int, *, token: str, measurement: str) -> list[dict[str, Any]
 
 
 def test_the_chart_runs_its_sensor_half_on_the_images_built_here(platform: Platform) -> None:
-    broker = _workload(platform, "deployment", f"{RELEASE}-mosquitto")
-    influx = _workload(platform, "statefulset", f"{RELEASE}-influxdb")
     images = {
-        "mosquitto": broker["spec"]["template"]["spec"]["containers"][0]["image"],
-        "influxdb": influx["spec"]["template"]["spec"]["containers"][0]["image"],
+        "mosquitto": image_of(workload(platform, "deployment", f"{RELEASE}-mosquitto")),
+        "influxdb": image_of(workload(platform, "statefulset", f"{RELEASE}-influxdb")),
     }
     for sensor in SENSORS:
-        telegraf = _workload(platform, "deployment", f"{RELEASE}-telegraf-{sensor}")
-        images[f"telegraf-{sensor}"] = telegraf["spec"]["template"]["spec"]["containers"][0][
-            "image"
-        ]
+        telegraf = workload(platform, "deployment", f"{RELEASE}-telegraf-{sensor}")
+        images[f"telegraf-{sensor}"] = image_of(telegraf)
         assert telegraf["status"].get("readyReplicas") == 1, telegraf["status"]
     assert images == {
         "mosquitto": platform.images["mosquitto"],
@@ -128,10 +81,12 @@ def test_the_chart_runs_its_sensor_half_on_the_images_built_here(platform: Platf
 def test_a_reading_published_to_the_broker_reaches_influxdb_with_the_charts_credentials(
     platform: Platform,
 ) -> None:
-    mqtt_login = _secret(platform, f"{RELEASE}-mosquitto-auth")
-    telegraf = _workload(platform, "deployment", f"{RELEASE}-telegraf-light")
-    secret, key = _env_secret(telegraf["spec"]["template"]["spec"]["containers"][0], "INFLUX_TOKEN")
-    token = _secret(platform, secret)[key]
+    mqtt_login = secret(platform, f"{RELEASE}-mosquitto-auth")
+    telegraf = workload(platform, "deployment", f"{RELEASE}-telegraf-light")
+    token_secret, key = _env_secret(
+        telegraf["spec"]["template"]["spec"]["containers"][0], "INFLUX_TOKEN"
+    )
+    token = secret(platform, token_secret)[key]
     for sensor in SENSORS:
         waiting.wait_for(
             lambda s=sensor: _connected(platform, s),  # type: ignore[misc]
@@ -139,8 +94,8 @@ def test_a_reading_published_to_the_broker_reaches_influxdb_with_the_charts_cred
             what=f"the {sensor} Telegraf to connect to the broker",
         )
     with (
-        _forward(platform, f"{RELEASE}-mosquitto", 1883) as mqtt_port,
-        _forward(platform, f"{RELEASE}-influxdb", 8086) as influx_port,
+        forward(platform, f"{RELEASE}-mosquitto", 1883) as mqtt_port,
+        forward(platform, f"{RELEASE}-influxdb", 8086) as influx_port,
     ):
         for _measurement, field, topic, value in SENSORS.values():
             reading = {"timestamp": TIME, field: value, "machine": "ward-1"}

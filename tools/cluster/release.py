@@ -26,7 +26,7 @@ import yaml
 from dtpoc_local import binaries, images, processes
 from tools.cluster import cluster, layout, node
 
-IMAGES = ("dtpoc", "histolab", "ferretdb", "mosquitto", "influxdb", "telegraf")
+IMAGES = ("dtpoc", "histolab", "ferretdb", "mosquitto", "influxdb", "telegraf", "node-red")
 """What the node's values file runs (histolab: the original's analytics image)."""
 TOKEN_SECRET = "dtpoc-cluster-api-token"  # noqa: S105 - the Secret's name
 INFLUXDB_SECRET = "dtpoc-cluster-influxdb-auth"  # noqa: S105 - the Secret's name
@@ -35,6 +35,7 @@ _VALUES_KEYS = (
     ("mosquitto", "mosquitto"),
     ("influxdb", "influxdb"),
     ("telegraf", "telegraf"),
+    ("node-red", "nodeRed"),
 )
 ROLLOUT_TIMEOUT = 300.0
 PORT_FORWARD_TIMEOUT = 30.0
