@@ -38,8 +38,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
-
+from dtpoc_client import Client
 from dtpoc_common.vocabulary import API_PREFIX as PREFIX
 from dtpoc_local import ferretdb
 from dtpoc_local.servers import files as files_platform
@@ -101,9 +100,7 @@ class Bench:
         self.env.update(
             DTPOC_SERVER=base_url, DTPOC_TOKEN=token, DTPOC_CONFIG=str(workdir / "cfg.yaml")
         )
-        self.http = httpx.Client(
-            base_url=base_url + PREFIX, headers={"Authorization": f"Bearer {token}"}, timeout=600
-        )
+        self.client = Client(base_url, token)
 
     def curl(self, *args: str) -> list[str]:
         return ["curl", "-sS", "--fail-with-body", "-H", f"Authorization: Bearer {self.token}",
@@ -134,9 +131,7 @@ class Bench:
         self.download_dtpoc(file_id, self.workdir / "warm.copy")
 
     def stored_sha256(self, file_id: str) -> str:
-        answer = self.http.get(f"/files/{file_id}/info")
-        answer.raise_for_status()
-        return str(answer.json()["sha256"])
+        return self.client.files.info(file_id).sha256
 
 
 def sha256_of(path: Path) -> str:
@@ -232,7 +227,7 @@ def start_side(stack: contextlib.ExitStack, *, mongodb_uri: str, workdir: Path, 
     stack.callback(gateway.stop)
     print(f"gateway {gateway.base_url} -> files {files.address}")
     bench = Bench(gateway.base_url, token, workdir)
-    stack.callback(bench.http.close)
+    stack.callback(bench.client.close)
     return bench
 
 

@@ -5,7 +5,8 @@ FerretDB it starts itself (the same server the tests use, via
 :mod:`dtpoc_local`), a ``dtpoc-files`` and a ``dtpoc-gateway``:
 
 - ``rest``: ``POST /api/orchestrator/v1alpha1/files/upload`` (multipart) and
-  ``GET /api/orchestrator/v1alpha1/files/{id}`` through the gateway;
+  ``GET /api/orchestrator/v1alpha1/files/{id}`` through the gateway, with the
+  Python client (:mod:`dtpoc_client`, what a researcher's script uses);
 - ``grpc``: ``UploadFile`` / ``GetFile`` straight to the Files service;
 - ``gridfs``: ``gridfs.GridFSBucket`` on the same MongoDB-protocol server,
   with nothing in between: the floor the two others are compared to.
@@ -37,12 +38,11 @@ from typing import Any
 
 import gridfs
 import grpc
-import httpx
 import pymongo
 import pymongo.errors
 
 from dtpoc.files.v1alpha1 import files_pb2, files_pb2_grpc
-from dtpoc_common.vocabulary import API_PREFIX as PREFIX
+from dtpoc_client import Client, DtpocError
 from dtpoc_local import ferretdb
 from dtpoc_local.credentials import credentials
 from dtpoc_local.servers import files as files_platform
@@ -117,28 +117,28 @@ def via_grpc(stub: files_pb2_grpc.FilesServiceStub, path: Path, size: int, sha: 
     return Result(mib_per_s(size, upload), mib_per_s(size, download))
 
 
-def via_rest(client: httpx.Client, path: Path, size: int, sha: str) -> Result:
+class _Hashing:
+    """A write-only stream that keeps only the SHA-256 of what it is given."""
+
+    def __init__(self) -> None:
+        self.digest = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        return len(data)
+
+
+def via_rest(client: Client, path: Path, size: int, sha: str) -> Result:
     started = time.perf_counter()
-    with path.open("rb") as source:
-        response = client.post(
-            f"{PREFIX}/files/upload",
-            files={"file": (path.name, source, "application/octet-stream")},
-            timeout=TIMEOUT,
-        )
+    uploaded = client.files.upload(path, content_type="application/octet-stream")
     upload = time.perf_counter() - started
-    response.raise_for_status()
-    body = response.json()
-    assert "message" not in body, "each way must store new content"
-    file_id = body["file_id"]
+    assert not uploaded.deduplicated, "each way must store new content"
 
     started = time.perf_counter()
-    digest = hashlib.sha256()
-    with client.stream("GET", f"{PREFIX}/files/{file_id}", timeout=TIMEOUT) as download_response:
-        download_response.raise_for_status()
-        for piece in download_response.iter_bytes(PIECE):
-            digest.update(piece)
+    sink = _Hashing()
+    client.files.download(uploaded.file_id, sink)  # type: ignore[arg-type]  # a writer suffices
     download = time.perf_counter() - started
-    assert digest.hexdigest() == sha, "REST download differs from the upload"
+    assert sink.digest.hexdigest() == sha, "REST download differs from the upload"
     return Result(mib_per_s(size, upload), mib_per_s(size, download))
 
 
@@ -310,11 +310,7 @@ def run(sizes: list[int], mongodb_uri: str | None, workdir: Path, *, repeat: int
         )
         stack.callback(channel.close)
         stub = files_pb2_grpc.FilesServiceStub(channel)
-        http = (
-            httpx.Client(base_url=gateway.base_url, timeout=TIMEOUT)
-            if gateway is not None
-            else None
-        )
+        http = Client(gateway.base_url) if gateway is not None else None
         if http is not None:
             stack.callback(http.close)
 
@@ -337,7 +333,7 @@ def run(sizes: list[int], mongodb_uri: str | None, workdir: Path, *, repeat: int
                             result = best(result, via_rest(http, path, size, sha))
                         else:
                             result = Result(note=gateway_note)
-                    except (grpc.RpcError, httpx.HTTPError, AssertionError) as exc:
+                    except (grpc.RpcError, DtpocError, AssertionError) as exc:
                         result = Result(note=f"{way} {size_mib} MiB failed: {exc!s:.200}")
                         break
                     finally:
