@@ -16,7 +16,6 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from dtpoc.orchestrator.v1alpha1 import orchestrator_pb2_grpc
 from dtpoc_local.servers import gateway
 from tests.gateway import doubles
 
@@ -24,14 +23,8 @@ from tests.gateway import doubles
 @pytest.fixture(scope="module")
 def orchestrator_double() -> Iterator[tuple[doubles.OrchestratorDouble, str]]:
     """The orchestrator test double and its address, for one test module."""
-    double = doubles.OrchestratorDouble()
-    server, address = doubles.serve(
-        double, orchestrator_pb2_grpc.add_OrchestratorServiceServicer_to_server
-    )
-    try:
-        yield double, address
-    finally:
-        server.stop(grace=None)
+    with doubles.serving_orchestrator_double() as served:
+        yield served
 
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,7 @@ in a thread pool and returns ``(server, address)``.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -52,6 +53,17 @@ def serve(
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     return server, f"127.0.0.1:{port}"
+
+
+@contextlib.contextmanager
+def serving_orchestrator_double() -> Iterator[tuple[OrchestratorDouble, str]]:
+    """An :class:`OrchestratorDouble` served on a loopback port, and its address."""
+    double = OrchestratorDouble()
+    server, address = serve(double, pb_grpc.add_OrchestratorServiceServicer_to_server)
+    try:
+        yield double, address
+    finally:
+        server.stop(grace=None)
 
 
 def _abort_code(service_id: str) -> grpc.StatusCode | None:

@@ -42,3 +42,15 @@ def status_dict(**fields: Any) -> dict[str, Any]:
 
 def value_to_python(value: struct_pb2.Value) -> Any:
     return json_format.MessageToDict(value)
+
+
+def counts(status: orchestrator_pb2.ServiceStatus) -> tuple[Any, ...]:
+    """A status's phase, overall status and run counts, for one comparison."""
+    return (
+        status.phase,
+        status.status,
+        status.active_runs,
+        status.succeeded_runs,
+        status.failed_runs,
+        status.total_runs,
+    )

@@ -6,10 +6,9 @@ tier's (``tests/unit/orchestrator/test_status.py``).
 
 from __future__ import annotations
 
-from typing import Any
-
 from dtpoc.orchestrator.v1alpha1 import orchestrator_pb2
 from tests.orchestrator.helpers import CALL_TIMEOUT, Platform, status_dict
+from tests.orchestrator.messages import counts
 
 FILE_0 = "0123456789abcdef0123456a"
 FILE_1 = "0123456789abcdef0123456b"
@@ -20,17 +19,6 @@ def get_status(platform: Platform, service_id: str) -> orchestrator_pb2.ServiceS
         orchestrator_pb2.GetServiceStatusRequest(id=service_id), timeout=CALL_TIMEOUT
     )
     return response.status
-
-
-def counts(status: orchestrator_pb2.ServiceStatus) -> tuple[Any, ...]:
-    return (
-        status.phase,
-        status.status,
-        status.active_runs,
-        status.succeeded_runs,
-        status.failed_runs,
-        status.total_runs,
-    )
 
 
 def test_the_status_the_operator_writes_is_what_clients_see(shared_platform: Platform) -> None:

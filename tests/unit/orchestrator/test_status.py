@@ -14,22 +14,11 @@ from typing import Any
 import pytest
 
 from dtpoc.orchestrator.v1alpha1 import orchestrator_pb2
-from tests.orchestrator.messages import status_dict
+from tests.orchestrator.messages import counts, status_dict
 from tests.unit.orchestrator.helpers import Api
 
 FILE_0 = "0123456789abcdef0123456a"
 FILE_1 = "0123456789abcdef0123456b"
-
-
-def counts(status: orchestrator_pb2.ServiceStatus) -> tuple[Any, ...]:
-    return (
-        status.phase,
-        status.status,
-        status.active_runs,
-        status.succeeded_runs,
-        status.failed_runs,
-        status.total_runs,
-    )
 
 
 LAUNCHES: dict[str, dict[str, Any]] = {
