@@ -4,6 +4,7 @@ use-case test on the fake (``tests/unit/orchestrator``) says what MongoDB would 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -132,3 +133,23 @@ async def test_mounting_finds_every_state_oldest_first(store: ports.Records) -> 
     assert [r.id for r in await store.mounting(FILE_A)] == [first.id, second.id]
     assert [r.id for r in await store.mounting(FILE_B)] == [second.id]
     assert await store.mounting("0" * 24) == []
+
+
+async def test_spec_follows_and_resubmissions_are_linked_once(store: ports.Records) -> None:
+    """What retry/suspend (the record's copy of the desired state) and resubmit write."""
+    original = a_record(state=domain.STATE_LAUNCHED)
+    await store.insert(original)
+    copy = dataclasses.replace(a_record(state=domain.STATE_LAUNCHED), resubmitted_from=original.id)
+    await store.insert(copy)
+    for _ in range(2):
+        await store.add_resubmission(original.id, copy.id)
+    retried = analytics_pb2.AnalyticsSpec()
+    retried.CopyFrom(original.spec)
+    retried.replica_attempts[1] = 2
+    await store.set_spec(original.id, retried)
+    got = await store.get(original.id)
+    assert got is not None
+    assert got.resubmissions == (copy.id,)
+    assert dict(got.spec.replica_attempts) == {1: 2}
+    assert got == dataclasses.replace(original, spec=retried, resubmissions=(copy.id,))
+    assert await store.get(copy.id) == copy
