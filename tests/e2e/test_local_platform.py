@@ -202,3 +202,57 @@ def test_a_crashed_service_ends_the_run_with_its_log(tmp_path: Path) -> None:
         assert str(gateway_log) in log
     finally:
         platform.process.stop()
+
+
+def test_retry_reruns_only_the_failed_replica_and_resubmit_links(
+    local_platform: e2e.LocalPlatform,
+) -> None:
+    """Through REST: replica 1 of 3 fails on its first attempt only (it reads
+    DTPOC_ATTEMPT); a retry runs just that replica again; a resubmission is linked."""
+    program = (
+        "import json, os, pathlib, sys\n"
+        "index, attempt = os.environ['REPLICA_INDEX'], os.environ['DTPOC_ATTEMPT']\n"
+        "out = pathlib.Path(os.environ['OUTPUT_FOLDER'], 'result.json')\n"
+        "out.write_text(json.dumps({'replica': index, 'attempt': attempt}))\n"
+        "sys.exit(1 if index == '1' and attempt == '1' else 0)\n"
+    )
+    with local_platform.client() as client:
+        file_id = e2e.upload_sample(client)
+        service_id = e2e.launch(
+            client, file_id=file_id, reps=3, command=[sys.executable, "-c", program]
+        )
+        failed = e2e.wait_for_status(
+            client,
+            service_id,
+            lambda s: (
+                s.get("phase") == "failed"
+                and all(r.get("outputs_collected") for r in s["replicas"])
+            ),
+            timeout=120.0,
+            what="the service to fail with replica 1",
+        )
+        assert [r["state"] for r in failed["replicas"]] == ["succeeded", "failed", "succeeded"]
+        answer = client.post(f"/service/{service_id}/retry")
+        assert answer.status_code == 202, answer.text
+        assert (answer.json()["indexes"], answer.json()["attempts"]) == ([1], [2])
+        done = e2e.wait_for_status(
+            client,
+            service_id,
+            lambda s: s.get("phase") == "succeeded",
+            timeout=120.0,
+            what="the retried service to succeed",
+        )
+        assert (done["succeeded_runs"], done["failed_runs"]) == (3, 0)
+        assert [r["attempt"] for r in done["replicas"]] == [1, 2, 1]
+        output = client.get(f"/service/{service_id}/output/1")
+        assert output.json() == {"replica": "1", "attempt": "2"}
+        assert client.get(f"/service/{service_id}/output/0").json()["attempt"] == "1"
+
+        resubmitted = client.post(f"/service/{service_id}/resubmit")
+        assert resubmitted.status_code == 202, resubmitted.text
+        copy = resubmitted.json()["id"]
+        assert client.get(f"/service/{copy}").json()["resubmitted_from"] == service_id
+        assert client.get(f"/service/{service_id}").json()["resubmissions"] == [copy]
+        suspend = client.post(f"/service/{copy}/suspend")
+        assert suspend.status_code == 400 and "only a scheduled" in suspend.json()["message"]
+        assert client.post(f"/service/{'0' * 24}/retry").status_code == 404
