@@ -68,9 +68,17 @@ def version(name: str) -> str:
     return pinned_versions()[key]
 
 
+#: Binaries built from patched source: the pin naming their patch level, which is part
+#: of the cache folder's name (``tools/testbin/build``'s ``tag_of``).
+_PATCH_KEYS = {"ferretdb": "FERRETDB_PATCHES"}
+
+
 def cached_path(name: str) -> Path:
     """Where binary ``name`` lives in the cache, whether or not it is built yet."""
-    return cache_dir() / "bin" / f"{name}-{version(name)}" / name
+    tag = version(name)
+    if name in _PATCH_KEYS:
+        tag += "-" + pinned_versions()[_PATCH_KEYS[name]]
+    return cache_dir() / "bin" / f"{name}-{tag}" / name
 
 
 def path(name: str) -> Path:
