@@ -1,5 +1,9 @@
 """Every query of the launch, status and local-poll paths is answered from FerretDB's index.
 
+Answered from the index means both: FerretDB pushes the filter down to SQLite
+(``filterPushdown``) and SQLite's plan for it is a ``SEARCH ... USING INDEX``,
+not a ``SCAN`` of the table.
+
 FerretDB 1.x on SQLite answers a filter from its index only when it is
 exactly ``{_id: <string or ObjectId>}``; any other filter (``$in``, a second
 field, a range) makes it read and decode every document of the collection
@@ -26,6 +30,7 @@ from bson import ObjectId
 from pymongo import AsyncMongoClient, monitoring
 
 from dtpoc.analytics.v1alpha1 import analytics_pb2
+from dtpoc_common import changes
 from dtpoc_local.databases import drop_databases, unique_db_name
 from dtpoc_operator import model
 from dtpoc_operator.local.store import MongoAnalyticsStore
@@ -83,17 +88,30 @@ class Rig:
         finally:
             self.filters.operation = ""
 
-    def pushed_down(self, collection: str, query: dict[str, Any]) -> bool:
-        answer = self.explainer[self.database].command(
+    def explain(self, collection: str, query: dict[str, Any]) -> dict[str, Any]:
+        return self.explainer[self.database].command(
             {"explain": {"find": collection, "filter": query}, "verbosity": "queryPlanner"}
         )
-        return bool(answer.get("filterPushdown"))
+
+    def pushed_down(self, collection: str, query: dict[str, Any]) -> bool:
+        return bool(self.explain(collection, query).get("filterPushdown"))
+
+    def indexed(self, collection: str, query: dict[str, Any]) -> bool:
+        """Pushed down and answered from the ``_id`` index: SQLite's plan is a SEARCH.
+
+        FerretDB 1.24 as released pushed ``{_id}`` down as an expression its own
+        index does not match, so SQLite scanned the table (plan ``SCAN``) for every
+        point read, update and delete (tools/testbin/ferretdb-sqlite-id-index.patch).
+        """
+        answer = self.explain(collection, query)
+        plan = " ".join(str(step) for step in (answer.get("queryPlanner") or {}).get("Plan", []))
+        return bool(answer.get("filterPushdown")) and "USING INDEX" in plan and "SCAN" not in plan
 
     def not_pushed_down(self) -> list[str]:
         return [
             f"{operation}: {collection} {query}"
             for operation, collection, query in self.filters.seen
-            if not self.pushed_down(collection, query)
+            if not self.indexed(collection, query)
         ]
 
 
@@ -224,5 +242,35 @@ def _scan_and_point(rig: Rig) -> None:
     collection = rig.explainer[rig.database]["analytics"]
     collection.insert_one({"_id": service_id})
     assert rig.pushed_down("analytics", {"_id": service_id})
+    assert rig.indexed("analytics", {"_id": service_id})
+    assert not rig.indexed("analytics", {"_id": {"$in": [service_id, ObjectId(service_id)]}})
     assert not rig.pushed_down("analytics", {"_id": {"$in": [service_id, ObjectId(service_id)]}})
     assert not rig.pushed_down("analytics", {"_id": service_id, "state": "creating"})
+
+
+async def test_journal_is_trimmed_by_id_and_a_reader_left_behind_resyncs(
+    mongodb_uri: str, database: str
+) -> None:
+    """The change journal keeps its latest entries only; nobody misses a change."""
+    async with open_rig(mongodb_uri, database) as rig:
+        await _journal_trim(rig)
+
+
+async def _journal_trim(rig: Rig) -> None:
+    journal = rig.client[rig.database]["analytics_changes"]
+    writer = changes.ChangeWriter(journal, keep=changes.HEAD_EVERY)
+    behind, keeping_up = changes.ChangeReader(journal), changes.ChangeReader(journal)
+    await behind.start()
+    await keeping_up.start()
+    written = [f"service-{n}" for n in range(3 * changes.HEAD_EVERY)]
+    read: list[str] = []
+    for service_id in written:
+        await rig.run("launch: journal entry", lambda s=service_id: writer.append(s))
+        read += await rig.run("poll: changes", keeping_up.changed)
+    assert read == written
+    remaining = rig.explainer[rig.database]["analytics_changes"].count_documents({})
+    assert remaining == changes.HEAD_EVERY + 1  # the latest block and the head hint
+    with pytest.raises(changes.ChangesLost):
+        await behind.changed()  # its next entry was trimmed: the caller lists everything
+    assert await behind.changed() == written[-1:]  # then it reads on from the head
+    assert rig.not_pushed_down() == []

@@ -19,8 +19,16 @@ A number is only tried after the one before it exists, so the sequence has
 no holes and a reader can stop at the first miss. ``{_id: "head", seq}`` is
 a hint of the latest number (it may lag, never run ahead of the entries),
 written every ``HEAD_EVERY`` entries (a write per launch saved), so a writer
-or reader that starts probes at most that many entries, not from 1. Entries are not
-trimmed: they are tens of bytes and never scanned.
+or reader that starts probes at most that many entries, not from 1.
+
+The journal keeps the latest ``KEEP`` entries: each time the head hint
+moves, the writer deletes the block of ``HEAD_EVERY`` entries that fell
+``KEEP`` behind (one ``delete`` command of point deletes). A reader is never
+silently skipped past what was trimmed: entries up to the head hint always
+existed, so a read that misses at or below the head means the reader fell
+more than ``KEEP`` changes behind, and :meth:`ChangeReader.changed` raises
+:class:`ChangesLost` (after moving to the head); the operator then lists
+every service, its full resync.
 """
 
 from __future__ import annotations
@@ -38,6 +46,13 @@ SUFFIX = "_changes"
 MAX_READ = 1000
 #: The head hint is written when an entry's number is a multiple of this.
 HEAD_EVERY = 32
+#: Entries kept (a multiple of HEAD_EVERY; about 80 bytes each): a reader more than this
+#: many changes behind resynchronises from a full listing.
+KEEP = 10_240
+
+
+class ChangesLost(Exception):
+    """The reader fell behind the trimmed part of the journal: list everything instead."""
 
 
 def journal_name(collection: str) -> str:
@@ -58,8 +73,11 @@ async def _head(collection: AsyncCollection[Any]) -> int:
 class ChangeWriter:
     """Appends service ids; one writer per process (an asyncio lock keeps it in order)."""
 
-    def __init__(self, collection: AsyncCollection[Any]) -> None:
+    def __init__(self, collection: AsyncCollection[Any], *, keep: int = KEEP) -> None:
+        if keep < HEAD_EVERY or keep % HEAD_EVERY:
+            raise ValueError(f"keep must be a positive multiple of {HEAD_EVERY}, not {keep}")
         self._collection = collection
+        self._keep = keep
         self._next: int | None = None
         self._lock = asyncio.Lock()
 
@@ -85,7 +103,18 @@ class ChangeWriter:
                 break
         if seq % HEAD_EVERY == 0:
             await self._advance_head(seq)
+            await self._trim(seq - self._keep)
         return seq
+
+    async def _trim(self, last: int) -> None:
+        """Delete the block of entries ending at ``last``, each by its ``_id``."""
+        if last < 1:
+            return
+        first = max(last - HEAD_EVERY + 1, 1)
+        await self._collection.bulk_write(
+            [pymongo.DeleteOne({"_id": entry_id(n)}) for n in range(first, last + 1)],
+            ordered=False,
+        )
 
     async def _advance_head(self, seq: int) -> None:
         for _ in range(2):
@@ -111,7 +140,11 @@ class ChangeReader:
         self._cursor = max(await _head(self._collection), 1)
 
     async def changed(self) -> list[str]:
-        """Service ids of the entries after the last one read, oldest first."""
+        """Service ids of the entries after the last one read, oldest first.
+
+        Raises :class:`ChangesLost` when entries this reader had not read were
+        trimmed; it then reads on from the head.
+        """
         if self._cursor is None:
             await self.start()
         assert self._cursor is not None
@@ -122,4 +155,9 @@ class ChangeReader:
                 break
             found.append(str(entry["service_id"]))
             self._cursor += 1
+        if not found:
+            head = await _head(self._collection)
+            if head >= self._cursor:  # entries up to the head existed: these were trimmed
+                self._cursor = head
+                raise ChangesLost(f"journal entries before {head} were trimmed unread")
         return found

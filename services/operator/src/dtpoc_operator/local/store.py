@@ -26,6 +26,7 @@ from pymongo.errors import PyMongoError
 
 from dtpoc_common import analytics, changes
 from dtpoc_common import logging as dlog
+from dtpoc_common.vocabulary import JobType, Phase
 from dtpoc_operator import model, ports
 from dtpoc_operator.model import AnalyticsResource, ServiceKey, Status
 
@@ -80,6 +81,28 @@ def to_resource(doc: dict[str, Any]) -> AnalyticsResource:
     )
 
 
+#: What the full resync reads of each document: enough to tell a settled service.
+_STATE_FIELDS = {"_id": 1, "spec.jobType": 1, "status.phase": 1, "metadata.deletionTimestamp": 1}
+
+
+def settled(doc: dict[str, Any]) -> bool:
+    """An ondemand service that ended (succeeded or failed) and is not being deleted.
+
+    Nothing can change for it any more (its spec is immutable, its replicas
+    ended, the reconcile that wrote the final phase collected every output),
+    so a periodic resync need not reconcile it again; the first listing after
+    a start does, which finds copies a crash left behind.
+    """
+    spec = doc.get("spec") or {}
+    status = doc.get("status") or {}
+    meta = doc.get("metadata") or {}
+    return (
+        spec.get("jobType") == JobType.ONDEMAND
+        and status.get("phase") in (Phase.SUCCEEDED, Phase.FAILED)
+        and meta.get("deletionTimestamp") in (None, "")
+    )
+
+
 class MongoAnalyticsStore:
     """:class:`dtpoc_operator.ports.AnalyticsStore` over a MongoDB collection."""
 
@@ -110,11 +133,15 @@ class MongoAnalyticsStore:
         return to_resource(doc) if doc is not None else None
 
     async def list_keys(self) -> list[ServiceKey]:
+        return [key for key, _settled in await self.list_states()]
+
+    async def list_states(self) -> list[tuple[ServiceKey, bool]]:
+        """Every service, and whether it is settled (:func:`settled`): the full resync."""
         try:
-            docs = await self._collection.find({}, {"_id": 1}).to_list(None)
+            docs = await self._collection.find({}, _STATE_FIELDS).to_list(None)
         except PyMongoError as error:
             raise StoreUnavailable(f"listing Analytics: {error}") from None
-        return [ServiceKey(namespace="", name=str(d["_id"])) for d in docs]
+        return [(ServiceKey(namespace="", name=str(d["_id"])), settled(d)) for d in docs]
 
     async def ensure_finalizer(self, resource: AnalyticsResource) -> AnalyticsResource:
         return resource
