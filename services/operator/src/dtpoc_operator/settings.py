@@ -17,6 +17,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from dtpoc_common import limits
 from dtpoc_common.settings import OptionalPath, mongodb_timeout_field, mongodb_uri_field
 
+#: Default local replica slots per CPU (see ``local_max_processes``).
+PROCESSES_PER_CPU = 4
+
 Runtime = Literal["kubernetes", "local"]
 
 
@@ -104,8 +107,15 @@ class OperatorSettings(BaseSettings):
     #: without CAP_SYS_RESOURCE refuse podman's defaults); ``system``: podman's own
     #: configuration; else the path of a file.
     local_containers_conf: str = ""
-    #: Replica processes the local runtime runs at once, across services.
-    local_max_processes: int = Field(default_factory=lambda: max(os.cpu_count() or 1, 1), ge=1)
+    #: Replica processes the local runtime runs at once, across services: four per
+    #: CPU. A slot is held while the replica's supervisor starts, while it waits
+    #: and while it exits, not only while it computes; with one slot per CPU the
+    #: CPUs idled between short replicas (bench/local_scale.py: at most 2 of 2
+    #: busy, often none). CPU-bound replicas beyond the CPU count share the CPUs,
+    #: as pods without CPU requests share a node.
+    local_max_processes: int = Field(
+        default_factory=lambda: PROCESSES_PER_CPU * max(os.cpu_count() or 1, 1), ge=1
+    )
     #: Seconds between full resyncs (every service reconciled even without events).
     resync_seconds: float = Field(default=30.0, gt=0)
     #: Seconds between polls of the local store (it has no change streams).
