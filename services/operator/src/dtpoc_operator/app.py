@@ -187,7 +187,7 @@ async def wire_local(
     minter: fetch_tokens.FetchTokens | None,
 ) -> Wiring:
     """The local adapters (MongoDB store, processes or containers) and the store's poller."""
-    from dtpoc_operator.local import containers, poll
+    from dtpoc_operator.local import containers, forkserver, poll
     from dtpoc_operator.local.runtime import LocalRuntime
     from dtpoc_operator.local.store import MongoAnalyticsStore
 
@@ -214,6 +214,7 @@ async def wire_local(
         engine=engine,
         stop_grace_seconds=settings.terminate_grace_seconds,
         fetch_tokens=minter,
+        fork_server=forkserver.ForkServer(),
     )
     listed = asyncio.Event()
     log.info(
