@@ -173,9 +173,11 @@ def from_rpc_error(
     http_status = HTTP_FROM_GRPC.get(code, 500)
     headers: dict[str, str] = {}
     message = _public_message(code, error.details() or "", service=service)
-    if code == grpc.StatusCode.UNAVAILABLE and not reachable:
-        message = f"backend {service} is unreachable; try again later"
+    if code == grpc.StatusCode.UNAVAILABLE:
+        # Unreachable, or reachable and overloaded (a full launch queue): both retryable.
         headers["Retry-After"] = "1"
+        if not reachable:
+            message = f"backend {service} is unreachable; try again later"
     elif code == grpc.StatusCode.UNAUTHENTICATED:
         return ApiError(
             502,

@@ -10,7 +10,7 @@ from google.protobuf import json_format, struct_pb2
 
 from dtpoc.orchestrator.v1alpha1 import orchestrator_pb2, orchestrator_pb2_grpc
 from dtpoc_common.vocabulary import JobType
-from dtpoc_orchestrator import domain, service, status
+from dtpoc_orchestrator import admission, domain, service, status
 
 SERVICE_NAME = orchestrator_pb2.DESCRIPTOR.services_by_name["OrchestratorService"].full_name
 
@@ -150,8 +150,11 @@ API_VERSION = orchestrator_pb2.DESCRIPTOR.package.rsplit(".", 1)[-1]
 class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
     """``dtpoc.orchestrator.v1alpha1.OrchestratorService`` over :class:`service.Orchestrator`."""
 
-    def __init__(self, orchestrator: service.Orchestrator) -> None:
+    def __init__(
+        self, orchestrator: service.Orchestrator, *, launches: admission.LaunchGate | None = None
+    ) -> None:
         self._orchestrator = orchestrator
+        self._launches = launches or admission.LaunchGate()
 
     async def Healthz(  # noqa: N802 - gRPC method name
         self, request: orchestrator_pb2.HealthzRequest, context: Any
@@ -178,7 +181,8 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
     async def LaunchService(  # noqa: N802
         self, request: orchestrator_pb2.LaunchServiceRequest, context: Any
     ) -> orchestrator_pb2.LaunchServiceResponse:
-        service_id = await self._orchestrator.launch(launch_request(request))
+        async with self._launches.slot(time_remaining=context.time_remaining()):
+            service_id = await self._orchestrator.launch(launch_request(request))
         return orchestrator_pb2.LaunchServiceResponse(id=service_id)
 
     async def GetService(  # noqa: N802
