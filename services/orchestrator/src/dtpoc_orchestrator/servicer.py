@@ -181,7 +181,8 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
     async def LaunchService(  # noqa: N802
         self, request: orchestrator_pb2.LaunchServiceRequest, context: Any
     ) -> orchestrator_pb2.LaunchServiceResponse:
-        async with self._launches.slot(time_remaining=context.time_remaining()):
+        remaining = context.time_remaining() if context is not None else None
+        async with self._launches.slot(time_remaining=remaining):
             service_id = await self._orchestrator.launch(launch_request(request))
         return orchestrator_pb2.LaunchServiceResponse(id=service_id)
 
