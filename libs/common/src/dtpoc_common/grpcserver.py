@@ -73,48 +73,55 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
         handler: Any = await continuation(handler_call_details)
         if handler is None:
             return handler
+        wrapped: Callable[[Any, Any], Any]
         if handler.unary_unary or handler.stream_unary:
-            inner_uu: Any = handler.unary_unary or handler.stream_unary
-
-            async def unary_response(request: Any, context: Any) -> Any:
-                try:
-                    return await inner_uu(request, context)
-                except BaseException as exc:
-                    if _is_abort(exc):
-                        raise
-                    await _abort(context, exc)
-
+            wrapped = _mapped_unary(handler.unary_unary or handler.stream_unary)
             factory = (
                 grpc.unary_unary_rpc_method_handler
                 if handler.unary_unary
                 else grpc.stream_unary_rpc_method_handler
             )
-            return factory(
-                unary_response,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
+        else:
+            wrapped = _mapped_stream(handler.unary_stream or handler.stream_stream)
+            factory = (
+                grpc.unary_stream_rpc_method_handler
+                if handler.unary_stream
+                else grpc.stream_stream_rpc_method_handler
             )
-        inner_us: Any = handler.unary_stream or handler.stream_stream
-
-        async def stream_response(request: Any, context: Any) -> AsyncIterator[Any]:
-            try:
-                async for item in inner_us(request, context):
-                    yield item
-            except BaseException as exc:
-                if _is_abort(exc):
-                    raise
-                await _abort(context, exc)
-
-        factory = (
-            grpc.unary_stream_rpc_method_handler
-            if handler.unary_stream
-            else grpc.stream_stream_rpc_method_handler
-        )
         return factory(
-            stream_response,
+            wrapped,
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
+
+
+def _mapped_unary(inner: Any) -> Callable[[Any, Any], Awaitable[Any]]:
+    """A method with one answer whose domain errors abort the call with their status."""
+
+    async def unary_response(request: Any, context: Any) -> Any:
+        try:
+            return await inner(request, context)
+        except BaseException as exc:
+            if _is_abort(exc):
+                raise
+            await _abort(context, exc)
+
+    return unary_response
+
+
+def _mapped_stream(inner: Any) -> Callable[[Any, Any], AsyncIterator[Any]]:
+    """A streaming method whose domain errors, raised mid-stream too, abort the call."""
+
+    async def stream_response(request: Any, context: Any) -> AsyncIterator[Any]:
+        try:
+            async for item in inner(request, context):
+                yield item
+        except BaseException as exc:
+            if _is_abort(exc):
+                raise
+            await _abort(context, exc)
+
+    return stream_response
 
 
 def server_options(settings: BaseServiceSettings) -> list[tuple[str, int]]:
