@@ -243,6 +243,46 @@ def test_a_failed_pod_fails_the_job_with_the_reported_exit_code(
     assert (condition["status"], condition["reason"]) == ("True", "BackoffLimitExceeded")
 
 
+@pytest.mark.kube
+def test_the_apiserver_serves_pod_logs_the_kubelet_double_holds_and_follows_them(
+    kube: KubeCluster, kube_namespace: str, kubelet_double: KubeletDouble
+) -> None:
+    pod = k8s.V1Pod(
+        metadata=k8s.V1ObjectMeta(name="chatty"),
+        spec=k8s.V1PodSpec(
+            restart_policy="Never",
+            init_containers=[k8s.V1Container(name="fetch", image="example.test/f:1")],
+            containers=[k8s.V1Container(name="main", image="example.test/sim:1")],
+        ),
+    )
+    core = kube.core()
+    core.create_namespaced_pod(kube_namespace, pod)
+    kubelet_double.set_pod_running(kube_namespace, "chatty")
+    kubelet_double.print_logs(kube_namespace, "chatty", "main", ["one", "two", "three"])
+
+    def log(**query: Any) -> str:
+        return str(
+            core.read_namespaced_pod_log("chatty", kube_namespace, container="main", **query)
+        )
+
+    assert log() == "one\ntwo\nthree\n"
+    assert log(tail_lines=1) == "three\n"
+    stamped = log(timestamps=True).splitlines()
+    assert [line.split(" ", 1)[1] for line in stamped] == ["one", "two", "three"]
+    assert stamped[0].split(" ", 1)[0].endswith("Z")
+    assert log(limit_bytes=6) == "one\ntw"
+    assert log(since_seconds=3600) == "one\ntwo\nthree\n"
+
+    followed = core.read_namespaced_pod_log(
+        "chatty", kube_namespace, container="main", follow=True, _preload_content=False
+    )
+    assert followed.read(14) == b"one\ntwo\nthree\n"
+    kubelet_double.print_logs(kube_namespace, "chatty", "main", ["four"])
+    assert followed.read(5) == b"four\n"
+    kubelet_double.finish_pod(kube_namespace, "chatty", exit_code=1)
+    assert followed.read() == b""  # the follow ends with the container
+
+
 def test_container_outputs_cannot_escape_the_output_root(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="escapes"):
         KubeletDouble.write_container_outputs(tmp_path, "svc-1/0", {"../../../x": b""})

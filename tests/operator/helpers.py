@@ -17,6 +17,7 @@ from google.protobuf import json_format
 from kubernetes.client.rest import ApiException
 
 from dtpoc.files.v1alpha1 import files_pb2, files_pb2_grpc
+from dtpoc_common import replica_logs
 from dtpoc_local import waiting
 from dtpoc_local.kube import KubeCluster
 from dtpoc_local.servers.operator import OperatorProcess
@@ -143,7 +144,15 @@ class KubeOperator:
         return str(self.files.UploadFile(requests(), timeout=20).file_id)
 
     def outputs(self, service_id: str) -> list[dict[str, Any]]:
-        """Every file in Files whose metadata names ``service_id`` (as JSON dicts)."""
+        """Every output in Files whose metadata names ``service_id`` (as JSON dicts),
+        without the replicas' stored logs (:meth:`logs`)."""
+        return [f for f in self._stored(service_id) if not _is_log(f)]
+
+    def logs(self, service_id: str) -> list[dict[str, Any]]:
+        """The replicas' stored logs of ``service_id`` (metadata ``kind: log``)."""
+        return [f for f in self._stored(service_id) if _is_log(f)]
+
+    def _stored(self, service_id: str) -> list[dict[str, Any]]:
         answer = self.files.ListFiles(
             files_pb2.ListFilesRequest(service_id=service_id, limit=1000), timeout=20
         )
@@ -154,6 +163,10 @@ class KubeOperator:
     def content(self, file_id: str) -> bytes:
         chunks = self.files.GetFile(files_pb2.GetFileRequest(file_id=file_id), timeout=20)
         return b"".join(m.chunk for m in chunks if m.WhichOneof("payload") == "chunk")
+
+
+def _is_log(stored: dict[str, Any]) -> bool:
+    return bool(stored.get("metadata", {}).get(replica_logs.KIND_KEY) == replica_logs.KIND)
 
 
 def sha256(data: bytes) -> str:

@@ -8,6 +8,12 @@ subresource), and write the files the container would have left in its
 output volume. The controllers (Job, CronJob, ...) react to those updates
 exactly as they would to a real kubelet's.
 
+It also serves what a kubelet serves the apiserver for ``pods/<pod>/log``
+(:mod:`tests.realdeps.kubelet_double_logs`): lines a test says a container
+printed (:meth:`KubeletDouble.print_logs`), followed until the double
+finishes the pod. For that it registers its Node (loopback address, the
+log server's port).
+
 It is only a double for the kubelet: the apiserver, admission, RBAC and the
 controllers are the real ones.
 """
@@ -20,9 +26,11 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
+from kubernetes.client.exceptions import ApiException
 
 from dtpoc_local import waiting
 from dtpoc_local.kube import KubeCluster
+from tests.realdeps import kubelet_double_logs
 
 NODE_NAME = "kubelet-double"
 """The node name pods are bound to; no Node object is needed for binding."""
@@ -56,8 +64,59 @@ class KubeletDouble:
     (:data:`Pod`), the shape ``kubectl get -o json`` shows.
     """
 
-    def __init__(self, cluster: KubeCluster) -> None:
+    def __init__(self, cluster: KubeCluster, *, workdir: Path | None = None) -> None:
         self._kube = cluster
+        self._workdir = workdir
+        self._logs = kubelet_double_logs.ContainerLogs()
+        self._log_server: kubelet_double_logs.LogServer | None = None
+
+    # --- container logs ----------------------------------------------------------------------
+
+    def print_logs(self, namespace: str, pod: str, container: str, lines: list[str]) -> None:
+        """Lines ``container`` of ``pod`` printed now; the apiserver's pod log serves them."""
+        self._serving_logs()
+        self._logs.append((namespace, pod, container), lines)
+
+    def _serving_logs(self) -> kubelet_double_logs.LogServer:
+        if self._log_server is None:
+            assert self._workdir is not None, "a KubeletDouble with a workdir serves logs"
+            self._log_server = kubelet_double_logs.LogServer(self._workdir, self._logs)
+            self._register_node(self._log_server.port)
+        return self._log_server
+
+    def _register_node(self, port: int) -> None:
+        """The Node the apiserver looks up to reach this kubelet (its address and port)."""
+        try:
+            self._kube.request(
+                "POST",
+                "/api/v1/nodes",
+                body={"apiVersion": "v1", "kind": "Node", "metadata": {"name": NODE_NAME}},
+            )
+        except ApiException as error:
+            if error.status != 409:
+                raise
+        self._kube.request(
+            "PATCH",
+            f"/api/v1/nodes/{NODE_NAME}/status",
+            body={
+                "status": {
+                    "addresses": [{"type": "InternalIP", "address": kubelet_double_logs.LOOPBACK}],
+                    "daemonEndpoints": {"kubeletEndpoint": {"Port": port}},
+                }
+            },
+            content_type="application/merge-patch+json",
+        )
+
+    def close(self) -> None:
+        """Stop serving logs; the Node goes too (no later test reaches a closed port)."""
+        if self._log_server is not None:
+            self._log_server.close()
+            self._log_server = None
+            try:
+                self._kube.request("DELETE", f"/api/v1/nodes/{NODE_NAME}")
+            except ApiException as error:
+                if error.status != 404:
+                    raise
 
     # --- finding pods ------------------------------------------------------------------------
 
@@ -102,6 +161,8 @@ class KubeletDouble:
         current = self._bound(namespace, pod)
         at = _now()
         uid = current["metadata"]["uid"]
+        for init in current["spec"].get("initContainers") or []:
+            self._logs.finish((namespace, pod, init["name"]))  # a running pod's have ended
         status: dict[str, Any] = {
             "phase": "Running",
             "conditions": _conditions(ready=True, at=at),
@@ -147,6 +208,9 @@ class KubeletDouble:
         }
         at = _now()
         uid = current["metadata"]["uid"]
+        spec = current["spec"]
+        for c in [*(spec.get("initContainers") or []), *spec["containers"]]:
+            self._logs.finish((namespace, pod, c["name"]))
         terminated: dict[str, Any] = {
             "exitCode": exit_code,
             "reason": reason or ("Completed" if exit_code == 0 else "Error"),
@@ -233,7 +297,7 @@ class KubeletDouble:
 
 
 @pytest.fixture
-def kubelet_double(kube: KubeCluster) -> Iterator[KubeletDouble]:
+def kubelet_double(kube: KubeCluster, tmp_path: Path) -> Iterator[KubeletDouble]:
     """A :class:`KubeletDouble` for the local control plane.
 
     Skips on a cluster of your own (``DTPOC_TEST_KUBECONFIG``/``KUBECONFIG``),
@@ -241,4 +305,6 @@ def kubelet_double(kube: KubeCluster) -> Iterator[KubeletDouble]:
     """
     if not kube.managed:
         pytest.skip("kubelet_double plays the kubelet only on the local control plane")
-    yield KubeletDouble(kube)
+    double = KubeletDouble(kube, workdir=tmp_path / "kubelet-double")
+    yield double
+    double.close()

@@ -282,6 +282,16 @@ class _Builder:
             schema = self.field_schema(method.descriptor.input_type.fields_by_name[body])
         return {"required": body == "*", "content": {"application/json": {"schema": schema}}}
 
+    def text_stream_answer(self, method: Any) -> dict[str, Any]:
+        return {
+            "description": "`text/plain`: the text of every message; with `follow=true`, "
+            "Server-Sent Events whose `data` is one JSON message each.",
+            "content": {
+                "text/plain": {"schema": {"type": "string"}},
+                "text/event-stream": {"schema": self.message_ref(method.descriptor.output_type)},
+            },
+        }
+
     def responses(self, ctx: Any) -> dict[str, Any]:
         method = ctx.method
         success = str(method.success_code)
@@ -304,6 +314,8 @@ class _Builder:
                 },
                 **errors,
             }
+        if method.stream_handler == "text_stream":
+            return {success: self.text_stream_answer(method), **errors}
         if method.stream_handler == "multipart_upload":
             return {
                 success: {

@@ -2,8 +2,8 @@
 
 Which endpoint serves a binding is decided by the method's shape alone:
 
-* ``http_stream_handler`` set -> that hand-written handler (the only two:
-  ``multipart_upload`` and ``byte_download``); an unknown name stops the
+* ``http_stream_handler`` set -> that hand-written handler (the only three:
+  ``multipart_upload``, ``byte_download`` and ``text_stream``); an unknown name stops the
   gateway at start with a message naming the method;
 * unary -> the generic JSON endpoint;
 * server streaming -> Server-Sent Events;
@@ -34,6 +34,7 @@ from dtpoc_gateway import (
     pathtemplate,
     settings,
     sse,
+    textstream,
     transcode,
     unary,
     upload,
@@ -44,6 +45,7 @@ log = dlog.get_logger(__name__)
 STREAM_HANDLERS: dict[str, Callable[[context.RouteContext], context.Endpoint]] = {
     "multipart_upload": upload.endpoint,
     "byte_download": download.endpoint,
+    "text_stream": textstream.endpoint,
 }
 
 

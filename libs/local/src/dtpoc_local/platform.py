@@ -282,6 +282,8 @@ class Platform:
                 "DTPOC_ORCHESTRATOR_FILES_ADDRESS": self.files_address,
                 # Both processes agree on whether a launch without command is runnable.
                 "DTPOC_ORCHESTRATOR_LOCAL_CONTAINERS": "true" if self.engine else "false",
+                # Running replicas' logs are read where the operator's supervisors write them.
+                "DTPOC_ORCHESTRATOR_LOCAL_STATE_ROOT": str(self.outputs_dir / ".local-runtime"),
                 "DTPOC_ORCHESTRATOR_CALLER_TOKENS_DIR": str(self.callers_dir),
                 "DTPOC_ORCHESTRATOR_GRPC_TOKEN_FILE": self.token_file(grpcauth.ORCHESTRATOR),
             },

@@ -21,7 +21,7 @@ from aiohttp import web
 from dtpoc.files.v1alpha1 import files_pb2_grpc
 from dtpoc_common import grpcauth, grpcclient, mongo
 from dtpoc_common import logging as dlog
-from dtpoc_operator import collector, fetch_tokens, health, metrics, ports, reconciler
+from dtpoc_operator import collector, fetch_tokens, health, logstore, metrics, ports, reconciler
 from dtpoc_operator.model import ServiceKey
 from dtpoc_operator.settings import OperatorSettings
 from dtpoc_operator.workqueue import WorkQueue
@@ -159,6 +159,7 @@ async def wire_kubernetes(
         ),
         output_root=settings.output_root,
         cache=cache,
+        log_max_bytes=settings.log_max_bytes,
     )
     listed, watching = asyncio.Event(), asyncio.Event()
     watcher = watch.run(
@@ -215,6 +216,7 @@ async def wire_local(
         stop_grace_seconds=settings.terminate_grace_seconds,
         fetch_tokens=minter,
         fork_server=forkserver.ForkServer(),
+        log_max_bytes=settings.log_max_bytes,
     )
     listed = asyncio.Event()
     log.info(
@@ -257,6 +259,9 @@ def _reconciler(
             status_max_runs=settings.status_max_runs,
         ),
         book=metrics.StateBook(),
+        log_store=logstore.LogStore(
+            files_pb2_grpc.FilesServiceStub(files), timeout_seconds=settings.files_timeout_seconds
+        ),
     )
 
 

@@ -170,6 +170,15 @@ class AnalyticsResource:
 
 
 @dataclass(frozen=True)
+class ReplicaLog:
+    """The stored log of one attempt (see ``ReplicaLog`` in the proto)."""
+
+    attempt: int
+    file_id: str
+    truncated: bool = False
+
+
+@dataclass(frozen=True)
 class Replica:
     """One replica's entry in the status (see ``ReplicaStatus`` in the proto)."""
 
@@ -186,6 +195,7 @@ class Replica:
     outputs_collected: bool = False
     #: 1 for the replica's first run, one more per retry of it (``DTPOC_ATTEMPT``).
     attempt: int = 1
+    logs: tuple[ReplicaLog, ...] = ()
 
     @property
     def key(self) -> tuple[str, int]:
@@ -305,6 +315,10 @@ def status_from_proto(status: analytics_pb2.AnalyticsStatus) -> Status:
                 pod_name=r.pod_name,
                 outputs_collected=r.outputs_collected,
                 attempt=r.attempt or 1,
+                logs=tuple(
+                    ReplicaLog(attempt=g.attempt, file_id=g.file_id, truncated=g.truncated)
+                    for g in r.logs
+                ),
             )
             for r in status.replicas
         ),
@@ -355,6 +369,8 @@ def status_to_proto(status: Status) -> analytics_pb2.AnalyticsStatus:
             outputs_collected=r.outputs_collected,
             attempt=r.attempt,
         )
+        for g in r.logs:
+            pr.logs.add(attempt=g.attempt, file_id=g.file_id, truncated=g.truncated)
         if r.exit_code is not None:
             pr.exit_code = r.exit_code
         _set_ts(pr.start_time, r.start_time)

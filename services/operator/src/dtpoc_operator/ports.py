@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from dtpoc_operator.model import AnalyticsResource, Observation, ServiceKey, Status
+from dtpoc_operator.model import AnalyticsResource, Observation, Replica, ServiceKey, Status
 
 
 class AdapterError(Exception):
@@ -46,6 +46,16 @@ class AnalyticsStore(Protocol):
     async def finish_deletion(self, resource: AnalyticsResource) -> None:
         """Let a resource marked for deletion go (remove the finalizer / the document)."""
         ...
+
+
+@dataclass(frozen=True)
+class AttemptLog:
+    """The log of one ended attempt of a replica, as the runtime keeps it
+    (:mod:`dtpoc_common.replica_logs` format, capped already)."""
+
+    attempt: int
+    name: str
+    content: bytes
 
 
 @dataclass(frozen=True)
@@ -84,6 +94,11 @@ class Runtime(Protocol):
 
     def output_folder(self, resource: AnalyticsResource, *, run: str, index: int) -> Path:
         """Where the operator finds replica ``index`` of ``run``'s outputs."""
+        ...
+
+    async def attempt_logs(self, resource: AnalyticsResource, replica: Replica) -> list[AttemptLog]:
+        """The logs of every attempt of a final replica, oldest first; empty when
+        the runtime no longer has them (already stored, or gone)."""
         ...
 
     async def forget(self, resource: AnalyticsResource) -> None:

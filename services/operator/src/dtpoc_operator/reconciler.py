@@ -9,8 +9,9 @@ The order of work is the crash-safety argument:
 1. finalizer first (Kubernetes), so a deletion always waits for step 5 below;
 2. workload created/patched (children have deterministic names, so a
    restart finds them instead of creating twins), then observed;
-3. outputs of replicas that finished are uploaded to Files;
-4. the new status, holding their file ids, is written;
+3. outputs of replicas that finished are uploaded to Files, and so are
+   the logs of their attempts (:mod:`dtpoc_operator.logstore`);
+4. the new status, holding their file ids (logs apart from outputs), is written;
 5. only then the local copies are deleted.
 
 A crash between 3 and 4 re-uploads next time (Files answers the same ids:
@@ -47,8 +48,15 @@ from dtpoc_common import analytics
 from dtpoc_common import logging as dlog
 from dtpoc_common.vocabulary import JobType, Phase
 from dtpoc_operator import collector as collector_mod
-from dtpoc_operator import layout, metrics, model, ports, status
-from dtpoc_operator.model import AnalyticsResource, Observation, Replica, ServiceKey, Status
+from dtpoc_operator import layout, logstore, metrics, model, ports, status
+from dtpoc_operator.model import (
+    AnalyticsResource,
+    Observation,
+    Replica,
+    ReplicaLog,
+    ServiceKey,
+    Status,
+)
 
 log = dlog.get_logger(__name__)
 
@@ -74,7 +82,9 @@ class Reconciler:
         options: ReconcilerOptions,
         book: metrics.StateBook | None = None,
         clock: Callable[[], dt.datetime] = model.utcnow,
+        log_store: logstore.LogStore | None = None,
     ) -> None:
+        self._log_store = log_store
         self._store = store
         self._runtime = runtime
         self._collector = collector
@@ -171,12 +181,12 @@ class Reconciler:
 
         draft = compute({})
         candidates = status.to_collect(draft) + self._cleanup_candidates(resource, draft)
-        results = await self._collect(resource, candidates)
+        results, logs = await self._collect(resource, candidates)
         collected = {
             key: (_merge_ids(_recorded(draft, key), outcome.file_ids), outcome.note)
             for key, (outcome, _folder) in results.items()
         }
-        final = compute(collected) if collected else draft
+        final = _with_logs(compute(collected) if collected else draft, logs)
         if _status_dict(final) != _status_dict(resource.status):
             await self._store.write_status(resource, final)
         for outcome, folder in results.values():
@@ -206,10 +216,30 @@ class Reconciler:
                 self._verified.add(marker)
         return found
 
+    async def _store_logs(
+        self, resource: AnalyticsResource, replica: Replica
+    ) -> tuple[ReplicaLog, ...]:
+        if self._log_store is None or any(g.attempt == replica.attempt for g in replica.logs):
+            return ()
+        found = await self._runtime.attempt_logs(resource, replica)
+        if not found:
+            return ()
+        return await self._log_store.store(
+            service_id=resource.service_id, replica=replica, logs=found
+        )
+
     async def _collect(
         self, resource: AnalyticsResource, replicas: list[Replica]
-    ) -> dict[tuple[str, int], tuple[collector_mod.Collected, Path]]:
+    ) -> tuple[
+        dict[tuple[str, int], tuple[collector_mod.Collected, Path]],
+        dict[tuple[str, int], tuple[ReplicaLog, ...]],
+    ]:
+        logs: dict[tuple[str, int], tuple[ReplicaLog, ...]] = {}
+
         async def one(replica: Replica) -> tuple[Replica, collector_mod.Collected, Path]:
+            stored_logs = await self._store_logs(resource, replica)
+            if stored_logs:
+                logs[replica.key] = stored_logs
             folder = self._runtime.output_folder(resource, run=replica.run, index=replica.index)
             counting = _counting_attempt(resource, replica, folder)
             if counting is None:
@@ -246,7 +276,7 @@ class Reconciler:
                 service_id=resource.service_id,
                 error=str(errors[0]),
             )
-        return results
+        return results, {k: v for k, v in logs.items() if k in results}
 
 
 def _counting_attempt(resource: AnalyticsResource, replica: Replica, folder: Path) -> Path | None:
@@ -305,6 +335,20 @@ def _with_notes(status_: Status, notes: dict[tuple[str, int], str]) -> Status:
         for r in status_.replicas
     )
     return replace(status_, replicas=replicas)
+
+
+def _with_logs(status_: Status, logs: dict[tuple[str, int], tuple[ReplicaLog, ...]]) -> Status:
+    """The status with each replica's newly stored logs, by attempt."""
+    if not logs:
+        return status_
+    replicas = []
+    for replica in status_.replicas:
+        fresh = logs.get(replica.key)
+        if fresh:
+            by_attempt = {g.attempt: g for g in (*replica.logs, *fresh)}
+            replica = replace(replica, logs=tuple(by_attempt[a] for a in sorted(by_attempt)))
+        replicas.append(replica)
+    return replace(status_, replicas=tuple(replicas))
 
 
 def _with_status(resource: AnalyticsResource, new: Status) -> AnalyticsResource:

@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from dtpoc_common import limits
+from dtpoc_common import limits, replica_logs
 from dtpoc_common.settings import OptionalPath, mongodb_timeout_field, mongodb_uri_field
 
 #: Default local replica slots per CPU (see ``local_max_processes``).
@@ -94,6 +94,9 @@ class OperatorSettings(BaseSettings):
     #: and named in the replica's status, without being read. Keep it at or
     #: below the Files service's ``DTPOC_FILES_MAX_UPLOAD_BYTES``.
     max_output_file_bytes: int = Field(default=limits.DEFAULT_MAX_UPLOAD_BYTES, gt=0)
+    #: Cap of one attempt's log (stdout and stderr), in bytes: what a replica
+    #: prints beyond it is discarded, and a marker line says so.
+    log_max_bytes: int = Field(default=replica_logs.DEFAULT_MAX_BYTES, ge=4096)
     #: Container engine of the local runtime for launches with an image and no
     #: command: ``auto`` (podman, else docker when ``docker info`` answers, else
     #: nerdctl; none found: launches need a command), an engine's name (it must

@@ -60,8 +60,11 @@ def merge_replicas(
                 merged,
                 output_file_ids=before.output_file_ids,
                 outputs_collected=before.outputs_collected,
+                logs=before.logs,
                 start_time=before.start_time or merged.start_time,
             )
+        elif before is not None:
+            merged = replace(merged, logs=before.logs)  # the earlier attempts' stored logs
         entries[seen.key] = merged
     for key, entry in list(entries.items()):
         if entry.final:

@@ -127,6 +127,8 @@ class StoredFile:
     content_type: str
     replica_index: int | None = None
     run: str = ""
+    #: ``log`` for a replica's stored log (never an output), else empty.
+    kind: str = ""
 
     @property
     def looks_like_json(self) -> bool:

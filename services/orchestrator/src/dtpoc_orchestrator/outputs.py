@@ -48,13 +48,14 @@ def newest_by_index(
     return best
 
 
-def finished_replica(
+def replica_entry(
     *,
     spec: analytics_pb2.AnalyticsSpec,
     status: analytics_pb2.AnalyticsStatus,
     idx: int,
-) -> analytics_pb2.ReplicaStatus:
-    """The finished entry of replica ``idx``; NOT_FOUND saying why there is none."""
+) -> analytics_pb2.ReplicaStatus | None:
+    """The newest entry of replica ``idx``, None before it has one; INVALID_ARGUMENT
+    or NOT_FOUND for an index the service does not have."""
     if idx < 0:
         raise errors.InvalidArgument(f"must be >= 0, got {idx}", field="idx")
     count = replica_count(spec, status)
@@ -62,7 +63,17 @@ def finished_replica(
         plural = "replica" if count == 1 else "replicas"
         span = f", indexes 0..{count - 1}" if count > 1 else (", index 0" if count == 1 else "")
         raise errors.NotFound(f"no such replica: {idx} (the service has {count} {plural}{span})")
-    replica = newest_by_index(status).get(idx)
+    return newest_by_index(status).get(idx)
+
+
+def finished_replica(
+    *,
+    spec: analytics_pb2.AnalyticsSpec,
+    status: analytics_pb2.AnalyticsStatus,
+    idx: int,
+) -> analytics_pb2.ReplicaStatus:
+    """The finished entry of replica ``idx``; NOT_FOUND saying why there is none."""
+    replica = replica_entry(spec=spec, status=status, idx=idx)
     if replica is None:
         raise errors.NotFound(f"replica {idx} has not finished (state pending)")
     if replica.state not in FINAL_REPLICA_STATES:

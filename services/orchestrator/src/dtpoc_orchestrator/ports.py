@@ -99,9 +99,14 @@ class Files(Protocol):
     async def replica_files(
         self, *, service_id: str, replica_index: int
     ) -> list[domain.StoredFile]:
-        """Every file stored with metadata ``{service_id, replica_index}``."""
+        """Every output stored with metadata ``{service_id, replica_index}``; never a
+        replica's stored log (metadata ``kind: log``)."""
         ...
 
     async def read(self, file_id: str, *, max_bytes: int) -> bytes | None:
         """The file's bytes, None when it is larger than ``max_bytes``."""
+        ...
+
+    def stream(self, file_id: str) -> AsyncIterator[bytes]:
+        """The file's bytes in pieces (a stored log); NotFound when there is none."""
         ...

@@ -18,8 +18,8 @@ from dtpoc.orchestrator.v1alpha1 import orchestrator_pb2_grpc
 from dtpoc_common import errors, grpcauth
 from dtpoc_common import logging as dlog
 from dtpoc_common.grpcserver import Registration
-from dtpoc_orchestrator import service, servicer, settings, store
-from dtpoc_orchestrator.adapters import files, local, mongo, records
+from dtpoc_orchestrator import logs, service, servicer, settings, store
+from dtpoc_orchestrator.adapters import files, local, locallogs, mongo, records
 
 log = dlog.get_logger(__name__)
 
@@ -31,6 +31,22 @@ Cleanup = Callable[[], Awaitable[None]]
 
 class StartupError(RuntimeError):
     """The settings do not allow the process to start; the message says why."""
+
+
+def build_live_logs(
+    config: settings.OrchestratorSettings, analytics_store: store.AnalyticsStore
+) -> logs.LiveLogs:
+    """Where running replicas' logs are read: the local operator's state folder,
+    or pods through the apiserver; without either, only stored logs answer."""
+    if config.backend == settings.BACKEND_LOCAL:
+        if config.local_state_root is None:
+            return logs.NoLiveLogs()
+        return locallogs.LocalLiveLogs(config.local_state_root)
+    from dtpoc_orchestrator.adapters import kubernetes
+
+    if isinstance(analytics_store, kubernetes.KubernetesAnalyticsStore):
+        return analytics_store.live_logs()
+    return logs.NoLiveLogs()
 
 
 async def build_store(
@@ -82,6 +98,7 @@ async def build(
         max_inline_output_bytes=config.max_inline_output_bytes,
         local_containers=config.local_containers,
         expose_services=config.expose_services,
+        live_logs=build_live_logs(config, analytics_store),
     )
     indexes = asyncio.create_task(_ensure_indexes(service_records), name="orchestrator-indexes")
     log.info(

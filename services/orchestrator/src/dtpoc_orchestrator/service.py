@@ -43,7 +43,7 @@ from dtpoc.analytics.v1alpha1 import analytics_pb2
 from dtpoc_common import errors
 from dtpoc_common import logging as dlog
 from dtpoc_common.vocabulary import FINAL_REPLICA_STATES, JobType, Phase, ReplicaState
-from dtpoc_orchestrator import actions, desired, domain, outputs, ports, status, validation
+from dtpoc_orchestrator import actions, desired, domain, logs, outputs, ports, status, validation
 
 log = dlog.get_logger(__name__)
 
@@ -112,7 +112,9 @@ class Orchestrator:
         clock: Callable[[], float] = time.time,
         local_containers: bool = False,
         expose_services: bool = False,
+        live_logs: logs.LiveLogs | None = None,
     ) -> None:
+        self._live_logs: logs.LiveLogs = live_logs or logs.NoLiveLogs()
         self._records = records
         self._local_containers = local_containers
         self._expose_services = expose_services
@@ -400,6 +402,49 @@ class Orchestrator:
         if record.spec.job_type == JobType.SCHEDULED and replica.run:
             stored = [f for f in stored if not f.run or f.run == replica.run]
         return sorted(stored, key=lambda f: f.path)
+
+    # --- logs ---------------------------------------------------------------------
+
+    async def replica_log(
+        self, raw_id: str, idx: int, query: logs.LogQuery
+    ) -> AsyncIterator[logs.LogChunk]:
+        """One attempt's log of replica ``idx`` (see :mod:`dtpoc_orchestrator.logs`)."""
+        query.validate()
+        view = await self.get_service(raw_id)
+        service_id = view.record.id
+        replica = outputs.replica_entry(
+            spec=view.record.spec, status=view.status.source, idx=idx
+        ) or analytics_pb2.ReplicaStatus(index=idx, run=service_id)
+        live = await self._live_logs.attempts(service_id=service_id, replica=replica)
+        attempt = logs.pick_attempt(idx=idx, replica=replica, live=live, wanted=query.attempt)
+        stored = next((g for g in replica.logs if g.attempt == attempt), None)
+        if stored is not None:
+            source = self._files.stream(stored.file_id)
+            async for chunk in logs.whole(
+                source, query=query, attempt=attempt, truncated=stored.truncated
+            ):
+                yield chunk
+            return
+
+        async def ended() -> bool:
+            current = outputs.newest_by_index(
+                (await self.get_service(service_id)).status.source
+            ).get(idx)
+            if current is None or current.state in FINAL_REPLICA_STATES:
+                return True
+            newer = await self._live_logs.attempts(service_id=service_id, replica=current)
+            return bool(newer) and max(newer) > attempt
+
+        source = self._live_logs.stream(
+            service_id=service_id,
+            replica=replica,
+            attempt=attempt,
+            follow=query.follow,
+            ended=ended,
+        )
+        reader = logs.follow if query.follow else logs.whole
+        async for chunk in reader(source, query=query, attempt=attempt, truncated=False):
+            yield chunk
 
     # --- terminate ------------------------------------------------------------------
 

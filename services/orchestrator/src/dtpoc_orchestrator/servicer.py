@@ -10,7 +10,7 @@ from google.protobuf import json_format, struct_pb2
 
 from dtpoc.orchestrator.v1alpha1 import orchestrator_pb2, orchestrator_pb2_grpc
 from dtpoc_common.vocabulary import JobType
-from dtpoc_orchestrator import admission, domain, service, status
+from dtpoc_orchestrator import admission, domain, logs, service, status
 
 SERVICE_NAME = orchestrator_pb2.DESCRIPTOR.services_by_name["OrchestratorService"].full_name
 
@@ -269,6 +269,21 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
     ) -> AsyncIterator[orchestrator_pb2.WatchServiceResponse]:
         async for derived in self._orchestrator.watch(request.id):
             yield orchestrator_pb2.WatchServiceResponse(status=status_message(derived))
+
+    async def GetReplicaLog(  # noqa: N802
+        self, request: orchestrator_pb2.GetReplicaLogRequest, context: Any
+    ) -> AsyncIterator[orchestrator_pb2.GetReplicaLogResponse]:
+        query = logs.LogQuery(
+            attempt=_optional(request, "attempt"),
+            follow=request.follow,
+            tail_lines=_optional(request, "tail_lines"),
+            since_seconds=_optional(request, "since_seconds"),
+            timestamps=request.timestamps,
+        )
+        async for chunk in self._orchestrator.replica_log(request.id, request.idx, query):
+            yield orchestrator_pb2.GetReplicaLogResponse(
+                text=chunk.text, attempt=chunk.attempt, truncated=chunk.truncated
+            )
 
     async def GetFileUsage(  # noqa: N802
         self, request: orchestrator_pb2.GetFileUsageRequest, context: Any

@@ -53,6 +53,10 @@ class OrchestratorSettings(BaseServiceSettings):
     #: the same switch as the operator's ``DTPOC_OPERATOR_EXPOSE_SERVICES``.
     #: False: a launch with ``expose`` is refused, naming the field.
     expose_services: bool = False
+    #: Local backend only: the operator's ``DTPOC_OPERATOR_LOCAL_STATE_ROOT``, where
+    #: running replicas' logs are read live; unset: a replica's log answers once
+    #: it ended and the operator stored it.
+    local_state_root: Path | None = None
     #: Namespace of the Analytics resources (also recorded in local documents).
     namespace: str = Field(default_factory=default_namespace, min_length=1)
     #: Kubeconfig file; the in-cluster service account is used when unset.

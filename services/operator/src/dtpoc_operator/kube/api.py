@@ -119,6 +119,24 @@ class KubeApi:
         data = response.data
         return json.loads(data) if data else {}
 
+    async def text(self, path: str, *, query: Mapping[str, str]) -> bytes:
+        """A plain answer's bytes (a pod's log), KubeError as for JSON calls."""
+        headers = {"Accept": "*/*", **(await _auth_headers(self._configuration))}
+        try:
+            response = await self._rest.request(
+                "GET",
+                f"{self._host}{path}",
+                query_params=dict(query),
+                headers=headers,
+                _request_timeout=REQUEST_TIMEOUT_SECONDS,
+            )
+        except k8s_client.exceptions.ApiException as error:
+            raise _as_kube_error(error.status or 0, error.reason or "", error.body) from None
+        except (aiohttp.ClientError, TimeoutError) as error:
+            raise KubeError(0, "Unreachable", f"{type(error).__name__}: {error}") from None
+        data = response.data
+        return data if isinstance(data, bytes) else str(data or "").encode()
+
     async def get(self, path: str) -> Obj | None:
         """The object, or None when it does not exist."""
         try:

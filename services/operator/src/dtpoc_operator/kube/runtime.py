@@ -20,13 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from dtpoc_common import logging as dlog
+from dtpoc_common import replica_logs
 from dtpoc_common.vocabulary import JOB_TYPES, JobType, ReplicaState
-from dtpoc_operator import layout
+from dtpoc_operator import layout, logstore
 from dtpoc_operator.kube import api as kapi
-from dtpoc_operator.kube import manifests, observe
+from dtpoc_operator.kube import manifests, observe, podlogs
 from dtpoc_operator.kube.cache import WatchCache
 from dtpoc_operator.model import AnalyticsResource, Observation, Replica
-from dtpoc_operator.ports import SyncResult
+from dtpoc_operator.ports import AttemptLog, SyncResult
 
 log = dlog.get_logger(__name__)
 
@@ -92,7 +93,9 @@ class KubeRuntime:
         children: manifests.ChildSettings,
         output_root: Path,
         cache: WatchCache | None = None,
+        log_max_bytes: int = replica_logs.DEFAULT_MAX_BYTES,
     ) -> None:
+        self._log_max_bytes = log_max_bytes
         self._api = api
         self._children = children
         self._output_root = output_root
@@ -459,6 +462,32 @@ class KubeRuntime:
             p for p in pods if (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
         ]
         return not running
+
+    async def attempt_logs(self, resource: AnalyticsResource, replica: Replica) -> list[AttemptLog]:
+        """Each pod of the replica's index (:mod:`.podlogs`), while the pods exist."""
+        kind = resource.spec.job_type
+        index: int | None = replica.index
+        if kind == JobType.SCHEDULED:
+            pods = await self._pods(resource, f"{manifests.JOB_NAME_LABEL}={replica.run}")
+        elif kind == JobType.ONDEMAND:
+            pods = await self._pods(resource)  # a retry's Job has a name of its own
+        else:
+            pods, index = await self._pods(resource), None
+        found = []
+        for attempt, tries in replica_logs.pod_attempts(pods, index=index):
+            parts = [
+                await podlogs.pod_log(
+                    self._api,
+                    namespace=resource.key.namespace,
+                    pod=pod,
+                    max_bytes=self._log_max_bytes,
+                )
+                for pod in tries
+            ]
+            content = logstore.capped(b"".join(parts), max_bytes=self._log_max_bytes)
+            name = tries[-1]["metadata"]["name"]
+            found.append(AttemptLog(attempt=attempt, name=name, content=content))
+        return found
 
     async def forget(self, resource: AnalyticsResource) -> None:
         return None

@@ -25,7 +25,8 @@ grace period, and the engine's client runs in a process group of its own.
 
 Files in the attempt folder: ``spec.json`` (written by the operator: argv and
 env or the container, folders, inputs), ``lock``, ``pid.json``, ``exit.json``,
-``log``.
+``log`` (the replica's stdout and stderr, each line with its time, capped:
+:mod:`.logcapture`).
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-from dtpoc_operator.local import cgroups, reaper
+from dtpoc_common import replica_logs
+from dtpoc_operator.local import cgroups, logcapture, reaper
 
 # gRPC (input fetching) and the container runner are imported where they are
 # used: a supervisor starts per replica, and on a busy machine their imports
@@ -54,7 +56,7 @@ SPEC_FILE = "spec.json"
 LOCK_FILE = "lock"
 PID_FILE = "pid.json"
 EXIT_FILE = "exit.json"
-LOG_FILE = "log"
+LOG_FILE = replica_logs.LOCAL_LOG_FILE
 LOG_TAIL_BYTES = 2048
 
 
@@ -73,14 +75,22 @@ def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
 
 
 def log_tail(path: Path) -> str:
+    """The end of the log as the replica printed it (without the line times)."""
     try:
         with path.open("rb") as handle:
             handle.seek(0, os.SEEK_END)
             size = handle.tell()
             handle.seek(max(0, size - LOG_TAIL_BYTES))
-            return handle.read().decode(errors="replace").strip()
+            text = handle.read().decode(errors="replace")
     except OSError:
         return ""
+    lines = [replica_logs.split_line(line)[1] for line in text.split("\n")]
+    return "\n".join(lines).strip()
+
+
+def _capture(spec: dict[str, Any], log_path: Path) -> logcapture.LogCapture:
+    limit = int(spec.get("log_max_bytes") or replica_logs.DEFAULT_MAX_BYTES)
+    return logcapture.LogCapture(log_path, max_bytes=limit)
 
 
 def _fetch(spec: dict[str, Any]) -> dict[str, Any] | None:
@@ -148,12 +158,15 @@ def supervise(attempt: Path) -> int:
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
 
+    log_path = attempt / LOG_FILE
     failed = _fetch(spec)
     if failed is not None:
+        capture = _capture(spec, log_path)
+        with capture:
+            capture.write_line(f"[dtpoc] input fetch failed: {failed['message']}")
         record.update(failed, finished_at=now_iso())
         write_json_atomic(attempt / EXIT_FILE, record)
         return 0
-    log_path = attempt / LOG_FILE
     if "container" in spec:
         record.update(_run_container(attempt, spec, log_path, stopping))
     else:
@@ -184,11 +197,14 @@ def _run_process(
         attempt / PID_FILE,
         {**json.loads((attempt / PID_FILE).read_text()), **reaper.record_of(members)},
     )
-    try:
-        with log_path.open("ab") as log:
-            code = _start_and_wait(attempt, spec, log=log, members=members, stopping=stopping)
-    finally:
-        members.end(reap=True)
+    capture = _capture(spec, log_path)
+    with capture as log:
+        try:
+            code = _start_and_wait(
+                attempt, spec, log=log, members=members, stopping=stopping, capture=capture
+            )
+        finally:
+            members.end(reap=True)  # then the pipe's last writer is gone
     if isinstance(code, dict):
         return code
     return _outcome(code, log_path)
@@ -201,6 +217,7 @@ def _start_and_wait(
     log: Any,
     members: reaper.Members,
     stopping: list[Callable[[int], None]],
+    capture: logcapture.LogCapture,
 ) -> int | dict[str, Any]:
     """The command's return code (``Popen``'s), or the record of a failed start."""
     entered = members.entered() if isinstance(members, cgroups.ProcessCgroup) else nullcontext()
@@ -215,11 +232,13 @@ def _start_and_wait(
                 stderr=subprocess.STDOUT,
             )
     except OSError as error:
+        capture.write_line(f"[dtpoc] could not start {spec['argv'][0]!r}: {error.strerror}")
         return {
             "exit_code": 127,
             "reason": "StartError",
             "message": f"could not start {spec['argv'][0]!r}: {error.strerror}",
         }
+    capture.started()
     stopping.append(members.signal)
     _add_pid(attempt, child.pid)
     code = reaper.wait_main(child.pid)
@@ -272,8 +291,14 @@ def _run_container(
         grace_seconds=float(settings.get("grace_seconds", 30.0)),
     )
     stopping.append(lambda _signum: runner.request_stop())
-    with log_path.open("ab") as log:
-        outcome = runner.run(log_file=log, on_started=lambda pid: _add_pid(attempt, pid))
+    capture = _capture(spec, log_path)
+
+    def started(pid: int) -> None:
+        capture.started()
+        _add_pid(attempt, pid)
+
+    with capture as log:
+        outcome = runner.run(log_file=log, on_started=started)
     if outcome.get("reason") == "Error" and not outcome.get("message"):
         outcome["message"] = log_tail(log_path)[-1024:]
     return outcome

@@ -60,13 +60,14 @@ from pathlib import Path
 from typing import Any
 
 from dtpoc_common import logging as dlog
+from dtpoc_common import replica_logs
 from dtpoc_common.vocabulary import FINAL_REPLICA_STATES, JobType, ReplicaState
-from dtpoc_operator import layout, model
+from dtpoc_operator import layout, logstore, model
 from dtpoc_operator.fetch_tokens import FetchTokens
 from dtpoc_operator.local import container_run, containers, forkserver, reaper, schedule
 from dtpoc_operator.local import replica as sup
 from dtpoc_operator.model import AnalyticsResource, Observation, Replica, Run, ServiceKey
-from dtpoc_operator.ports import SyncResult
+from dtpoc_operator.ports import AttemptLog, SyncResult
 
 log = dlog.get_logger(__name__)
 
@@ -218,7 +219,9 @@ class LocalRuntime:
         collector_uid: int | None = None,
         fetch_tokens: FetchTokens | None = None,
         fork_server: forkserver.ForkServer | None = None,
+        log_max_bytes: int = replica_logs.DEFAULT_MAX_BYTES,
     ) -> None:
+        self._log_max_bytes = log_max_bytes
         self._output_root = output_root
         self._state_root = state_root
         self._files_address = files_address
@@ -248,7 +251,9 @@ class LocalRuntime:
         return self._state_root / service_id
 
     def _replica_dir(self, service_id: str, run: str, index: int) -> Path:
-        return self._service_dir(service_id) / "runs" / run / str(index)
+        return replica_logs.local_replica_dir(
+            self._state_root, service_id=service_id, run=run, index=index
+        )
 
     def output_folder(self, resource: AnalyticsResource, *, run: str, index: int) -> Path:
         return self._output_root / layout.output_relpath(
@@ -763,6 +768,7 @@ class LocalRuntime:
             ],
             "files_address": self._files_address,
             "fingerprint": spec.fingerprint(),
+            "log_max_bytes": self._log_max_bytes,
         }
         if self._fetch_tokens is not None and spec.input_files:
             # The supervisor's fetch reads these inputs and nothing else.
@@ -884,6 +890,42 @@ class LocalRuntime:
                 self._signal_attempt(attempt, signal.SIGTERM)
             log.info("replicas asked to stop", service_id=sid, count=len(live))
         return False
+
+    # --- logs ------------------------------------------------------------------------------
+
+    async def attempt_logs(self, resource: AnalyticsResource, replica: Replica) -> list[AttemptLog]:
+        return await asyncio.to_thread(self._attempt_logs_blocking, resource, replica)
+
+    def _attempt_logs_blocking(
+        self, resource: AnalyticsResource, replica: Replica
+    ) -> list[AttemptLog]:
+        """Each replica attempt's tries' logs, one after the other (capped again)."""
+        folder = self._replica_dir(resource.service_id, replica.run, replica.index)
+        # The cap, its marker line, and a little more: the copier never writes beyond.
+        most = self._log_max_bytes + 4096
+        parts: dict[int, list[bytes]] = {}
+        names: dict[int, str] = {}
+        for attempt in attempts_of(folder, now=self._clock()):
+            try:
+                with (attempt.path / sup.LOG_FILE).open("rb") as handle:
+                    content = handle.read(most)
+            except FileNotFoundError:
+                content = b""
+            except OSError as error:
+                log.warning("log unreadable", path=str(attempt.path), error=str(error))
+                continue
+            parts.setdefault(attempt.replica_attempt, []).append(content)
+            names[attempt.replica_attempt] = _run_id(
+                resource, replica.run, replica.index, attempt.number
+            )
+        return [
+            AttemptLog(
+                attempt=number,
+                name=names[number],
+                content=logstore.capped(b"".join(parts[number]), max_bytes=self._log_max_bytes),
+            )
+            for number in sorted(parts)
+        ]
 
     async def forget(self, resource: AnalyticsResource) -> None:
         self._note_waiting(resource.key, blocked=False)

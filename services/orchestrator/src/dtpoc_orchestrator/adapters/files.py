@@ -9,14 +9,14 @@ the file.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import grpc
 from google.protobuf import json_format
 
 from dtpoc.files.v1alpha1 import files_pb2, files_pb2_grpc
-from dtpoc_common import errors, grpcclient
+from dtpoc_common import errors, grpcclient, replica_logs
 from dtpoc_common import logging as dlog
 from dtpoc_orchestrator import domain
 
@@ -42,6 +42,7 @@ def stored_file(info: files_pb2.FileInfo) -> domain.StoredFile:
         content_type=info.content_type,
         replica_index=replica_index,
         run=str(metadata.get("run") or ""),
+        kind=str(metadata.get(replica_logs.KIND_KEY) or ""),
     )
 
 
@@ -97,7 +98,8 @@ class FilesClient:
     async def replica_files(
         self, *, service_id: str, replica_index: int
     ) -> list[domain.StoredFile]:
-        """Every file stored with metadata ``{service_id, replica_index}``."""
+        """Every output stored with metadata ``{service_id, replica_index}`` (the
+        replica's stored logs, ``kind: log``, are not outputs and are left out)."""
         found: list[domain.StoredFile] = []
         token = ""
         action = f"list the outputs of replica {replica_index} of service {service_id}"
@@ -110,7 +112,8 @@ class FilesClient:
             )
             with self._rpc_errors(action):
                 response = await self._stub.ListFiles(request, timeout=self._timeout)
-            found.extend(stored_file(info) for info in response.files)
+            stored = (stored_file(info) for info in response.files)
+            found.extend(f for f in stored if f.kind != replica_logs.KIND)
             token = response.next_page_token
             if not token or not response.files:
                 return found
@@ -135,6 +138,19 @@ class FilesClient:
             finally:
                 call.cancel()
         return b"".join(chunks)
+
+    async def stream(self, file_id: str) -> AsyncIterator[bytes]:
+        """The file's bytes as Files sends them (a stored log, read in chunks)."""
+        with self._rpc_errors(f"download file {file_id}", file_id=file_id):
+            call = self._stub.GetFile(
+                files_pb2.GetFileRequest(file_id=file_id), timeout=self._timeout
+            )
+            try:
+                async for message in call:
+                    if message.HasField("chunk"):
+                        yield message.chunk
+            finally:
+                call.cancel()
 
     async def close(self) -> None:
         await self._channel.close()

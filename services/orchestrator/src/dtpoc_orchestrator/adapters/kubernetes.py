@@ -29,7 +29,7 @@ from dtpoc_common import analytics, errors
 from dtpoc_common import kubeconfig as kubeconfig_loader
 from dtpoc_common import logging as dlog
 from dtpoc_orchestrator import domain
-from dtpoc_orchestrator.adapters import resources
+from dtpoc_orchestrator.adapters import kubelogs, resources
 from dtpoc_orchestrator.errors import PermissionDenied
 
 log = dlog.get_logger(__name__)
@@ -136,6 +136,12 @@ class KubernetesAnalyticsStore:
             namespace=namespace,
             timeout_seconds=timeout_seconds,
             watch_renew_seconds=watch_renew_seconds,
+        )
+
+    def live_logs(self) -> kubelogs.KubeLiveLogs:
+        """Running replicas' logs, through the same client (see :mod:`.kubelogs`)."""
+        return kubelogs.KubeLiveLogs(
+            self._api_client, namespace=self.namespace, timeout_seconds=self._timeout
         )
 
     def _common(self) -> tuple[str, str, str, str]:

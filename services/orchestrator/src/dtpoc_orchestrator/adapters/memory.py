@@ -25,7 +25,7 @@ from typing import Any
 from bson import ObjectId
 
 from dtpoc.analytics.v1alpha1 import analytics_pb2
-from dtpoc_common import analytics, errors
+from dtpoc_common import analytics, errors, replica_logs
 from dtpoc_orchestrator import domain, ports
 from dtpoc_orchestrator.adapters import resources
 
@@ -284,6 +284,7 @@ class InMemoryFiles:
             content_type=content_type,
             replica_index=int(index) if index is not None else None,
             run=str(labels.get("run") or ""),
+            kind=str(labels.get(replica_logs.KIND_KEY) or ""),
         )
         self.files[file_id] = _File(info=info, data=data, metadata=labels)
         return file_id
@@ -317,12 +318,17 @@ class InMemoryFiles:
             for f in reversed(self.files.values())
             if f.metadata.get("service_id") == service_id
             and f.metadata.get("replica_index") == replica_index
+            and f.info.kind != replica_logs.KIND
         ]
 
     async def read(self, file_id: str, *, max_bytes: int) -> bytes | None:
         self.faults.check("read")
         data = self._stored(file_id).data
         return data if len(data) <= max_bytes else None
+
+    async def stream(self, file_id: str) -> AsyncIterator[bytes]:
+        self.faults.check("stream")
+        yield self._stored(file_id).data
 
 
 def _conforms(

@@ -463,6 +463,7 @@ class ReplicaStatus(_message.Message):
     POD_NAME_FIELD_NUMBER: _builtins.int
     OUTPUTS_COLLECTED_FIELD_NUMBER: _builtins.int
     ATTEMPT_FIELD_NUMBER: _builtins.int
+    LOGS_FIELD_NUMBER: _builtins.int
     index: _builtins.int
     """Replica index: 0..reps-1 (the Job completion index)."""
     state: _builtins.str
@@ -504,6 +505,12 @@ class ReplicaStatus(_message.Message):
         service.
         """
 
+    @_builtins.property
+    def logs(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReplicaLog]:
+        """The stored log (stdout and stderr) of each attempt of this replica that
+        has ended, oldest first; stored beside the outputs, never one of them.
+        """
+
     def __init__(
         self,
         *,
@@ -519,16 +526,49 @@ class ReplicaStatus(_message.Message):
         pod_name: _builtins.str = ...,
         outputs_collected: _builtins.bool = ...,
         attempt: _builtins.int = ...,
+        logs: _abc.Iterable[Global___ReplicaLog] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "exit_code", b"exit_code", "finish_time", b"finish_time", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "attempt", b"attempt", "exit_code", b"exit_code", "finish_time", b"finish_time", "index", b"index", "message", b"message", "output_file_ids", b"output_file_ids", "outputs_collected", b"outputs_collected", "pod_name", b"pod_name", "reason", b"reason", "run", b"run", "start_time", b"start_time", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "attempt", b"attempt", "exit_code", b"exit_code", "finish_time", b"finish_time", "index", b"index", "logs", b"logs", "message", b"message", "output_file_ids", b"output_file_ids", "outputs_collected", b"outputs_collected", "pod_name", b"pod_name", "reason", b"reason", "run", b"run", "start_time", b"start_time", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__exit_code: _TypeAlias = _typing.Literal["exit_code"]  # noqa: Y015
     _WhichOneofArgType__exit_code: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType__exit_code) -> _WhichOneofReturnType__exit_code | None: ...
 
 Global___ReplicaStatus: _TypeAlias = ReplicaStatus  # noqa: Y015
+
+@_typing.final
+class ReplicaLog(_message.Message):
+    """The stored log of one attempt of a replica."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    FILE_ID_FIELD_NUMBER: _builtins.int
+    TRUNCATED_FIELD_NUMBER: _builtins.int
+    attempt: _builtins.int
+    """The attempt, from 1."""
+    file_id: _builtins.str
+    """Id of the log in the Files service (metadata `kind: log`)."""
+    truncated: _builtins.bool
+    """True when the log reached the operator's size cap: what followed the
+    marker line at its end was discarded.
+    """
+    def __init__(
+        self,
+        *,
+        attempt: _builtins.int = ...,
+        file_id: _builtins.str = ...,
+        truncated: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "file_id", b"file_id", "truncated", b"truncated"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReplicaLog: _TypeAlias = ReplicaLog  # noqa: Y015
 
 @_typing.final
 class RunStatus(_message.Message):

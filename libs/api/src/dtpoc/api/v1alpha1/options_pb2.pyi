@@ -19,5 +19,9 @@ http_success_code: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.Met
 http_stream_handler: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.MethodOptions, _builtins.str]
 """Route the REST binding through the gateway's streaming handler for this
 method instead of proto JSON (multipart upload, byte download).
-Value names the handler: "multipart_upload" or "byte_download".
+Value names the handler: "multipart_upload", "byte_download" or
+"text_stream" (a server stream answered as `text/plain`: the
+`response_body` string field of each message in turn; Server-Sent Events
+of the whole messages instead when the request's bool field `follow` is
+true).
 """

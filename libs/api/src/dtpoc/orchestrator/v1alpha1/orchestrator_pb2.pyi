@@ -1080,6 +1080,97 @@ class WatchServiceResponse(_message.Message):
 Global___WatchServiceResponse: _TypeAlias = WatchServiceResponse  # noqa: Y015
 
 @_typing.final
+class GetReplicaLogRequest(_message.Message):
+    """Asks for the log of one replica."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    IDX_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    FOLLOW_FIELD_NUMBER: _builtins.int
+    TAIL_LINES_FIELD_NUMBER: _builtins.int
+    SINCE_SECONDS_FIELD_NUMBER: _builtins.int
+    TIMESTAMPS_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The service id."""
+    idx: _builtins.int
+    """The replica index (0..reps-1)."""
+    attempt: _builtins.int
+    """The attempt, from 1; the latest when absent."""
+    follow: _builtins.bool
+    """Keep streaming new lines until the replica ends."""
+    tail_lines: _builtins.int
+    """Only the last this many lines (>= 0) of what is there when asked."""
+    since_seconds: _builtins.int
+    """Only lines printed in the last this many seconds (> 0)."""
+    timestamps: _builtins.bool
+    """Start each line with the time it was printed (RFC 3339, UTC)."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        idx: _builtins.int = ...,
+        attempt: _builtins.int | None = ...,
+        follow: _builtins.bool = ...,
+        tail_lines: _builtins.int | None = ...,
+        since_seconds: _builtins.int | None = ...,
+        timestamps: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_attempt", b"_attempt", "_since_seconds", b"_since_seconds", "_tail_lines", b"_tail_lines", "attempt", b"attempt", "since_seconds", b"since_seconds", "tail_lines", b"tail_lines"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_attempt", b"_attempt", "_since_seconds", b"_since_seconds", "_tail_lines", b"_tail_lines", "attempt", b"attempt", "follow", b"follow", "id", b"id", "idx", b"idx", "since_seconds", b"since_seconds", "tail_lines", b"tail_lines", "timestamps", b"timestamps"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__attempt: _TypeAlias = _typing.Literal["attempt"]  # noqa: Y015
+    _WhichOneofArgType__attempt: _TypeAlias = _typing.Literal["_attempt", b"_attempt"]  # noqa: Y015
+    _WhichOneofReturnType__since_seconds: _TypeAlias = _typing.Literal["since_seconds"]  # noqa: Y015
+    _WhichOneofArgType__since_seconds: _TypeAlias = _typing.Literal["_since_seconds", b"_since_seconds"]  # noqa: Y015
+    _WhichOneofReturnType__tail_lines: _TypeAlias = _typing.Literal["tail_lines"]  # noqa: Y015
+    _WhichOneofArgType__tail_lines: _TypeAlias = _typing.Literal["_tail_lines", b"_tail_lines"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__attempt) -> _WhichOneofReturnType__attempt | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__since_seconds) -> _WhichOneofReturnType__since_seconds | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__tail_lines) -> _WhichOneofReturnType__tail_lines | None: ...
+
+Global___GetReplicaLogRequest: _TypeAlias = GetReplicaLogRequest  # noqa: Y015
+
+@_typing.final
+class GetReplicaLogResponse(_message.Message):
+    """A piece of a replica's log."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEXT_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    TRUNCATED_FIELD_NUMBER: _builtins.int
+    text: _builtins.str
+    """Whole lines of the log, each ending in a newline (the very last line of
+    a log that does not end in one excepted).
+    """
+    attempt: _builtins.int
+    """The attempt the lines belong to."""
+    truncated: _builtins.bool
+    """True when the log reached the size cap and the rest was discarded (its
+    last line says so).
+    """
+    def __init__(
+        self,
+        *,
+        text: _builtins.str = ...,
+        attempt: _builtins.int = ...,
+        truncated: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "text", b"text", "truncated", b"truncated"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetReplicaLogResponse: _TypeAlias = GetReplicaLogResponse  # noqa: Y015
+
+@_typing.final
 class GetFileUsageRequest(_message.Message):
     """Asks which services mount a file."""
 

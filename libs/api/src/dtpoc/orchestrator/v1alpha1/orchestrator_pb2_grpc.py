@@ -109,6 +109,11 @@ class OrchestratorServiceStub:
                 request_serializer=dtpoc_dot_orchestrator_dot_v1alpha1_dot_orchestrator__pb2.WatchServiceRequest.SerializeToString,
                 response_deserializer=dtpoc_dot_orchestrator_dot_v1alpha1_dot_orchestrator__pb2.WatchServiceResponse.FromString,
                 _registered_method=True)
+        self.GetReplicaLog = channel.unary_stream(
+                '/dtpoc.orchestrator.v1alpha1.OrchestratorService/GetReplicaLog',
+                request_serializer=dtpoc_dot_orchestrator_dot_v1alpha1_dot_orchestrator__pb2.GetReplicaLogRequest.SerializeToString,
+                response_deserializer=dtpoc_dot_orchestrator_dot_v1alpha1_dot_orchestrator__pb2.GetReplicaLogResponse.FromString,
+                _registered_method=True)
         self.GetFileUsage = channel.unary_unary(
                 '/dtpoc.orchestrator.v1alpha1.OrchestratorService/GetFileUsage',
                 request_serializer=dtpoc_dot_orchestrator_dot_v1alpha1_dot_orchestrator__pb2.GetFileUsageRequest.SerializeToString,
@@ -239,6 +244,18 @@ class OrchestratorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetReplicaLog(self, request, context):
+        """Streams the log (stdout and stderr; in Kubernetes the input fetcher's
+        first) of one attempt of replica `idx`: the whole log, or with `follow`
+        what it printed so far and then each new line until the replica ends.
+        A running replica's log is read live; once it ended, from the copy the
+        operator stored in Files. REST: `text/plain`, or Server-Sent Events (one
+        event per message) with `follow=true`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetFileUsage(self, request, context):
         """Lists the services that mount a file as input. The Files service asks
         this before it deletes a file.
@@ -319,6 +336,11 @@ def add_OrchestratorServiceServicer_to_server(servicer, server):
                     servicer.WatchService,
                     request_deserializer=dtpoc_dot_orchestrator_dot_v1alpha1_dot_orchestrator__pb2.WatchServiceRequest.FromString,
                     response_serializer=dtpoc_dot_orchestrator_dot_v1alpha1_dot_orchestrator__pb2.WatchServiceResponse.SerializeToString,
+            ),
+            'GetReplicaLog': grpc.unary_stream_rpc_method_handler(
+                    servicer.GetReplicaLog,
+                    request_deserializer=dtpoc_dot_orchestrator_dot_v1alpha1_dot_orchestrator__pb2.GetReplicaLogRequest.FromString,
+                    response_serializer=dtpoc_dot_orchestrator_dot_v1alpha1_dot_orchestrator__pb2.GetReplicaLogResponse.SerializeToString,
             ),
             'GetFileUsage': grpc.unary_unary_rpc_method_handler(
                     servicer.GetFileUsage,
@@ -709,6 +731,33 @@ class OrchestratorService:
             '/dtpoc.orchestrator.v1alpha1.OrchestratorService/WatchService',
             dtpoc_dot_orchestrator_dot_v1alpha1_dot_orchestrator__pb2.WatchServiceRequest.SerializeToString,
             dtpoc_dot_orchestrator_dot_v1alpha1_dot_orchestrator__pb2.WatchServiceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetReplicaLog(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/dtpoc.orchestrator.v1alpha1.OrchestratorService/GetReplicaLog',
+            dtpoc_dot_orchestrator_dot_v1alpha1_dot_orchestrator__pb2.GetReplicaLogRequest.SerializeToString,
+            dtpoc_dot_orchestrator_dot_v1alpha1_dot_orchestrator__pb2.GetReplicaLogResponse.FromString,
             options,
             channel_credentials,
             insecure,

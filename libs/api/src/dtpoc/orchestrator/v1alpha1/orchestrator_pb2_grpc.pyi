@@ -92,6 +92,14 @@ class OrchestratorServiceStub:
     change, until the service reaches a final phase (REST: Server-Sent
     Events).
     """
+    GetReplicaLog: _grpc.UnaryStreamMultiCallable[_orchestrator_pb2.GetReplicaLogRequest, _orchestrator_pb2.GetReplicaLogResponse]
+    """Streams the log (stdout and stderr; in Kubernetes the input fetcher's
+    first) of one attempt of replica `idx`: the whole log, or with `follow`
+    what it printed so far and then each new line until the replica ends.
+    A running replica's log is read live; once it ended, from the copy the
+    operator stored in Files. REST: `text/plain`, or Server-Sent Events (one
+    event per message) with `follow=true`.
+    """
     GetFileUsage: _grpc.UnaryUnaryMultiCallable[_orchestrator_pb2.GetFileUsageRequest, _orchestrator_pb2.GetFileUsageResponse]
     """Lists the services that mount a file as input. The Files service asks
     this before it deletes a file.
@@ -160,6 +168,14 @@ class OrchestratorServiceAsyncStub(OrchestratorServiceStub):
     """Streams the service's status: the current one at once, then each
     change, until the service reaches a final phase (REST: Server-Sent
     Events).
+    """
+    GetReplicaLog: _aio.UnaryStreamMultiCallable[_orchestrator_pb2.GetReplicaLogRequest, _orchestrator_pb2.GetReplicaLogResponse]  # type: ignore[assignment]
+    """Streams the log (stdout and stderr; in Kubernetes the input fetcher's
+    first) of one attempt of replica `idx`: the whole log, or with `follow`
+    what it printed so far and then each new line until the replica ends.
+    A running replica's log is read live; once it ended, from the copy the
+    operator stored in Files. REST: `text/plain`, or Server-Sent Events (one
+    event per message) with `follow=true`.
     """
     GetFileUsage: _aio.UnaryUnaryMultiCallable[_orchestrator_pb2.GetFileUsageRequest, _orchestrator_pb2.GetFileUsageResponse]  # type: ignore[assignment]
     """Lists the services that mount a file as input. The Files service asks
@@ -310,6 +326,20 @@ class OrchestratorServiceServicer(metaclass=_abc_1.ABCMeta):
         """Streams the service's status: the current one at once, then each
         change, until the service reaches a final phase (REST: Server-Sent
         Events).
+        """
+
+    @_abc_1.abstractmethod
+    def GetReplicaLog(
+        self,
+        request: _orchestrator_pb2.GetReplicaLogRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_orchestrator_pb2.GetReplicaLogResponse], _abc.AsyncIterator[_orchestrator_pb2.GetReplicaLogResponse]]:
+        """Streams the log (stdout and stderr; in Kubernetes the input fetcher's
+        first) of one attempt of replica `idx`: the whole log, or with `follow`
+        what it printed so far and then each new line until the replica ends.
+        A running replica's log is read live; once it ended, from the copy the
+        operator stored in Files. REST: `text/plain`, or Server-Sent Events (one
+        event per message) with `follow=true`.
         """
 
     @_abc_1.abstractmethod
