@@ -111,6 +111,11 @@ def check_services(client: Client, file_id: str) -> None:
     assert all(r.state == "succeeded" and len(r.files) == 1 for r in replicas)
     usage = client.files.usage(file_id)
     assert launched.id in usage.active_service_ids
+    whole = "".join(client.services.logs(launched.id, 1))
+    assert "".join(client.services.logs(launched.id, 1, follow=True)) == whole
+    assert "".join(client.services.logs(launched.id, 1, tail_lines=0)) == ""
+    with pytest.raises(errors.NotFound):
+        "".join(client.services.logs(launched.id, 2))
 
     ended = client.services.terminate(launched.id)
     assert ended.service.phase == "terminated" and ended.message

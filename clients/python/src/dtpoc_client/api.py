@@ -244,6 +244,33 @@ class Services:
             for update in updates:
                 yield update.status
 
+    def logs(
+        self,
+        service_id: str,
+        idx: int,
+        *,
+        follow: bool = False,
+        attempt: int | None = None,
+        tail_lines: int | None = None,
+        since_seconds: int | None = None,
+        timestamps: bool = False,
+    ) -> Generator[str, None, None]:
+        """Replica ``idx``'s log as text pieces of whole lines; with ``follow``, what
+        it printed so far and then each new line until it ends."""
+        request = orchestrator_pb2.GetReplicaLogRequest(
+            id=service_id, idx=idx, follow=follow, timestamps=timestamps
+        )
+        if attempt is not None:
+            request.attempt = attempt
+        if tail_lines is not None:
+            request.tail_lines = tail_lines
+        if since_seconds is not None:
+            request.since_seconds = since_seconds
+        with self._t.logs(request) as pieces:
+            for piece in pieces:
+                if piece.text:
+                    yield piece.text
+
     def output(self, service_id: str, idx: int) -> orchestrator_pb2.GetServiceOutputResponse:
         """Replica ``idx``'s output: its JSON document, or the list of its files.
 

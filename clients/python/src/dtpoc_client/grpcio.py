@@ -137,6 +137,23 @@ class GrpcTransport:
         finally:
             call.cancel()
 
+    @contextmanager
+    def logs(
+        self, request: orchestrator_pb2.GetReplicaLogRequest
+    ) -> Iterator[Iterator[orchestrator_pb2.GetReplicaLogResponse]]:
+        call = self._orchestrator.GetReplicaLog(
+            request, timeout=STREAM_TIMEOUT_SECONDS, metadata=self._metadata
+        )
+
+        def pieces() -> Iterator[orchestrator_pb2.GetReplicaLogResponse]:
+            with _mapped():
+                yield from call
+
+        try:
+            yield pieces()
+        finally:
+            call.cancel()
+
     def api_version(self) -> str:
         self.unary("Healthz", orchestrator_pb2.HealthzRequest(), orchestrator_pb2.HealthzResponse)
         return rpcs.API_VERSION

@@ -234,9 +234,31 @@ class RestTransport:
             self._http.stream("GET", path, headers={"Accept": "text/event-stream"}) as answer,
         ):
             _raise_for(answer)
-            yield self._events(answer)
+            yield self._events(answer, orchestrator_pb2.WatchServiceResponse)
 
-    def _events(self, answer: httpx.Response) -> Iterator[orchestrator_pb2.WatchServiceResponse]:
+    @contextmanager
+    def logs(
+        self, request: orchestrator_pb2.GetReplicaLogRequest
+    ) -> Iterator[Iterator[orchestrator_pb2.GetReplicaLogResponse]]:
+        bind = rpcs.binding("GetReplicaLog")
+        fields = json_format.MessageToDict(request, preserving_proto_field_name=True)
+        for path_field in bind.path_fields():
+            fields.pop(path_field, None)
+        params = httpx.QueryParams(tuple(query_items(fields)))
+        with (
+            self._errors(),
+            self._http.stream("GET", bind.path(request), params=params) as answer,
+        ):
+            _raise_for(answer)
+            if request.follow:  # Server-Sent Events of whole messages
+                yield self._events(answer, orchestrator_pb2.GetReplicaLogResponse)
+            else:  # text/plain
+                yield (
+                    orchestrator_pb2.GetReplicaLogResponse(text=piece)
+                    for piece in answer.iter_text()
+                )
+
+    def _events(self, answer: httpx.Response, kind_of: type[R]) -> Iterator[R]:
         kind, data = "", []
         with self._errors():
             for line in answer.iter_lines():
@@ -255,7 +277,7 @@ class RestTransport:
                             payload,
                             fallback="the status stream failed",
                         )
-                    yield parse(payload, orchestrator_pb2.WatchServiceResponse)
+                    yield parse(payload, kind_of)
                     kind, data = "", []
 
     def api_version(self) -> str:

@@ -54,6 +54,12 @@ class Transport(Protocol):
         """Follow a service's status until its final phase."""
         ...
 
+    def logs(
+        self, request: orchestrator_pb2.GetReplicaLogRequest
+    ) -> AbstractContextManager[Iterator[orchestrator_pb2.GetReplicaLogResponse]]:
+        """A replica's log, in pieces (with ``follow``, until the replica ends)."""
+        ...
+
     def api_version(self) -> str:
         """The API version the server speaks."""
         ...

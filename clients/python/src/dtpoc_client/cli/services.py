@@ -1,4 +1,4 @@
-"""``dtpoc service``: launch, list, status, watch, output, outputs, terminate, retry,
+"""``dtpoc service``: launch, list, status, watch, logs, output, outputs, terminate, retry,
 resubmit, suspend, resume."""
 
 from __future__ import annotations
@@ -258,6 +258,48 @@ def watch(state: State, service_id: str, exit_status: bool, fmt: str) -> int:
     if not exit_status:
         return 0
     return {"failed": EXIT_SERVICE_FAILED, "terminated": EXIT_SERVICE_TERMINATED}.get(last.phase, 0)
+
+
+@service.command()
+@click.argument("service_id")
+@click.argument("idx", type=click.IntRange(min=0))
+@click.option(
+    "-f", "--follow", is_flag=True, help="Keep printing new lines until the replica ends."
+)
+@click.option("--attempt", type=click.IntRange(min=1), help="Which attempt (default: the latest).")
+@click.option("--tail", "tail_lines", type=click.IntRange(min=0), help="Only the last N lines.")
+@click.option(
+    "--since", "since_seconds", type=click.IntRange(min=1), help="Only the last N seconds."
+)
+@click.option("--timestamps", is_flag=True, help="Start each line with the time it was printed.")
+@click.pass_obj
+def logs(
+    state: State,
+    service_id: str,
+    idx: int,
+    follow: bool,
+    attempt: int | None,
+    tail_lines: int | None,
+    since_seconds: int | None,
+    timestamps: bool,
+) -> None:
+    """Print replica IDX's log (stdout and stderr), live while it runs, kept after.
+
+    \b
+    Example:
+      dtpoc service logs 6b0e... 0 -f
+    """
+    pieces = state.client().services.logs(
+        service_id,
+        idx,
+        follow=follow,
+        attempt=attempt,
+        tail_lines=tail_lines,
+        since_seconds=since_seconds,
+        timestamps=timestamps,
+    )
+    for piece in pieces:
+        click.echo(piece, nl=False)
 
 
 @service.command(name="output")
