@@ -49,8 +49,31 @@ def _launch(client: httpx.Client, release: Path) -> str:
     return str(response.json()["id"])
 
 
+def _status(client: httpx.Client, service_id: str) -> dict[str, Any]:
+    response = client.get(f"/service/{service_id}/status")
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def _wait(
+    client: httpx.Client, service_id: str, predicate: Any, *, timeout: float, what: str
+) -> dict[str, Any]:
+    last: dict[str, Any] = {}
+
+    def check() -> dict[str, Any] | None:
+        nonlocal last
+        last = _status(client, service_id)
+        return last if predicate(last) else None
+
+    found: dict[str, Any] = waiting.wait_for(
+        check, timeout=timeout, what=what, details=lambda: f"last status: {last}"
+    )
+    return found
+
+
 def _replica(client: httpx.Client, service_id: str) -> dict[str, Any]:
-    replicas = e2e.status(client, service_id)["replicas"]
+    replicas = _status(client, service_id)["replicas"]
     return dict(replicas[0]) if replicas else {}
 
 
@@ -84,9 +107,9 @@ def test_a_failing_replicas_whole_log_is_followed_live_and_kept_after_its_folder
     local_platform: e2e.LocalPlatform, tmp_path: Path
 ) -> None:
     release = tmp_path / "release"
-    with local_platform.client() as client:
+    with local_platform.http() as client:
         service_id = _launch(client, release)
-        e2e.wait_for_status(
+        _wait(
             client,
             service_id,
             lambda s: s["replicas"] and s["replicas"][0]["state"] == "running",
@@ -100,7 +123,7 @@ def test_a_failing_replicas_whole_log_is_followed_live_and_kept_after_its_folder
         assert lines[-2:] == ["line 09999 of the replica", "a line on stderr"]
         assert len(lines) == LINES + 1
 
-        final = e2e.wait_for_status(
+        final = _wait(
             client,
             service_id,
             lambda s: s["phase"] == "failed" and s["replicas"][0].get("logs"),
@@ -147,7 +170,7 @@ def test_a_failing_replicas_whole_log_is_followed_live_and_kept_after_its_folder
 
 
 def test_bad_log_requests_answer_clear_4xx(local_platform: e2e.LocalPlatform) -> None:
-    with local_platform.client() as client:
+    with local_platform.http() as client:
         missing = client.get("/service/0123456789abcdef01234567/logs/0")
         assert missing.status_code == 404, missing.text
         assert "no service" in missing.json()["message"]
@@ -160,7 +183,7 @@ def test_bad_log_requests_answer_clear_4xx(local_platform: e2e.LocalPlatform) ->
         launched = client.post("/service/launch", json=body)
         assert launched.status_code == 202, launched.text
         service_id = launched.json()["id"]
-        e2e.wait_for_status(
+        _wait(
             client,
             service_id,
             lambda s: s["phase"] == "succeeded" and all(r.get("logs") for r in s["replicas"]),
