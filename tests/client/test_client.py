@@ -203,3 +203,14 @@ async def test_the_async_client_for_notebooks(client_platform: Platform, tmp_pat
         with pytest.raises(errors.NotFound):
             await client.services.status("0" * 24)
         assert (await client.services.terminate(launched.id)).service.phase == "terminated"
+
+
+def test_every_service_method_has_its_async_twin() -> None:
+    """A method added to Services (retry, resubmit, suspend, resume...) reaches notebooks too."""
+    from dtpoc_client import aio, api
+
+    def public(cls: type) -> set[str]:
+        return {name for name in vars(cls) if not name.startswith("_")}
+
+    assert public(api.Services) <= public(aio.AsyncServices)
+    assert public(api.Files) <= public(aio.AsyncFiles)

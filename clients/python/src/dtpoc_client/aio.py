@@ -90,6 +90,18 @@ class AsyncServices:
     async def terminate(self, service_id: str) -> orchestrator_pb2.TerminateServiceResponse:
         return await _call(self._sync.terminate, service_id)
 
+    async def retry(self, service_id: str) -> orchestrator_pb2.RetryServiceResponse:
+        return await _call(self._sync.retry, service_id)
+
+    async def resubmit(self, service_id: str) -> str:
+        return await _call(self._sync.resubmit, service_id)
+
+    async def suspend(self, service_id: str) -> orchestrator_pb2.SuspendServiceResponse:
+        return await _call(self._sync.suspend, service_id)
+
+    async def resume(self, service_id: str) -> orchestrator_pb2.ResumeServiceResponse:
+        return await _call(self._sync.resume, service_id)
+
 
 class AsyncClient:
     """:class:`dtpoc_client.Client` for asyncio (same constructor); ``async with`` closes it."""
