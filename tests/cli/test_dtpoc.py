@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import subprocess
+import tempfile
+import time
 from importlib import metadata
 from pathlib import Path
 
@@ -270,19 +271,43 @@ BIG = 200 * 1024 * 1024
 RSS_GROWTH_LIMIT = 64 * 1024 * 1024
 
 
+def high_water_mark(pid: int) -> int:
+    """VmHWM of process ``pid`` (bytes), 0 once it has gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    found = re.search(r"^VmHWM:\s+(\d+) kB", status, re.M)
+    return int(found.group(1)) * 1024 if found else 0
+
+
 def peak_rss(platform: Platform, *args: str) -> tuple[int, str]:
-    """Run ``dtpoc ARGS``; its exit status and peak resident memory (bytes, from wait4)."""
-    proc = subprocess.Popen(
-        [str(DTPOC), *args],
-        env=platform.env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    out, err = proc.communicate()
-    assert proc.returncode == 0, err.decode()
-    return usage.ru_maxrss * 1024, out.decode()
+    """Run ``dtpoc ARGS``; its peak resident memory (bytes) and stdout.
+
+    The peak is the kernel's high-water mark of the command's own memory
+    (``VmHWM``), read until it exits (it only grows, so the last reading is
+    the peak of all but the last few milliseconds). wait4's ``ru_maxrss``
+    cannot tell: a child keeps the high-water mark of the forked copy of
+    pytest (over 100 MiB) through exec, which hid any growth below it.
+    """
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen([str(DTPOC), *args], env=platform.env(), stdout=out, stderr=err)
+        peak = 0
+        deadline = time.monotonic() + 1500
+        while time.monotonic() < deadline:
+            peak = max(peak, high_water_mark(proc.pid))
+            try:
+                proc.wait(timeout=0.02)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        else:
+            proc.kill()
+        code = proc.wait()
+        err.seek(0)
+        assert code == 0, err.read().decode()
+        out.seek(0)
+        return peak, out.read().decode()
 
 
 @pytest.mark.timeout(1800)  # FerretDB reads a 200 MiB file slowly on a busy machine
