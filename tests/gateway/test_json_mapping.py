@@ -76,6 +76,8 @@ def test_status_prints_zero_counts_with_snake_case_names(
         "run": "",
         "pod_name": "",
         "outputs_collected": False,
+        "attempt": 0,
+        "logs": [],
     }
     assert "activeRuns" not in status
 
