@@ -11,9 +11,11 @@ credentials are handed to kopf (:func:`connection_info`).
 from __future__ import annotations
 
 import json
+import ssl
+import urllib.request
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 import kopf
@@ -79,15 +81,31 @@ async def connection_info(configuration: k8s_client.Configuration) -> kopf.Conne
 
 
 class KubeApi:
-    """GET/LIST/CREATE/PATCH/DELETE on API paths, JSON in and out."""
+    """GET/LIST/CREATE/PATCH/DELETE on API paths, JSON in and out.
+
+    One aiohttp session of its own, on the configuration's TLS settings. Not
+    kubernetes_asyncio's REST client: that session trusts the environment, so
+    aiohttp looks up proxy variables and reads ``~/.netrc`` in a thread for
+    every request (a thread hop and a file read per round trip, a tenth of
+    the operator's CPU in a burst). The proxy, if the environment names one
+    for the apiserver, is looked up once here.
+    """
 
     def __init__(self, configuration: k8s_client.Configuration) -> None:
         self._configuration = configuration
-        self._rest = k8s_client.rest.RESTClientObject(configuration)
         self._host = str(configuration.host).rstrip("/")
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(
+                limit=int(configuration.connection_pool_maxsize or 100),
+                ssl=_ssl_context(configuration),
+            ),
+            trust_env=False,
+        )
+        self._proxy = configuration.proxy or _env_proxy(self._host)
+        self._server_hostname = configuration.tls_server_name or None
 
     async def close(self) -> None:
-        await self._rest.close()
+        await self._session.close()
 
     async def _request(
         self,
@@ -104,19 +122,21 @@ class KubeApi:
             **(await _auth_headers(self._configuration)),
         }
         try:
-            response = await self._rest.request(
+            async with self._session.request(
                 method,
                 f"{self._host}{path}",
-                query_params=dict(query or {}),
+                params=dict(query or {}),
                 headers=headers,
-                body=body,
-                _request_timeout=REQUEST_TIMEOUT_SECONDS,
-            )
-        except k8s_client.exceptions.ApiException as error:
-            raise _as_kube_error(error.status or 0, error.reason or "", error.body) from None
+                data=json.dumps(body) if body is not None else None,
+                timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_SECONDS),
+                proxy=self._proxy,
+                server_hostname=self._server_hostname,
+            ) as response:
+                data = await response.read()
+                if not 200 <= response.status <= 299:
+                    raise _as_kube_error(response.status, response.reason or "", data)
         except (aiohttp.ClientError, TimeoutError) as error:
             raise KubeError(0, "Unreachable", f"{type(error).__name__}: {error}") from None
-        data = response.data
         return json.loads(data) if data else {}
 
     async def text(self, path: str, *, query: Mapping[str, str]) -> bytes:
@@ -175,6 +195,27 @@ class KubeApi:
                 return False
             raise
         return True
+
+
+def _ssl_context(configuration: k8s_client.Configuration) -> ssl.SSLContext:
+    """The TLS settings kubernetes_asyncio's REST client would use."""
+    context = ssl.create_default_context(cafile=configuration.ssl_ca_cert)
+    if configuration.cert_file:
+        context.load_cert_chain(configuration.cert_file, keyfile=configuration.key_file)
+    if not configuration.verify_ssl:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if configuration.disable_strict_ssl_verification:
+        context.verify_flags &= ~ssl.VERIFY_X509_STRICT
+    return context
+
+
+def _env_proxy(host: str) -> str | None:
+    """The proxy the environment names for ``host`` (``HTTPS_PROXY``, ``NO_PROXY``...)."""
+    url = urlsplit(host)
+    if not url.hostname or urllib.request.proxy_bypass(url.hostname):
+        return None
+    return urllib.request.getproxies().get(url.scheme)
 
 
 def _as_kube_error(status: int, reason: str, body: Any) -> KubeError:
