@@ -120,10 +120,39 @@ class _NoDiffBase(kopf.DiffBaseStorage):
         return None
 
 
+class _NoProgress(kopf.ProgressStorage):
+    """No handler progress: only change and daemon handlers keep any, and there are none.
+    kopf's default storage deep-copies the body's essence on every event to clear its
+    own marks from it."""
+
+    def fetch(self, *, key: kopf.HandlerId, body: kopf.Body) -> kopf.ProgressRecord | None:
+        return None
+
+    def store(
+        self,
+        *,
+        key: kopf.HandlerId,
+        record: kopf.ProgressRecord,
+        body: kopf.Body,
+        patch: kopf.Patch,
+    ) -> None:
+        return None
+
+    def purge(self, *, key: kopf.HandlerId, body: kopf.Body, patch: kopf.Patch) -> None:
+        return None
+
+    def touch(self, *, body: kopf.Body, patch: kopf.Patch, value: str | None) -> None:
+        return None
+
+    def clear(self, *, essence: kopf.BodyEssence) -> kopf.BodyEssence:
+        return essence
+
+
 def settings() -> kopf.OperatorSettings:
     """kopf settings for a namespaced operator that writes nothing itself."""
     result = kopf.OperatorSettings()
     result.persistence.diffbase_storage = _NoDiffBase()
+    result.persistence.progress_storage = _NoProgress()
     result.posting.enabled = False
     result.scanning.disabled = True
     result.peering.standalone = True
