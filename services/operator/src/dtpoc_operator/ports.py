@@ -64,6 +64,10 @@ class SyncResult:
 
     observation: Observation
     requeue_after: float | None = None
+    #: The workload was only just created and nothing of it is observed yet: the status
+    #: write may wait for the first observation (its events, or ``requeue_after``), so
+    #: a new service costs one status write, not two.
+    status_can_wait: bool = False
 
 
 class Runtime(Protocol):

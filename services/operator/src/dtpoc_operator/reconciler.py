@@ -128,6 +128,8 @@ class Reconciler:
                 Phase.FAILED,
             )
             result = await self._runtime.sync(resource, allow_create=allow_create)
+            if result.status_can_wait and not resource.status.replicas:
+                return result.requeue_after
             observation = result.observation
             requeue_after = result.requeue_after
         await self._record(resource, observation, terminating=False)

@@ -33,6 +33,9 @@ log = dlog.get_logger(__name__)
 
 Obj = dict[str, Any]
 
+#: After creating a Job, how long the status write may wait for its pods' events.
+STATUS_WAIT_SECONDS = 5.0
+
 _PATHS = {
     "Job": ("batch", "v1", "jobs"),
     "CronJob": ("batch", "v1", "cronjobs"),
@@ -151,14 +154,18 @@ class KubeRuntime:
                     if self._cache is not None:
                         self._cache.created_job(resource.key.namespace, job)
                     log.info("job created", service_id=resource.service_id, job=_name(job))
-                    # Nothing to observe yet: no pod exists a moment after the Job.
+                    # Nothing to observe yet: no pod exists a moment after the Job. Its
+                    # pods' events reconcile again (and write the status) within a second
+                    # or so; if none come, the requeue writes the pending status.
                     replicas = observe.job_replicas(job, [], run=resource.service_id)
                     return SyncResult(
                         Observation(
                             replicas=tuple(replicas),
                             live_runs=frozenset({resource.service_id}),
                             ready=True,
-                        )
+                        ),
+                        requeue_after=STATUS_WAIT_SECONDS,
+                        status_can_wait=True,
                     )
                 await self._ensure_retries(resource)
                 return SyncResult(await self._observe_ondemand(resource, job))
