@@ -42,28 +42,43 @@ _PHASES = (Phase.PENDING, Phase.RUNNING, Phase.SUCCEEDED, Phase.FAILED)
 
 
 class StateBook:
-    """Per-service replica counts, summed into the gauges on every change."""
+    """Per-service replica counts, kept summed into the gauges on every change.
+
+    The totals are updated by the difference a service's new counts make, not
+    summed again over every service: a reconcile costs the same with 10 services
+    as with 10,000."""
 
     def __init__(self) -> None:
         self._replicas: dict[str, Counter[str]] = {}
         self._phases: dict[str, str] = {}
+        self._replica_totals: Counter[str] = Counter()
+        self._phase_totals: Counter[str] = Counter()
 
     def record(self, service: str, *, phase: str, replica_states: Mapping[str, int]) -> None:
-        self._replicas[service] = Counter(replica_states)
+        new = Counter(replica_states)
+        if self._replicas.get(service) == new and self._phases.get(service) == phase:
+            return
+        self._drop(service)
+        self._replicas[service] = new
         self._phases[service] = phase
+        self._replica_totals.update(new)
+        self._phase_totals[phase] += 1
         self._publish()
 
     def forget(self, service: str) -> None:
-        self._replicas.pop(service, None)
-        self._phases.pop(service, None)
+        self._drop(service)
         self._publish()
 
+    def _drop(self, service: str) -> None:
+        old = self._replicas.pop(service, None)
+        if old is not None:
+            self._replica_totals.subtract(old)
+        phase = self._phases.pop(service, None)
+        if phase is not None:
+            self._phase_totals[phase] -= 1
+
     def _publish(self) -> None:
-        totals: Counter[str] = Counter()
-        for counts in self._replicas.values():
-            totals.update(counts)
         for state in _STATES:
-            REPLICAS.labels(state=state).set(totals.get(state, 0))
-        phases = Counter(self._phases.values())
+            REPLICAS.labels(state=state).set(self._replica_totals.get(state, 0))
         for phase in _PHASES:
-            SERVICES.labels(phase=phase).set(phases.get(phase, 0))
+            SERVICES.labels(phase=phase).set(self._phase_totals.get(phase, 0))
