@@ -147,7 +147,8 @@ class KubeRuntime:
         desired = manifests.children(resource, self._children)
         kind = resource.spec.job_type
         if kind == JobType.ONDEMAND:
-            if allow_create:
+            cached = self._cached_job(resource.key.namespace, _name(desired[0]))
+            if allow_create and cached is None:
                 # First pass: create straight away (409 means it exists: then compare).
                 job, created = await self._ensure(resource, desired[0], None, patch=False)
                 if created:
@@ -169,7 +170,7 @@ class KubeRuntime:
                     )
                 await self._ensure_retries(resource)
                 return SyncResult(await self._observe_ondemand(resource, job))
-            found = await self._job(resource.key.namespace, _name(desired[0]))
+            found = cached or await self._job(resource.key.namespace, _name(desired[0]))
             if found is not None:
                 found, _ = await self._ensure(resource, desired[0], found, patch=False)
             await self._ensure_retries(resource)
@@ -312,12 +313,16 @@ class KubeRuntime:
             selector += "," + extra
         return await self._api.list(path_of("Pod", resource.key.namespace), label_selector=selector)
 
+    def _cached_job(self, namespace: str, name: str) -> Obj | None:
+        """The Job as the watch cache holds it (the pass that created it put it there,
+        so the next pass, before any status is written, does not create it again)."""
+        return self._cache.get("jobs", namespace, name) if self._cache is not None else None
+
     async def _job(self, namespace: str, name: str) -> Obj | None:
         """An ondemand service's Job: from the watch cache when it holds it."""
-        if self._cache is not None:
-            cached = self._cache.get("jobs", namespace, name)
-            if cached is not None:
-                return cached
+        cached = self._cached_job(namespace, name)
+        if cached is not None:
+            return cached
         found = await self._api.get(path_of("Job", namespace, name))
         if self._cache is not None:
             self._cache.confirmed("jobs", namespace, name, found)
