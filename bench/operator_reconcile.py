@@ -50,6 +50,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+import urllib3
 import yaml
 from kubernetes import client as k8s
 from kubernetes import watch
@@ -162,14 +163,20 @@ def burst(
         batch = k8s.BatchV1Api(kube.api_client())
 
         def watch_jobs() -> None:
-            stream = watch.Watch()
-            for event in stream.stream(
-                batch.list_namespaced_job, namespace, timeout_seconds=int(DEADLINE)
-            ):
-                name = event["object"].metadata.name
-                seen.setdefault(name, time.monotonic())
-                if stop.is_set():
-                    stream.stop()
+            # Opened again when the apiserver ends it (its timeout, or a loaded server
+            # dropping it); a new watch lists what exists first, which setdefault keeps.
+            while not stop.is_set():
+                stream = watch.Watch()
+                try:
+                    for event in stream.stream(
+                        batch.list_namespaced_job, namespace, timeout_seconds=int(DEADLINE)
+                    ):
+                        name = event["object"].metadata.name
+                        seen.setdefault(name, time.monotonic())
+                        if stop.is_set():
+                            stream.stop()
+                except (urllib3.exceptions.HTTPError, k8s.ApiException):
+                    time.sleep(0.2)
 
         watcher = threading.Thread(target=watch_jobs, daemon=True)
         watcher.start()
@@ -205,6 +212,9 @@ def burst(
             lambda: all(f"ana-{i}" in seen for i in ids),
             timeout=DEADLINE,
             what=f"{count} Jobs",
+            details=lambda: (
+                f"{sum(f'ana-{i}' in seen for i in ids)} seen\n" + operator.process.log_tail()
+            ),
         )
         jobs_seconds = max(seen[f"ana-{i}"] for i in ids) - start
 
