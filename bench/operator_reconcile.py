@@ -20,7 +20,8 @@ Prints:
   written.
 
 ``--baseline REV`` runs the operator of git revision REV (its
-``services/operator/src``, on ``PYTHONPATH`` ahead of the workspace's) and the
+``services/operator/src``, ``libs/common/src`` and ``libs/api/src``, on
+``PYTHONPATH`` ahead of the workspace's) and the
 working tree's one after the other on the same control plane, each in a
 namespace of its own, ``--rounds`` times alternating (baseline first), and
 prints the ratios: on a shared machine only figures taken side by side
@@ -63,7 +64,9 @@ from dtpoc_local.servers import operator as operator_platform
 ROOT = Path(__file__).resolve().parents[1]
 DEADLINE = 600.0
 READY_TIMEOUT = 300.0
-OPERATOR_SRC = "services/operator/src"
+#: The sources of a revision's operator: its own, and the libraries whose code it runs
+#: (the generated API included: a revision's model reads its own protos' fields).
+REVISION_SOURCES = ("services/operator/src", "libs/common/src", "libs/api/src")
 
 
 def reconciles_total(metrics: str) -> float:
@@ -245,18 +248,20 @@ def burst(
         operator.stop()
 
 
-def export_operator(revision: str, target: Path) -> Path:
-    """``services/operator/src`` of ``revision``, unpacked under ``target``."""
+def export_operator(revision: str, target: Path) -> str:
+    """The operator's sources of ``revision``, unpacked under ``target``: a PYTHONPATH."""
+    target.mkdir(parents=True)
     archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", revision, OPERATOR_SRC],
+        ["git", "-C", str(ROOT), "archive", revision, *REVISION_SOURCES],
         check=True,
         capture_output=True,
     ).stdout
     subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
-    src = target / OPERATOR_SRC
-    # Compiled once here, as the workspace's own sources are: not in the timed start.
-    compileall.compile_dir(src, quiet=1)
-    return src
+    roots = [target / source for source in REVISION_SOURCES]
+    for root in roots:
+        # Compiled once here, as the workspace's own sources are: not in the timed start.
+        compileall.compile_dir(root, quiet=1)
+    return os.pathsep.join(str(root) for root in roots)
 
 
 def main() -> None:
@@ -271,8 +276,8 @@ def main() -> None:
         workdir = Path(tmp)
         plan: list[tuple[str, dict[str, str]]] = [("working tree", {})]
         if args.baseline:
-            src = export_operator(args.baseline, workdir)
-            base = ("baseline " + args.baseline, {"PYTHONPATH": str(src)})
+            path = export_operator(args.baseline, workdir / "baseline")
+            base = ("baseline " + args.baseline, {"PYTHONPATH": path})
             plan = [base, plan[0]] * args.rounds
         policy = workdir / "audit-policy.yaml"
         policy.write_text(yaml.safe_dump(AUDIT_POLICY))
