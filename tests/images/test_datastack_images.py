@@ -6,12 +6,15 @@ does its job under the chart's command and user: FerretDB stores and reads
 a document, Mosquitto accepts the hashed user and refuses anonymous
 clients, Telegraf carries the plugins the chart's sensors use, Node-RED
 serves the chart's settings and flow with its admin API locked (401) until
-the chart's login opens it (200, the chart's flow).
+the chart's login opens it (200, the chart's flow), Mongo Express (its
+browser assets built into the image) answers its health check openly and
+every page only to the chart's basic-auth login.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import socket
 import struct
 import urllib.error
@@ -251,3 +254,61 @@ def test_node_red_runs_the_charts_settings_and_flow(
     waiting.wait_for(
         lambda: "Started flows" in container.logs(), timeout=30, what="the chart's flow started"
     )
+
+
+def _chart_env(rendered: chart.Rendered, workload: str) -> dict[str, str]:
+    """A workload's container environment with its Secret references resolved."""
+    secrets = rendered.secret_values()
+    (container,) = chart.containers(rendered.named("Deployment", workload))
+    env = {}
+    for entry in container["env"]:
+        if "value" in entry:
+            env[entry["name"]] = entry["value"]
+        else:
+            ref = entry["valueFrom"]["secretKeyRef"]
+            env[entry["name"]] = secrets[(ref["name"], ref["key"])]
+    return env
+
+
+def test_mongo_express_answers_its_health_check_and_opens_only_to_the_charts_login(
+    datastack_image: Callable[[str], str],
+    containers: Callable[..., _containers.Container],
+    tmp_path: Path,
+) -> None:
+    mongo_port = ports.free_port()
+    state = _writable(tmp_path / "state")
+    mongo = containers(
+        datastack_image("ferretdb"),
+        command=[],
+        env={"FERRETDB_LISTEN_ADDR": f"127.0.0.1:{mongo_port}"},
+        extra=["--volume", f"{state}:/state"],
+    )
+    env = _chart_env(chart.render(), "dtpoc-mongo-express")
+    port = ports.free_port()
+    # The pod's world made local: FerretDB (the node's MongoDB, no users) on a loopback port.
+    env |= {
+        "ME_CONFIG_MONGODB_URL": f"mongodb://127.0.0.1:{mongo_port}/",
+        "VCAP_APP_HOST": "127.0.0.1",
+        "PORT": str(port),
+    }
+    container = containers(datastack_image("mongo-express"), command=[], env=env)
+    base = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        if not container.running():
+            raise AssertionError(f"mongo-express exited:\n{container.logs()}\n{mongo.logs()}")
+        return _http_status(f"{base}/status") == 200
+
+    waiting.wait_for(healthy, timeout=90, what="Mongo Express /status", details=container.logs)
+    login = (env["ME_CONFIG_BASICAUTH_USERNAME"], env["ME_CONFIG_BASICAUTH_PASSWORD"])
+    assert httpx.get(f"{base}/", timeout=30).status_code == 401
+    assert httpx.get(f"{base}/", auth=(login[0], "wrong"), timeout=30).status_code == 401
+    page = httpx.get(f"{base}/", auth=login, timeout=30)
+    assert page.status_code == 200, page.text[:500]
+    assert "Mongo Express" in page.text
+    # The browser assets built into the image (the npm package has none) are served.
+    scripts = re.findall(r'<script src="([^"]+\.js)"', page.text)
+    assert scripts, page.text[:1000]
+    for script in scripts:
+        url = script if script.startswith("http") else base + "/" + script.lstrip("/")
+        assert httpx.get(url, auth=login, timeout=30).status_code == 200, script

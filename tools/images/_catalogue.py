@@ -260,6 +260,30 @@ def _data_stack_images(repo: Path) -> list[ImageSpec]:
     ]
 
 
+_FETCH_NPM = "tools/images/node-red/fetch_npm.py"
+"""npm itself, checked against its published sha512 (shared by the two Node.js images)."""
+
+
+def _mongo_express_image(repo: Path) -> ImageSpec:
+    """Mongo Express from its npm package, its browser assets built here (webpack)."""
+    version = _values_tag(repo, "mongoExpress")
+
+    def prepare(context: Path) -> None:
+        shutil.copy(repo / _FETCH_NPM, context / "fetch_npm.py")
+
+    return ImageSpec(
+        name="mongo-express",
+        summary="Mongo Express (npm package, assets built with webpack, Debian's Node.js)",
+        tags=(f"localhost/dtpoc-mongo-express:{version}",),
+        context="tools/images/mongo-express",
+        bases={"BASE_IMAGE": "base"},
+        args={"MONGO_EXPRESS_VERSION": version},
+        inputs=lambda: {"fetch_npm.py": _context.file_digest(repo / _FETCH_NPM)},
+        prepare=prepare,
+        first_build="about 8 min (apt, npm, webpack)",
+    )
+
+
 def catalogue(repo: Path, downloads: Path) -> dict[str, ImageSpec]:
     """The images by short name, in build order (bases first)."""
     uv = _artifacts.uv_version(repo / "services/Dockerfile")
@@ -267,5 +291,6 @@ def catalogue(repo: Path, downloads: Path) -> dict[str, ImageSpec]:
         *_toolchain_images(downloads, uv=uv),
         *_project_images(repo),
         *_data_stack_images(repo),
+        _mongo_express_image(repo),
     ]
     return {spec.name: spec for spec in specs}
