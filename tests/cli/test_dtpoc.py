@@ -194,6 +194,27 @@ def test_watch_exit_status_tells_a_failed_service(client_platform: Platform) -> 
     assert plain_watch.returncode == 0, "without --exit-status a finished watch is a success"
 
 
+def test_service_logs_prints_the_replicas_output_and_its_tail(client_platform: Platform) -> None:
+    launched = ok(
+        run_dtpoc(
+            client_platform,
+            "service",
+            "launch",
+            "--image",
+            "dtpoc-logs",
+            "--command",
+            "sh -c 'echo one; echo two; echo three >&2; exit 3'",
+        )
+    ).strip()
+    watched = run_dtpoc(client_platform, "service", "watch", launched, "--exit-status")
+    assert watched.returncode == 3, watched
+    assert ok(run_dtpoc(client_platform, "service", "logs", launched, "0")) == "one\ntwo\nthree\n"
+    tail = run_dtpoc(client_platform, "service", "logs", launched, "0", "--tail", "1", "-f")
+    assert ok(tail) == "three\n"
+    missing = run_dtpoc(client_platform, "service", "logs", launched, "1")
+    assert missing.returncode != 0 and "no such replica: 1" in missing.stderr, missing
+
+
 def test_contexts_keep_server_and_token_without_printing_it(
     client_platform: Platform, tmp_path: Path
 ) -> None:
