@@ -1,14 +1,16 @@
 """The data-stack images built here, run as the chart runs them (read-only root).
 
-No registry can be pulled on the project's machines, so FerretDB, Mosquitto
-and Telegraf are built locally (tools/images); these tests prove each one
-does its job under the chart's command and user: FerretDB stores and reads
-a document, Mosquitto accepts the hashed user and refuses anonymous
-clients, Telegraf carries the plugins the chart's sensors use, Node-RED
-serves the chart's settings and flow with its admin API locked (401) until
-the chart's login opens it (200, the chart's flow), Mongo Express (its
-browser assets built into the image) answers its health check openly and
-every page only to the chart's basic-auth login.
+No registry can be pulled on the project's machines, so FerretDB, Mosquitto,
+Telegraf, InfluxDB, Node-RED and Mongo Express are built locally
+(tools/images); these tests prove each one does its job under the chart's
+command and user: FerretDB stores and reads a document, Mosquitto accepts
+the hashed user and refuses anonymous clients, Telegraf carries the plugins
+the chart's sensors use, Node-RED serves the chart's settings and flow with
+its admin API locked (401) until the chart's login opens it (200, the
+chart's flow), Mongo Express (its browser assets built into the image)
+answers its health check openly and every page only to the chart's
+basic-auth login, InfluxDB sets the chart's bucket up on an empty volume
+and takes the ``<user>:<password>`` token.
 """
 
 from __future__ import annotations
@@ -312,3 +314,51 @@ def test_mongo_express_answers_its_health_check_and_opens_only_to_the_charts_log
     for script in scripts:
         url = script if script.startswith("http") else base + "/" + script.lstrip("/")
         assert httpx.get(url, auth=login, timeout=30).status_code == 200, script
+
+
+def test_influxdb_sets_up_the_charts_bucket_and_takes_its_token(
+    datastack_image: Callable[[str], str],
+    containers: Callable[..., _containers.Container],
+    tmp_path: Path,
+) -> None:
+    data = _writable(tmp_path / "data")
+    port = ports.free_port()
+    container = containers(
+        datastack_image("influxdb"),
+        command=[],
+        env={
+            "DOCKER_INFLUXDB_INIT_MODE": "setup",
+            "DOCKER_INFLUXDB_INIT_USERNAME": "dtpoc-admin",
+            "DOCKER_INFLUXDB_INIT_PASSWORD": "s3cret",
+            "DOCKER_INFLUXDB_INIT_ORG": "dtpoc",
+            "DOCKER_INFLUXDB_INIT_BUCKET": "sensors",
+            "DOCKER_INFLUXDB_INIT_ADMIN_TOKEN": "dtpoc-admin:s3cret",
+        },
+        extra=["--volume", f"{data}:/var/lib/influxdb2"],
+        publish={port: 8086},
+    )
+    base = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        if not container.running():
+            raise AssertionError(f"influxdb exited:\n{container.logs()}")
+        return _http_status(f"{base}/health") == 200
+
+    waiting.wait_for(healthy, timeout=120, what="InfluxDB /health", details=container.logs)
+    write = f"{base}/api/v2/write?org=dtpoc&bucket=sensors&precision=s"
+    line = "ward,bed=3 occupancy=1i 1700000000"
+    wrong = httpx.post(write, content=line, headers={"Authorization": "Token x:y"}, timeout=10)
+    assert wrong.status_code == 401, wrong.text
+    token = {"Authorization": "Token dtpoc-admin:s3cret"}
+    written = httpx.post(write, content=line, headers=token, timeout=10)
+    assert written.status_code == 204, written.text
+    answer = httpx.post(
+        f"{base}/query",
+        data={"db": "sensors", "q": "SELECT occupancy FROM ward"},
+        auth=("dtpoc-admin", "s3cret"),
+        timeout=10,
+    )
+    assert answer.status_code == 200, answer.text
+    series = answer.json()["results"][0]["series"][0]
+    assert series["values"] == [["2023-11-14T22:13:20Z", 1]]
+    assert (data / "data" / "sensors").is_dir(), "the bucket lives in the volume"

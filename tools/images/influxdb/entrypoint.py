@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import string
 import subprocess
 import sys
 import time
@@ -31,28 +32,14 @@ DATA = Path("/var/lib/influxdb2")
 MARKER = DATA / ".dtpoc-setup-done"
 SETUP_PORT = 18086
 SETUP_TIMEOUT = 120.0
+# Beside this script in the image and in the repo (the test stack reads it too).
+TEMPLATE = Path(__file__).with_name("influxdb.conf.template")
 
 
 def _config(bind: str, *, path: Path) -> Path:
-    """The server's config: data under the volume, auth on, Flux off (see the README)."""
-    path.write_text(
-        f"""reporting-disabled = true
-bind-address = "127.0.0.1:18088"
-[meta]
-  dir = "{DATA / "meta"}"
-[data]
-  dir = "{DATA / "data"}"
-  wal-dir = "{DATA / "wal"}"
-  query-log-enabled = false
-[monitor]
-  store-enabled = false
-[http]
-  bind-address = "{bind}"
-  auth-enabled = true
-  flux-enabled = false
-  log-enabled = false
-"""
-    )
+    """The server's config: data under the volume, auth on, Flux off (see the template)."""
+    template = string.Template(TEMPLATE.read_text())
+    path.write_text(template.substitute(rpc_bind="127.0.0.1:18088", data=DATA, http_bind=bind))
     return path
 
 

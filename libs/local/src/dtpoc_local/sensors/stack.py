@@ -28,6 +28,7 @@ import json
 import os
 import shutil
 import socket
+import string
 import subprocess
 import tempfile
 import urllib.parse
@@ -44,6 +45,8 @@ from dtpoc_local.sensors.chartparts import ChartParts, InfluxSetup, Sensor
 
 READY_TIMEOUT = 60.0
 TELEGRAF_BUILD_SCRIPT = REPO_ROOT / "tests" / "chart" / "build-telegraf"
+# The InfluxDB image's 1.x config (tools/images/influxdb/entrypoint.py fills it the same way).
+INFLUXDB_V1_CONFIG = REPO_ROOT / "tools" / "images" / "influxdb" / "influxdb.conf.template"
 
 
 def _replace_once(text: str, old: str, new: str, *, what: str) -> str:
@@ -240,25 +243,12 @@ class InfluxDB:
         return self
 
     def _config_v1(self) -> Path:
-        rpc = ports.free_port()
-        config = f"""reporting-disabled = true
-bind-address = "{ports.LOOPBACK}:{rpc}"
-[meta]
-  dir = "{self._dir / "meta"}"
-[data]
-  dir = "{self._dir / "data"}"
-  wal-dir = "{self._dir / "wal"}"
-  query-log-enabled = false
-[monitor]
-  store-enabled = false
-[http]
-  bind-address = "{ports.LOOPBACK}:{self.port}"
-  auth-enabled = true
-  # Off: 1.8's Flux compiles its standard library at start (over a minute on two
-  # busy cores); the tests read points with InfluxQL instead.
-  flux-enabled = false
-  log-enabled = false
-"""
+        """The image's own config (one template, tools/images/influxdb) on this run's ports."""
+        config = string.Template(INFLUXDB_V1_CONFIG.read_text()).substitute(
+            rpc_bind=f"{ports.LOOPBACK}:{ports.free_port()}",
+            data=self._dir,
+            http_bind=f"{ports.LOOPBACK}:{self.port}",
+        )
         path = self._dir / "influxdb.conf"
         path.write_text(config)
         return path
