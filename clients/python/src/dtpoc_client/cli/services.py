@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 import shlex
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import click
 import yaml
@@ -354,76 +355,62 @@ def outputs(state: State, service_id: str, fmt: str) -> None:
     output.emit(replicas, fmt, table=table)
 
 
-@service.command()
-@click.argument("service_id")
-@output.output_option()
-@click.pass_obj
-def terminate(state: State, service_id: str, fmt: str) -> None:
-    """Stop a service's replicas; its record and outputs stay.
+class _Said(Protocol):
+    """An answer whose ``message`` is what the table view prints."""
 
-    \b
-    Example:
-      dtpoc service terminate 6b0e...
+    message: str
+
+
+def _said(answer: _Said) -> tuple[_Said, str]:
+    return answer, answer.message
+
+
+def _new_id(new_id: str) -> tuple[dict[str, str], str]:
+    return {"id": new_id}, new_id
+
+
+def _by_id(
+    name: str, summary: str, act: Callable[[api.Services, str], tuple[Any, str]]
+) -> click.Command:
+    """``dtpoc service NAME SERVICE_ID``: ``act`` gives the answer (json, yaml) and its line.
+
+    One shape for the commands that act on a service by its id and print one line,
+    so their options, help layout and output stay the same.
     """
-    answer = state.client().services.terminate(service_id)
-    output.emit(answer, fmt, table=lambda console: console.print(answer.message))
+
+    @click.argument("service_id")
+    @output.output_option()
+    @click.pass_obj
+    def command(state: State, service_id: str, fmt: str) -> None:
+        answer, line = act(state.client().services, service_id)
+        output.emit(answer, fmt, table=lambda console: console.print(line))
+
+    command.__doc__ = f"{summary}\n\n\b\nExample:\n  dtpoc service {name} 6b0e...\n"
+    return service.command(name=name)(command)
 
 
-@service.command()
-@click.argument("service_id")
-@output.output_option()
-@click.pass_obj
-def retry(state: State, service_id: str, fmt: str) -> None:
-    """Run a finished ondemand service's failed replicas again (each its next attempt).
-
-    \b
-    Example:
-      dtpoc service retry 6b0e...
-    """
-    answer = state.client().services.retry(service_id)
-    output.emit(answer, fmt, table=lambda console: console.print(answer.message))
-
-
-@service.command()
-@click.argument("service_id")
-@output.output_option()
-@click.pass_obj
-def resubmit(state: State, service_id: str, fmt: str) -> None:
-    """Launch a service's spec and inputs again as a new service; prints its id.
-
-    \b
-    Example:
-      dtpoc service resubmit 6b0e...
-    """
-    new_id = state.client().services.resubmit(service_id)
-    output.emit({"id": new_id}, fmt, table=lambda console: console.print(new_id))
-
-
-@service.command()
-@click.argument("service_id")
-@output.output_option()
-@click.pass_obj
-def suspend(state: State, service_id: str, fmt: str) -> None:
-    """Stop a scheduled service from starting new runs.
-
-    \b
-    Example:
-      dtpoc service suspend 6b0e...
-    """
-    answer = state.client().services.suspend(service_id)
-    output.emit(answer, fmt, table=lambda console: console.print(answer.message))
-
-
-@service.command()
-@click.argument("service_id")
-@output.output_option()
-@click.pass_obj
-def resume(state: State, service_id: str, fmt: str) -> None:
-    """Let a suspended scheduled service run on schedule again.
-
-    \b
-    Example:
-      dtpoc service resume 6b0e...
-    """
-    answer = state.client().services.resume(service_id)
-    output.emit(answer, fmt, table=lambda console: console.print(answer.message))
+terminate = _by_id(
+    "terminate",
+    "Stop a service's replicas; its record and outputs stay.",
+    lambda services, service_id: _said(services.terminate(service_id)),
+)
+retry = _by_id(
+    "retry",
+    "Run a finished ondemand service's failed replicas again (each its next attempt).",
+    lambda services, service_id: _said(services.retry(service_id)),
+)
+resubmit = _by_id(
+    "resubmit",
+    "Launch a service's spec and inputs again as a new service; prints its id.",
+    lambda services, service_id: _new_id(services.resubmit(service_id)),
+)
+suspend = _by_id(
+    "suspend",
+    "Stop a scheduled service from starting new runs.",
+    lambda services, service_id: _said(services.suspend(service_id)),
+)
+resume = _by_id(
+    "resume",
+    "Let a suspended scheduled service run on schedule again.",
+    lambda services, service_id: _said(services.resume(service_id)),
+)
