@@ -194,6 +194,66 @@ def test_watch_exit_status_tells_a_failed_service(client_platform: Platform) -> 
     assert plain_watch.returncode == 0, "without --exit-status a finished watch is a success"
 
 
+def test_actions_by_id_print_the_servers_answer(client_platform: Platform) -> None:
+    """retry, resubmit, suspend, resume, terminate: a line for people, the answer for scripts."""
+    failing = ok(
+        run_dtpoc(
+            client_platform,
+            "service",
+            "launch",
+            "--image",
+            "dtpoc-histolab",
+            "--version",
+            "local",
+            "--command",
+            "false",
+        )
+    ).strip()
+    assert run_dtpoc(client_platform, "service", "watch", failing, "--exit-status").returncode == 3
+    assert ok(run_dtpoc(client_platform, "service", "retry", failing)) == (
+        "replicas running again: 0 (attempt 2)\n"
+    )
+    again = json.loads(ok(run_dtpoc(client_platform, "service", "resubmit", failing, "-o", "json")))
+    assert re.fullmatch(r"[0-9a-f]{24}", again["id"]) and again["id"] != failing, again
+    assert re.fullmatch(
+        r"[0-9a-f]{24}\n", ok(run_dtpoc(client_platform, "service", "resubmit", failing))
+    )
+    for action in ("suspend", "resume"):
+        refused = run_dtpoc(client_platform, "service", action, failing)
+        assert refused.returncode == 1, refused
+        assert "only a scheduled service can be" in refused.stderr, refused.stderr
+    scheduled = ok(
+        run_dtpoc(
+            client_platform,
+            "service",
+            "launch",
+            "--image",
+            "dtpoc-histolab",
+            "--version",
+            "local",
+            "--job-type",
+            "scheduled",
+            "--schedule",
+            "0 0 1 1 *",
+            "--reps",
+            "1",
+            "--command",
+            "true",
+        )
+    ).strip()
+    assert ok(run_dtpoc(client_platform, "service", "suspend", scheduled)) == (
+        f"service {scheduled} suspended: it starts no new run\n"
+    )
+    resumed = json.loads(
+        ok(run_dtpoc(client_platform, "service", "resume", scheduled, "-o", "json"))
+    )
+    assert resumed["message"].startswith(f"service {scheduled} resumed"), resumed
+    stopped = json.loads(
+        ok(run_dtpoc(client_platform, "service", "terminate", scheduled, "-o", "json"))
+    )
+    assert "terminated" in stopped["message"], stopped
+
+
 def test_service_logs_prints_the_replicas_output_and_its_tail(client_platform: Platform) -> None:
     launched = ok(
         run_dtpoc(
