@@ -170,20 +170,14 @@ def test_refusals_and_usage_errors_have_their_exit_codes(client_platform: Platfo
     assert no_command.returncode == 2
 
 
+def launch_local(platform: Platform, *extra: str, command: str = "false") -> str:
+    """A service running ``command`` (default: one ondemand replica that exits 1); its id."""
+    argv = ["--image", "dtpoc-histolab", "--version", "local", "--command", command, *extra]
+    return ok(run_dtpoc(platform, "service", "launch", *argv)).strip()
+
+
 def test_watch_exit_status_tells_a_failed_service(client_platform: Platform) -> None:
-    launched = ok(
-        run_dtpoc(
-            client_platform,
-            "service",
-            "launch",
-            "--image",
-            "dtpoc-histolab",
-            "--version",
-            "local",
-            "--command",
-            "false",
-        )
-    ).strip()
+    launched = launch_local(client_platform)
     watched = run_dtpoc(
         client_platform, "service", "watch", launched, "--exit-status", "-o", "json"
     )
@@ -196,19 +190,7 @@ def test_watch_exit_status_tells_a_failed_service(client_platform: Platform) -> 
 
 def test_actions_by_id_print_the_servers_answer(client_platform: Platform) -> None:
     """retry, resubmit, suspend, resume, terminate: a line for people, the answer for scripts."""
-    failing = ok(
-        run_dtpoc(
-            client_platform,
-            "service",
-            "launch",
-            "--image",
-            "dtpoc-histolab",
-            "--version",
-            "local",
-            "--command",
-            "false",
-        )
-    ).strip()
+    failing = launch_local(client_platform)
     assert run_dtpoc(client_platform, "service", "watch", failing, "--exit-status").returncode == 3
     assert ok(run_dtpoc(client_platform, "service", "retry", failing)) == (
         "replicas running again: 0 (attempt 2)\n"
@@ -222,25 +204,8 @@ def test_actions_by_id_print_the_servers_answer(client_platform: Platform) -> No
         refused = run_dtpoc(client_platform, "service", action, failing)
         assert refused.returncode == 1, refused
         assert "only a scheduled service can be" in refused.stderr, refused.stderr
-    scheduled = ok(
-        run_dtpoc(
-            client_platform,
-            "service",
-            "launch",
-            "--image",
-            "dtpoc-histolab",
-            "--version",
-            "local",
-            "--job-type",
-            "scheduled",
-            "--schedule",
-            "0 0 1 1 *",
-            "--reps",
-            "1",
-            "--command",
-            "true",
-        )
-    ).strip()
+    schedule = ("--job-type", "scheduled", "--schedule", "0 0 1 1 *", "--reps", "1")
+    scheduled = launch_local(client_platform, *schedule, command="true")
     assert ok(run_dtpoc(client_platform, "service", "suspend", scheduled)) == (
         f"service {scheduled} suspended: it starts no new run\n"
     )
