@@ -143,19 +143,20 @@ class KubeApi:
         """A plain answer's bytes (a pod's log), KubeError as for JSON calls."""
         headers = {"Accept": "*/*", **(await _auth_headers(self._configuration))}
         try:
-            response = await self._rest.request(
-                "GET",
+            async with self._session.get(
                 f"{self._host}{path}",
-                query_params=dict(query),
+                params=dict(query),
                 headers=headers,
-                _request_timeout=REQUEST_TIMEOUT_SECONDS,
-            )
-        except k8s_client.exceptions.ApiException as error:
-            raise _as_kube_error(error.status or 0, error.reason or "", error.body) from None
+                timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_SECONDS),
+                proxy=self._proxy,
+                server_hostname=self._server_hostname,
+            ) as response:
+                data = await response.read()
+                if not 200 <= response.status <= 299:
+                    raise _as_kube_error(response.status, response.reason or "", data)
         except (aiohttp.ClientError, TimeoutError) as error:
             raise KubeError(0, "Unreachable", f"{type(error).__name__}: {error}") from None
-        data = response.data
-        return data if isinstance(data, bytes) else str(data or "").encode()
+        return data
 
     async def get(self, path: str) -> Obj | None:
         """The object, or None when it does not exist."""
