@@ -129,7 +129,10 @@ def test_a_failing_pods_log_is_followed_through_the_apiserver_and_kept_after_the
         kubelet_double.set_pod_running(kube_namespace, name)
         kubelet_double.print_logs(kube_namespace, name, main, _lines(0, HALF))
         waiting.wait_for(
-            lambda: runtimes.status_dict(stub, service_id)["replicas"][0]["state"] == "running",
+            lambda: (
+                (runtimes.status_dict(stub, service_id).get("replicas") or [{}])[0].get("state")
+                == "running"
+            ),
             timeout=TIMEOUT,
             what="the replica to run",
         )
@@ -158,7 +161,7 @@ def test_a_failing_pods_log_is_followed_through_the_apiserver_and_kept_after_the
         final = waiting.wait_for(
             lambda: (
                 (s := runtimes.status_dict(stub, service_id))["phase"] == "failed"
-                and s["replicas"][0].get("logs")
+                and (s.get("replicas") or [{}])[0].get("logs")
                 and s
             ),
             timeout=TIMEOUT,
