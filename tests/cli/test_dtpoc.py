@@ -104,9 +104,13 @@ def test_upload_launch_watch_output_list_terminate(client_platform: Platform) ->
     services = yaml.safe_load(ok(run_dtpoc(client_platform, "service", "list", "-o", "yaml")))
     mine = [s for s in services if s["id"] == service_id]
     assert mine and mine[0]["phase"] == "succeeded", services
-    outputs = yaml.safe_load(
+    listed = yaml.safe_load(
         ok(run_dtpoc(client_platform, "files", "list", "--service", service_id, "-o", "yaml"))
     )
+    # the service's files are its outputs and each replica's stored log
+    logs = [o for o in listed if o["metadata"].get("kind") == "log"]
+    assert sorted(o["metadata"]["replica_index"] for o in logs) == [0, 1], listed
+    outputs = [o for o in listed if o["metadata"].get("kind") != "log"]
     assert sorted(o["metadata"]["replica_index"] for o in outputs) == [0, 1], outputs
     assert {o["filename"] for o in outputs} == {"kpis.json"}
 

@@ -119,7 +119,12 @@ def files_table(records: list[files_pb2.FileInfo]) -> Table:
 @files.command(name="list")
 @click.option("--skip", type=click.IntRange(min=0), default=0, help="Records to skip.")
 @click.option("--limit", type=click.IntRange(1, 1000), help="Records to show (server: 10).")
-@click.option("--service", "service_id", default="", help="Only outputs of this service.")
+@click.option(
+    "--service",
+    "service_id",
+    default="",
+    help="Only files of this service: its outputs and its replicas' logs.",
+)
 @click.option("--replica", type=click.IntRange(min=0), help="Only outputs of this replica.")
 @click.option("--name", "filename", default="", help="Only files with this exact name.")
 @output.output_option()
