@@ -216,7 +216,8 @@ def test_retry_reruns_only_the_failed_replica_and_resubmit_links(
         "out.write_text(json.dumps({'replica': index, 'attempt': attempt}))\n"
         "sys.exit(1 if index == '1' and attempt == '1' else 0)\n"
     )
-    with local_platform.client() as client:
+    # the typed client runs the service; the retry/resubmit answers are checked on the wire
+    with local_platform.client() as client, local_platform.http() as http:
         file_id = e2e.upload_sample(client)
         service_id = e2e.launch(
             client, file_id=file_id, reps=3, command=[sys.executable, "-c", program]
@@ -232,7 +233,7 @@ def test_retry_reruns_only_the_failed_replica_and_resubmit_links(
             what="the service to fail with replica 1",
         )
         assert [r["state"] for r in failed["replicas"]] == ["succeeded", "failed", "succeeded"]
-        answer = client.post(f"/service/{service_id}/retry")
+        answer = http.post(f"/service/{service_id}/retry")
         assert answer.status_code == 202, answer.text
         assert (answer.json()["indexes"], answer.json()["attempts"]) == ([1], [2])
         done = e2e.wait_for_status(
@@ -244,15 +245,15 @@ def test_retry_reruns_only_the_failed_replica_and_resubmit_links(
         )
         assert (done["succeeded_runs"], done["failed_runs"]) == (3, 0)
         assert [r["attempt"] for r in done["replicas"]] == [1, 2, 1]
-        output = client.get(f"/service/{service_id}/output/1")
+        output = http.get(f"/service/{service_id}/output/1")
         assert output.json() == {"replica": "1", "attempt": "2"}
-        assert client.get(f"/service/{service_id}/output/0").json()["attempt"] == "1"
+        assert http.get(f"/service/{service_id}/output/0").json()["attempt"] == "1"
 
-        resubmitted = client.post(f"/service/{service_id}/resubmit")
+        resubmitted = http.post(f"/service/{service_id}/resubmit")
         assert resubmitted.status_code == 202, resubmitted.text
         copy = resubmitted.json()["id"]
-        assert client.get(f"/service/{copy}").json()["resubmitted_from"] == service_id
-        assert client.get(f"/service/{service_id}").json()["resubmissions"] == [copy]
-        suspend = client.post(f"/service/{copy}/suspend")
+        assert http.get(f"/service/{copy}").json()["resubmitted_from"] == service_id
+        assert http.get(f"/service/{service_id}").json()["resubmissions"] == [copy]
+        suspend = http.post(f"/service/{copy}/suspend")
         assert suspend.status_code == 400 and "only a scheduled" in suspend.json()["message"]
-        assert client.post(f"/service/{'0' * 24}/retry").status_code == 404
+        assert http.post(f"/service/{'0' * 24}/retry").status_code == 404
