@@ -119,14 +119,16 @@ def test_roles_are_namespaced_and_grant_no_wildcards(shape: tuple[str, chart.Ren
                 assert "*" not in (rule.get(key) or []), f"Role {role['metadata']['name']}: {rule}"
 
 
-def test_orchestrator_may_only_manage_analytics() -> None:
+def test_orchestrator_may_only_manage_analytics_and_read_replica_logs() -> None:
     role = chart.render().named("Role", "dtpoc-orchestrator")
     assert role["rules"] == [
         {
             "apiGroups": ["eng.cam.ac.uk"],
             "resources": ["analytics"],
             "verbs": ["get", "list", "watch", "create", "patch", "delete"],
-        }
+        },
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
+        {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
     ]
 
 

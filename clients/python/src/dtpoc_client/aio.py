@@ -81,6 +81,16 @@ class AsyncServices:
         finally:
             await asyncio.to_thread(updates.close)
 
+    async def logs(self, service_id: str, idx: int, **options: Any) -> AsyncIterator[str]:
+        """:meth:`Services.logs` as an async iterator (same keyword options)."""
+        pieces = self._sync.logs(service_id, idx, **options)
+        try:
+            while (item := await asyncio.to_thread(next, pieces, _DONE)) is not _DONE:
+                assert isinstance(item, str)
+                yield item
+        finally:
+            await asyncio.to_thread(pieces.close)
+
     async def output(self, service_id: str, idx: int) -> orchestrator_pb2.GetServiceOutputResponse:
         return await _call(self._sync.output, service_id, idx)
 
