@@ -208,6 +208,7 @@ def test_container_sees_the_pod_environment_and_mounts(
     run_id = attempt.job.env["RUN_ID"]
     assert {k: env.get(k) for k in attempt.job.env if k != "PROGRAM"} == {
         "DTPOC_SERVICE_ID": "svc1",
+        "DTPOC_ATTEMPT": "1",  # the first attempt; a retry's replica sees the next
         "RUN_ID": run_id,
         "REPLICA_INDEX": "1",
         "JOB_COMPLETION_INDEX": "1",
@@ -216,7 +217,9 @@ def test_container_sees_the_pod_environment_and_mounts(
         "INPUT_DATA_CSV": "/input/data.csv",
         "SEED": "7",
     }
-    assert not [k for k in env if k.startswith("DTPOC_") and k != "DTPOC_SERVICE_ID"]
+    assert not [
+        k for k in env if k.startswith("DTPOC_") and k not in {"DTPOC_SERVICE_ID", "DTPOC_ATTEMPT"}
+    ]
     assert "CONTAINERS_CONF" not in env  # the engine's settings stay outside
     assert seen["uid"] == 10001
     assert seen["input"] == ["data.csv"] and seen["data"] == "a,b\n1,2\n"
