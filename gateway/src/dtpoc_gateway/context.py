@@ -190,6 +190,27 @@ async def read_json_body(
     return parse_json(data, max_depth=max_depth)
 
 
+async def open_stream(
+    ctx: RouteContext, request: Request, message: message.Message
+) -> tuple[Any, Any]:
+    """Start a server-streaming call and read its first message (``grpc.aio.EOF``
+    for an empty stream), so that a call failing at once answers the usual HTTP
+    error rather than an empty body; cancelled if the client goes away meanwhile."""
+    call = ctx.backends.callable(ctx.method)(
+        message,
+        timeout=ctx.settings.stream_timeout_seconds,
+        metadata=call_metadata(request),
+    )
+    try:
+        first = await call.read()
+    except grpc.aio.AioRpcError as exc:
+        raise ctx.backends.error(ctx.method, exc, request_id=request_id(request)) from None
+    except asyncio.CancelledError:
+        call.cancel()
+        raise
+    return call, first
+
+
 async def request_message(ctx: RouteContext, request: Request) -> message.Message:
     """The RPC's request message from the path, the query and (when the binding takes one) the
     JSON body, within the body's size and time limits."""

@@ -36,21 +36,9 @@ def _event(payload: Any, *, kind: str = "") -> bytes:
 
 
 def endpoint(ctx: context.RouteContext) -> context.Endpoint:
-    method = ctx.method
-    timeout = ctx.settings.stream_timeout_seconds
-
     async def handle(request: Request) -> Response:
         message = await context.request_message(ctx, request)
-        call = ctx.backends.callable(method)(
-            message, timeout=timeout, metadata=context.call_metadata(request)
-        )
-        try:
-            first = await call.read()
-        except grpc.aio.AioRpcError as exc:
-            raise ctx.backends.error(method, exc, request_id=context.request_id(request)) from None
-        except asyncio.CancelledError:
-            call.cancel()
-            raise
+        call, first = await context.open_stream(ctx, request, message)
         return StreamingResponse(
             _events(ctx, request, call=call, first=first),
             media_type=EVENT_STREAM,

@@ -15,7 +15,6 @@ pass for the whole text); the gateway logs it.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
@@ -101,7 +100,6 @@ def endpoint(ctx: context.RouteContext) -> context.Endpoint:
             ),
         )
     )
-    timeout = ctx.settings.stream_timeout_seconds
     method = ctx.method
 
     async def handle(request: Request) -> Response:
@@ -110,17 +108,7 @@ def endpoint(ctx: context.RouteContext) -> context.Endpoint:
         )
         if getattr(message, FOLLOW_FIELD, False) is True:
             return await events(request)
-        call = ctx.backends.callable(method)(
-            message, timeout=timeout, metadata=context.call_metadata(request)
-        )
-        try:
-            first = await call.read()
-        except grpc.aio.AioRpcError as exc:
-            raise ctx.backends.error(method, exc, request_id=context.request_id(request)) from None
-        except asyncio.CancelledError:
-            call.cancel()
-            raise
-
+        call, first = await context.open_stream(ctx, request, message)
         return StreamingResponse(
             _texts(call, first, field=text_field, method=method, request=request),
             media_type=PLAIN_TEXT,
