@@ -116,47 +116,46 @@ class KubeApi:
         query: Mapping[str, str] | None = None,
         content_type: str = "application/json",
     ) -> Obj:
-        headers = {
-            "Accept": "application/json",
-            "Content-Type": content_type,
-            **(await _auth_headers(self._configuration)),
-        }
+        data = await self._send(
+            method,
+            path,
+            headers={"Accept": "application/json", "Content-Type": content_type},
+            query=query,
+            data=json.dumps(body) if body is not None else None,
+        )
+        return json.loads(data) if data else {}
+
+    async def text(self, path: str, *, query: Mapping[str, str]) -> bytes:
+        """A plain answer's bytes (a pod's log), KubeError as for JSON calls."""
+        return await self._send("GET", path, headers={"Accept": "*/*"}, query=query)
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        headers: Mapping[str, str],
+        query: Mapping[str, str] | None,
+        data: str | None = None,
+    ) -> bytes:
+        """One round trip on the session: the answer's bytes, or KubeError."""
         try:
             async with self._session.request(
                 method,
                 f"{self._host}{path}",
                 params=dict(query or {}),
-                headers=headers,
-                data=json.dumps(body) if body is not None else None,
+                headers={**headers, **(await _auth_headers(self._configuration))},
+                data=data,
                 timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_SECONDS),
                 proxy=self._proxy,
                 server_hostname=self._server_hostname,
             ) as response:
-                data = await response.read()
+                answer = await response.read()
                 if not 200 <= response.status <= 299:
-                    raise _as_kube_error(response.status, response.reason or "", data)
+                    raise _as_kube_error(response.status, response.reason or "", answer)
         except (aiohttp.ClientError, TimeoutError) as error:
             raise KubeError(0, "Unreachable", f"{type(error).__name__}: {error}") from None
-        return json.loads(data) if data else {}
-
-    async def text(self, path: str, *, query: Mapping[str, str]) -> bytes:
-        """A plain answer's bytes (a pod's log), KubeError as for JSON calls."""
-        headers = {"Accept": "*/*", **(await _auth_headers(self._configuration))}
-        try:
-            async with self._session.get(
-                f"{self._host}{path}",
-                params=dict(query),
-                headers=headers,
-                timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_SECONDS),
-                proxy=self._proxy,
-                server_hostname=self._server_hostname,
-            ) as response:
-                data = await response.read()
-                if not 200 <= response.status <= 299:
-                    raise _as_kube_error(response.status, response.reason or "", data)
-        except (aiohttp.ClientError, TimeoutError) as error:
-            raise KubeError(0, "Unreachable", f"{type(error).__name__}: {error}") from None
-        return data
+        return answer
 
     async def get(self, path: str) -> Obj | None:
         """The object, or None when it does not exist."""
