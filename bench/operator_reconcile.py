@@ -52,11 +52,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import urllib3
-import yaml
 from kubernetes import client as k8s
 from kubernetes import watch
 
-from bench.operator_vs_argo import AUDIT_POLICY, AuditLog
+from bench.operator_vs_argo import AuditLog, audit_to
 from dtpoc_local import controlplane, waiting
 from dtpoc_local.kube import KubeCluster
 from dtpoc_local.servers import operator as operator_platform
@@ -279,17 +278,8 @@ def main() -> None:
             path = export_operator(args.baseline, workdir / "baseline")
             base = ("baseline " + args.baseline, {"PYTHONPATH": path})
             plan = [base, plan[0]] * args.rounds
-        policy = workdir / "audit-policy.yaml"
-        policy.write_text(yaml.safe_dump(AUDIT_POLICY))
-        audit_path = workdir / "audit.log"
-        options = controlplane.ControlPlaneOptions(
-            extra_apiserver_args=(
-                f"--audit-policy-file={policy}",
-                f"--audit-log-path={audit_path}",
-                "--audit-log-format=json",
-                "--audit-log-maxsize=0",
-            ),
-        )
+        audit_path, audit_args = audit_to(workdir)
+        options = controlplane.ControlPlaneOptions(extra_apiserver_args=audit_args)
         print("starting the control plane...", flush=True)
         plane = controlplane.start_control_plane(workdir / "kube", options)
         kube = KubeCluster(kubeconfig_path=plane.admin_kubeconfig, managed=True)

@@ -82,6 +82,20 @@ AUDIT_POLICY = {
 IMAGE = "ghcr.io/example/sim"
 
 
+def audit_to(workdir: Path) -> tuple[Path, tuple[str, ...]]:
+    """The apiserver arguments that write AUDIT_POLICY's log into ``workdir``,
+    and that log's path."""
+    policy = workdir / "audit-policy.yaml"
+    policy.write_text(yaml.safe_dump(AUDIT_POLICY))
+    audit_path = workdir / "audit.log"
+    return audit_path, (
+        f"--audit-policy-file={policy}",
+        f"--audit-log-path={audit_path}",
+        "--audit-log-format=json",
+        "--audit-log-maxsize=0",
+    )
+
+
 # --- measurements ----------------------------------------------------------------------------
 
 
@@ -585,16 +599,9 @@ def main() -> None:
     print(f"load average before the run: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-vs-argo-") as tmp:
         workdir = Path(tmp)
-        policy = workdir / "audit-policy.yaml"
-        policy.write_text(yaml.safe_dump(AUDIT_POLICY))
-        audit_path = workdir / "audit.log"
+        audit_path, audit_args = audit_to(workdir)
         options = controlplane.ControlPlaneOptions(
-            extra_apiserver_args=(
-                f"--audit-policy-file={policy}",
-                f"--audit-log-path={audit_path}",
-                "--audit-log-format=json",
-                "--audit-log-maxsize=0",
-            ),
+            extra_apiserver_args=audit_args,
             extra_controller_manager_args=(
                 (f"--kube-api-qps={args.client_qps}", f"--kube-api-burst={2 * args.client_qps}")
                 if args.client_qps
