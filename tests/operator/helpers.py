@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from google.protobuf import json_format
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 from dtpoc.files.v1alpha1 import files_pb2, files_pb2_grpc
 from dtpoc_common import replica_logs

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 from dtpoc_local.kube import KubeCluster
 from dtpoc_local.servers.operator import SERVICE_ACCOUNT, apply_operator_role
