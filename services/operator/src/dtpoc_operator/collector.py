@@ -51,7 +51,7 @@ from pathlib import Path
 import grpc
 from google.protobuf import struct_pb2
 
-from dtpoc.files.v1alpha1 import files_pb2, files_pb2_grpc
+from dtpoc.files.v1alpha1 import files_pb2
 from dtpoc_common import limits
 from dtpoc_common import logging as dlog
 from dtpoc_operator import metrics, ports
@@ -325,7 +325,7 @@ class OutputCollector:
 
     def __init__(
         self,
-        stub: files_pb2_grpc.FilesServiceAsyncStub,
+        stub: ports.FilesUploads,
         *,
         max_parallel_uploads: int,
         timeout_seconds: float,

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 import grpc
 from google.protobuf import struct_pb2
 
-from dtpoc.files.v1alpha1 import files_pb2, files_pb2_grpc
+from dtpoc.files.v1alpha1 import files_pb2
 from dtpoc_common import logging as dlog
 from dtpoc_common import replica_logs
 from dtpoc_operator import collector, ports
@@ -49,7 +49,7 @@ def is_truncated(content: bytes) -> bool:
 class LogStore:
     """Uploads attempt logs to Files (the operator's own token)."""
 
-    def __init__(self, stub: files_pb2_grpc.FilesServiceAsyncStub, *, timeout_seconds: float):
+    def __init__(self, stub: ports.FilesUploads, *, timeout_seconds: float):
         self._stub = stub
         self._timeout = timeout_seconds
 

@@ -1,9 +1,13 @@
-"""The two ports the reconciler needs, one adapter of each per runtime.
+"""The ports the reconciler needs: one adapter of the first two per runtime.
 
 - :class:`AnalyticsStore`: where Analytics live (Kubernetes custom resources,
   or documents in MongoDB for the local runtime).
 - :class:`Runtime`: what runs replicas (Jobs/CronJobs/Deployments, or child
   processes).
+- :class:`FilesUploads`: the one Files call the collector and the log store
+  make (the generated async stub is the real adapter).
+
+Each has a named in-memory fake in :mod:`dtpoc_operator.memory`.
 
 Both are small on purpose: the reconciler (:mod:`dtpoc_operator.reconciler`)
 holds the order of work that makes the operator restart-safe, and the status
@@ -12,10 +16,12 @@ rules (:mod:`dtpoc_operator.status`) say what the status means, once, for both.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from dtpoc.files.v1alpha1 import files_pb2
 from dtpoc_operator.model import AnalyticsResource, Observation, Replica, ServiceKey, Status
 
 
@@ -107,4 +113,28 @@ class Runtime(Protocol):
 
     async def forget(self, resource: AnalyticsResource) -> None:
         """Drop what the runtime keeps for a service whose deletion is done."""
+        ...
+
+
+class UploadCall(Protocol):
+    """``FilesService.UploadFile`` as a client-stream call (the stub's signature)."""
+
+    def __call__(
+        self,
+        request_iterator: AsyncIterator[files_pb2.UploadFileRequest],
+        /,
+        *,
+        timeout: float | None = None,
+    ) -> Awaitable[files_pb2.UploadFileResponse]: ...
+
+
+class FilesUploads(Protocol):
+    """What the operator calls of Files: uploads of outputs and logs.
+
+    Errors are gRPC's (``grpc.aio.AioRpcError``): INVALID_ARGUMENT and
+    RESOURCE_EXHAUSTED refuse a file for good, anything else is "try again".
+    """
+
+    @property
+    def UploadFile(self) -> UploadCall:  # noqa: N802 - the gRPC method's name
         ...
