@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.gateway.helpers import PREFIX
-from tests.gateway.test_routes import project_bindings
+from tests.unit.gateway.test_routes import project_bindings
 
 DOC_URL = f"{PREFIX}/openapi.json"
 

@@ -26,7 +26,10 @@ def api(orchestrator_double: tuple[doubles.OrchestratorDouble, str]) -> Iterator
     """The gateway in front of the double, called in-process (base URL set, no auth)."""
     _double, address = orchestrator_double
     config = settings.GatewaySettings(
-        orchestrator_address=address, auth_disabled=True, grpc_token_file=None
+        orchestrator_address=address,
+        auth_disabled=True,
+        grpc_token_file=None,
+        sse_keepalive_seconds=0.2,
     )
     with TestClient(app.build(config)) as client:
         yield client

@@ -1,16 +1,23 @@
 """The gateway's error mapping in-process (no gateway process): gRPC status to HTTP, the
-error body's shape, and the 400s of what cannot become a request message. What needs a
-real server (a backend that is down or slow, connection limits) stays in
-``tests/gateway/test_errors.py``."""
+error body's shape, a backend that is down (503) or too slow (504), and the 400s of what
+cannot become a request message. Connection limits and the process's own logs need a
+real server and stay in ``tests/gateway``."""
 
 from __future__ import annotations
 
+import contextlib
+import socket
+from collections.abc import Iterator
 from typing import Any
 
 import grpc
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 
+from dtpoc_gateway import app as gateway_app
+from dtpoc_gateway import settings
+from tests.gateway import doubles
 from tests.gateway.helpers import PREFIX, abort_id, assert_error_shape
 
 MAPPING = [
@@ -113,3 +120,60 @@ def test_unknown_query_parameters(api: httpx.Client) -> None:
         api.post(f"{PREFIX}/service/launch", params={"image": "x"}, json={}), 400
     )
     assert "body" in body["message"]
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def _gateway(**fields: Any) -> Iterator[TestClient]:
+    """The gateway in-process with these settings (and no auth)."""
+    config = settings.GatewaySettings(auth_disabled=True, grpc_token_file=None, **fields)
+    with TestClient(gateway_app.build(config)) as client:
+        yield client
+
+
+def test_a_backend_that_is_down_answers_503_naming_it() -> None:
+    with _gateway(orchestrator_address=f"127.0.0.1:{_closed_port()}") as client:
+        answer = client.get(f"{PREFIX}/service/")
+        body = assert_error_shape(answer, 503)
+        assert body["message"] == (
+            "backend dtpoc.orchestrator.v1alpha1.OrchestratorService is unreachable; "
+            "try again later"
+        )
+        assert answer.headers["retry-after"] == "1"
+        unconfigured = client.get(f"{PREFIX}/files")
+        body = assert_error_shape(unconfigured, 503)
+        assert "dtpoc.files.v1alpha1.FilesService" in body["message"]
+
+
+def test_a_slow_backend_answers_504(
+    orchestrator_double: tuple[doubles.OrchestratorDouble, str],
+) -> None:
+    double, address = orchestrator_double
+    slow = double.add_service(image="slow")
+    double.slow_ids.add(slow.id)
+    with _gateway(orchestrator_address=address, call_timeout_seconds=0.2) as client:
+        answer = client.get(f"{PREFIX}/service/{slow.id}/status")
+        body = assert_error_shape(answer, 504)
+        assert body["status"] == "DEADLINE_EXCEEDED"
+
+
+async def test_fastapi_validation_errors_use_the_same_shape() -> None:
+    config = settings.GatewaySettings(auth_disabled=True)
+    application = gateway_app.build(config)
+
+    @application.get("/typed/{number}")
+    async def typed(number: int) -> dict[str, int]:
+        return {"number": number}
+
+    transport = httpx.ASGITransport(app=application)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+        answer = await client.get("/typed/abc")
+    assert answer.status_code == 400
+    body = answer.json()
+    assert set(body) == {"code", "status", "message", "details", "detail"}
+    assert body["details"][0]["field_violations"][0]["field"] == "path.number"

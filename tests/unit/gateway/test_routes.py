@@ -16,17 +16,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
 
 import dtpoc
-from dtpoc_gateway import pathtemplate
-from dtpoc_local.servers import gateway
+from dtpoc_gateway import app, pathtemplate, settings
 from tests.gateway import synthetic
 from tests.gateway.helpers import PREFIX
-
-#: One client for the module; a generous timeout for a busy shared machine.
-http = httpx.Client(timeout=30.0)
 
 
 def declared_bindings(files: descriptor_pb2.FileDescriptorSet) -> set[tuple[str, str]]:
@@ -98,33 +95,36 @@ def test_literal_segments_win_over_variables(api: httpx.Client) -> None:
 @pytest.fixture(scope="module")
 def shelves(
     tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[tuple[synthetic.ShelfDouble, str]]:
+) -> Iterator[tuple[synthetic.ShelfDouble, TestClient]]:
+    """The gateway in-process on a descriptor set holding a service of the tests only."""
     double = synthetic.ShelfDouble()
     folder = tmp_path_factory.mktemp("shelves")
-    server = gateway.start_gateway(
-        workdir=folder,
+    config = settings.GatewaySettings(
         backends={synthetic.SERVICE: double.address},
-        env={"DTPOC_GATEWAY_DESCRIPTOR_SET": str(synthetic.write_descriptor_set(folder))},
+        descriptor_set=synthetic.write_descriptor_set(folder),
+        auth_disabled=True,
+        grpc_token_file=None,
     )
     try:
-        yield double, server.base_url
+        with TestClient(app.build(config)) as client:
+            yield double, client
     finally:
-        server.stop()
         double.stop()
 
 
-def test_a_new_annotated_rpc_gets_its_routes(shelves: tuple[synthetic.ShelfDouble, str]) -> None:
-    _double, base_url = shelves
+def test_a_new_annotated_rpc_gets_its_routes(
+    shelves: tuple[synthetic.ShelfDouble, TestClient],
+) -> None:
+    _double, client = shelves
     bindings = declared_bindings(synthetic.descriptor_set()) - project_bindings()
     assert len(bindings) == 3
-    with httpx.Client(base_url=base_url, timeout=30.0) as client:
-        for verb, path in bindings:
-            answer = client.request(verb, concrete(path), json={})
-            assert answer.status_code in (200, 201), f"{verb} {path}: {answer.text}"
+    for verb, path in bindings:
+        answer = client.request(verb, concrete(path), json={})
+        assert answer.status_code in (200, 201), f"{verb} {path}: {answer.text}"
 
 
-def test_query_parameters_of_every_kind(shelves: tuple[synthetic.ShelfDouble, str]) -> None:
-    double, base_url = shelves
+def test_query_parameters_of_every_kind(shelves: tuple[synthetic.ShelfDouble, TestClient]) -> None:
+    double, client = shelves
     query = [
         ("tags", "a"),
         ("tags", "b"),
@@ -137,7 +137,7 @@ def test_query_parameters_of_every_kind(shelves: tuple[synthetic.ShelfDouble, st
         ("limit", "0"),
         ("ratio", "0.5"),
     ]
-    answer = http.get(f"{base_url}{PREFIX}/testonly/shelves/s1:search", params=query)
+    answer = client.get(f"{PREFIX}/testonly/shelves/s1:search", params=query)
     assert answer.status_code == 200, answer.text
     assert answer.json() == {
         "name": "shelves/s1",
@@ -156,10 +156,10 @@ def test_query_parameters_of_every_kind(shelves: tuple[synthetic.ShelfDouble, st
 
 
 def test_zero_values_are_printed_and_optional_unset_is_not(
-    shelves: tuple[synthetic.ShelfDouble, str],
+    shelves: tuple[synthetic.ShelfDouble, TestClient],
 ) -> None:
-    _double, base_url = shelves
-    answer = http.get(f"{base_url}/testonly/shelves/empty:search")
+    _double, client = shelves
+    answer = client.get("/testonly/shelves/empty:search")
     assert answer.status_code == 200
     body = answer.json()
     assert body["tags"] == [] and body["big"] == 0 and body["flag"] is False
@@ -181,10 +181,10 @@ def test_zero_values_are_printed_and_optional_unset_is_not(
     ],
 )
 def test_bad_query_parameters_name_the_field(
-    shelves: tuple[synthetic.ShelfDouble, str], query: dict[str, str], field: str
+    shelves: tuple[synthetic.ShelfDouble, TestClient], query: dict[str, str], field: str
 ) -> None:
-    _double, base_url = shelves
-    answer = http.get(f"{base_url}{PREFIX}/testonly/shelves/s1:search", params=query)
+    _double, client = shelves
+    answer = client.get(f"{PREFIX}/testonly/shelves/s1:search", params=query)
     assert answer.status_code == 400, answer.text
     body = answer.json()
     assert field in body["message"]
@@ -192,35 +192,35 @@ def test_bad_query_parameters_name_the_field(
 
 
 def test_body_field_nested_path_variable_and_success_code(
-    shelves: tuple[synthetic.ShelfDouble, str],
+    shelves: tuple[synthetic.ShelfDouble, TestClient],
 ) -> None:
-    double, base_url = shelves
-    created = http.post(
-        f"{base_url}{PREFIX}/testonly/shelves/s2/books", json={"title": "Dune", "pages": "412"}
+    double, client = shelves
+    created = client.post(
+        f"{PREFIX}/testonly/shelves/s2/books", json={"title": "Dune", "pages": "412"}
     )
     assert created.status_code == 201, created.text
     assert created.json() == {"title": "shelves/s2/Dune", "pages": 412}
 
     # Additional binding: another verb, and {book.title} set from the path over the body.
-    replaced = http.put(
-        f"{base_url}{PREFIX}/testonly/shelves/s2/books/Emma", json={"title": "ignored", "pages": 3}
+    replaced = client.put(
+        f"{PREFIX}/testonly/shelves/s2/books/Emma", json={"title": "ignored", "pages": 3}
     )
     assert replaced.status_code == 201, replaced.text
     assert replaced.json() == {"title": "shelves/s2/Emma", "pages": 3}
     assert double.received[-1].book.title == "Emma"
 
     # body: "book" means the body is the Book itself; a CreateBookRequest field is unknown.
-    wrong = http.post(f"{base_url}{PREFIX}/testonly/shelves/s2/books", json={"book": {}})
+    wrong = client.post(f"{PREFIX}/testonly/shelves/s2/books", json={"book": {}})
     assert wrong.status_code == 400
     assert "book" in wrong.json()["message"]
 
 
 def test_multi_segment_variables_do_not_match_other_shapes(
-    shelves: tuple[synthetic.ShelfDouble, str],
+    shelves: tuple[synthetic.ShelfDouble, TestClient],
 ) -> None:
-    _double, base_url = shelves
-    assert http.get(f"{base_url}{PREFIX}/testonly/racks/s1:search").status_code == 404
-    assert http.get(f"{base_url}{PREFIX}/testonly/shelves/a/b:search").status_code == 404
+    _double, client = shelves
+    assert client.get(f"{PREFIX}/testonly/racks/s1:search").status_code == 404
+    assert client.get(f"{PREFIX}/testonly/shelves/a/b:search").status_code == 404
 
 
 # -- path templates ------------------------------------------------------------------
