@@ -6,11 +6,15 @@ module (pytest loads conftest files itself; importing them by name is fragile).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import grpc
 import httpx
+from google.api import annotations_pb2
+from google.protobuf import descriptor_pb2
 
+import dtpoc
 from dtpoc_common.vocabulary import API_PREFIX
 
 PREFIX = API_PREFIX
@@ -30,3 +34,26 @@ def assert_error_shape(answer: httpx.Response, status: int) -> dict[str, Any]:
     assert isinstance(body["details"], list)
     assert "Traceback" not in answer.text and 'File "' not in answer.text
     return body
+
+
+def declared_bindings(files: descriptor_pb2.FileDescriptorSet) -> set[tuple[str, str]]:
+    found: set[tuple[str, str]] = set()
+    for file in files.file:
+        for service in file.service:
+            for method in service.method:
+                options = descriptor_pb2.MethodOptions.FromString(
+                    method.options.SerializeToString()
+                )
+                if not options.HasExtension(annotations_pb2.http):
+                    continue
+                rule = options.Extensions[annotations_pb2.http]
+                for binding in [rule, *rule.additional_bindings]:
+                    kind = binding.WhichOneof("pattern")
+                    assert kind is not None
+                    found.add((kind.upper(), getattr(binding, kind)))
+    return found
+
+
+def project_bindings() -> set[tuple[str, str]]:
+    data = (Path(dtpoc.__file__).parent / "descriptors.binpb").read_bytes()
+    return declared_bindings(descriptor_pb2.FileDescriptorSet.FromString(data))

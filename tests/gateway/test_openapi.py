@@ -11,8 +11,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.gateway.helpers import PREFIX
-from tests.unit.gateway.test_routes import project_bindings
+from tests.gateway.helpers import PREFIX, project_bindings
 
 DOC_URL = f"{PREFIX}/openapi.json"
 

@@ -12,41 +12,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from google.api import annotations_pb2
-from google.protobuf import descriptor_pb2
 
-import dtpoc
 from dtpoc_gateway import app, pathtemplate, settings
 from tests.gateway import synthetic
-from tests.gateway.helpers import PREFIX
-
-
-def declared_bindings(files: descriptor_pb2.FileDescriptorSet) -> set[tuple[str, str]]:
-    found: set[tuple[str, str]] = set()
-    for file in files.file:
-        for service in file.service:
-            for method in service.method:
-                options = descriptor_pb2.MethodOptions.FromString(
-                    method.options.SerializeToString()
-                )
-                if not options.HasExtension(annotations_pb2.http):
-                    continue
-                rule = options.Extensions[annotations_pb2.http]
-                for binding in [rule, *rule.additional_bindings]:
-                    kind = binding.WhichOneof("pattern")
-                    assert kind is not None
-                    found.add((kind.upper(), getattr(binding, kind)))
-    return found
-
-
-def project_bindings() -> set[tuple[str, str]]:
-    data = (Path(dtpoc.__file__).parent / "descriptors.binpb").read_bytes()
-    return declared_bindings(descriptor_pb2.FileDescriptorSet.FromString(data))
+from tests.gateway.helpers import PREFIX, declared_bindings, project_bindings
 
 
 def concrete(path: str) -> str:
