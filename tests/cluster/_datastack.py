@@ -55,8 +55,9 @@ def forward(platform: Platform, service: str, port: int) -> Iterator[int]:
         log_path=platform.node.lay.logs / f"port-forward-{service}.log",
     ).start()
     try:
+        # The log file is per Service and kept across forwards: wait for this one's port.
         forwarding.wait_ready(
-            lambda: "Forwarding from" in forwarding.log_tail(20),
+            lambda: f"Forwarding from 127.0.0.1:{local}" in forwarding.log_tail(20),
             timeout=30,
             what=f"port-forward to {service}",
         )

@@ -26,7 +26,16 @@ import yaml
 from dtpoc_local import binaries, images, processes
 from tools.cluster import cluster, layout, node
 
-IMAGES = ("dtpoc", "histolab", "ferretdb", "mosquitto", "influxdb", "telegraf", "node-red")
+IMAGES = (
+    "dtpoc",
+    "histolab",
+    "ferretdb",
+    "mosquitto",
+    "influxdb",
+    "telegraf",
+    "node-red",
+    "mongo-express",
+)
 """What the node's values file runs (histolab: the original's analytics image)."""
 TOKEN_SECRET = "dtpoc-cluster-api-token"  # noqa: S105 - the Secret's name
 INFLUXDB_SECRET = "dtpoc-cluster-influxdb-auth"  # noqa: S105 - the Secret's name
@@ -36,6 +45,7 @@ _VALUES_KEYS = (
     ("influxdb", "influxdb"),
     ("telegraf", "telegraf"),
     ("node-red", "nodeRed"),
+    ("mongo-express", "mongoExpress"),
 )
 ROLLOUT_TIMEOUT = 300.0
 PORT_FORWARD_TIMEOUT = 30.0
