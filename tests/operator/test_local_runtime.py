@@ -236,17 +236,6 @@ def test_three_replicas_succeed_with_outputs_in_files(
     )
 
 
-def test_no_command_fails_with_a_clear_message(
-    local_operator_factory: Callable[..., LocalOperator],
-) -> None:
-    op = local_operator_factory()
-    service_id = op.launch({"image": "ghcr.io/example/sim", "jobType": "ondemand", "reps": 1})
-    status = op.wait_status(service_id, lambda s: s.get("phase") == "failed", "failed")
-    assert "needs a command" in status["message"]
-    failed = {c["type"]: c for c in status["conditions"]}["Failed"]
-    assert failed["reason"] == "CommandRequired"
-
-
 def test_replica_killed_by_sigkill_fails_with_its_signal(
     local_operator_factory: Callable[..., LocalOperator],
 ) -> None:
