@@ -155,6 +155,24 @@ export interface ReplicaStatus {
   pod_name?: string;
   output_file_ids?: string[];
   outputs_collected?: boolean;
+  /** The run (a scheduled service's Job); the service id for ondemand services. */
+  run?: string;
+  /** 1 for the first run of this replica, one more per retry (0 or absent: 1). */
+  attempt?: number;
+  /** The stored log of each ended attempt, oldest first. */
+  logs?: ReplicaLog[];
+}
+
+export interface ReplicaLog {
+  attempt?: number;
+  file_id?: string;
+  truncated?: boolean;
+}
+
+export interface RunStatus {
+  name?: string;
+  schedule_time?: string;
+  state?: string;
 }
 
 export interface ServiceStatus {
@@ -169,6 +187,9 @@ export interface ServiceStatus {
   output_files?: string[];
   replicas?: ReplicaStatus[];
   updated_at?: string;
+  runs?: RunStatus[];
+  /** The operator has applied a suspension: no new run starts. */
+  suspended?: boolean;
 }
 
 export interface ServiceRecord extends ServiceStatus {
@@ -184,6 +205,24 @@ export interface ServiceRecord extends ServiceStatus {
   port?: number;
   env?: Record<string, string>;
   command?: string[];
+  resubmitted_from?: string;
+  resubmissions?: string[];
+  /** A suspension was asked for (the status's `suspended` says once it is applied). */
+  suspended?: boolean;
+}
+
+/** RetryService's answer: which replicas run again, as which attempt. */
+export interface RetryAnswer {
+  message?: string;
+  indexes?: number[];
+  attempts?: number[];
+}
+
+/** One piece of a replica's log (GetReplicaLogResponse). */
+export interface LogPiece {
+  text?: string;
+  attempt?: number;
+  truncated?: boolean;
 }
 
 export interface OutputFile {
@@ -225,6 +264,61 @@ export const getOutputs = (id: string) =>
 export const launch = (body: LaunchBody) => request<{ id: string }>("POST", "/service/launch", body);
 export const terminate = (id: string) =>
   request<{ message: string }>("DELETE", `/service/${encodeURIComponent(id)}/terminate`);
+const act = <T>(id: string, action: string) =>
+  request<T>("POST", `/service/${encodeURIComponent(id)}/${action}`, {});
+export const retry = (id: string) => act<RetryAnswer>(id, "retry");
+export const resubmit = (id: string) => act<{ id: string }>(id, "resubmit");
+export const suspend = (id: string) =>
+  act<{ message?: string; service?: ServiceRecord }>(id, "suspend");
+export const resume = (id: string) =>
+  act<{ message?: string; service?: ServiceRecord }>(id, "resume");
+
+function logPath(id: string, idx: number, attempt: number | null, follow: boolean): string {
+  const query = new URLSearchParams();
+  if (attempt !== null) query.set("attempt", String(attempt));
+  if (follow) query.set("follow", "true");
+  const tail = query.toString();
+  return `${PREFIX}/service/${encodeURIComponent(id)}/logs/${idx}${tail ? `?${tail}` : ""}`;
+}
+
+/** The whole log of one attempt of a replica (the latest when `attempt` is null), as text. */
+export async function replicaLog(id: string, idx: number, attempt: number | null): Promise<string> {
+  const response = await fetch(logPath(id, idx, attempt, false), { headers: headers() });
+  if (!response.ok) return fail(response);
+  return response.text();
+}
+
+/**
+ * Follow a replica's log (`follow=true`, Server-Sent Events read with fetch for the
+ * bearer header): each piece as it is printed, then `onEnd` when the replica ended
+ * (the server closes the stream). `stop` cancels it.
+ */
+export function followLog(
+  target: { id: string; idx: number; attempt: number | null },
+  handlers: { onPiece: (piece: LogPiece) => void; onEnd: () => void; onError: (e: ApiError) => void },
+): () => void {
+  const controller = new AbortController();
+  const run = async () => {
+    try {
+      const response = await fetch(logPath(target.id, target.idx, target.attempt, true), {
+        headers: headers({ Accept: "text/event-stream" }),
+        signal: controller.signal,
+      });
+      if (!response.ok || !response.body) await fail(response);
+      await readEvents(response.body as ReadableStream<Uint8Array>, handlers.onPiece, handlers.onError);
+      handlers.onEnd();
+    } catch (error) {
+      if (controller.signal.aborted) return;
+      handlers.onError(
+        error instanceof ApiError
+          ? error
+          : new ApiError(0, { message: "the log stream was interrupted (network)" }),
+      );
+    }
+  };
+  void run();
+  return () => controller.abort();
+}
 
 /** A stored file's bytes (with the bearer header, which a plain link cannot send). */
 export async function fetchFile(id: string): Promise<Blob> {
@@ -300,7 +394,12 @@ export function watch(
           await fail(response);
           return;
         }
-        await readEvents(response.body, onStatus, onError);
+        await readEvents(
+          response.body,
+          (parsed: { status?: ServiceStatus }) =>
+            onStatus((parsed.status ?? parsed) as ServiceStatus),
+          onError,
+        );
       } catch (error) {
         if (stopped) return;
         if (error instanceof ApiError) {
@@ -318,9 +417,10 @@ export function watch(
   };
 }
 
-async function readEvents(
+/** Read Server-Sent Events: each `data` as JSON to `onMessage`, `event: error` to `onError`. */
+async function readEvents<T>(
   body: ReadableStream<Uint8Array>,
-  onStatus: (status: ServiceStatus) => void,
+  onMessage: (message: T) => void,
   onError: (error: ApiError) => void,
 ): Promise<void> {
   const reader = body.getReader();
@@ -343,7 +443,7 @@ async function readEvents(
       if (!data.length) continue;
       const parsed = JSON.parse(data.join("\n"));
       if (event === "error") onError(new ApiError(Number(parsed.code) || 500, parsed));
-      else onStatus((parsed.status ?? parsed) as ServiceStatus);
+      else onMessage(parsed as T);
     }
   }
 }

@@ -51,7 +51,8 @@ export function App() {
   let view;
   const service = /^\/services\/([^/]+)$/.exec(route);
   if (refusal !== null) view = <SignIn reason={refusal} onToken={signedIn} />;
-  else if (service) view = <ServiceView id={decodeURIComponent(service[1])} />;
+  // keyed by id: a resubmission's page starts afresh, not with the original's state
+  else if (service) view = <ServiceView key={service[1]} id={decodeURIComponent(service[1])} />;
   else if (route.startsWith("/services")) view = <ServicesView />;
   else if (route.startsWith("/launch")) view = <LaunchView />;
   else view = <FilesView />;

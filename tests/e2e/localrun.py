@@ -78,13 +78,15 @@ def api_answers(url: str) -> bool:
         return False
 
 
-def start_platform(data_dir: Path, *extra: str) -> LocalPlatform:
+def start_platform(data_dir: Path, *extra: str, env: dict[str, str] | None = None) -> LocalPlatform:
+    """``env``: settings of the platform's services on top of :func:`run_local_env`'s
+    (e.g. ``DTPOC_OPERATOR_LOG_MAX_BYTES``)."""
     port = ports.free_port()
     server = processes.ServerProcess(
         name="run_local",
         argv=run_local_argv("--no-demo", "--port", str(port), *extra),
         log_path=data_dir.parent / f"{data_dir.name}-run_local.log",
-        env=run_local_env(data_dir),
+        env={**run_local_env(data_dir), **(env or {})},
         cwd=REPO,
     ).start()
     platform = LocalPlatform(port=port, data_dir=data_dir, process=server)
