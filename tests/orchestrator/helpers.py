@@ -14,13 +14,14 @@ from typing import Any
 
 import grpc
 import pymongo
+import pymongo.errors
 import pytest
 import yaml
 from kubernetes.client.exceptions import ApiException
 
 from dtpoc.files.v1alpha1 import files_pb2, files_pb2_grpc
 from dtpoc.orchestrator.v1alpha1 import orchestrator_pb2_grpc
-from dtpoc_common import analytics, grpcauth
+from dtpoc_common import analytics, changes, grpcauth
 from dtpoc_local.credentials import credentials
 from dtpoc_local.databases import drop_databases
 from dtpoc_local.kube import KubeCluster
@@ -72,17 +73,38 @@ class OperatorDouble:
 
 
 class LocalOperatorDouble(OperatorDouble):
+    """Writes as the local operator does: the document's ``status`` (or its removal), then
+    the service id in the status journal, which the orchestrator's read cache follows."""
+
     backend = "local"
 
     def __init__(self, mongodb_uri: str, database: str) -> None:
         self._client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(mongodb_uri)
         self._collection = self._client[database]["analytics"]
+        self._journal = self._client[database][changes.status_journal_name("analytics")]
+        self._next: int | None = None
+
+    def _announce(self, service_id: str) -> None:
+        """:meth:`dtpoc_common.changes.ChangeWriter.append`, synchronously."""
+        if self._next is None:
+            head = self._journal.find_one({"_id": changes.HEAD_ID})
+            self._next = int(head["seq"]) + 1 if head is not None else 1
+        while True:
+            seq, self._next = self._next, self._next + 1
+            try:
+                self._journal.insert_one(
+                    {"_id": changes.entry_id(seq), "service_id": service_id, "at": 0.0}
+                )
+            except pymongo.errors.DuplicateKeyError:
+                continue
+            return
 
     def write_status(self, service_id: str, status: dict[str, Any]) -> None:
         result = self._collection.update_one(
             {"_id": service_id}, {"$set": {"status": analytics.escape_keys(status)}}
         )
         assert result.matched_count == 1, f"no local Analytics document {service_id}"
+        self._announce(service_id)
 
     def resource(self, service_id: str) -> dict[str, Any] | None:
         document = self._collection.find_one({"_id": service_id})
@@ -92,9 +114,11 @@ class LocalOperatorDouble(OperatorDouble):
         self._collection.delete_one(
             {"_id": service_id, analytics.LOCAL_DELETION_TIMESTAMP: {"$exists": True}}
         )
+        self._announce(service_id)
 
     def delete_behind_our_back(self, service_id: str) -> None:
         self._collection.delete_one({"_id": service_id})
+        self._announce(service_id)
 
     def resource_names(self) -> set[str]:
         return {str(d["_id"]) for d in self._collection.find({}, {"_id": 1})}

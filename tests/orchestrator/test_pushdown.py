@@ -158,11 +158,15 @@ async def test_launch_and_status_queries_are_pushed_down(mongodb_uri: str, datab
 
 async def _launch_and_status(rig: Rig) -> None:
     records = ServiceRecords(rig.client[rig.database]["services"])
-    store = LocalAnalyticsStore(rig.client[rig.database]["analytics"], namespace="lab")
+    store = LocalAnalyticsStore(
+        rig.client[rig.database]["analytics"], namespace="lab", read_cache=True
+    )
+    status_journal = rig.client[rig.database][changes.status_journal_name("analytics")]
     for _ in range(3):  # others in the collections, as on a platform in use
         other = _record(domain.STATE_LAUNCHED)
         await records.insert(other)
         await store.create(service_id=other.id, spec=other.spec, labels={})
+        await changes.ChangeWriter(status_journal).append(other.id)  # the operator's
     launched, failed = _record(), _record()
     for record in (launched, failed):
         await rig.run("launch: insert record", lambda r=record: records.insert(r))
@@ -204,7 +208,9 @@ async def test_operator_poll_and_status_writes_are_pushed_down(
 
 
 async def _operator_poll(rig: Rig) -> None:
-    orchestrator_side = LocalAnalyticsStore(rig.client[rig.database]["analytics"], namespace="")
+    orchestrator_side = LocalAnalyticsStore(
+        rig.client[rig.database]["analytics"], namespace="", read_cache=True
+    )
     operator_side = MongoAnalyticsStore(rig.client, database=rig.database, collection="analytics")
     await rig.run("poll: start", operator_side.start_changes)
     spec = analytics_pb2.AnalyticsSpec(image="sim", version="1", job_type="ondemand", reps=1)
@@ -217,10 +223,15 @@ async def _operator_poll(rig: Rig) -> None:
     key = model.ServiceKey(namespace="", name=ids[0])
     resource = await rig.run("reconcile: read", lambda: operator_side.get(key))
     assert resource is not None
+    before = await rig.run("status: cached read", lambda: orchestrator_side.get(ids[0]))
+    assert before is not None and not before.status.phase
     await rig.run(
         "reconcile: write status",
         lambda: operator_side.write_status(resource, model.Status(phase="running")),
     )
+    # The operator's status journal entry makes the orchestrator's next read exact.
+    after = await rig.run("status: read after a write", lambda: orchestrator_side.get(ids[0]))
+    assert after is not None and after.status.phase == "running"
     await orchestrator_side.delete(ids[0])
     changed = await rig.run("poll: deletion", operator_side.changed_keys)
     assert [k.name for k in changed] == [ids[0]]

@@ -71,7 +71,7 @@ class MemoryOperatorDouble(OperatorDouble):
         self._fake.finish_deletion(service_id)
 
 
-@pytest.fixture(params=["local", "kubernetes", "memory"])
+@pytest.fixture(params=["local", "local-cached", "kubernetes", "memory"])
 async def store_and_operator(
     request: pytest.FixtureRequest,
 ) -> AsyncIterator[tuple[store.AnalyticsStore, OperatorDouble]]:
@@ -81,11 +81,14 @@ async def store_and_operator(
         yield fake, MemoryOperatorDouble(fake)
         return
     mongodb_uri: str = request.getfixturevalue("mongodb_uri")
-    if request.param == "local":
+    if request.param in ("local", "local-cached"):
         database = unique_db_name("store")
         client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongodb_uri)
         adapter = local.LocalAnalyticsStore(
-            client[database]["analytics"], namespace="lab", poll_seconds=0.05
+            client[database]["analytics"],
+            namespace="lab",
+            poll_seconds=0.05,
+            read_cache=request.param == "local-cached",
         )
         operator = LocalOperatorDouble(mongodb_uri, database)
         try:

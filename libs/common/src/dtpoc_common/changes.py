@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pymongo.errors
@@ -42,6 +43,8 @@ from pymongo.asynchronous.collection import AsyncCollection
 
 HEAD_ID = "head"
 SUFFIX = "_changes"
+#: The operator's journal: status writes and removals, read by the orchestrator's cache.
+STATUS_SUFFIX = "_status_changes"
 #: Entries one read of the journal takes at most (the rest on the next read).
 MAX_READ = 1000
 #: The head hint is written when an entry's number is a multiple of this.
@@ -58,6 +61,13 @@ class ChangesLost(Exception):
 def journal_name(collection: str) -> str:
     """The journal's collection name, beside the Analytics collection it describes."""
     return collection + SUFFIX
+
+
+def status_journal_name(collection: str) -> str:
+    """The journal of the operator's writes (``status``, removals) to ``collection``:
+    the orchestrator's status reads answer from memory until an entry names the service
+    (``dtpoc_orchestrator.adapters.readcache``)."""
+    return collection + STATUS_SUFFIX
 
 
 def entry_id(seq: int) -> str:
@@ -130,9 +140,22 @@ class ChangeWriter:
 class ChangeReader:
     """The service ids changed since the last read, each read a point ``{_id}`` lookup."""
 
-    def __init__(self, collection: AsyncCollection[Any]) -> None:
+    def __init__(
+        self,
+        collection: AsyncCollection[Any],
+        *,
+        trim_check_seconds: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._collection = collection
         self._cursor: int | None = None
+        # A read that finds nothing also reads the head to notice trimmed entries; a
+        # reader called many times a second (the orchestrator's, before each status
+        # answer) does so at most every ``trim_check_seconds``: to fall more than
+        # KEEP entries behind in that time, it would have to stop reading.
+        self._trim_check = trim_check_seconds
+        self._clock = clock
+        self._checked = -float("inf")
 
     async def start(self) -> None:
         """Begin at the head: what came before is the caller's full listing's to find."""
@@ -155,7 +178,8 @@ class ChangeReader:
                 break
             found.append(str(entry["service_id"]))
             self._cursor += 1
-        if not found:
+        if not found and self._clock() - self._checked >= self._trim_check:
+            self._checked = self._clock()
             head = await _head(self._collection)
             if head >= self._cursor:  # entries up to the head existed: these were trimmed
                 self._cursor = head

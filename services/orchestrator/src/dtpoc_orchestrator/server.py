@@ -56,7 +56,10 @@ async def build_store(
     if config.backend == settings.BACKEND_LOCAL:
         collection = client[config.local_store_database_name][config.local_store_collection]
         return local.LocalAnalyticsStore(
-            collection, namespace=config.namespace, poll_seconds=config.watch_poll_seconds
+            collection,
+            namespace=config.namespace,
+            poll_seconds=config.watch_poll_seconds,
+            read_cache=True,
         )
     # Imported here: the Kubernetes client takes seconds to import, which the local
     # runtime need not pay at every start.
@@ -78,7 +81,14 @@ async def build(
 ) -> tuple[list[Registration], Cleanup]:
     """The servicer to register and the coroutine that releases its resources."""
     client = mongo.open_client(config.mongodb_uri, timeout_ms=config.mongodb_timeout_ms)
-    service_records = records.ServiceRecords(client[config.database][config.services_collection])
+    # The local backend has one orchestrator (``make run``): its reads by id answer from
+    # memory (adapters.readcache); on Kubernetes several may share the records.
+    records_class = (
+        records.CachedServiceRecords
+        if config.backend == settings.BACKEND_LOCAL
+        else records.ServiceRecords
+    )
+    service_records = records_class(client[config.database][config.services_collection])
     analytics_store = await build_store(config, client)
     files_client = files.FilesClient(
         config.files_address,

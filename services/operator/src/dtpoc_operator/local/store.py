@@ -12,7 +12,9 @@ its index and decodes every document for any other (``$in`` of both id forms,
 as this module once did, or a second field). Conditions are checked on the
 document read. What changed since the last poll comes from the change
 journal (:mod:`dtpoc_common.changes`), not from listing the collection;
-:meth:`MongoAnalyticsStore.list_keys` is the slow full resync.
+:meth:`MongoAnalyticsStore.list_keys` is the slow full resync. Each status
+write and removal is appended to the status journal in turn, which keeps the
+orchestrator's in-memory status answers exact.
 """
 
 from __future__ import annotations
@@ -109,6 +111,20 @@ class MongoAnalyticsStore:
     def __init__(self, client: AsyncMongoClient[Any], *, database: str, collection: str) -> None:
         self._collection = client[database][collection]
         self._changes = changes.ChangeReader(client[database][changes.journal_name(collection)])
+        self._status_changes = changes.ChangeWriter(
+            client[database][changes.status_journal_name(collection)]
+        )
+
+    async def _announce(self, service_id: str) -> None:
+        """Tell the orchestrator's status cache; a lost entry costs its expiry delay only."""
+        try:
+            await self._status_changes.append(service_id)
+        except PyMongoError as error:
+            log.warning(
+                "status journal not written; the orchestrator's cached status expires later",
+                service_id=service_id,
+                error=str(error)[:300],
+            )
 
     async def start_changes(self) -> None:
         """Read changes from now on (call before the full listing they complement)."""
@@ -156,6 +172,7 @@ class MongoAnalyticsStore:
             raise StoreUnavailable(
                 f"writing the status of {resource.service_id}: {error}"
             ) from None
+        await self._announce(resource.service_id)
 
     async def finish_deletion(self, resource: AnalyticsResource) -> None:
         try:
@@ -168,3 +185,4 @@ class MongoAnalyticsStore:
             await self._collection.delete_one(_id_filter(resource.service_id))
         except PyMongoError as error:
             raise StoreUnavailable(f"deleting {resource.service_id}: {error}") from None
+        await self._announce(resource.service_id)

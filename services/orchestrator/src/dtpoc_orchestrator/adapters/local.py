@@ -17,7 +17,10 @@ other filter, ``$in`` or a second field included (checked by
 ``tests/orchestrator/test_pushdown.py``). Conditions are therefore checked on
 the document read, not in the filter. Each create and delete also appends
 the service id to the change journal (:mod:`dtpoc_common.changes`), so the
-operator reads what changed instead of listing every document.
+operator reads what changed instead of listing every document. With
+``read_cache`` (the one orchestrator of ``make run``), reads answer from
+memory, kept exact by the operator's status journal
+(:mod:`dtpoc_orchestrator.adapters.readcache`).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from dtpoc.analytics.v1alpha1 import analytics_pb2
 from dtpoc_common import analytics, changes, errors
 from dtpoc_common import logging as dlog
 from dtpoc_orchestrator import domain
-from dtpoc_orchestrator.adapters import mongo, resources
+from dtpoc_orchestrator.adapters import mongo, readcache, resources
 
 BACKEND = "local"
 
@@ -52,6 +55,7 @@ class LocalAnalyticsStore:
         *,
         namespace: str,
         poll_seconds: float = 0.5,
+        read_cache: bool = False,
     ) -> None:
         self._collection = collection
         self.namespace = namespace
@@ -59,6 +63,19 @@ class LocalAnalyticsStore:
         self._changes = changes.ChangeWriter(
             collection.database[changes.journal_name(collection.name)]
         )
+        # Only when this process is the one orchestrator on the store (readcache docs).
+        self._cache: readcache.PointCache[str, domain.AnalyticsObject | None] | None = None
+        self._freshness: readcache.JournalFreshness | None = None
+        if read_cache:
+            self._cache = readcache.PointCache()
+            self._freshness = readcache.JournalFreshness(
+                collection.database[changes.status_journal_name(collection.name)], self._cache
+            )
+
+    def _forget(self, service_id: str) -> None:
+        """This process wrote the document: the cached copy is out of date."""
+        if self._cache is not None:
+            self._cache.invalidate(service_id)
 
     async def _announce(self, service_id: str) -> None:
         """Tell the operator through the journal; a lost entry costs its resync delay only."""
@@ -90,10 +107,18 @@ class LocalAnalyticsStore:
                 await self._collection.insert_one(document)
         except pymongo.errors.DuplicateKeyError as exc:
             raise errors.AlreadyExists(f"an Analytics document {service_id} exists") from exc
+        finally:
+            self._forget(service_id)
         await self._announce(service_id)
         return resources.from_resource(analytics.resource_from_local_document(document))
 
     async def get(self, service_id: str) -> domain.AnalyticsObject | None:
+        if self._cache is None or self._freshness is None:
+            return await self._read(service_id)
+        await self._freshness.fresh()
+        return await self._cache.get(service_id, lambda: self._read(service_id))
+
+    async def _read(self, service_id: str) -> domain.AnalyticsObject | None:
         with mongo.unavailable_on_failure("read analytics document"):
             document = await self._collection.find_one({"_id": service_id})
         if document is None:
@@ -116,10 +141,11 @@ class LocalAnalyticsStore:
                 analytics.unescape_keys(document.get("spec") or {}), changes
             )
             generation = int((document.get("metadata") or {}).get("generation") or 1) + 1
-            await self._collection.update_one(
-                {"_id": service_id},
-                {"$set": {"spec": analytics.escape_keys(spec), "metadata.generation": generation}},
-            )
+            changed = {"spec": analytics.escape_keys(spec), "metadata.generation": generation}
+            try:
+                await self._collection.update_one({"_id": service_id}, {"$set": changed})
+            finally:
+                self._forget(service_id)
             document = await self._collection.find_one({"_id": service_id})
         await self._announce(service_id)
         if document is None:
@@ -135,10 +161,13 @@ class LocalAnalyticsStore:
                 return False
             if (document.get("metadata") or {}).get("deletionTimestamp") is None:
                 # Two terminates at once may both write: the later mark wins, by milliseconds.
-                await self._collection.update_one(
-                    {"_id": service_id},
-                    {"$set": {analytics.LOCAL_DELETION_TIMESTAMP: marker}},
-                )
+                try:
+                    await self._collection.update_one(
+                        {"_id": service_id},
+                        {"$set": {analytics.LOCAL_DELETION_TIMESTAMP: marker}},
+                    )
+                finally:
+                    self._forget(service_id)
         await self._announce(service_id)
         return True
 

@@ -30,6 +30,7 @@ repaired by the next settle, which finds the decision already taken).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -43,7 +44,7 @@ from dtpoc.analytics.v1alpha1 import analytics_pb2
 from dtpoc_common import analytics
 from dtpoc_common import logging as dlog
 from dtpoc_orchestrator import domain
-from dtpoc_orchestrator.adapters import mongo
+from dtpoc_orchestrator.adapters import mongo, readcache
 
 log = dlog.get_logger(__name__)
 
@@ -231,3 +232,64 @@ class ServiceRecords:
         with mongo.unavailable_on_failure("find records mounting a file"):
             cursor = self._collection.find({"input_file_ids": file_id}).sort("_id", ASCENDING)
             return [from_document(d) async for d in cursor]
+
+
+class CachedServiceRecords(ServiceRecords):
+    """Records read once and kept in memory: only for the one orchestrator of a store.
+
+    This process writes every record, so each of its writes drops the cached
+    copy (after the write, whatever its outcome) and a read served from memory
+    is what the database holds (:mod:`dtpoc_orchestrator.adapters.readcache`).
+    Lists and queries other than by id read the database as before.
+    """
+
+    def __init__(self, collection: AsyncCollection[mongo.Document]) -> None:
+        super().__init__(collection)
+        self._cache: readcache.PointCache[str, domain.ServiceRecord | None] = readcache.PointCache()
+
+    async def get(self, service_id: str) -> domain.ServiceRecord | None:
+        read = super().get
+        return await self._cache.get(service_id, lambda: read(service_id))
+
+    @contextlib.asynccontextmanager
+    async def _writing(self, service_id: str) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            self._cache.invalidate(service_id)
+
+    async def insert(self, record: domain.ServiceRecord) -> None:
+        async with self._writing(record.id):
+            await super().insert(record)
+
+    async def mark_launched(self, service_id: str) -> bool:
+        async with self._writing(service_id):
+            return await super().mark_launched(service_id)
+
+    async def delete_creating(self, service_id: str) -> bool:
+        async with self._writing(service_id):
+            return await super().delete_creating(service_id)
+
+    async def mark_terminated(
+        self,
+        service_id: str,
+        *,
+        at: float,
+        last_status: analytics_pb2.AnalyticsStatus | None,
+    ) -> bool:
+        async with self._writing(service_id):
+            return await super().mark_terminated(service_id, at=at, last_status=last_status)
+
+    async def keep_last_status(
+        self, service_id: str, status: analytics_pb2.AnalyticsStatus
+    ) -> None:
+        async with self._writing(service_id):
+            await super().keep_last_status(service_id, status)
+
+    async def set_spec(self, service_id: str, spec: analytics_pb2.AnalyticsSpec) -> None:
+        async with self._writing(service_id):
+            await super().set_spec(service_id, spec)
+
+    async def add_resubmission(self, service_id: str, resubmission_id: str) -> None:
+        async with self._writing(service_id):
+            await super().add_resubmission(service_id, resubmission_id)
