@@ -181,3 +181,20 @@ def test_an_overloaded_gateway_answers_503_json_with_retry_after(
         what="the gateway to serve again once the holders left",
     )
     assert served
+
+
+def test_a_connection_whose_request_comes_after_the_header_timeout_is_served(
+    guarded: gateway.GatewayServer,
+) -> None:
+    """A client on a starved machine opens a connection and writes its request late: the
+    header timeout counts from the head's first byte, so this is not a slow head."""
+    host, _, port = guarded.base_url.removeprefix("http://").rpartition(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        # Quiet for longer than the 1 s header timeout before the first byte; a
+        # deliberate pause, the scenario itself (not a wait for a condition).
+        threading.Event().wait(2.5)
+        sock.sendall(b"GET /readyz HTTP/1.1\r\nHost: gateway\r\nConnection: close\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(4096):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]

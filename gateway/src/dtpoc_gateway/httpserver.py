@@ -2,10 +2,12 @@
 
 Uvicorn's h11 protocol with three additions:
 
-* **header timeout**: a connection that has not sent a complete request
-  head within ``header_timeout_seconds`` (a slow-loris client dribbling
-  header bytes, or an idle socket that never sends) gets ``408`` and is
-  closed; the keep-alive timeout alone is reset by every byte.
+* **header timeout**: a request head that is not complete within
+  ``header_timeout_seconds`` of its first byte (a slow-loris client
+  dribbling header bytes) gets ``408`` and the connection is closed; the
+  keep-alive timeout alone is reset by every byte. A connection that has
+  sent nothing yet (new, or kept alive between requests) is idle, not late:
+  uvicorn's keep-alive timeout closes it quietly, as between requests.
 * **clear refusals**: a request head that h11 refuses answers with the
   gateway's JSON error body: ``431`` when it is larger than
   ``max_header_bytes``, ``400`` for a malformed one (uvicorn answers a
@@ -100,7 +102,14 @@ class GuardedH11Protocol(H11Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._watch_head()
+        # Until its first byte a new connection is idle, as a kept-alive one between
+        # requests: closed quietly after the keep-alive timeout. A client on a starved
+        # machine may open a connection and send its request seconds later; answering
+        # that 408 would fail a request that was never late (the header timer starts
+        # with the head's first byte, in data_received).
+        self.timeout_keep_alive_task = self.loop.call_later(
+            self.timeout_keep_alive, self.timeout_keep_alive_handler
+        )
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_head_timer()
