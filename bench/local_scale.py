@@ -5,16 +5,19 @@ starts it (``make run``'s ``--no-demo``, as a subprocess: its own FerretDB on
 SQLite, Files, Orchestrator, Operator, Gateway), then N command-form services
 of 2 trivial replicas (each writes one small JSON file and exits) launched at
 once through REST, and every accepted service's status polled every 2 s as a
-console would, until its phase is final or the timeout passes. Prints:
+console would, until its phase is final or the timeout passes. Like a console,
+the client waits out a 503 that carries ``Retry-After`` and tries again (until
+the timeout); those are counted apart ("retried 503"), not as failures. Prints:
 
-- launches accepted per second (2xx answers / time until the last answer);
+- launches accepted per second (2xx answers / time until the last one);
 - replicas finished per second (from the first launch to the last final phase);
 - p50 / p99 latency of the status reads;
 - database CPU seconds per replica (the FerretDB process's utime + stime
   from ``/proc``, over the launches and the polling);
 - non-2xx answers (launch and status), by code;
-- database commands per replica ("work" leaves out the 2 of each status
-  read, which grow with the run's duration), counted by pymongo's command monitoring in
+- database commands per replica ("work" leaves out the orchestrator's reads,
+  which are the status reads' cost and grow with the run's duration;
+  "cmds/status" is those reads per status read), counted by pymongo's command monitoring in
   every service process (``bench/mongo_counting``: a ``sitecustomize`` the
   bench puts on the stack's ``PYTHONPATH``; the services are not changed, so
   any version is counted the same way), with the busiest commands.
@@ -58,10 +61,10 @@ REPO = Path(__file__).resolve().parents[1]
 COUNTING = Path(__file__).resolve().parent / "mongo_counting"
 COUNTS_SETTING = "DTPOC_BENCH_MONGO_COUNTS_DIR"
 FINAL_PHASES = ("succeeded", "failed", "terminated")
-#: Database commands of one status read in every revision measured so far (the
-#: record and the Analytics document); "work cmds/rep" leaves them out, since the
-#: console's polling grows with how long the run takes, not with the work done.
-STATUS_READ_COMMANDS = 2
+#: The orchestrator's process (argv), whose reads are the status reads' cost: "work
+#: cmds/rep" leaves them out, since the console's polling grows with how long the run
+#: takes, not with the work done ("cmds/status" is their count per status read).
+ORCHESTRATOR = "dtpoc_orchestrator"
 REPS = 2
 START_TIMEOUT = 600.0
 #: Every workspace member: the stack's package may not be a dependency of the root yet.
@@ -86,8 +89,13 @@ class Result:
     elapsed: float = 0.0
     status_latencies: list[float] = field(default_factory=list)
     non_2xx: Counter[str] = field(default_factory=Counter)
+    #: 503 + Retry-After answers the client waited out and retried (not failures).
+    retried: Counter[str] = field(default_factory=Counter)
     db_cpu_seconds: float | None = None
     commands: Counter[str] = field(default_factory=Counter)
+    #: The orchestrator's reads (``find``): what status reads (and gets) cost.
+    orchestrator_reads: int = 0
+    last_accepted: float | None = None
     note: str = ""
 
     @property
@@ -191,12 +199,19 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def read_counts(folder: Path) -> Counter[str]:
+def read_counts(folder: Path, *, process: str = "") -> Counter[str]:
+    """Commands counted so far, of every process or of those whose argv names ``process``."""
     total: Counter[str] = Counter()
     for path in folder.glob("*.json"):
         with contextlib.suppress(ValueError, OSError):
-            total.update(json.loads(path.read_text())["counts"])
+            body = json.loads(path.read_text())
+            if process in " ".join(body.get("argv") or ()):
+                total.update(body["counts"])
     return total
+
+
+def reads(counts: Counter[str]) -> int:
+    return sum(v for k, v in counts.items() if k.startswith("find "))
 
 
 # --- the workload -----------------------------------------------------------------------------
@@ -214,25 +229,63 @@ def launch_body(index: int) -> dict[str, Any]:
     }
 
 
-async def launch_all(client: httpx.AsyncClient, count: int, result: Result) -> list[str]:
-    async def one(index: int) -> str | None:
-        try:
-            answer = await client.post("/service/launch", json=launch_body(index))
-        except httpx.HTTPError as exc:
-            result.non_2xx[f"launch {type(exc).__name__}"] += 1
-            return None
-        if answer.is_success:
-            return str(answer.json()["id"])
-        retry = answer.headers.get("retry-after")
-        result.non_2xx[f"launch {answer.status_code}" + (" (Retry-After)" if retry else "")] += 1
+def retry_after(answer: httpx.Response) -> float | None:
+    """Seconds a 503 asks the client to wait (``Retry-After``), None for another answer."""
+    value = answer.headers.get("retry-after")
+    if answer.status_code != 503 or value is None:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
         return None
 
-    started = time.monotonic()
-    ids = await asyncio.gather(*(one(i) for i in range(count)))
-    result.launch_seconds = time.monotonic() - started
-    accepted = [i for i in ids if i is not None]
-    result.accepted = len(accepted)
-    return accepted
+
+async def call(
+    client: httpx.AsyncClient,
+    what: str,
+    request: Any,
+    *,
+    deadline: float,
+    result: Result,
+) -> httpx.Response | None:
+    """One request as a console makes it: a 503 with ``Retry-After`` is waited out and
+    retried (counted in ``retried``) until the deadline; anything else non-2xx counts."""
+    while True:
+        try:
+            answer: httpx.Response = await request()
+        except httpx.HTTPError as exc:
+            result.non_2xx[f"{what} {type(exc).__name__}"] += 1
+            return None
+        wait = retry_after(answer)
+        if wait is not None and time.monotonic() + wait < deadline:
+            result.retried[f"{what} 503"] += 1
+            await asyncio.sleep(wait)
+            continue
+        if not answer.is_success:
+            suffix = " (Retry-After)" if wait is not None else ""
+            result.non_2xx[f"{what} {answer.status_code}{suffix}"] += 1
+            return None
+        return answer
+
+
+async def launch_and_follow(
+    client: httpx.AsyncClient, index: int, *, poll: float, deadline: float, result: Result
+) -> float | None:
+    """Launch service ``index``, then follow it; answer when it was final (monotonic)."""
+    answer = await call(
+        client,
+        "launch",
+        lambda: client.post("/service/launch", json=launch_body(index)),
+        deadline=deadline,
+        result=result,
+    )
+    if answer is None:
+        return None
+    result.accepted += 1
+    result.last_accepted = time.monotonic()
+    return await follow(
+        client, str(answer.json()["id"]), poll=poll, deadline=deadline, result=result
+    )
 
 
 async def follow(
@@ -241,23 +294,23 @@ async def follow(
     """Poll one service's status; answer when it was final (monotonic), None on timeout."""
     while time.monotonic() < deadline:
         began = time.monotonic()
-        try:
-            answer = await client.get(f"/service/{service_id}/status")
-        except httpx.HTTPError as exc:
-            result.non_2xx[f"status {type(exc).__name__}"] += 1
-        else:
-            result.status_latencies.append(time.monotonic() - began)
-            if not answer.is_success:
-                result.non_2xx[f"status {answer.status_code}"] += 1
-            else:
-                body = answer.json()
-                status = body.get("status") if isinstance(body.get("status"), dict) else body
-                if status.get("phase") in FINAL_PHASES:
-                    result.finished_replicas += int(status.get("succeeded_runs", 0)) + int(
-                        status.get("failed_runs", 0)
-                    )
-                    result.done_services += 1
-                    return time.monotonic()
+        answer = await call(
+            client,
+            "status",
+            lambda: client.get(f"/service/{service_id}/status"),
+            deadline=deadline,
+            result=result,
+        )
+        result.status_latencies.append(time.monotonic() - began)
+        if answer is not None:
+            body = answer.json()
+            status = body.get("status") if isinstance(body.get("status"), dict) else body
+            if status.get("phase") in FINAL_PHASES:
+                result.finished_replicas += int(status.get("succeeded_runs", 0)) + int(
+                    status.get("failed_runs", 0)
+                )
+                result.done_services += 1
+                return time.monotonic()
         await asyncio.sleep(max(poll - (time.monotonic() - began), 0.0))
     return None
 
@@ -268,14 +321,17 @@ async def workload(port: int, count: int, *, poll: float, budget: float, result:
         base_url=f"http://127.0.0.1:{port}{PREFIX}", timeout=120.0, limits=limits
     ) as client:
         started = time.monotonic()
-        ids = await launch_all(client, count, result)
         deadline = started + budget
         ends = await asyncio.gather(
-            *(follow(client, i, poll=poll, deadline=deadline, result=result) for i in ids)
+            *(
+                launch_and_follow(client, i, poll=poll, deadline=deadline, result=result)
+                for i in range(count)
+            )
         )
+        result.launch_seconds = (result.last_accepted or started) - started
         finished = [e for e in ends if e is not None]
         result.elapsed = (max(finished) if finished else time.monotonic()) - started
-        if ids and len(finished) == len(ids):
+        if len(finished) == count:
             result.all_done_seconds = result.elapsed
 
 
@@ -290,10 +346,13 @@ def measure(tree: Path, count: int, *, poll: float, timeout: float) -> Result:
             with local_stack(tree, data_dir, port=port, counts_dir=counts_dir) as db_pid:
                 before_cpu = cpu_seconds(db_pid)
                 before_counts = read_counts(counts_dir)
+                before_reads = reads(read_counts(counts_dir, process=ORCHESTRATOR))
                 asyncio.run(workload(port, count, poll=poll, budget=timeout, result=result))
                 result.db_cpu_seconds = cpu_seconds(db_pid) - before_cpu
                 time.sleep(1.5)  # one more flush of the counters
                 result.commands = read_counts(counts_dir) - before_counts
+                after_reads = reads(read_counts(counts_dir, process=ORCHESTRATOR))
+                result.orchestrator_reads = after_reads - before_reads
         except RuntimeError as exc:
             result.note = str(exc)[:2000]
     return result
@@ -321,11 +380,13 @@ def figures(r: Result) -> dict[str, float | None]:
         "db cpu s/rep": r.db_cpu_seconds / r.replicas if r.db_cpu_seconds is not None else None,
         "cmds/rep": total / r.replicas if total is not None else None,
         "work cmds/rep": (
-            (total - STATUS_READ_COMMANDS * len(r.status_latencies)) / r.replicas
-            if total is not None
-            else None
+            (total - r.orchestrator_reads) / r.replicas if total is not None else None
         ),
         "status reads": float(len(r.status_latencies)),
+        "cmds/status": (
+            r.orchestrator_reads / len(r.status_latencies) if r.status_latencies else None
+        ),
+        "retried 503": float(sum(r.retried.values())),
         "non-2xx": float(sum(r.non_2xx.values())),
     }
 
@@ -347,6 +408,9 @@ def describe(label: str, r: Result) -> str:
     lines = [f"{label} N={r.services}: {r.accepted} accepted; {done}; {r.elapsed:.0f}s"]
     if r.non_2xx:
         lines.append("  non-2xx: " + ", ".join(f"{k}: {v}" for k, v in r.non_2xx.most_common()))
+    if r.retried:
+        waited = ", ".join(f"{k}: {v}" for k, v in r.retried.most_common())
+        lines.append(f"  503 + Retry-After, waited out and retried: {waited}")
     if r.commands:
         busiest = ", ".join(f"{k} {v / r.replicas:.1f}" for k, v in r.commands.most_common(8))
         lines.append(f"  commands per replica, busiest: {busiest}")
