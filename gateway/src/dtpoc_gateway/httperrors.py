@@ -33,6 +33,7 @@ becomes a plain description of the status. No body ever carries a trace.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -42,6 +43,9 @@ from google.rpc import error_details_pb2, status_pb2  # type: ignore[import-unty
 from starlette.responses import Response
 
 from dtpoc_gateway import redact
+
+#: Longest ``Retry-After`` the gateway passes on from a backend's RetryInfo.
+MAX_RETRY_AFTER_SECONDS = 60
 
 HTTP_FROM_GRPC: dict[grpc.StatusCode, int] = {
     grpc.StatusCode.OK: 200,
@@ -174,8 +178,9 @@ def from_rpc_error(
     headers: dict[str, str] = {}
     message = _public_message(code, error.details() or "", service=service)
     if code == grpc.StatusCode.UNAVAILABLE:
-        # Unreachable, or reachable and overloaded (a full launch queue): both retryable.
-        headers["Retry-After"] = "1"
+        # Unreachable, or reachable and overloaded (a full launch queue): both retryable,
+        # after the backend's google.rpc.RetryInfo when it says how long (a queue does).
+        headers["Retry-After"] = str(_retry_after(_status_details(error)))
         if not reachable:
             message = f"backend {service} is unreachable; try again later"
     elif code == grpc.StatusCode.UNAUTHENTICATED:
@@ -190,6 +195,20 @@ def from_rpc_error(
         message = f"{service} did not answer in time"
     details = [] if code in HIDDEN_CODES else _scrubbed(_status_details(error))
     return ApiError(http_status, message, code=code, details=details, headers=headers)
+
+
+def _retry_after(details: list[dict[str, Any]]) -> int:
+    """Whole seconds of a ``RetryInfo`` detail (``retry_delay``, "2.5s"), else 1; at most
+    ``MAX_RETRY_AFTER_SECONDS``."""
+    for detail in details:
+        if not str(detail.get("@type", "")).endswith("/google.rpc.RetryInfo"):
+            continue
+        try:
+            seconds = float(str(detail.get("retry_delay", "")).removesuffix("s"))
+        except ValueError:
+            break
+        return min(max(math.ceil(seconds), 1), MAX_RETRY_AFTER_SECONDS)
+    return 1
 
 
 def _public_message(code: grpc.StatusCode, text: str, *, service: str) -> str:

@@ -177,3 +177,27 @@ async def test_fastapi_validation_errors_use_the_same_shape() -> None:
     body = answer.json()
     assert set(body) == {"code", "status", "message", "details", "detail"}
     assert body["details"][0]["field_violations"][0]["field"] == "path.number"
+
+
+def test_a_backend_asking_for_a_retry_delay_sets_retry_after() -> None:
+    """A full launch queue answers UNAVAILABLE with google.rpc.RetryInfo: the client is told
+    to come back then (bounded), not after a second with every other refused client."""
+    from google.protobuf import duration_pb2
+    from google.rpc import error_details_pb2, status_pb2  # type: ignore[import-untyped]
+
+    from dtpoc_gateway import httperrors
+
+    def refused(seconds: int) -> grpc.aio.AioRpcError:
+        status = status_pb2.Status(code=grpc.StatusCode.UNAVAILABLE.value[0], message="busy")
+        status.details.add().Pack(
+            error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=seconds))
+        )
+        trailer = grpc.aio.Metadata(("grpc-status-details-bin", status.SerializeToString()))
+        return grpc.aio.AioRpcError(
+            grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), trailer, details="busy"
+        )
+
+    answer = httperrors.from_rpc_error(refused(7), service="orchestrator", reachable=True)
+    assert answer.http_status == 503 and answer.headers["Retry-After"] == "7"
+    longest = httperrors.from_rpc_error(refused(3600), service="orchestrator", reachable=True)
+    assert longest.headers["Retry-After"] == str(httperrors.MAX_RETRY_AFTER_SECONDS)

@@ -70,3 +70,31 @@ async def test_a_launch_that_would_start_too_late_is_refused_before_writing() ->
     async with gate.slot(time_remaining=30.0):  # a free slot admits again
         wrote.append("next")
     assert wrote == ["first", "next"]
+
+
+async def test_a_long_queue_refuses_at_once_with_a_retry_delay() -> None:
+    """Behind a queue whose turn would come after the deadline, a launch is refused without
+    waiting, and told to come back after part of the queue has drained."""
+    from google.rpc import error_details_pb2  # type: ignore[import-untyped]
+
+    now = [0.0]
+    gate = admission.LaunchGate(limit=1, clock=lambda: now[0])
+    async with gate.slot(time_remaining=None):
+        now[0] += 4.0  # the recent average: 4 s a launch
+    hold = asyncio.Event()
+
+    async def occupy() -> None:
+        async with gate.slot(time_remaining=None):
+            await hold.wait()
+
+    tasks = [asyncio.create_task(occupy()) for _ in range(11)]  # 1 running, 10 queued
+    for _ in range(10):
+        await asyncio.sleep(0)
+    with pytest.raises(errors.Unavailable) as refused:
+        async with gate.slot(time_remaining=30.0):  # 10 x 4 s ahead: too late
+            pass
+    (info,) = refused.value.details
+    assert isinstance(info, error_details_pb2.RetryInfo)
+    assert info.retry_delay.seconds == 20  # half the queue's 40 s
+    hold.set()
+    await asyncio.gather(*tasks)
