@@ -10,6 +10,7 @@ through. The fakes pass the same contract tests as the real adapters
 from __future__ import annotations
 
 import datetime as dt
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -324,3 +325,56 @@ async def test_a_vanished_workload_fails_its_unfinished_replicas(rig: Rig) -> No
 async def test_a_gone_resource_is_nothing_to_do(rig: Rig) -> None:
     assert await rig.reconcile() is None
     assert rig.runtime.synced == []
+
+
+def hostile(folder: Path) -> None:
+    """What a hostile replica leaves: a result, a FIFO, a link out of the folder, and a
+    file below a path longer than PATH_MAX (made with relative steps, as a program can)."""
+    (folder / "result.json").write_text('{"ok": true}')
+    os.mkfifo(folder / "pipe")
+    (folder / "escape").symlink_to("/etc", target_is_directory=True)
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    for level in range(24):
+        name = f"{level:03d}" + "d" * 197
+        os.mkdir(name, dir_fd=fd)
+        child = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = child
+    deep = os.open("deep.csv", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd)
+    os.write(deep, b"deep,1\n")
+    os.close(deep)
+    os.close(fd)
+
+
+def stored_paths(rig: Rig) -> list[str]:
+    return sorted(str(m["path"]) for _id, m in rig.files.uploads if m.get("service_id") == SID)
+
+
+async def test_unstorable_outputs_are_named_and_the_service_finishes(rig: Rig) -> None:
+    launch(rig, reps=1)
+    await rig.reconcile()
+    hostile(rig.runtime.write(rig.resource(), 0, {}))
+    rig.runtime.finish(rig.resource(), 0)
+    await rig.reconcile()
+    done = rig.status()
+    assert done.phase == Phase.SUCCEEDED
+    (replica,) = done.replicas
+    assert replica.outputs_collected
+    assert len(replica.output_file_ids) == 2, "result.json and the deep file"
+    assert "pipe (a FIFO)" in replica.message
+    assert "escape (a symbolic link (not followed))" in replica.message
+    paths = stored_paths(rig)
+    assert paths[-1] == "result.json" and paths[0].endswith("/deep.csv")
+    assert len(paths[0]) > 4096
+
+
+async def test_terminate_completes_whatever_the_folder_holds(rig: Rig) -> None:
+    launch(rig, reps=1)
+    await rig.reconcile()
+    rig.runtime.start(SID, 0)
+    hostile(rig.runtime.write(rig.resource(), 0, {}))
+    rig.store.delete(SID)
+    assert await rig.reconcile() is None
+    assert rig.key not in rig.store.resources, "the deletion went through"
+    paths = stored_paths(rig)
+    assert "result.json" in paths and any(p.endswith("/deep.csv") for p in paths)
