@@ -4,9 +4,10 @@ Everything under ``tests/unit`` runs without FerretDB, an API server, a
 container engine or a child process of ours; it uses the named fakes of each
 room's ports (``dtpoc_orchestrator.adapters.memory``, ``dtpoc_files.memory``,
 ``dtpoc_operator.memory``), which pass the same contract tests as the real
-adapters, or a test double inside this process (the gateway in front of its in-process gRPC double). A test here that
-asks for a fixture that starts a server fails at setup, so the tier stays a
-clean selection; such a test belongs beside its room's real-dependency tests.
+adapters, or a test double inside this process (the gateway in front of its
+in-process gRPC double). A test here that asks for a fixture that starts a
+server fails at setup, so the tier stays a clean selection; such a test belongs
+beside its room's real-dependency tests.
 """
 
 from __future__ import annotations
