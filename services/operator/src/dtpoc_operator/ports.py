@@ -70,9 +70,10 @@ class SyncResult:
 
     observation: Observation
     requeue_after: float | None = None
-    #: The workload was only just created and nothing of it is observed yet: the status
-    #: write may wait for the first observation (its events, or ``requeue_after``), so
-    #: a new service costs one status write, not two.
+    #: The workload was only just created and what is observed of it says nothing new
+    #: yet (no pods, or not all of them, every replica pending): the first status write
+    #: may wait for its next events, or ``requeue_after``, so a new service costs one
+    #: status write, not two or three.
     status_can_wait: bool = False
 
 

@@ -223,6 +223,21 @@ def job_replicas(job: Obj, pods: Iterable[Obj], *, run: str) -> list[Replica]:
     return result
 
 
+def pods_still_coming(job: Obj, replicas: Iterable[Replica]) -> bool:
+    """True while a Job has fewer pods than it runs at once and every replica is
+    plainly pending (no pod started or ended, no waiting reason): the Job controller
+    is still creating its pods, and nothing a status would say has changed yet."""
+    spec = job.get("spec") or {}
+    completions = int(spec.get("completions") or 0)
+    parallelism = spec.get("parallelism")
+    at_once = min(completions, int(parallelism)) if parallelism is not None else completions
+    seen = list(replicas)
+    plainly_pending = all(
+        r.state == ReplicaState.PENDING and not r.reason and r.start_time is None for r in seen
+    )
+    return plainly_pending and sum(1 for r in seen if r.pod_name) < at_once
+
+
 def pods_only_replicas(pods: Iterable[Obj], *, run: str) -> list[Replica]:
     """Replicas seen from pods alone (the Job is gone): a terminal pod is final."""
     return [pod_details(pod, run=run, index=i) for i, pod in sorted(newest_by_index(pods).items())]

@@ -15,6 +15,7 @@ spec immutable); a CronJob, Deployment, Service or Ingress whose
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ log = dlog.get_logger(__name__)
 
 Obj = dict[str, Any]
 
-#: After creating a Job, how long the status write may wait for its pods' events.
+#: After creating a Job, how long the first status write may wait for all its pods.
 STATUS_WAIT_SECONDS = 5.0
 
 _PATHS = {
@@ -103,6 +104,9 @@ class KubeRuntime:
         self._children = children
         self._output_root = output_root
         self._cache = cache
+        #: Jobs this process created whose first status is not written yet, by
+        #: (namespace, name): when (monotonic), for :meth:`_first_status_wait`.
+        self._created: dict[tuple[str, str], float] = {}
 
     # --- checks ------------------------------------------------------------------------------
 
@@ -154,6 +158,7 @@ class KubeRuntime:
                 if created:
                     if self._cache is not None:
                         self._cache.created_job(resource.key.namespace, job)
+                    self._created[(resource.key.namespace, _name(job))] = time.monotonic()
                     log.info("job created", service_id=resource.service_id, job=_name(job))
                     # Nothing to observe yet: no pod exists a moment after the Job. Its
                     # pods' events reconcile again (and write the status) within a second
@@ -174,7 +179,9 @@ class KubeRuntime:
             if found is not None:
                 found, _ = await self._ensure(resource, desired[0], found, patch=False)
             await self._ensure_retries(resource)
-            return SyncResult(await self._observe_ondemand(resource, found))
+            observation = await self._observe_ondemand(resource, found)
+            wait = self._first_status_wait(resource, found, observation)
+            return SyncResult(observation, requeue_after=wait, status_can_wait=wait is not None)
         if kind == JobType.SCHEDULED:
             existing = await self._api.get(
                 path_of("CronJob", resource.key.namespace, _name(desired[0]))
@@ -196,6 +203,34 @@ class KubeRuntime:
             if kind_ not in wanted:
                 await self._delete_owned(resource, kind_)
         return SyncResult(await self._observe_persistent(resource, deployment))
+
+    def _first_status_wait(
+        self, resource: AnalyticsResource, job: Obj | None, observation: Observation
+    ) -> float | None:
+        """Seconds the first status of a Job created by this process may still wait
+        for the rest of its pods; None: write it now.
+
+        The Job controller creates a Job's pods in slow-start batches (1, then 2...),
+        which under a burst arrive seconds apart: writing on each batch cost ~2 status
+        writes per service, all saying "pending". So the first write waits while every
+        replica is still plainly pending and fewer pods exist than the Job will run at
+        once, for at most ``STATUS_WAIT_SECONDS`` after the create. Any state a user
+        would see (a pod running or finished, a waiting reason) is written at once.
+        """
+        key = (resource.key.namespace, layout.child_name(resource.service_id))
+        created = self._created.get(key)
+        if created is None:
+            return None
+        left = created + STATUS_WAIT_SECONDS - time.monotonic()
+        if (
+            left <= 0
+            or resource.status.replicas
+            or job is None
+            or not observe.pods_still_coming(job, observation.replicas)
+        ):
+            del self._created[key]
+            return None
+        return left
 
     def _retries(self, resource: AnalyticsResource) -> list[tuple[int, int]]:
         """(index, attempt) of every replica a retry asked to run again."""
@@ -502,7 +537,7 @@ class KubeRuntime:
         return found
 
     async def forget(self, resource: AnalyticsResource) -> None:
-        return None
+        self._created.pop((resource.key.namespace, layout.child_name(resource.service_id)), None)
 
 
 def _name(obj: Obj) -> str:
