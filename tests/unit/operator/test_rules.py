@@ -190,6 +190,39 @@ def test_job_status_index_sets_and_reasons() -> None:
     ]
 
 
+def test_a_new_jobs_first_status_waits_only_while_pods_are_still_coming() -> None:
+    """The first status write waits for a Job's pods while nothing a user would see
+    has happened; any started, ended or waiting replica is news at once."""
+
+    def pod(index: int, phase: str = "Pending", **status: object) -> dict[str, object]:
+        return {
+            "metadata": {
+                "name": f"p{index}",
+                "annotations": {"batch.kubernetes.io/job-completion-index": str(index)},
+            },
+            "status": {"phase": phase, **status},
+        }
+
+    job = {"spec": {"completions": 3, "parallelism": 3}, "status": {}}
+
+    def coming(*pods: dict[str, object], spec: dict[str, object] | None = None) -> bool:
+        the_job = {**job, "spec": spec or job["spec"]}
+        return observe.pods_still_coming(the_job, observe.job_replicas(the_job, pods, run=SID))
+
+    assert coming()
+    assert coming(pod(0))
+    assert not coming(pod(0), pod(1), pod(2)), "all pods exist: write"
+    assert not coming(pod(0), spec={"completions": 3, "parallelism": 1}), "one runs at once"
+    assert not coming(pod(0, "Running")), "a running replica is news"
+    assert not coming(pod(0, "Failed")), "a failed attempt (retrying) is news"
+    waiting = {
+        "containerStatuses": [
+            {"name": "analytics", "state": {"waiting": {"reason": "ErrImagePull"}}}
+        ]
+    }
+    assert not coming(pod(0, **waiting)), "a waiting reason is news"
+
+
 def test_init_container_failure_is_an_input_fetch_failure() -> None:
     pod = {
         "metadata": {"name": "p", "annotations": {}},
