@@ -27,7 +27,6 @@ from dtpoc_local.databases import drop_databases
 from dtpoc_local.kube import KubeCluster
 from dtpoc_local.servers.files import FilesServer
 from dtpoc_local.servers.orchestrator import OrchestratorServer, start_orchestrator_server
-from dtpoc_operator.kube.store import FINALIZER as OPERATOR_FINALIZER
 from tests.orchestrator.messages import launch_request as launch_request
 from tests.orchestrator.messages import status_dict as status_dict
 from tests.orchestrator.messages import value_to_python as value_to_python
@@ -52,10 +51,6 @@ class OperatorDouble:
     def resource(self, service_id: str) -> dict[str, Any] | None:
         """The Analytics resource (keys as in Kubernetes), None when gone."""
         raise NotImplementedError
-
-    def hold(self, service_id: str) -> None:
-        """What the operator does when it first sees a service: hold its finalizer,
-        so that a deletion waits for the replicas to stop (the local store always waits)."""
 
     def finish_deletion(self, service_id: str) -> None:
         """What the operator does once a deleted service's replicas are stopped."""
@@ -149,14 +144,6 @@ class KubeOperatorDouble(OperatorDouble):
             if error.status == 404:
                 return None
             raise
-
-    def hold(self, service_id: str) -> None:
-        self._kube.request(
-            "PATCH",
-            f"{self._path}/{service_id}",
-            body={"metadata": {"finalizers": [OPERATOR_FINALIZER]}},
-            content_type="application/merge-patch+json",
-        )
 
     def finish_deletion(self, service_id: str) -> None:
         """Release the finalizer (if held); the API server then removes the resource."""

@@ -339,7 +339,11 @@ def test_the_documented_role_is_enough(
     )
     assert first.status.phase == "pending"
     stub.TerminateService(orchestrator_pb2.TerminateServiceRequest(id=ids[0]), timeout=CALL_TIMEOUT)
-    assert KubeOperatorDouble(kube, kube_namespace).resource_names() == set(ids[1:])
+    operator = KubeOperatorDouble(kube, kube_namespace)
+    terminated = operator.resource(ids[0])
+    assert terminated is not None and terminated["metadata"]["deletionTimestamp"]
+    operator.finish_deletion(ids[0])  # the operator's finalizer, released as it would
+    assert operator.resource_names() == set(ids[1:])
 
     scheduled = stub.LaunchService(
         launch_request(

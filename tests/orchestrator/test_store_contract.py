@@ -211,7 +211,8 @@ async def test_delete_is_idempotent_and_the_resource_goes(
     adapter, operator = store_and_operator
     service_id = new_id()
     await adapter.create(service_id=service_id, spec=a_spec(), labels={})
-    operator.hold(service_id)
+    # No operator has seen it yet: the deletion still waits for one (Kubernetes: the
+    # resource is created with the operator's finalizer).
     assert await adapter.delete(service_id) is True
     during = await adapter.get(service_id)
     assert during is not None, "the operator's finalizer keeps the resource until it lets go"

@@ -27,6 +27,13 @@ LABEL_SERVICE_ID = "dtpoc.eng.cam.ac.uk/service-id"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGED_BY = "dtpoc-operator"
 
+#: The operator's finalizer: a deleted Analytics stays (with a deletion timestamp)
+#: until the operator has collected its replicas' outputs and written the final status.
+#: The orchestrator creates Kubernetes resources with it already set (one request less
+#: per service than the operator patching it in); the operator adds it to resources
+#: created by anyone else (kubectl), and removes it when it lets a deletion go.
+FINALIZER = "dtpoc.eng.cam.ac.uk/collect-outputs"
+
 #: Job types, replica states and phases: :mod:`dtpoc_common.vocabulary`.
 
 

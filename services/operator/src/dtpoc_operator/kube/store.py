@@ -1,11 +1,13 @@
 """Analytics custom resources as the operator's store.
 
 The operator writes only the ``status`` subresource, plus its own finalizer
-``dtpoc.eng.cam.ac.uk/collect-outputs`` in ``metadata.finalizers``: a
+(:data:`dtpoc_common.analytics.FINALIZER`) in ``metadata.finalizers``: a
 terminated service's resource stays (with a deletion timestamp) until the
-outputs of its replicas are in Files and its final status is written. If the
-operator is down, a deletion waits for it; ``kubectl patch`` removing the
-finalizer lets it go without collection.
+outputs of its replicas are in Files and its final status is written. The
+orchestrator creates resources with the finalizer set, so the patch that adds
+it is only sent for resources created otherwise (kubectl). If the operator is
+down, a deletion waits for it, even of a service it never saw; ``kubectl
+patch`` removing the finalizer lets it go without collection.
 """
 
 from __future__ import annotations
@@ -23,8 +25,6 @@ from dtpoc_operator.kube.observe import parse_time
 from dtpoc_operator.model import AnalyticsResource, ServiceKey, Status
 
 log = dlog.get_logger(__name__)
-
-FINALIZER = "dtpoc.eng.cam.ac.uk/collect-outputs"
 
 
 def resource_path(namespace: str, name: str = "") -> str:
@@ -90,11 +90,11 @@ class KubeAnalyticsStore:
         return keys
 
     async def ensure_finalizer(self, resource: AnalyticsResource) -> AnalyticsResource:
-        if FINALIZER in resource.finalizers:
+        if analytics.FINALIZER in resource.finalizers:
             return resource
         patch = {
             "metadata": {
-                "finalizers": [*resource.finalizers, FINALIZER],
+                "finalizers": [*resource.finalizers, analytics.FINALIZER],
                 # Conditional on the version read, so a concurrent change is never lost.
                 "resourceVersion": resource.resource_version,
             }
@@ -119,11 +119,11 @@ class KubeAnalyticsStore:
         if current is None:
             return
         finalizers = list((current.get("metadata") or {}).get("finalizers") or [])
-        if FINALIZER not in finalizers:
+        if analytics.FINALIZER not in finalizers:
             return
         patch = {
             "metadata": {
-                "finalizers": [f for f in finalizers if f != FINALIZER],
+                "finalizers": [f for f in finalizers if f != analytics.FINALIZER],
                 "resourceVersion": current["metadata"]["resourceVersion"],
             }
         }

@@ -157,6 +157,9 @@ class KubernetesAnalyticsStore:
         body = analytics.build_resource(
             service_id=service_id, namespace=self.namespace, spec=spec, labels=labels
         )
+        # Created with the operator's finalizer: the operator need not patch it in, and
+        # a deletion waits for the operator even before it has seen the service.
+        body["metadata"]["finalizers"] = [analytics.FINALIZER]
         action = f"create Analytics {service_id} in namespace {self.namespace}"
         with _api_errors(action):
             created = await self._api.create_namespaced_custom_object(
