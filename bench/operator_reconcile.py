@@ -19,6 +19,10 @@ Prints:
   audit log, the operator's ServiceAccount only), counted until every status is
   written.
 
+The Analytics are created as the orchestrator creates them: with the
+operator's finalizer already set (:data:`dtpoc_common.analytics.FINALIZER`),
+or, for a ``--baseline`` revision whose orchestrator did not set it, without.
+
 ``--baseline REV`` runs the operator of git revision REV (its
 ``services/operator/src``, ``libs/common/src`` and ``libs/api/src``, on
 ``PYTHONPATH`` ahead of the workspace's) and the
@@ -56,6 +60,7 @@ from kubernetes import client as k8s
 from kubernetes import watch
 
 from bench.operator_vs_argo import AuditLog, audit_to
+from dtpoc_common import analytics
 from dtpoc_local import controlplane, waiting
 from dtpoc_local.kube import KubeCluster
 from dtpoc_local.servers import operator as operator_platform
@@ -66,6 +71,8 @@ READY_TIMEOUT = 300.0
 #: The sources of a revision's operator: its own, and the libraries whose code it runs
 #: (the generated API included: a revision's model reads its own protos' fields).
 REVISION_SOURCES = ("services/operator/src", "libs/common/src", "libs/api/src")
+#: The orchestrator's Kubernetes adapter: whether a revision creates with the finalizer.
+ORCHESTRATOR_ADAPTER = "services/orchestrator/src/dtpoc_orchestrator/adapters/kubernetes.py"
 
 
 def reconciles_total(metrics: str) -> float:
@@ -134,6 +141,7 @@ def burst(
     count: int,
     workers: int,
     extra_env: dict[str, str],
+    with_finalizer: bool,
 ) -> Burst:
     """One operator in a namespace of its own, N creates, until every status is written."""
     namespace = kube.create_namespace(prefix="bench")
@@ -200,7 +208,10 @@ def burst(
                 body={
                     "apiVersion": "eng.cam.ac.uk/v1alpha1",
                     "kind": "Analytics",
-                    "metadata": {"name": service_id},
+                    "metadata": {
+                        "name": service_id,
+                        "finalizers": [analytics.FINALIZER] if with_finalizer else [],
+                    },
                     "spec": {
                         "image": "ghcr.io/example/sim",
                         "jobType": "ondemand",
@@ -247,6 +258,25 @@ def burst(
         operator.stop()
 
 
+def creates_with_finalizer(revision: str) -> bool:
+    """Whether the orchestrator of ``revision`` creates Analytics with the finalizer."""
+    found = subprocess.run(
+        [
+            "git",
+            "-C",
+            str(ROOT),
+            "grep",
+            "-q",
+            "analytics.FINALIZER",
+            revision,
+            "--",
+            ORCHESTRATOR_ADAPTER,
+        ],
+        check=False,
+    )
+    return found.returncode == 0
+
+
 def export_operator(revision: str, target: Path) -> str:
     """The operator's sources of ``revision``, unpacked under ``target``: a PYTHONPATH."""
     target.mkdir(parents=True)
@@ -273,10 +303,14 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench-operator-") as tmp:
         workdir = Path(tmp)
-        plan: list[tuple[str, dict[str, str]]] = [("working tree", {})]
+        plan: list[tuple[str, dict[str, str], bool]] = [("working tree", {}, True)]
         if args.baseline:
             path = export_operator(args.baseline, workdir / "baseline")
-            base = ("baseline " + args.baseline, {"PYTHONPATH": path})
+            base = (
+                "baseline " + args.baseline,
+                {"PYTHONPATH": path},
+                creates_with_finalizer(args.baseline),
+            )
             plan = [base, plan[0]] * args.rounds
         audit_path, audit_args = audit_to(workdir)
         options = controlplane.ControlPlaneOptions(extra_apiserver_args=audit_args)
@@ -286,15 +320,17 @@ def main() -> None:
         results: list[Burst] = []
         try:
             operator_platform.install_analytics_crd(kube)
-            for label, env in plan:
+            for label, env, with_finalizer in plan:
                 result = burst(
                     kube,
                     AuditLog(audit_path),
                     workdir,
-                    label=label,
+                    label=f"{label}; created {'with' if with_finalizer else 'without'} "
+                    "the operator's finalizer",
                     count=args.count,
                     workers=args.workers,
                     extra_env=env,
+                    with_finalizer=with_finalizer,
                 )
                 result.print(args.workers)
                 results.append(result)

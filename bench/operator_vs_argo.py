@@ -56,6 +56,7 @@ import yaml
 from kubernetes import client as k8s
 from kubernetes.watch.watch import iter_resp_lines
 
+from dtpoc_common import analytics
 from dtpoc_local import controlplane, ports, processes, waiting
 from dtpoc_local.kube import KubeCluster
 from dtpoc_local.servers import operator as operator_server
@@ -349,7 +350,8 @@ def dtpoc_phase(
         return {
             "apiVersion": "eng.cam.ac.uk/v1alpha1",
             "kind": "Analytics",
-            "metadata": {"name": name},
+            # As the orchestrator creates them: with the operator's finalizer.
+            "metadata": {"name": name, "finalizers": [analytics.FINALIZER]},
             "spec": {"image": IMAGE, "jobType": "ondemand", "reps": REPLICAS, "command": ["run"]},
         }
 
