@@ -63,6 +63,8 @@ from dtpoc_local.servers import operator as operator_server
 
 ROOT = Path(__file__).resolve().parents[1]
 DEADLINE = 600.0
+#: How long the operator may take to start (its imports, on a loaded machine).
+READY_TIMEOUT = 300.0
 REPLICAS = 3
 #: Before a phase, its controller's start-up requests must have stopped this long.
 QUIET_SECONDS = 3.0
@@ -344,7 +346,10 @@ def dtpoc_phase(
             "DTPOC_OPERATOR_LOG_LEVEL": "WARNING",
         },
         workdir=workdir,
+        wait_ready=False,
     )
+    # Importing the operator alone takes a minute or more on a loaded machine.
+    operator.wait_ready(timeout=READY_TIMEOUT)
 
     def body(name: str) -> dict[str, Any]:
         return {
@@ -478,7 +483,9 @@ def argo_phase(
         env={**os.environ, "LEADER_ELECTION_DISABLE": "true"},
     ).start()
     controller.wait_ready(
-        lambda: _http_ok("http://127.0.0.1:6060/healthz"), timeout=60.0, what="Argo /healthz"
+        lambda: _http_ok("http://127.0.0.1:6060/healthz"),
+        timeout=READY_TIMEOUT,
+        what="Argo /healthz",
     )
 
     def body(name: str) -> dict[str, Any]:
