@@ -152,17 +152,19 @@ def prepare(
     return Attempt(path=attempt, output=output, job=job)
 
 
-def supervise(attempt: Attempt) -> subprocess.Popen[bytes]:
+def supervise(attempt: Attempt, *, cwd: Path | None = None) -> subprocess.Popen[bytes]:
+    """The supervisor, started from ``cwd`` (the operator's working folder; default: ours)."""
     return subprocess.Popen(
         [sys.executable, "-m", "dtpoc_operator.local.replica", str(attempt.path)],
+        cwd=cwd,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
 
 
-def run_to_end(attempt: Attempt) -> dict[str, Any]:
-    process = supervise(attempt)
+def run_to_end(attempt: Attempt, *, cwd: Path | None = None) -> dict[str, Any]:
+    process = supervise(attempt, cwd=cwd)
     try:
         process.wait(timeout=WAIT)
     finally:
@@ -257,8 +259,12 @@ def test_memory_limit_kill_is_reported_as_oomkilled(
         """,
         limits={"memory": "64Mi"},
     )
-    record = run_to_end(attempt)
+    started_from = workdir / "operator-cwd"
+    started_from.mkdir()
+    record = run_to_end(attempt, cwd=started_from)
     assert (record["exit_code"], record["reason"]) == (137, "OOMKilled"), attempt.log()
+    # podman's conmon drops an "oom" file into its working folder: not the operator's.
+    assert list(started_from.iterdir()) == []
     assert str(64 * 1024 * 1024) in record["message"]
     assert containers_named(engine, attempt.job.name) == []
     assert not (container_run.CGROUP_ROOT / "memory" / "dtpoc" / attempt.job.name).exists()

@@ -151,8 +151,16 @@ class ContainerReplica:
             self.engine.stop(self.job.name, grace_seconds=self.grace_seconds)
             time.sleep(0.2)
 
-    def run(self, *, log_file: Any, on_started: Callable[[int], None]) -> dict[str, Any]:
-        """Start, wait, inspect, remove; the exit record's fields."""
+    def run(
+        self, *, log_file: Any, on_started: Callable[[int], None], workdir: Path
+    ) -> dict[str, Any]:
+        """Start, wait, inspect, remove; the exit record's fields.
+
+        The engine's client runs in ``workdir`` (the attempt's folder): podman's
+        conmon writes an empty ``oom`` file into its working directory when the
+        container's cgroup reports an OOM kill, which would otherwise land in
+        whatever folder the operator was started from.
+        """
         job, engine = self.job, self.engine
         if not engine.image_present(job.image):
             return {
@@ -170,6 +178,7 @@ class ContainerReplica:
             self.process = subprocess.Popen(
                 engine.run_argv(job, cgroup_parent=watch.parent if watch else ""),
                 env=engine.cli_env(job.env),
+                cwd=workdir,
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,

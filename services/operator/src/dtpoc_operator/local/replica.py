@@ -298,7 +298,7 @@ def _run_container(
         _add_pid(attempt, pid)
 
     with capture as log:
-        outcome = runner.run(log_file=log, on_started=started)
+        outcome = runner.run(log_file=log, on_started=started, workdir=attempt)
     if outcome.get("reason") == "Error" and not outcome.get("message"):
         outcome["message"] = log_tail(log_path)[-1024:]
     return outcome
