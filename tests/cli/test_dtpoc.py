@@ -192,6 +192,17 @@ def test_watch_exit_status_tells_a_failed_service(client_platform: Platform) -> 
     assert plain_watch.returncode == 0, "without --exit-status a finished watch is a success"
 
 
+def test_watch_exit_status_tells_a_terminated_service(client_platform: Platform) -> None:
+    launched = launch_local(client_platform, command="sleep 600")
+    ok(run_dtpoc(client_platform, "service", "terminate", launched))
+    watched = run_dtpoc(
+        client_platform, "service", "watch", launched, "--exit-status", "-o", "json"
+    )
+    assert watched.returncode == 4, watched
+    updates = [json.loads(line) for line in watched.stdout.splitlines()]
+    assert updates[-1]["phase"] == "terminated", updates[-1]
+
+
 def test_actions_by_id_print_the_servers_answer(client_platform: Platform) -> None:
     """retry, resubmit, suspend, resume, terminate: a line for people, the answer for scripts."""
     failing = launch_local(client_platform)
