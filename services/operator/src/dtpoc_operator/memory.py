@@ -38,8 +38,8 @@ from dtpoc_common.vocabulary import JobType, ReplicaState
 from dtpoc_operator import layout, model, ports
 from dtpoc_operator.model import AnalyticsResource, Observation, Replica, ServiceKey, Status
 
-#: The finalizer the fake store keeps, as the Kubernetes store's (:mod:`dtpoc_operator.kube.store`).
-FINALIZER = "dtpoc.eng.cam.ac.uk/collect-outputs"
+#: The operator's finalizer (one constant for the whole platform).
+FINALIZER = analytics.FINALIZER
 
 JOB_TYPES = (JobType.ONDEMAND, JobType.SCHEDULED, JobType.PERSISTENT)
 
@@ -84,7 +84,8 @@ class InMemoryAnalyticsStore:
         return ServiceKey(namespace=self.namespace, name=service_id)
 
     def create(self, service_id: str, spec: Mapping[str, Any]) -> ServiceKey:
-        """A new Analytics at generation 1, as a launch writes it (CRD JSON names)."""
+        """A new Analytics at generation 1, as a launch writes it (CRD JSON names): with
+        the operator's finalizer, so its deletion waits for an operator."""
         key = self.key(service_id)
         self._specs[key] = dict(spec)
         self.resources[key] = AnalyticsResource(
@@ -94,6 +95,7 @@ class InMemoryAnalyticsStore:
             spec=self._spec(key),
             status=Status(),
             creation_time=self._clock(),
+            finalizers=(FINALIZER,),
         )
         return key
 
