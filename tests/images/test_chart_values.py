@@ -3,8 +3,8 @@
 On a machine without a registry a pod whose image must be pulled never
 starts; every container of the rendered chart must name either the dtpoc
 image (built under the chart's own name) or one of the local data-stack
-images — except the upstream-only parts (InfluxDB, Grafana, Mongo
-Express), which these values leave alone and which are listed here.
+images — except the upstream-only parts (InfluxDB, Grafana), which these
+values leave alone and which are listed here.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 from tests.chart import chart
 
 REPO = Path(__file__).resolve().parents[2]
-NOT_BUILT_HERE = ("influxdb", "grafana", "mongo-express")
+NOT_BUILT_HERE = ("influxdb", "grafana")
 
 
 def _local_values(tmp_path: Path) -> Path:
@@ -56,3 +56,4 @@ def test_local_values_put_every_built_component_on_a_local_image(tmp_path: Path)
     }
     assert images["dtpoc-mosquitto"] == {"localhost/dtpoc-mosquitto:bookworm"}
     assert any(i.startswith("localhost/dtpoc-telegraf:") for i in images["dtpoc-telegraf-light"])
+    assert images["dtpoc-mongo-express"] == {"localhost/dtpoc-mongo-express:1.0.2"}

@@ -3,10 +3,10 @@
 The dtpoc image already carries the chart's own name (``image.repository``
 and the appVersion), so a node that imported its archive needs nothing set.
 The data stack's upstream images cannot be pulled on machines without a
-registry; these values swap in the local builds of Mosquitto, Telegraf and
-Node-RED, which keep each component's command and paths (the local images
-are laid out as the chart expects). Grafana and Mongo Express have no local
-build and keep their upstream images; so does InfluxDB here, since its local
+registry; these values swap in the local builds of Mosquitto, Telegraf,
+Node-RED and Mongo Express, which keep each component's command and paths
+(the local images are laid out as the chart expects). Grafana has no local
+build and keeps its upstream image; so does InfluxDB here, since its local
 image is 1.8 and needs an admin token of the form ``<user>:<password>``
 (``infra/values-cluster.yaml`` and ``tools/cluster`` give it one).
 The MongoDB-protocol server becomes FerretDB only where the chart offers
@@ -21,7 +21,12 @@ from pathlib import Path
 from tools.images._catalogue import ImageSpec
 
 # chart component -> image of the catalogue
-_COMPONENTS = {"mosquitto": "mosquitto", "telegraf": "telegraf", "nodeRed": "node-red"}
+_COMPONENTS = {
+    "mosquitto": "mosquitto",
+    "telegraf": "telegraf",
+    "nodeRed": "node-red",
+    "mongoExpress": "mongo-express",
+}
 
 
 def _image_block(ref: str) -> str:
