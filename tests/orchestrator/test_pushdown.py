@@ -18,6 +18,7 @@ the operation and the filter.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -285,3 +286,27 @@ async def _journal_trim(rig: Rig) -> None:
         await behind.changed()  # its next entry was trimmed: the caller lists everything
     assert await behind.changed() == written[-1:]  # then it reads on from the head
     assert rig.not_pushed_down() == []
+
+
+async def test_appends_at_once_are_written_together_in_order_beside_another_writer(
+    mongodb_uri: str, database: str
+) -> None:
+    """Launches at once share journal writes; numbers stay unique and without holes, also
+    when another writer takes some of them, so a reader misses none."""
+    async with open_rig(mongodb_uri, database) as rig:
+        journal = rig.client[rig.database]["analytics_changes"]
+        ours, theirs = changes.ChangeWriter(journal), changes.ChangeWriter(journal)
+        reader = changes.ChangeReader(journal)
+        await reader.start()
+        mine = [f"ours-{n}" for n in range(40)]
+        other = [f"theirs-{n}" for n in range(5)]
+        numbers = await asyncio.gather(
+            *(ours.append(s) for s in mine), *(theirs.append(s) for s in other)
+        )
+        assert sorted(numbers) == list(range(1, len(mine) + len(other) + 1))
+        read = await reader.changed()
+        assert sorted(read) == sorted(mine + other)
+        by_number = dict(zip(numbers, mine + other, strict=True))
+        assert read == [by_number[n] for n in sorted(by_number)]
+        assert [s for s in read if s.startswith("ours")] == mine  # in the order appended
+        assert rig.not_pushed_down() == []
