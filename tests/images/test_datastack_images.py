@@ -33,7 +33,7 @@ from dtpoc_local import images, ports, waiting
 from tests.chart import chart
 from tests.images import _containers
 
-READY_TIMEOUT = 30.0
+READY_TIMEOUT = 120.0
 
 
 @pytest.fixture(scope="module")

@@ -29,7 +29,7 @@ from dtpoc_local.grpcprocess import health_serving
 from dtpoc_local.servers.files import FilesServer
 from tests.images import _containers
 
-READY_TIMEOUT = 60.0
+READY_TIMEOUT = 120.0
 PLATFORM_UID = "10001"
 
 

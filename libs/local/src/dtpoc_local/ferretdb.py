@@ -15,7 +15,7 @@ import pymongo.errors
 
 from dtpoc_local import binaries, ports, processes
 
-READY_TIMEOUT = 30.0
+READY_TIMEOUT = 120.0
 
 
 @dataclass(frozen=True)

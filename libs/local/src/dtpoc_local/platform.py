@@ -32,7 +32,7 @@ from dtpoc_local.paths import REPO_ROOT
 from dtpoc_operator.local import containers
 
 DEFAULT_PORT = 8000
-READY_TIMEOUT = 60.0
+READY_TIMEOUT = 180.0
 """Seconds each of our services gets to answer its health check."""
 STOP_TIMEOUT = 20.0
 """Seconds each child gets between SIGTERM and SIGKILL."""

@@ -43,7 +43,7 @@ from dtpoc_local import binaries, ports, processes, waiting
 from dtpoc_local.paths import REPO_ROOT
 from dtpoc_local.sensors.chartparts import ChartParts, InfluxSetup, Sensor
 
-READY_TIMEOUT = 60.0
+READY_TIMEOUT = 180.0
 TELEGRAF_BUILD_SCRIPT = REPO_ROOT / "tests" / "chart" / "build-telegraf"
 # The InfluxDB image's 1.x config (tools/images/influxdb/entrypoint.py fills it the same way).
 INFLUXDB_V1_CONFIG = REPO_ROOT / "tools" / "images" / "influxdb" / "influxdb.conf.template"

@@ -25,7 +25,7 @@ from dtpoc_local import grpcprocess, processes
 from dtpoc_local.credentials import credentials
 from dtpoc_local.databases import unique_db_name
 
-READY_TIMEOUT = 30.0
+READY_TIMEOUT = 120.0
 """Seconds a server gets to log its port and answer health SERVING."""
 
 

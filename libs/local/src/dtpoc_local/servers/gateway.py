@@ -32,7 +32,7 @@ from dtpoc_common import grpcauth
 from dtpoc_local import ports, processes
 from dtpoc_local.credentials import credentials
 
-READY_TIMEOUT = 30.0
+READY_TIMEOUT = 120.0
 """Seconds a gateway gets to answer ``/readyz``."""
 
 _STARTS = 3

@@ -42,7 +42,7 @@ from dtpoc_local.paths import REPO_ROOT
 CRD_PATH = REPO_ROOT / "infra" / "crds" / "analytics.yaml"
 ROLE_PATH = REPO_ROOT / "infra" / "rbac" / "operator-role.yaml"
 SERVICE_ACCOUNT = "dtpoc-operator"
-READY_TIMEOUT = 60.0
+READY_TIMEOUT = 180.0
 
 
 def operator_executable() -> str:
