@@ -203,6 +203,7 @@ def test_health_answers_without_a_credential(files_server: FilesServer) -> None:
         ("gateway", "short", "at least 24 characters"),
         ("gateway", "", "is empty"),
     ],
+    ids=["misnamed", "short", "empty"],  # the same ids in every xdist worker (no token in them)
 )
 def test_a_server_with_unusable_caller_tokens_does_not_start(
     tmp_path: Path, name: str, content: str, reason: str
