@@ -8,7 +8,7 @@ CACHE ?= $(or $(DTPOC_CACHE_DIR),$(HOME)/.cache/dtpoc)
 
 help:
 	@echo "make run        start the platform on this machine and run the sample analysis"
-	@echo "make test       install what is missing, build the test servers, run the tests"
+	@echo "make test       install what is missing, build the test servers, run the tests (TEST_WORKERS=4: in 4 processes)"
 	@echo "make test-fast  the unit tier only (tests/unit: use cases and rules on in-memory fakes, no servers)"
 	@echo "make cluster    a real one-node Kubernetes here with the chart; gateway on 127.0.0.1:8000"
 	@echo "make cluster-down   remove that node and its data"
@@ -90,8 +90,11 @@ check: lint typecheck buf-lint helm-lint check-generated check-schema check-leng
 test-fast: sync
 	@GRPC_ENABLE_FORK_SUPPORT=false $(UV) run pytest tests/unit --confcutdir=tests/unit -p no:schemathesis -p no:hypothesispytest -p no:anyio $(PYTEST_ARGS)
 
+# TEST_WORKERS=4: the suite in 4 pytest-xdist processes, a file per worker at a time, the slow
+# tiers first (tests/realdeps/parallel.py); 0 (the default until a whole parallel run is green): one.
+TEST_WORKERS ?= 0
 test: sync testbin hostpkgs console
-	@GRPC_ENABLE_FORK_SUPPORT=false $(UV) run pytest $(PYTEST_ARGS)
+	@GRPC_ENABLE_FORK_SUPPORT=false $(UV) run pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 # IMAGES="dtpoc histolab" builds only those (and their bases); default: all of them.
 images: sync hostpkgs

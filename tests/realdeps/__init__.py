@@ -28,5 +28,6 @@ PLUGIN_MODULES = (
     "tests.realdeps.mongodb",
     "tests.realdeps.kube",
     "tests.realdeps.kubelet_double",
+    "tests.realdeps.parallel",
 )
 """Modules whose fixtures and hooks pytest must load (see ``tests/conftest.py``)."""
