@@ -1,7 +1,7 @@
 """The order in which ``make test TEST_WORKERS=N`` hands files to pytest-xdist workers.
 
-Most of the suite waits on servers, containers and schedule ticks, not on the
-CPU, so the suite can run in several worker processes (``-n N --dist
+Part of the suite waits on schedule ticks, containers and servers rather than
+on the CPU, so it can overlap those waits in several worker processes (``-n N --dist
 loadfile --no-loadscope-reorder``, see the Makefile). Each worker has its own
 session fixtures (FerretDB, the control plane), its own ``tmp_path`` tree and
 free ports, so tests need nothing special to run in parallel. ``loadfile``
