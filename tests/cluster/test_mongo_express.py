@@ -42,6 +42,8 @@ def test_mongo_express_runs_the_image_built_here_and_opens_only_to_the_charts_lo
     login = secret(platform, f"{SERVICE}-auth")
     with forward(platform, SERVICE, 8081) as port:
         base = f"http://127.0.0.1:{port}"
+        # Its health check answers without a login; every page needs one.
+        assert httpx.get(f"{base}/status", timeout=30).status_code == 200
         assert httpx.get(f"{base}/", timeout=30).status_code == 401
         wrong = httpx.get(f"{base}/", auth=(login["username"], "wrong"), timeout=30)
         assert wrong.status_code == 401
