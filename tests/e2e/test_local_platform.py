@@ -257,3 +257,70 @@ def test_retry_reruns_only_the_failed_replica_and_resubmit_links(
         suspend = http.post(f"/service/{copy}/suspend")
         assert suspend.status_code == 400 and "only a scheduled" in suspend.json()["message"]
         assert http.post(f"/service/{'0' * 24}/retry").status_code == 404
+
+
+def test_retry_of_a_scheduled_service_reruns_its_latest_runs_failed_replica(
+    local_platform: e2e.LocalPlatform,
+) -> None:
+    """Through REST: a scheduled service's run has 1 of 3 replicas failed; a retry runs
+    just that replica of that run again (no new run); a second retry has nothing to do."""
+    program = (
+        "import os, sys\n"
+        "index, attempt = os.environ['REPLICA_INDEX'], os.environ['DTPOC_ATTEMPT']\n"
+        "sys.exit(1 if index == '1' and attempt == '1' else 0)\n"
+    )
+    body = {
+        "image": "dtpoc-histolab",
+        "version": "local",
+        "description": "scheduled retry",
+        "env": {},
+        "mount_files": {},
+        "ana": {"job_type": "scheduled", "reps": 3, "schedule": "* * * * *"},
+        "command": [sys.executable, "-c", program],
+    }
+
+    def members(status: dict[str, Any], run: str) -> list[dict[str, Any]]:
+        found = [r for r in status.get("replicas", []) if r.get("run") == run]
+        return sorted(found, key=lambda r: r.get("index", 0))
+
+    def run_is(state: str) -> Any:
+        def check(status: dict[str, Any]) -> bool:
+            runs = status.get("runs") or []
+            done = members(status, runs[0]["name"]) if runs else []
+            return (
+                bool(runs)
+                and runs[0].get("state") == state
+                and len(done) == 3
+                and all(r.get("outputs_collected") for r in done)
+            )
+
+        return check
+
+    with local_platform.client() as client, local_platform.http() as http:
+        launched = http.post("/service/launch", json=body)
+        assert launched.status_code == 202, launched.text
+        service_id = launched.json()["id"]
+        early = http.post(f"/service/{service_id}/retry")
+        assert early.status_code == 400 and "has not run yet" in early.json()["message"]
+        e2e.wait_for_status(
+            client, service_id, lambda s: bool(s.get("runs")), timeout=150.0, what="a run"
+        )
+        assert http.post(f"/service/{service_id}/suspend").status_code == 200  # no more runs
+        failed = e2e.wait_for_status(
+            client, service_id, run_is("failed"), timeout=120.0, what="the first run to fail"
+        )
+        run = failed["runs"][0]["name"]
+        assert [r["state"] for r in members(failed, run)] == ["succeeded", "failed", "succeeded"]
+
+        answer = http.post(f"/service/{service_id}/retry")
+        assert answer.status_code == 202, answer.text
+        assert (answer.json()["indexes"], answer.json()["attempts"]) == ([1], [2])
+        assert run in answer.json()["message"]
+        done = e2e.wait_for_status(
+            client, service_id, run_is("succeeded"), timeout=120.0, what="the retried run"
+        )
+        assert [r["attempt"] for r in members(done, run)] == [1, 2, 1]
+        assert [r["name"] for r in done["runs"]] == [run], "the retry is no new run"
+        again = http.post(f"/service/{service_id}/retry")
+        assert again.status_code == 400
+        assert f"latest run {run} has no failed replica" in again.json()["message"]

@@ -94,7 +94,23 @@ def test_invalid_resources_are_refused_by_the_apiserver(
         (
             {"jobType": "scheduled", "reps": 1, "schedule": "* * * * *"},
             {"replicaAttempts": {"0": 2}},
-            "only an ondemand service's replicas are retried",
+            "are for the run retryRun names: set both",
+        ),
+        (
+            {"jobType": "ondemand", "reps": 1},
+            {"retryRun": "ana-x-100"},
+            "retryRun names a run of a scheduled service",
+        ),
+        (
+            {
+                "jobType": "scheduled",
+                "reps": 2,
+                "schedule": "* * * * *",
+                "replicaAttempts": {"1": 3},
+                "retryRun": "ana-x-100",
+            },
+            {"replicaAttempts": {"1": 2}},
+            "never goes back",
         ),
     ],
 )
@@ -131,6 +147,27 @@ def test_a_retry_may_raise_an_ondemand_replicas_attempt_and_nothing_else_changes
         )
     assert answer["spec"]["replicaAttempts"] == {"1": 3, "2": 2}
     assert answer["metadata"]["generation"] == 3
+
+
+def test_a_retry_of_another_scheduled_run_replaces_the_attempts(
+    kube: KubeCluster, kube_namespace: str, analytics_crd: str
+) -> None:
+    spec = {**BASE, "jobType": "scheduled", "reps": 3, "schedule": "* * * * *"}
+    name = _create(kube, kube_namespace, spec)
+    for change in (
+        {"replicaAttempts": {"0": 2, "1": 3}, "retryRun": "ana-x-100"},
+        {"replicaAttempts": {"0": None, "1": 2}, "retryRun": "ana-x-105"},
+    ):
+        answer = kube.request(
+            "PATCH",
+            f"{GROUP_PATH}/namespaces/{kube_namespace}/analytics/{name}",
+            body={"spec": change},
+            content_type="application/merge-patch+json",
+        )
+    assert (answer["spec"]["retryRun"], answer["spec"]["replicaAttempts"]) == (
+        "ana-x-105",
+        {"1": 2},
+    )
 
 
 def test_scheduled_and_persistent_specs_may_change(

@@ -25,6 +25,8 @@ from kubernetes.client.rest import ApiException
 from dtpoc_common import analytics
 from dtpoc_local import waiting
 from tests.operator.helpers import KubeOperator, child_name
+from tests.operator.test_kube_scheduled_persistent import SCHEDULE as ONCE_A_YEAR
+from tests.operator.test_kube_scheduled_persistent import trigger_run
 from tests.operator.test_local_runtime import (  # noqa: F401 - the fixture is used by name
     LocalOperator,
     local_operator_factory,
@@ -132,6 +134,17 @@ def _collected(status: dict[str, Any]) -> bool:
     return bool(status.get("replicas")) and all(
         r.get("outputsCollected") for r in status["replicas"]
     )
+
+
+def _cronjob(op: KubeOperator, service_id: str) -> dict[str, Any] | None:
+    path = f"/apis/batch/v1/namespaces/{op.namespace}/cronjobs/{child_name(service_id)}"
+    try:
+        found: dict[str, Any] = op.kube.request("GET", path)
+    except ApiException as error:
+        if error.status == 404:
+            return None  # not created yet
+        raise
+    return found
 
 
 def _cronjob_suspended(op: KubeOperator, service_id: str) -> bool:
@@ -269,3 +282,124 @@ def test_local_suspended_schedule_starts_no_run_and_resumes(
         "resumed, with a run",
     )
     assert resumed["phase"] == "running"
+
+
+# --- retry of a scheduled run (both runtimes) ----------------------------------------------
+
+
+def _run_members(status: dict[str, Any], run: str) -> dict[int, dict[str, Any]]:
+    return {r.get("index", 0): r for r in status.get("replicas") or [] if r.get("run") == run}
+
+
+def _run_state(status: dict[str, Any], run: str) -> str:
+    return next((r.get("state", "") for r in status.get("runs") or [] if r["name"] == run), "")
+
+
+def _run_done(run: str, state: str) -> Callable[[dict[str, Any]], bool]:
+    def done(status: dict[str, Any]) -> bool:
+        members = _run_members(status, run)
+        return (
+            _run_state(status, run) == state
+            and len(members) == 3
+            and all(r.get("outputsCollected") for r in members.values())
+        )
+
+    return done
+
+
+def _assert_run_retried(
+    status: dict[str, Any], before: dict[str, Any], run: str, content: Callable
+) -> None:
+    """The run's replica 1 at attempt 2 with its new output; 0 and 2 untouched."""
+    members, old = _run_members(status, run), _run_members(before, run)
+    assert [members[i]["state"] for i in range(3)] == ["succeeded"] * 3, status
+    assert [members[i]["attempt"] for i in range(3)] == [1, 2, 1]
+    for index in (0, 2):
+        assert members[index]["outputFileIds"] == old[index]["outputFileIds"]
+        assert members[index]["podName"] == old[index]["podName"]
+    (file_id,) = members[1]["outputFileIds"]
+    assert json.loads(content(file_id)) == {"replica": 1, "attempt": 2}
+    assert len(status["runs"]) == 1, "the retry is no new run"
+
+
+def test_kubernetes_retry_of_a_scheduled_run_reruns_only_its_failed_index(
+    kube_operator: KubeOperator, kubelet_double: KubeletDouble
+) -> None:
+    """The run is the Job the cron controller would make (tests/operator/
+    test_kube_scheduled_persistent.py's trigger_run), for a schedule that does not fire."""
+    op = kube_operator
+    service_id = op.create(
+        {
+            "image": "ghcr.io/example/sim",
+            "jobType": "scheduled",
+            "reps": 3,
+            "schedule": ONCE_A_YEAR,
+            "command": ["run"],
+        }
+    )
+    cronjob = waiting.wait_for(lambda: _cronjob(op, service_id), timeout=60, what="the CronJob")
+    run = trigger_run(op, cronjob, dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+    for pod in kubelet_double.wait_for_job_pods(op.namespace, run, count=3):
+        index = kubelet_double.completion_index(pod)
+        name = pod["metadata"]["name"]
+        result = json.dumps({"replica": index, "attempt": 1}).encode()
+        kubelet_double.write_container_outputs(
+            op.output_root, f"{service_id}/{run}/{index}/{name}", {"result.json": result}
+        )
+        kubelet_double.finish_pod(op.namespace, name, exit_code=1 if index == 1 else 0)
+    failed = op.wait_status(service_id, _run_done(run, "failed"), "the run failed, collected")
+
+    _patch_spec(op, service_id, {"replicaAttempts": {"1": 2}, "retryRun": run})
+    retry_job = f"{run}-1-a2"
+    (pod,) = kubelet_double.wait_for_job_pods(op.namespace, retry_job, count=1, timeout=60)
+    env = _env(pod)
+    assert (env["REPLICA_INDEX"], env["DTPOC_ATTEMPT"], env["DTPOC_RUN"]) == ("1", "2", run)
+    mount = pod["spec"]["containers"][0]["volumeMounts"][0]
+    assert mount["subPathExpr"] == (
+        "$(DTPOC_SERVICE_ID)/$(DTPOC_RUN)/$(JOB_COMPLETION_INDEX)/$(RUN_ID)"
+    )
+    again = op.wait_status(
+        service_id, lambda s: _run_state(s, run) == "running", "the run running again"
+    )
+    assert _run_members(again, run)[1]["attempt"] == 2
+    name = pod["metadata"]["name"]
+    kubelet_double.write_container_outputs(
+        op.output_root,
+        f"{service_id}/{run}/1/{name}",
+        {"result.json": b'{"replica": 1, "attempt": 2}'},
+    )
+    kubelet_double.finish_pod(op.namespace, name, exit_code=0)
+    done = op.wait_status(service_id, _run_done(run, "succeeded"), "the run succeeded")
+    _assert_run_retried(done, failed, run, op.content)
+    assert len(kubelet_double.job_pods(op.namespace, run)) == 3, "the run's Job made no new pod"
+
+
+def test_local_retry_of_a_scheduled_run_reruns_only_its_failed_index(
+    local_operator_factory: Callable[..., LocalOperator],  # noqa: F811
+) -> None:
+    op = local_operator_factory()
+    service_id = op.launch(
+        {
+            "image": "ghcr.io/example/sim",
+            "jobType": "scheduled",
+            "reps": 3,
+            "schedule": "* * * * *",
+            "command": [sys.executable, "-c", FLAKY_ONE],
+        }
+    )
+    runs = waiting.wait_for(
+        lambda: op.status(service_id).get("runs"),
+        timeout=150,  # the next minute boundary, on a loaded machine
+        what="the first scheduled run",
+    )
+    run = runs[0]["name"]
+    _patch_local(op, service_id, {"suspend": True})  # no second run meanwhile
+    failed = op.wait_status(service_id, _run_done(run, "failed"), "the run failed, collected")
+    assert [_run_members(failed, run)[i]["state"] for i in range(3)] == [
+        "succeeded",
+        "failed",
+        "succeeded",
+    ]
+    _patch_local(op, service_id, {"replicaAttempts": {"1": 2}, "retryRun": run})
+    done = op.wait_status(service_id, _run_done(run, "succeeded"), "the run succeeded")
+    _assert_run_retried(done, failed, run, op.files.content)

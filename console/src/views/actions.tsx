@@ -1,4 +1,5 @@
-// A service's daily tools: retry, resubmit, suspend / resume, terminate.
+// A service's daily tools: retry (ondemand, or a scheduled service's latest finished run),
+// resubmit, suspend / resume, terminate.
 //
 // Each button is disabled for exactly the states the server refuses (the rules of
 // services/orchestrator actions.py), with the reason beside it; should the server
@@ -8,7 +9,12 @@ import { resubmit, resume, retry, ServiceRecord, ServiceStatus, suspend, termina
 import { go } from "../format";
 
 const FINISHED = new Set(["succeeded", "failed"]);
-const RETRIED = new Set(["ondemand"]);
+const RETRIED = new Set(["ondemand", "scheduled"]);
+
+/** The run a retry is for: a scheduled service's newest (runs are newest first); "" ondemand. */
+function retriedRun(service: ServiceRecord, status: ServiceStatus | null): string {
+  return service.job_type === "scheduled" ? (status?.runs?.[0]?.name ?? "") : "";
+}
 
 /** Why the server would refuse a retry now, or null when it would run one. */
 export function retryRefusal(service: ServiceRecord, status: ServiceStatus | null): string | null {
@@ -16,14 +22,24 @@ export function retryRefusal(service: ServiceRecord, status: ServiceStatus | nul
   if (phase === "terminated" || service.terminated_at !== undefined)
     return "A terminated service is not retried: resubmit it to run it again.";
   if (!RETRIED.has(service.job_type ?? ""))
-    return `Only an ondemand service's failed replicas are retried (this one is ${service.job_type}).`;
+    return `A ${service.job_type} service's replica is restarted in place, not retried.`;
+  if (service.job_type === "scheduled") {
+    const newest = status?.runs?.[0];
+    if (newest && !FINISHED.has(newest.state ?? ""))
+      return `Run ${newest.name} is still ${newest.state || "running"}: retry once it has finished.`;
+    return null;
+  }
   if (!FINISHED.has(phase)) return `The service is still ${phase}: retry once it has finished.`;
   return null;
 }
 
-/** True when some replica (of the latest run) failed: the only case Retry is offered in. */
-export function somethingFailed(status: ServiceStatus | null): boolean {
-  return (status?.replicas ?? []).some((r) => r.state === "failed");
+/**
+ * True when a replica failed (of a scheduled service: in its newest run, the one a
+ * retry is for): the only case Retry is offered in.
+ */
+export function somethingFailed(service: ServiceRecord, status: ServiceStatus | null): boolean {
+  const run = retriedRun(service, status);
+  return (status?.replicas ?? []).some((r) => r.state === "failed" && (!run || r.run === run));
 }
 
 export function ServiceActions(props: {
@@ -78,7 +94,7 @@ export function ServiceActions(props: {
   const refusal = retryRefusal(service, status);
   return (
     <div class="service-actions" role="group" aria-label="Service actions">
-      {somethingFailed(status) ? (
+      {somethingFailed(service, status) ? (
         <span class="action">
           <button
             type="button"

@@ -372,3 +372,37 @@ def test_a_later_attempt_replaces_a_failed_entry_and_its_outputs() -> None:
     assert done.succeeded == 2
     assert [(r.attempt, r.output_file_ids) for r in done.replicas] == [(1, ("f0",)), (2, ("f1",))]
     assert model.status_from_proto(model.status_to_proto(done)) == done
+
+
+def test_a_retried_run_runs_again_then_is_what_its_replicas_say() -> None:
+    """A finished run whose failed replica a retry runs again (attempt 2) is running,
+    then succeeded, though its first Job (the CronJob's) still says failed."""
+    the_spec = spec(jobType="scheduled", schedule="* * * * *", reps=2)
+    failed_run = model.Run("r0", NOW, ReplicaState.FAILED)
+    first = (
+        Replica("r0", 0, ReplicaState.SUCCEEDED, outputs_collected=True),
+        Replica("r0", 1, ReplicaState.FAILED, outputs_collected=True),
+    )
+    previous = Status(phase=Phase.RUNNING, replicas=first, runs=(failed_run,))
+
+    def after(retried: Replica) -> Status:
+        return status.compute_status(
+            spec=the_spec,
+            generation=2,
+            previous=previous,
+            observation=Observation(
+                replicas=(*first, retried),
+                runs=(failed_run,),
+                live_runs=frozenset({"r0"}),
+                ready=True,
+            ),
+            collected={("r0", 1): ()} if retried.final else {},
+            now=NOW,
+        )
+
+    running = after(Replica("r0", 1, ReplicaState.RUNNING, attempt=2))
+    assert [(r.name, r.state) for r in running.runs] == [("r0", ReplicaState.RUNNING)]
+    assert [r.attempt for r in running.replicas] == [1, 2]
+    done = after(Replica("r0", 1, ReplicaState.SUCCEEDED, attempt=2))
+    assert [(r.name, r.state) for r in done.runs] == [("r0", ReplicaState.SUCCEEDED)]
+    assert done.succeeded == 2

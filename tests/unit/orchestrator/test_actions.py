@@ -38,7 +38,7 @@ async def test_retry_asks_for_the_next_attempt_of_the_failed_replicas_only() -> 
     orchestrator = rig.orchestrator()
     service_id = await launch(rig, orchestrator, ana={"job_type": "ondemand", "reps": 3})
     one_of_three_failed(rig, service_id)
-    assert await orchestrator.retry(service_id) == {1: 2}
+    assert (await orchestrator.retry(service_id)).attempts == {1: 2}
     spec = rig.store.resources[service_id]["spec"]
     assert spec["replicaAttempts"] == {"1": 2}
     assert rig.store.resources[service_id]["metadata"]["generation"] == 2
@@ -51,7 +51,7 @@ async def test_retry_asks_for_the_next_attempt_of_the_failed_replicas_only() -> 
     rig.store.write_status(
         service_id, status_dict(phase="failed", succeeded=2, failed=1, total=3, replicas=replicas)
     )
-    assert await orchestrator.retry(service_id) == {1: 3}
+    assert (await orchestrator.retry(service_id)).attempts == {1: 3}
 
 
 @pytest.mark.parametrize(
@@ -75,7 +75,7 @@ async def test_retry_is_refused_until_there_is_a_finished_failure(
     assert "replicaAttempts" not in rig.store.resources[service_id]["spec"]
 
 
-async def test_retry_of_a_terminated_or_unknown_or_scheduled_service_is_refused() -> None:
+async def test_retry_of_a_terminated_or_unknown_or_persistent_service_is_refused() -> None:
     rig = Rig()
     orchestrator = rig.orchestrator()
     service_id = await launch(rig, orchestrator, ana={"job_type": "ondemand", "reps": 3})
@@ -85,9 +85,61 @@ async def test_retry_of_a_terminated_or_unknown_or_scheduled_service_is_refused(
         await orchestrator.retry(service_id)
     with pytest.raises(errors.NotFound):
         await orchestrator.retry("0123456789abcdef01234567")
-    scheduled = await launch(rig, orchestrator, **SCHEDULED)
-    with pytest.raises(errors.FailedPrecondition, match="only an ondemand"):
-        await orchestrator.retry(scheduled)
+    persistent = await launch(rig, orchestrator, ana={"job_type": "persistent"}, port=8080)
+    with pytest.raises(errors.FailedPrecondition, match="restarted in place"):
+        await orchestrator.retry(persistent)
+
+
+def runs_status(*runs: tuple[str, str, list[str]]) -> dict[str, Any]:
+    """A scheduled service's status: (run, its state, its replicas' states), newest first."""
+    replicas = [
+        {"index": i, "state": state, "run": name}
+        for name, _, states in runs
+        for i, state in enumerate(states)
+    ]
+    return status_dict(
+        phase="running",
+        replicas=replicas,
+        runs=[{"name": name, "state": state} for name, state, _ in runs],
+    )
+
+
+async def test_retry_of_a_scheduled_service_reruns_its_latest_finished_runs_failures() -> None:
+    rig = Rig()
+    orchestrator = rig.orchestrator()
+    service_id = await launch(rig, orchestrator, **SCHEDULED)
+    with pytest.raises(errors.FailedPrecondition, match="has not run yet"):
+        await orchestrator.retry(service_id)
+    older, newer = "ana-x-100", "ana-x-105"
+    rig.store.write_status(
+        service_id,
+        runs_status((newer, "running", ["running"]), (older, "failed", ["failed"])),
+    )
+    with pytest.raises(errors.FailedPrecondition, match=f"run {newer} .* still running"):
+        await orchestrator.retry(service_id)
+    rig.store.write_status(
+        service_id,
+        runs_status((newer, "succeeded", ["succeeded"]), (older, "failed", ["failed"])),
+    )
+    with pytest.raises(errors.FailedPrecondition, match=f"latest run {newer} has no failed"):
+        await orchestrator.retry(service_id)
+
+    rig.store.write_status(service_id, runs_status((older, "failed", ["failed"])))
+    retry = await orchestrator.retry(service_id)
+    assert (retry.run, retry.attempts) == (older, {0: 2})
+    spec = rig.store.resources[service_id]["spec"]
+    assert (spec["retryRun"], spec["replicaAttempts"]) == (older, {"0": 2})
+    with pytest.raises(errors.FailedPrecondition, match="under way"):
+        await orchestrator.retry(service_id)
+    # A later run fails: its retry replaces the earlier run's attempts.
+    rig.store.write_status(
+        service_id,
+        runs_status((newer, "failed", ["failed"]), (older, "succeeded", ["succeeded"])),
+    )
+    retry = await orchestrator.retry(service_id)
+    assert (retry.run, retry.attempts) == (newer, {0: 2})
+    spec = rig.store.resources[service_id]["spec"]
+    assert (spec["retryRun"], spec["replicaAttempts"]) == (newer, {"0": 2})
 
 
 async def test_resubmit_launches_the_same_spec_linked_both_ways() -> None:

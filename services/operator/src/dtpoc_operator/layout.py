@@ -74,11 +74,12 @@ def child_name(service_id: str) -> str:
     return f"{CHILD_PREFIX}{cleaned[:keep].strip('-')}-{digest}"
 
 
-def retry_job_name(service_id: str, *, index: int, attempt: int) -> str:
+def retry_job_name(service_id: str, *, index: int, attempt: int, run: str = "") -> str:
     """The Job of attempt ``attempt`` of replica ``index`` (a retry):
-    ``<child name>-<index>-a<attempt>``, at most 63 characters (a label value: the
+    ``<child name>-<index>-a<attempt>``, or for a scheduled service's run (its Job
+    name) ``<run>-<index>-a<attempt>``; at most 63 characters (a label value: the
     pods carry it as their Job's name)."""
-    return f"{child_name(service_id)}-{index}-a{attempt}"
+    return f"{run or child_name(service_id)}-{index}-a{attempt}"
 
 
 def output_relpath(*, service_id: str, job_type: str, run: str, index: int) -> PurePosixPath:

@@ -24,7 +24,7 @@ from dtpoc_common.vocabulary import FINAL_REPLICA_STATES, JobType
 DEFAULT_SUCCESSFUL_HISTORY = 3
 DEFAULT_FAILED_HISTORY = 1
 #: Spec fields that say what to run when, not how: left out of the fingerprint.
-_NOT_TEMPLATE = frozenset({"replica_attempts", "suspend"})
+_NOT_TEMPLATE = frozenset({"replica_attempts", "retry_run", "suspend"})
 
 
 def utcnow() -> dt.datetime:
@@ -70,10 +70,20 @@ class ServiceSpec:
     replica_attempts: Mapping[int, int] = field(default_factory=dict)
     #: A scheduled service starts no new run while true.
     suspend: bool = False
+    #: The run of a scheduled service that ``replica_attempts`` retries ("" for ondemand).
+    retry_run: str = ""
 
     def attempt_of(self, index: int) -> int:
         """The attempt replica ``index`` should be at (1 unless retried)."""
         return max(self.replica_attempts.get(index, 1), 1)
+
+    def retried_run(self, service_id: str) -> str:
+        """The run ``replica_attempts`` is for: an ondemand service's own, or ``retry_run``."""
+        return self.retry_run if self.job_type == JobType.SCHEDULED else service_id
+
+    def attempt_in(self, run: str, index: int, *, service_id: str) -> int:
+        """The attempt replica ``index`` of ``run`` should be at (1 unless that run's retried)."""
+        return self.attempt_of(index) if run == self.retried_run(service_id) else 1
 
     @classmethod
     def from_proto(cls, spec: analytics_pb2.AnalyticsSpec) -> ServiceSpec:
@@ -117,6 +127,7 @@ class ServiceSpec:
             expose=spec.expose,
             replica_attempts=dict(spec.replica_attempts),
             suspend=spec.suspend,
+            retry_run=spec.retry_run,
         )
 
     @property

@@ -114,8 +114,11 @@ def _merge_runs(
         runs[run.name] = run
     result = []
     for run in runs.values():
-        if run.state not in FINAL_REPLICA_STATES:
-            members = [r for r in replicas.values() if r.run == run.name]
+        members = [r for r in replicas.values() if r.run == run.name]
+        # A retried run (a replica at a later attempt) is what its replicas say: running
+        # again until they end, then succeeded or failed, whatever its first Job said.
+        retried = any(r.attempt > 1 for r in members)
+        if retried or run.state not in FINAL_REPLICA_STATES:
             if members and all(r.final for r in members):
                 state = (
                     ReplicaState.FAILED
@@ -123,6 +126,8 @@ def _merge_runs(
                     else (ReplicaState.SUCCEEDED)
                 )
                 run = replace(run, state=state)
+            elif retried:
+                run = replace(run, state=ReplicaState.RUNNING)
         result.append(run)
     epoch = dt.datetime.min.replace(tzinfo=dt.UTC)
     return sorted(result, key=lambda r: (r.schedule_time or epoch, r.name), reverse=True)

@@ -463,16 +463,16 @@ class Orchestrator:
 
     # --- retry, resubmit, suspend, resume (rules: :mod:`dtpoc_orchestrator.actions`) ----
 
-    async def retry(self, raw_id: str) -> dict[int, int]:
-        """Run the failed replicas again; answer the attempt each runs as, by index."""
+    async def retry(self, raw_id: str) -> actions.Retry:
+        """Run the failed replicas again; answer the run and the attempt each runs as."""
         record = await self._record(raw_id)
         resource = await self._store.get(record.id)
-        attempts = actions.retry_attempts(record, resource)
-        changes = {"replicaAttempts": {str(i): a for i, a in attempts.items()}}
-        updated = await self._store_patch(record.id, changes)
+        retry = actions.retry_attempts(record, resource)
+        assert resource is not None  # retry_attempts refuses a missing resource
+        updated = await self._store_patch(record.id, retry.changes(resource.spec))
         await self._records.set_spec(record.id, updated.spec)
-        log.info("service retried", service_id=record.id, attempts=attempts)
-        return attempts
+        log.info("service retried", service_id=record.id, run=retry.run, attempts=retry.attempts)
+        return retry
 
     async def resubmit(self, raw_id: str) -> str:
         """Launch the record's spec and inputs again; answer the new id (module docs)."""

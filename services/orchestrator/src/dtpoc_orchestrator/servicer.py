@@ -232,11 +232,13 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
     async def RetryService(  # noqa: N802
         self, request: orchestrator_pb2.RetryServiceRequest, context: Any
     ) -> orchestrator_pb2.RetryServiceResponse:
-        attempts = await self._orchestrator.retry(request.id)
+        retry = await self._orchestrator.retry(request.id)
+        attempts = retry.attempts
         indexes = sorted(attempts)
         described = ", ".join(f"{i} (attempt {attempts[i]})" for i in indexes)
+        of_run = f" of run {retry.run}" if retry.run else ""
         return orchestrator_pb2.RetryServiceResponse(
-            message=f"replicas running again: {described}",
+            message=f"replicas{of_run} running again: {described}",
             indexes=indexes,
             attempts=[attempts[i] for i in indexes],
         )

@@ -156,10 +156,16 @@ def _field_env(name: str, path: str) -> Obj:
 
 
 def replica_env(
-    resource: AnalyticsResource, *, kind: str, index: int | None = None, attempt: int = 1
+    resource: AnalyticsResource,
+    *,
+    kind: str,
+    index: int | None = None,
+    attempt: int = 1,
+    run: str = "",
 ) -> list[Obj]:
     """The analytics container's environment (see module docs); ``index``: the
-    replica a retry Job runs (its only completion index is 0, so the index is a value)."""
+    replica a retry Job runs (its only completion index is 0, so the index is a value);
+    ``run``: the scheduled run it retries (its Job's own name is not the run's)."""
     spec = resource.spec
     env: list[Obj] = [{"name": "DTPOC_SERVICE_ID", "value": resource.key.name}]
     env.append(_field_env("RUN_ID", "metadata.name"))
@@ -175,7 +181,9 @@ def replica_env(
         env.append(_field_env("REPLICA_INDEX", index_path))
     if kind != JobType.PERSISTENT:
         env.append({"name": ATTEMPT_ENV, "value": str(attempt)})
-    if kind == JobType.SCHEDULED:
+    if kind == JobType.SCHEDULED and run:
+        env.append({"name": "DTPOC_RUN", "value": run})
+    elif kind == JobType.SCHEDULED:
         env.append(_field_env("DTPOC_RUN", f"metadata.labels['{JOB_NAME_LABEL}']"))
     env.append({"name": "OUTPUT_FOLDER", "value": OUTPUT_MOUNT})
     env.append({"name": "INPUT_FOLDER", "value": INPUT_MOUNT})
@@ -322,22 +330,31 @@ def job_spec(resource: AnalyticsResource, settings: ChildSettings, *, kind: str)
 
 
 def retry_job(
-    resource: AnalyticsResource, settings: ChildSettings, *, index: int, attempt: int
+    resource: AnalyticsResource,
+    settings: ChildSettings,
+    *,
+    index: int,
+    attempt: int,
+    run: str = "",
 ) -> Obj:
     """The Job of one retried replica: attempt ``attempt`` of index ``index``, alone.
 
     An Indexed Job cannot be told to run only some of its indexes, so each
     retried replica gets a Job of its own (one completion, the spec's
     ``backoffLimitPerIndex`` within it) whose pods see the replica's index as
-    ``REPLICA_INDEX``/``JOB_COMPLETION_INDEX`` and so write to that index's folder.
+    ``REPLICA_INDEX``/``JOB_COMPLETION_INDEX`` and so write to that index's folder;
+    ``run``: the scheduled run retried, whose folder (``DTPOC_RUN``) it writes to.
     """
-    body = job_spec(resource, settings, kind=JobType.ONDEMAND)
+    kind = JobType.SCHEDULED if run else JobType.ONDEMAND
+    body = job_spec(resource, settings, kind=kind)
     limit = resource.spec.backoff_limit_per_index
     body.update(completions=1, parallelism=1, backoffLimit=limit + 1)
     container = body["template"]["spec"]["containers"][0]
-    container["env"] = replica_env(resource, kind=JobType.ONDEMAND, index=index, attempt=attempt)
+    container["env"] = replica_env(resource, kind=kind, index=index, attempt=attempt, run=run)
     metadata = _metadata(resource)
-    metadata["name"] = layout.retry_job_name(resource.key.name, index=index, attempt=attempt)
+    metadata["name"] = layout.retry_job_name(
+        resource.key.name, index=index, attempt=attempt, run=run
+    )
     metadata["annotations"].update(
         {REPLICA_INDEX_ANNOTATION: str(index), ATTEMPT_ANNOTATION: str(attempt)}
     )

@@ -189,6 +189,7 @@ class KubeRuntime:
                 path_of("CronJob", resource.key.namespace, _name(desired[0]))
             )
             cronjob, _ = await self._ensure(resource, desired[0], existing, patch=True)
+            await self._ensure_retries(resource)
             return SyncResult(await self._observe_scheduled(resource, cronjob))
         deployment: Obj | None = None
         for body in desired:
@@ -236,10 +237,19 @@ class KubeRuntime:
         return left
 
     def _retries(self, resource: AnalyticsResource) -> list[tuple[int, int]]:
-        """(index, attempt) of every replica a retry asked to run again."""
+        """(index, attempt) of every replica a retry asked to run again (of the run
+        ``retryRun`` of a scheduled service)."""
         spec = resource.spec
+        if not spec.retried_run(resource.service_id):
+            return []
         return sorted(
             (i, spec.attempt_of(i)) for i in spec.replica_attempts if spec.attempt_of(i) > 1
+        )
+
+    def _retry_name(self, resource: AnalyticsResource, *, index: int, attempt: int) -> str:
+        """The retry Job's name: ``ana-<id>-<i>-a<n>``, or ``<run>-<i>-a<n>`` (scheduled)."""
+        return layout.retry_job_name(
+            resource.service_id, index=index, attempt=attempt, run=_scheduled_run(resource)
         )
 
     async def _ensure_retries(self, resource: AnalyticsResource) -> None:
@@ -248,11 +258,18 @@ class KubeRuntime:
         Once the status holds that attempt, a missing Job (TTL) is not made again:
         the attempt ran, as for the service's first Job.
         """
-        shown = {r.index: r.attempt for r in resource.status.replicas}
+        run = resource.spec.retried_run(resource.service_id)
+        shown = {r.index: r.attempt for r in resource.status.replicas if r.run == run}
         for index, attempt in self._retries(resource):
             if shown.get(index, 1) >= attempt:
                 continue
-            body = manifests.retry_job(resource, self._children, index=index, attempt=attempt)
+            body = manifests.retry_job(
+                resource,
+                self._children,
+                index=index,
+                attempt=attempt,
+                run=_scheduled_run(resource),
+            )
             job, created = await self._ensure(resource, body, None, patch=False)
             if created:
                 if self._cache is not None:
@@ -410,14 +427,15 @@ class KubeRuntime:
     ) -> Replica | None:
         """The retried replica as its own Job says (None when that Job does not exist)."""
         namespace = resource.key.namespace
-        name = layout.retry_job_name(resource.service_id, index=index, attempt=attempt)
+        name = self._retry_name(resource, index=index, attempt=attempt)
         job = (
             await self._job(namespace, name) if not fresh else await self._fresh_job(resource, name)
         )
         if job is None or not _owned_by(job, resource):
             return None
         pods = await self._job_pods(resource, name, fresh=fresh)
-        (seen,) = observe.job_replicas(job, pods, run=resource.service_id)
+        run = resource.spec.retried_run(resource.service_id)
+        (seen,) = observe.job_replicas(job, pods, run=run)
         return replace(seen, index=index, attempt=attempt)
 
     async def _fresh_job(self, resource: AnalyticsResource, name: str) -> Obj | None:
@@ -433,6 +451,8 @@ class KubeRuntime:
         if cronjob is not None:
             uid = cronjob["metadata"]["uid"]
             jobs = [j for j in jobs if (controller_of(j) or {}).get("uid") == uid]
+        else:  # no CronJob to tell its runs by: leave out the retry Jobs (below)
+            jobs = [j for j in jobs if (controller_of(j) or {}).get("uid") != resource.uid]
         pods = await self._pods(resource)
         by_job: dict[str, list[Obj]] = {}
         for pod in pods:
@@ -447,11 +467,19 @@ class KubeRuntime:
             job_name = job["metadata"]["name"]
             replicas += observe.job_replicas(job, by_job.get(job_name, []), run=job_name)
             runs.append(observe.run_of(job))
+        live = {r.name for r in runs}
+        # A retry of a run: its Jobs are the Analytics's own, not the CronJob's, and
+        # outlive the run's Job (the CronJob's history limits remove that one).
+        for index, attempt in self._retries(resource):
+            seen = await self._observe_retry(resource, index=index, attempt=attempt, fresh=False)
+            if seen is not None:
+                replicas.append(seen)
+                live.add(seen.run)
         suspended = bool(((cronjob or {}).get("spec") or {}).get("suspend"))
         return Observation(
             replicas=tuple(replicas),
             runs=tuple(runs),
-            live_runs=frozenset(r.name for r in runs),
+            live_runs=frozenset(live),
             ready=cronjob is not None,
             waiting=observe.waiting_of(replicas),
             suspended=suspended,
@@ -518,7 +546,12 @@ class KubeRuntime:
         kind = resource.spec.job_type
         index: int | None = replica.index
         if kind == JobType.SCHEDULED:
-            pods = await self._pods(resource, f"{manifests.JOB_NAME_LABEL}={replica.run}")
+            # The run's own pods and its retry Jobs' (named <run>-<index>-a<attempt>).
+            pods = [
+                p
+                for p in await self._pods(resource)
+                if _job_name_of(p) == replica.run or _job_name_of(p).startswith(replica.run + "-")
+            ]
         elif kind == JobType.ONDEMAND:
             pods = await self._pods(resource)  # a retry's Job has a name of its own
         else:
@@ -545,6 +578,15 @@ class KubeRuntime:
 
 def _name(obj: Obj) -> str:
     return str(obj["metadata"]["name"])
+
+
+def _job_name_of(pod: Obj) -> str:
+    return str(((pod.get("metadata") or {}).get("labels") or {}).get(manifests.JOB_NAME_LABEL, ""))
+
+
+def _scheduled_run(resource: AnalyticsResource) -> str:
+    """The run a scheduled service's retry is for; "" for an ondemand service."""
+    return resource.spec.retry_run if resource.spec.job_type == JobType.SCHEDULED else ""
 
 
 def _owned_by(obj: Obj, resource: AnalyticsResource) -> bool:

@@ -415,7 +415,7 @@ class LocalRuntime:
         spec = resource.spec
         attempts = attempts_of(self._replica_dir(resource.service_id, run, index), now=now)
         latest = attempts[-1] if attempts else None
-        wanted = spec.attempt_of(index) if run == resource.service_id else 1
+        wanted = spec.attempt_in(run, index, service_id=resource.service_id)
         current = latest.replica_attempt if latest is not None else wanted
         failures = sum(
             1 for a in attempts if a.finished and not a.succeeded and a.replica_attempt == current
@@ -622,6 +622,7 @@ class LocalRuntime:
         as finished (their outputs are collected by then or tracked by the status)."""
         recorded = {r.name for r in resource.status.runs if r.state in FINAL_REPLICA_STATES}
         spec = resource.spec
+        recorded.discard(spec.retry_run)  # the run a retry is for stays until another is
         for state, limit in (
             (ReplicaState.SUCCEEDED, spec.successful_jobs_history_limit),
             (ReplicaState.FAILED, spec.failed_jobs_history_limit),

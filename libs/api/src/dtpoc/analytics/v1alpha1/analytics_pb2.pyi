@@ -110,6 +110,7 @@ class AnalyticsSpec(_message.Message):
     EXPOSE_FIELD_NUMBER: _builtins.int
     REPLICA_ATTEMPTS_FIELD_NUMBER: _builtins.int
     SUSPEND_FIELD_NUMBER: _builtins.int
+    RETRY_RUN_FIELD_NUMBER: _builtins.int
     image: _builtins.str
     """Container image reference without the tag, e.g.
     `ghcr.io/example/lab-simulation`.
@@ -151,6 +152,11 @@ class AnalyticsSpec(_message.Message):
     """
     suspend: _builtins.bool
     """A scheduled service starts no new run while true (a running one finishes)."""
+    retry_run: _builtins.str
+    """The run (its Job name) of a scheduled service whose replicas
+    `replica_attempts` retries; empty for an ondemand service. A retry of
+    another run replaces both.
+    """
     @_builtins.property
     def env(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Environment variables given to every replica."""
@@ -175,10 +181,11 @@ class AnalyticsSpec(_message.Message):
 
     @_builtins.property
     def replica_attempts(self) -> _containers.ScalarMap[_builtins.int, _builtins.int]:
-        """Desired attempt per replica index of an ondemand service (absent: 1).
-        The orchestrator raises an index's entry when a retry asks that failed
-        replica to run again; the operator runs that attempt once, in a workload
-        of its own, and the other replicas stay as they are.
+        """Desired attempt per replica index (absent: 1) of an ondemand service, or
+        of the run `retry_run` of a scheduled one. The orchestrator raises an
+        index's entry when a retry asks that failed replica to run again; the
+        operator runs that attempt once, in a workload of its own, and the other
+        replicas stay as they are.
         """
 
     def __init__(
@@ -205,10 +212,11 @@ class AnalyticsSpec(_message.Message):
         expose: _builtins.bool = ...,
         replica_attempts: _abc.Mapping[_builtins.int, _builtins.int] | None = ...,
         suspend: _builtins.bool = ...,
+        retry_run: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_active_deadline_seconds", b"_active_deadline_seconds", "_backoff_limit_per_index", b"_backoff_limit_per_index", "_failed_jobs_history_limit", b"_failed_jobs_history_limit", "_parallelism", b"_parallelism", "_port", b"_port", "_reps", b"_reps", "_successful_jobs_history_limit", b"_successful_jobs_history_limit", "_ttl_seconds_after_finished", b"_ttl_seconds_after_finished", "active_deadline_seconds", b"active_deadline_seconds", "backoff_limit_per_index", b"backoff_limit_per_index", "failed_jobs_history_limit", b"failed_jobs_history_limit", "parallelism", b"parallelism", "port", b"port", "reps", b"reps", "resources", b"resources", "successful_jobs_history_limit", b"successful_jobs_history_limit", "ttl_seconds_after_finished", b"ttl_seconds_after_finished"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_active_deadline_seconds", b"_active_deadline_seconds", "_backoff_limit_per_index", b"_backoff_limit_per_index", "_failed_jobs_history_limit", b"_failed_jobs_history_limit", "_parallelism", b"_parallelism", "_port", b"_port", "_reps", b"_reps", "_successful_jobs_history_limit", b"_successful_jobs_history_limit", "_ttl_seconds_after_finished", b"_ttl_seconds_after_finished", "active_deadline_seconds", b"active_deadline_seconds", "args", b"args", "backoff_limit_per_index", b"backoff_limit_per_index", "command", b"command", "description", b"description", "env", b"env", "expose", b"expose", "failed_jobs_history_limit", b"failed_jobs_history_limit", "image", b"image", "input_files", b"input_files", "job_type", b"job_type", "parallelism", b"parallelism", "port", b"port", "replica_attempts", b"replica_attempts", "reps", b"reps", "resources", b"resources", "schedule", b"schedule", "successful_jobs_history_limit", b"successful_jobs_history_limit", "suspend", b"suspend", "ttl_seconds_after_finished", b"ttl_seconds_after_finished", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_active_deadline_seconds", b"_active_deadline_seconds", "_backoff_limit_per_index", b"_backoff_limit_per_index", "_failed_jobs_history_limit", b"_failed_jobs_history_limit", "_parallelism", b"_parallelism", "_port", b"_port", "_reps", b"_reps", "_successful_jobs_history_limit", b"_successful_jobs_history_limit", "_ttl_seconds_after_finished", b"_ttl_seconds_after_finished", "active_deadline_seconds", b"active_deadline_seconds", "args", b"args", "backoff_limit_per_index", b"backoff_limit_per_index", "command", b"command", "description", b"description", "env", b"env", "expose", b"expose", "failed_jobs_history_limit", b"failed_jobs_history_limit", "image", b"image", "input_files", b"input_files", "job_type", b"job_type", "parallelism", b"parallelism", "port", b"port", "replica_attempts", b"replica_attempts", "reps", b"reps", "resources", b"resources", "retry_run", b"retry_run", "schedule", b"schedule", "successful_jobs_history_limit", b"successful_jobs_history_limit", "suspend", b"suspend", "ttl_seconds_after_finished", b"ttl_seconds_after_finished", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__active_deadline_seconds: _TypeAlias = _typing.Literal["active_deadline_seconds"]  # noqa: Y015
     _WhichOneofArgType__active_deadline_seconds: _TypeAlias = _typing.Literal["_active_deadline_seconds", b"_active_deadline_seconds"]  # noqa: Y015

@@ -201,9 +201,11 @@ class OrchestratorServiceServicer:
     def RetryService(self, request, context):
         """Runs again the replicas of a finished ondemand service that failed, each
         as its next attempt (same index); the succeeded replicas and their
-        outputs stay as they are. FAILED_PRECONDITION (REST 400) for a service
-        that is still running, terminated, has no failed replica or is not
-        ondemand.
+        outputs stay as they are. For a scheduled service: those of its latest
+        run, once that run has finished (no new run is made). FAILED_PRECONDITION
+        (REST 400) for a service that is still running (scheduled: its latest
+        run, or none ran yet), terminated, has no failed replica (in that run) or
+        is persistent.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

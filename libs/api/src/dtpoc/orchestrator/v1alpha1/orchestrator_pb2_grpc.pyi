@@ -69,9 +69,11 @@ class OrchestratorServiceStub:
     RetryService: _grpc.UnaryUnaryMultiCallable[_orchestrator_pb2.RetryServiceRequest, _orchestrator_pb2.RetryServiceResponse]
     """Runs again the replicas of a finished ondemand service that failed, each
     as its next attempt (same index); the succeeded replicas and their
-    outputs stay as they are. FAILED_PRECONDITION (REST 400) for a service
-    that is still running, terminated, has no failed replica or is not
-    ondemand.
+    outputs stay as they are. For a scheduled service: those of its latest
+    run, once that run has finished (no new run is made). FAILED_PRECONDITION
+    (REST 400) for a service that is still running (scheduled: its latest
+    run, or none ran yet), terminated, has no failed replica (in that run) or
+    is persistent.
     """
     ResubmitService: _grpc.UnaryUnaryMultiCallable[_orchestrator_pb2.ResubmitServiceRequest, _orchestrator_pb2.ResubmitServiceResponse]
     """Launches a new service with the spec, inputs and labels of an existing
@@ -146,9 +148,11 @@ class OrchestratorServiceAsyncStub(OrchestratorServiceStub):
     RetryService: _aio.UnaryUnaryMultiCallable[_orchestrator_pb2.RetryServiceRequest, _orchestrator_pb2.RetryServiceResponse]  # type: ignore[assignment]
     """Runs again the replicas of a finished ondemand service that failed, each
     as its next attempt (same index); the succeeded replicas and their
-    outputs stay as they are. FAILED_PRECONDITION (REST 400) for a service
-    that is still running, terminated, has no failed replica or is not
-    ondemand.
+    outputs stay as they are. For a scheduled service: those of its latest
+    run, once that run has finished (no new run is made). FAILED_PRECONDITION
+    (REST 400) for a service that is still running (scheduled: its latest
+    run, or none ran yet), terminated, has no failed replica (in that run) or
+    is persistent.
     """
     ResubmitService: _aio.UnaryUnaryMultiCallable[_orchestrator_pb2.ResubmitServiceRequest, _orchestrator_pb2.ResubmitServiceResponse]  # type: ignore[assignment]
     """Launches a new service with the spec, inputs and labels of an existing
@@ -280,9 +284,11 @@ class OrchestratorServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_orchestrator_pb2.RetryServiceResponse, _abc.Awaitable[_orchestrator_pb2.RetryServiceResponse]]:
         """Runs again the replicas of a finished ondemand service that failed, each
         as its next attempt (same index); the succeeded replicas and their
-        outputs stay as they are. FAILED_PRECONDITION (REST 400) for a service
-        that is still running, terminated, has no failed replica or is not
-        ondemand.
+        outputs stay as they are. For a scheduled service: those of its latest
+        run, once that run has finished (no new run is made). FAILED_PRECONDITION
+        (REST 400) for a service that is still running (scheduled: its latest
+        run, or none ran yet), terminated, has no failed replica (in that run) or
+        is persistent.
         """
 
     @_abc_1.abstractmethod
