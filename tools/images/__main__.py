@@ -3,10 +3,10 @@
 Run from the repository root (``make images``, or ``tools/images/build``).
 NAME is any of: base uv dtpoc histolab ferretdb mosquitto telegraf influxdb
 node-red mongo-express (default: all); the images a name is built on are
-built first. Builds with Docker when ``docker info`` answers, else buildah (``--builder`` or DTPOC_IMAGE_BUILDER
-picks one). Cached by content: an image whose inputs did not change is not
-rebuilt, so a second run takes seconds. Each image is also exported as an OCI
-archive under ``${DTPOC_CACHE_DIR:-~/.cache/dtpoc}/images/``.
+built first. Builds with Docker when ``docker info`` answers, else buildah
+(``--builder`` or DTPOC_IMAGE_BUILDER picks one). Cached by content: an image
+whose inputs did not change is not rebuilt, so a second run takes seconds.
+Each image is also exported as an OCI archive under ``${DTPOC_CACHE_DIR:-~/.cache/dtpoc}/images/``.
 
 Options:
   --ref         print the primary reference of each NAME on stdout (one a line)
