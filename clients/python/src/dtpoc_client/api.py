@@ -302,7 +302,7 @@ class Services:
         )
 
     def retry(self, service_id: str) -> orchestrator_pb2.RetryServiceResponse:
-        """Run a finished ondemand service's failed replicas again, each as its next attempt."""
+        """Run a finished service's failed replicas again (scheduled: its latest run's)."""
         return self._t.unary(
             "RetryService",
             orchestrator_pb2.RetryServiceRequest(id=service_id),

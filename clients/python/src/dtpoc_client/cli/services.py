@@ -396,7 +396,7 @@ terminate = _by_id(
 )
 retry = _by_id(
     "retry",
-    "Run a finished ondemand service's failed replicas again (each its next attempt).",
+    "Run a finished service's failed replicas again (scheduled: of its latest run).",
     lambda services, service_id: _said(services.retry(service_id)),
 )
 resubmit = _by_id(
