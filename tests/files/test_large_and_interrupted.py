@@ -156,7 +156,13 @@ async def test_upload_cancelled_by_an_asyncio_client_leaves_no_file(
 ) -> None:
     """grpc-python's asyncio server ends the request stream normally on a
     client's cancel; the server must still not take the prefix for a file."""
+
+    def abandoned() -> int:
+        """How many uploads the server has finished abandoning (its log says each)."""
+        return files_server.log_path.read_text().count("upload abandoned")
+
     for pause in [0.0, 0.3]:
+        before = abandoned()
         async with credentials().aio_channel(files_server.address) as channel:
             client = files_pb2_grpc.FilesServiceStub(channel)
             call = client.UploadFile(timeout=60)
@@ -179,6 +185,15 @@ async def test_upload_cancelled_by_an_asyncio_client_leaves_no_file(
                 for name in ("fs.files", "fs.chunks", "fs.pending_uploads", "fs.sha256")
             )
 
+        # Nothing stored is trivially true before the server has handled the
+        # call at all: wait for the server to say it abandoned this upload
+        # (no write of it follows that), then for its cleanup to be complete.
+        await asyncio.to_thread(
+            wait_for,
+            lambda seen=before: abandoned() > seen,
+            timeout=60,
+            what="the server to abandon the cancelled upload",
+        )
         await asyncio.to_thread(
             wait_for, nothing_left, timeout=30, what="the cancelled upload to be discarded"
         )
