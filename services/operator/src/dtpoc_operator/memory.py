@@ -35,13 +35,11 @@ from google.protobuf import json_format
 from dtpoc.files.v1alpha1 import files_pb2
 from dtpoc_common import analytics
 from dtpoc_common.vocabulary import JobType, ReplicaState
-from dtpoc_operator import layout, model, ports
+from dtpoc_operator import layout, model, ports, refusals
 from dtpoc_operator.model import AnalyticsResource, Observation, Replica, ServiceKey, Status
 
 #: The operator's finalizer (one constant for the whole platform).
 FINALIZER = analytics.FINALIZER
-
-JOB_TYPES = (JobType.ONDEMAND, JobType.SCHEDULED, JobType.PERSISTENT)
 
 
 class Faults:
@@ -241,15 +239,7 @@ class InMemoryRuntime:
 
     def problem(self, resource: AnalyticsResource) -> tuple[str, str] | None:
         """The refusals both real runtimes share (see their ``problem``)."""
-        spec = resource.spec
-        if not layout.is_safe_service_id(resource.service_id):
-            return ("InvalidServiceId", f"{resource.service_id!r} cannot name an output folder")
-        if spec.job_type not in JOB_TYPES:
-            return ("InvalidSpec", f"unknown jobType {spec.job_type!r}")
-        for name in spec.input_files.values():
-            if not layout.is_plain_file_name(name):
-                return ("InvalidSpec", f"input file name {name!r} is not a plain file name")
-        return None
+        return refusals.identity_problem(resource) or refusals.input_names_problem(resource)
 
     async def sync(self, resource: AnalyticsResource, *, allow_create: bool) -> ports.SyncResult:
         self.faults.check("sync")

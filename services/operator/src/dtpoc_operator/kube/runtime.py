@@ -22,8 +22,8 @@ from typing import Any
 
 from dtpoc_common import logging as dlog
 from dtpoc_common import replica_logs
-from dtpoc_common.vocabulary import JOB_TYPES, JobType, ReplicaState
-from dtpoc_operator import layout, logstore
+from dtpoc_common.vocabulary import JobType, ReplicaState
+from dtpoc_operator import layout, logstore, refusals
 from dtpoc_operator.kube import api as kapi
 from dtpoc_operator.kube import manifests, observe, podlogs
 from dtpoc_operator.kube.cache import WatchCache
@@ -113,21 +113,16 @@ class KubeRuntime:
     # --- checks ------------------------------------------------------------------------------
 
     def problem(self, resource: AnalyticsResource) -> tuple[str, str] | None:
+        if (shared := refusals.identity_problem(resource)) is not None:
+            return shared
         spec = resource.spec
-        if not layout.is_safe_service_id(resource.service_id):
-            return ("InvalidServiceId", f"{resource.service_id!r} cannot name an output folder")
-        if spec.job_type not in JOB_TYPES:
-            return ("InvalidSpec", f"unknown jobType {spec.job_type!r}")
         if spec.input_files and not self._children.init_image:
             return (
                 "OperatorMisconfigured",
                 "this service has input files but the operator has no image for the "
                 "init container that fetches them: set DTPOC_OPERATOR_IMAGE",
             )
-        for name in spec.input_files.values():
-            if not layout.is_plain_file_name(name):
-                return ("InvalidSpec", f"input file name {name!r} is not a plain file name")
-        return None
+        return refusals.input_names_problem(resource)
 
     def output_folder(self, resource: AnalyticsResource, *, run: str, index: int) -> Path:
         relative = layout.output_relpath(

@@ -62,7 +62,7 @@ from typing import Any
 from dtpoc_common import logging as dlog
 from dtpoc_common import replica_logs
 from dtpoc_common.vocabulary import FINAL_REPLICA_STATES, JobType, ReplicaState
-from dtpoc_operator import layout, logstore, model
+from dtpoc_operator import layout, logstore, model, refusals
 from dtpoc_operator.fetch_tokens import FetchTokens
 from dtpoc_operator.local import container_run, containers, forkserver, reaper, schedule
 from dtpoc_operator.local import replica as sup
@@ -263,11 +263,9 @@ class LocalRuntime:
     # --- checks ------------------------------------------------------------------------------
 
     def problem(self, resource: AnalyticsResource) -> tuple[str, str] | None:
+        if (shared := refusals.identity_problem(resource)) is not None:
+            return shared
         spec = resource.spec
-        if not layout.is_safe_service_id(resource.service_id):
-            return ("InvalidServiceId", f"{resource.service_id!r} cannot name an output folder")
-        if spec.job_type not in (JobType.ONDEMAND, JobType.SCHEDULED, JobType.PERSISTENT):
-            return ("InvalidSpec", f"unknown jobType {spec.job_type!r}")
         if not spec.command and self._engine is None:
             return (
                 "CommandRequired",
@@ -283,10 +281,7 @@ class LocalRuntime:
                 return ("InvalidSpec", f"resources.limits: {error}")
         if spec.job_type == JobType.SCHEDULED and not schedule.is_valid(spec.schedule):
             return ("InvalidSchedule", f"{spec.schedule!r} is not a five-field cron expression")
-        for name in spec.input_files.values():
-            if not layout.is_plain_file_name(name):
-                return ("InvalidSpec", f"input file name {name!r} is not a plain file name")
-        return None
+        return refusals.input_names_problem(resource)
 
     # --- sync --------------------------------------------------------------------------------
 
