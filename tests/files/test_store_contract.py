@@ -4,7 +4,6 @@ FerretDB and its in-memory fake (``InMemoryFileStore``), so the use-case tests o
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,6 +13,7 @@ from bson import ObjectId
 from dtpoc_common import errors
 from dtpoc_files import domain, gridfs_store, memory, ports
 from dtpoc_local.databases import drop_databases, unique_db_name
+from tests.files import stores
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -38,14 +38,6 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[ports.FileStore
         drop_databases(mongodb_uri, {database})
 
 
-def digest_of(content: bytes) -> domain.Digest:
-    return domain.Digest(
-        sha256=hashlib.sha256(content).hexdigest(),
-        md5=hashlib.md5(content).hexdigest(),
-        length=len(content),
-    )
-
-
 async def upload(
     store: ports.FileStore,
     content: bytes,
@@ -53,12 +45,10 @@ async def upload(
     filename: str = "data.bin",
     metadata: dict[str, Any] | None = None,
 ) -> domain.UploadOutcome:
-    pending = await store.begin_upload(filename=filename)
-    for start in range(0, len(content), 5):
-        await pending.write(content[start : start + 5])
-    digest = digest_of(content)
-    return await pending.commit(
-        filename=filename, metadata={**(metadata or {}), "sha256": digest.sha256}, digest=digest
+    """As the servicer stores an upload: its sha256 among the labels, in small pieces."""
+    labels = {**(metadata or {}), "sha256": stores.digest_of(content).sha256}
+    return await stores.store_bytes(
+        store, content, filename=filename, metadata=labels, piece_bytes=5
     )
 
 
@@ -103,7 +93,10 @@ async def test_an_abandoned_or_discarded_upload_leaves_nothing(store: ports.File
     await pending.write(b"abc")
     with pytest.raises(gridfs_store.UploadAbandoned):
         await pending.commit(
-            filename="gone.bin", metadata={}, digest=digest_of(b"abc"), still_wanted=lambda: False
+            filename="gone.bin",
+            metadata={},
+            digest=stores.digest_of(b"abc"),
+            still_wanted=lambda: False,
         )
     await pending.discard()
     other = await store.begin_upload(filename="other.bin")
@@ -200,3 +193,68 @@ async def test_unknown_files_are_not_found(store: ports.FileStore) -> None:
         await store.announce_mount(unknown)
     with pytest.raises(errors.NotFound):
         await store.references(unknown)
+
+
+async def test_a_listing_by_service_has_one_row_per_recorded_output(
+    store: ports.FileStore,
+) -> None:
+    """Identical outputs of two services are stored once; each service's listing still
+    shows its own output (its name, replica, path, run), not the first uploader's."""
+    other = "76543210fedcba9876543210"
+    content = f"same output {ObjectId()}".encode()
+    mine = {"service_id": SERVICE, "replica_index": 0, "path": "out/a.json", "run": "r1"}
+    theirs = {"service_id": other, "replica_index": 2, "path": "b/totals.json", "run": "r2"}
+    first = (await upload(store, content, filename="a.json", metadata=mine)).record
+    await upload(store, content, filename="totals.json", metadata=theirs)
+    await upload(store, content, filename="a.json", metadata={**mine, "replica_index": 1})
+
+    rows, more = await store.list(everything(service_id=other))
+    assert not more
+    assert [(r.file_id, r.filename, r.length, r.sha256) for r in rows] == [
+        (first.file_id, "totals.json", len(content), first.sha256)
+    ]
+    assert {k: rows[0].metadata[k] for k in theirs} == theirs
+    ours, _ = await store.list(everything(service_id=SERVICE))
+    assert [r.metadata["replica_index"] for r in ours] == [1, 0], "newest recorded first"
+    assert {r.file_id for r in ours} == {first.file_id}
+    # The first upload's row is the stored file as an unfiltered listing shows it.
+    (row_of_first,) = [r for r in ours if r.metadata["replica_index"] == 0]
+    (stored,) = (await store.list(everything()))[0]
+    assert (row_of_first.filename, row_of_first.upload_date, dict(row_of_first.metadata)) == (
+        stored.filename,
+        stored.upload_date,
+        dict(stored.metadata),
+    )
+    replica, _ = await store.list(everything(service_id=SERVICE, replica_index=1))
+    assert [r.metadata["replica_index"] for r in replica] == [1]
+    named, _ = await store.list(everything(service_id=SERVICE, filename="totals.json"))
+    assert named == []
+
+    page, more = await store.list(
+        domain.ListQuery(filter=domain.FileFilter(service_id=SERVICE), limit=1)
+    )
+    assert more and page == ours[:1]
+    last = page[-1]
+    after = domain.PagePosition(upload_date=last.upload_date, file_id=last.file_id, row=last.row)
+    rest, more = await store.list(
+        domain.ListQuery(filter=domain.FileFilter(service_id=SERVICE), limit=1, after=after)
+    )
+    assert rest == ours[1:] and not more
+
+
+async def test_an_output_collected_again_is_one_reference_and_one_row(
+    store: ports.FileStore,
+) -> None:
+    """The operator collects a replica's folder again after a crash: the upload that
+    stored the file and the one answered its id record the same output once."""
+    labels = {"service_id": SERVICE, "replica_index": 3, "path": "r.json", "run": "r"}
+    content = f"again {ObjectId()}".encode()
+    first = (await upload(store, content, filename="r.json", metadata=labels)).record
+    again = await upload(store, content, filename="r.json", metadata=labels)
+    assert again.deduplicated
+    held = await store.references(first.file_id)
+    assert [(o.service_id, o.replica_index, o.path) for o in held.outputs] == [
+        (SERVICE, 3, "r.json")
+    ]
+    rows, _ = await store.list(everything(service_id=SERVICE, replica_index=3))
+    assert [r.file_id for r in rows] == [first.file_id]

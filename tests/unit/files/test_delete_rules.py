@@ -146,6 +146,37 @@ async def test_two_uploads_of_the_same_content_need_two_deletes() -> None:
     assert not await exists(files, first)
 
 
+async def test_a_delete_whose_reference_was_not_the_last_does_not_say_it_deleted() -> None:
+    """Two uploads, two deletes at once: the one that removed the other upload's
+    reference answers "kept" even when the second delete took the file away before it
+    looked again; only the delete that removed the last reference says it deleted."""
+    answers: list[service.DeleteOutcome] = []
+
+    class OtherDeleteMeanwhile(memory.InMemoryFileStore):
+        async def drop_upload_reference(self, reference_id: str) -> bool:
+            dropped = await super().drop_upload_reference(reference_id)
+            if dropped and not answers:  # the other user deletes their upload now
+                answers.append(await files.delete(file_id, force=False))
+            return dropped
+
+    files = service.FilesService(
+        OtherDeleteMeanwhile(chunk_bytes=64),
+        memory.InMemoryFileUsage(),
+        max_upload_bytes=1 << 20,
+        download_piece_bytes=64,
+    )
+    data = unique()
+    file_id = await upload(files, data)
+    assert await upload(files, data) == file_id
+
+    first = await files.delete(file_id, force=False)
+    [second] = answers
+    assert second.deleted, "the delete that removed the last reference deleted the file"
+    assert not first.deleted, first.message
+    assert "one upload reference removed" in first.message
+    assert not await exists(files, file_id)
+
+
 async def test_a_recorded_output_survives_a_delete_of_the_same_content() -> None:
     files = files_service()
     data = unique()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import datetime
 import hashlib
+import json
 
 import pytest
 
@@ -85,15 +87,49 @@ def test_byte_ranges() -> None:
 
 def test_page_tokens_round_trip_and_are_tied_to_their_filter() -> None:
     moment = datetime.datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=datetime.UTC)
-    position = domain.PagePosition(upload_date=moment, file_id="669a4eee364a1b751c550b02")
+    file_id = "669a4eee364a1b751c550b02"
+    position = domain.PagePosition(upload_date=moment, file_id=file_id, row=41)
     mine = domain.FileFilter(service_id="svc", replica_index=0)
     token = domain.encode_page_token(position, mine)
     assert domain.decode_page_token(token, mine) == position
     with pytest.raises(errors.InvalidArgument, match="other filters"):
         domain.decode_page_token(token, domain.FileFilter(service_id="svc"))
-    for garbage in ["", "!!!", "e30", token[:-3]]:
+    for garbage in ["", "!!!", "e30", "WzFd", token[:-3]]:
         with pytest.raises(errors.InvalidArgument):
             domain.decode_page_token(garbage, mine)
+
+    by_name = domain.FileFilter(filename="a.json")
+    per_file = domain.PagePosition(upload_date=moment, file_id=file_id)
+    assert domain.decode_page_token(domain.encode_page_token(per_file, by_name), by_name) == (
+        per_file
+    )
+
+
+def _token(payload: dict[str, object]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(payload).encode()).decode().rstrip("=")
+
+
+def test_a_token_cannot_be_made_to_continue_another_kind_of_listing() -> None:
+    """A listing by output continues after a row number, one row per file after a
+    (date, file id): a token with the other kind of key, or no row number, is refused."""
+    file_id = "669a4eee364a1b751c550b02"
+    by_output = domain.FileFilter(service_id="svc")
+    per_file = domain.FileFilter()
+    good = {"d": 1, "i": file_id, "n": 12, "f": by_output.fingerprint()}
+    assert domain.decode_page_token(_token(good), by_output).row == 12
+    refused = {
+        "row number on a per-file listing": ({**good, "f": per_file.fingerprint()}, per_file),
+        "no row number on a listing by output": (
+            {"d": 1, "i": file_id, "f": good["f"]},
+            by_output,
+        ),
+        "row 0": ({**good, "n": 0}, by_output),
+        "a row number that is text": ({**good, "n": "12"}, by_output),
+        "a row number that is true": ({**good, "n": True}, by_output),
+    }
+    for payload, wanted in refused.values():
+        with pytest.raises(errors.InvalidArgument, match="page_token"):
+            domain.decode_page_token(_token(payload), wanted)
 
 
 def test_list_query_defaults_and_limits() -> None:

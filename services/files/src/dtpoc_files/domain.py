@@ -50,6 +50,11 @@ def parse_file_id(text: str, *, field_name: str = "file_id") -> str:
     return candidate
 
 
+def is_file_id(text: str) -> bool:
+    """Whether ``text`` is a file id in its canonical form."""
+    return bool(_FILE_ID.match(text))
+
+
 @dataclass(frozen=True)
 class FileRecord:
     """One visible stored file, as a client sees it."""
@@ -62,6 +67,9 @@ class FileRecord:
     #: ``hash``, ``sha256`` and ``content_type``.
     metadata: Mapping[str, Any]
     chunk_size: int
+    #: Set on a row of a listing by output (:func:`output_row`): its number in
+    #: the listing's sequence, the key its page token continues after.
+    row: int | None = None
 
     @property
     def sha256(self) -> str:
@@ -247,12 +255,20 @@ class UploadOutcome:
 
 @dataclass(frozen=True)
 class OutputReference:
-    """A replica's output that an upload recorded: never deleted while it exists."""
+    """A replica's output that an upload recorded: never deleted while it exists.
+
+    ``filename`` and ``labels`` are what that upload asked to be stored as
+    (its own name and stored metadata, not the first uploader's): a listing
+    by service or replica shows them (:func:`output_row`). They are not part
+    of the reference's identity.
+    """
 
     service_id: str
     replica_index: int
     path: str
     run: str
+    filename: str = field(default="", compare=False)
+    labels: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     def reference_id(self, file_id: str) -> str:
         """The same for every upload of this output, so recording it again adds nothing."""
@@ -270,11 +286,14 @@ def output_labels(metadata: Mapping[str, Any]) -> list[str]:
     return [key for key in OUTPUT_LABELS if key in metadata]
 
 
-def output_reference(metadata: Mapping[str, Any]) -> OutputReference | None:
+def output_reference(
+    metadata: Mapping[str, Any], *, filename: str = "", keep_labels: bool = True
+) -> OutputReference | None:
     """The output reference an upload's metadata makes, None for a plain upload.
 
     The operator's collector labels every replica output with ``service_id``
     and ``replica_index`` (and ``path``, ``run``); those two make it an output.
+    ``keep_labels`` False when ``metadata`` is a stored reference, not an upload's.
     """
     service_id = metadata.get("service_id")
     index = metadata.get("replica_index")
@@ -287,6 +306,46 @@ def output_reference(metadata: Mapping[str, Any]) -> OutputReference | None:
         replica_index=index,
         path=str(metadata.get("path") or ""),
         run=str(metadata.get("run") or ""),
+        filename=filename,
+        labels=dict(metadata) if keep_labels else {},
+    )
+
+
+def output_row(
+    stored: FileRecord,
+    *,
+    row: int,
+    output: OutputReference,
+    recorded_at: datetime.datetime,
+) -> FileRecord:
+    """One recorded output as a row of a listing by service or replica.
+
+    Identical content is stored once, so the stored file's name and metadata
+    are its first uploader's; the row shows this output's own: the file id
+    (shared), the upload's file name and stored metadata (``service_id``,
+    ``replica_index``, ``path``, ``run``, ``content_type``...), and the moment
+    this output was recorded as its upload date (for a file's first upload,
+    exactly the file's ``uploadDate``). Length and checksums are the
+    content's, the same for every row of one file. A reference recorded
+    before references kept the upload's name and labels shows the stored
+    file's, with its own service, replica, path and run put over them.
+    """
+    labels = dict(output.labels)
+    if not labels:
+        labels = {
+            **stored.metadata,
+            "service_id": output.service_id,
+            "replica_index": output.replica_index,
+        }
+        labels.update({k: v for k, v in (("path", output.path), ("run", output.run)) if v})
+    return FileRecord(
+        file_id=stored.file_id,
+        filename=output.filename or stored.filename,
+        length=stored.length,
+        upload_date=recorded_at,
+        metadata=labels,
+        chunk_size=stored.chunk_size,
+        row=row,
     )
 
 
@@ -334,6 +393,11 @@ def kept_message(file_id: str, after: References) -> str:
         holders.append(f"{uploads} other upload{'s' if uploads != 1 else ''}")
     if after.outputs:
         holders.append("recorded outputs of services " + ", ".join(after.output_service_ids))
+    if not holders:  # a delete racing this one removed the last reference
+        return (
+            f"File {file_id}: one upload reference removed; a delete at the same moment "
+            "removed the last one and deleted the file"
+        )
     return f"File {file_id}: one upload reference removed; the file is kept for " + " and ".join(
         holders
     )
@@ -371,10 +435,17 @@ def byte_range(*, size: int, offset: int, length: int) -> ByteRange:
 
 @dataclass(frozen=True)
 class PagePosition:
-    """Where the previous page ended, in the listing order (newest first)."""
+    """Where the previous page ended, in the listing order (newest first).
+
+    A listing by output (:attr:`FileFilter.by_output`) is numbered in the
+    order its outputs were recorded, so its position is the number of the
+    last row (:attr:`FileRecord.row`); one row per stored file is ordered by
+    (upload date, file id).
+    """
 
     upload_date: datetime.datetime
     file_id: str
+    row: int | None = None
 
 
 @dataclass(frozen=True)
@@ -384,6 +455,13 @@ class FileFilter:
     service_id: str | None = None
     replica_index: int | None = None
     filename: str | None = None
+
+    @property
+    def by_output(self) -> bool:
+        """A listing by service or replica: one row per recorded output (a file that
+        several outputs hold is one row for each), read from the output references
+        (:func:`output_row`), not from the stored file's first uploader's metadata."""
+        return self.service_id is not None or self.replica_index is not None
 
     def fingerprint(self) -> str:
         """A short digest of the filter, kept in page tokens so that a token is
@@ -434,12 +512,19 @@ def parse_list_query(
 
 def encode_page_token(position: PagePosition, file_filter: FileFilter) -> str:
     """An opaque token for the page after ``position`` (keyset pagination:
-    stable while files are added or removed, unlike skip)."""
+    stable while files are added or removed, unlike skip).
+
+    The token names the filter it was made for (its fingerprint) and the key
+    of its listing: the last row's date and file id, and for a listing by
+    output its row number (``n``); :func:`decode_page_token` accepts it only
+    with that same filter, so a token cannot continue another listing.
+    """
     millis = _epoch_millis(position.upload_date)
-    payload = json.dumps(
-        {"d": millis, "i": position.file_id, "f": file_filter.fingerprint()},
-        separators=(",", ":"),
-    )
+    fields: dict[str, Any] = {"d": millis, "i": position.file_id}
+    if file_filter.by_output:
+        fields["n"] = position.row
+    fields["f"] = file_filter.fingerprint()
+    payload = json.dumps(fields, separators=(",", ":"))
     return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
 
 
@@ -454,16 +539,19 @@ def decode_page_token(token: str, file_filter: FileFilter) -> PagePosition:
         millis = payload["d"]
         file_id = payload["i"]
         fingerprint = payload["f"]
-    except (binascii.Error, ValueError, TypeError, KeyError) as exc:
+        row = payload.get("n")
+    except (binascii.Error, ValueError, TypeError, KeyError, AttributeError) as exc:
         raise invalid from exc
     if not isinstance(millis, int) or not isinstance(file_id, str) or not _FILE_ID.match(file_id):
         raise invalid
-    if fingerprint != file_filter.fingerprint():
+    if fingerprint != file_filter.fingerprint() or (row is not None) != file_filter.by_output:
         raise errors.InvalidArgument(
             "page_token belongs to a listing with other filters", field="page_token"
         )
+    if row is not None and (isinstance(row, bool) or not isinstance(row, int) or row < 1):
+        raise invalid
     moment = _EPOCH + datetime.timedelta(milliseconds=millis)
-    return PagePosition(upload_date=moment, file_id=file_id)
+    return PagePosition(upload_date=moment, file_id=file_id, row=row)
 
 
 def _epoch_millis(moment: datetime.datetime) -> int:

@@ -39,7 +39,10 @@ makes a delete safe against uploads and launches at the same moment live in
 they are kept there. A committed delete removes the files document first,
 then chunks, claim and references; a server that dies in between leaves the
 commit mark, and :meth:`GridFSStore.finish_interrupted_deletions` (run with
-the sweep) completes it.
+the sweep) completes it. A listing by service or replica is answered from
+the output references, one row each, through their numbered rows
+(:mod:`dtpoc_files.output_rows`, ``<bucket>.output_rows``), not from the
+files document's metadata, which is only the first uploader's.
 
 Visibility and crash safety
 ---------------------------
@@ -72,6 +75,7 @@ only one wins the claim, so only one becomes visible.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import dataclasses
 import datetime
@@ -160,6 +164,12 @@ def record_from_document(document: Mapping[str, Any]) -> domain.FileRecord:
     )
 
 
+def _utc(moment: object) -> datetime.datetime:
+    if not isinstance(moment, datetime.datetime):
+        return _EPOCH
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=datetime.UTC)
+
+
 class _Pieces:
     """Cuts a range's bytes, chunk by chunk, into pieces of ``piece_bytes``.
 
@@ -224,6 +234,8 @@ class GridFSStore:
         #: ``metadata.sha256``, a query FerretDB answers by decoding every files
         #: document. Checked at start and by each sweep (see legacy_files_possible).
         self._legacy_files = True
+        #: Other writers' outputs this process gave their first reference (each once).
+        self._legacy_listed: set[ObjectId] = set()
 
     @property
     def legacy_files_possible(self) -> bool:
@@ -235,6 +247,25 @@ class GridFSStore:
             {references.MARK_FIELD: {"$exists": False}}, projection={"_id": 1}
         )
         self._legacy_files = found is not None
+
+    async def _list_legacy_outputs(self) -> None:
+        """Replica outputs another GridFS writer stored (the original's, labelled with
+        ``service_id`` and ``replica_index``) get their first reference, and so their
+        rows of the listings by service or replica, at start and at each sweep. The
+        file stays unmarked (its content is still found by ``metadata.sha256``)."""
+        if not self._legacy_files:
+            return
+        found = await self.files.find(
+            {references.MARK_FIELD: {"$exists": False}},
+            projection={"metadata": 1, "filename": 1, "uploadDate": 1},
+        ).to_list()
+        for document in found:
+            if document["_id"] in self._legacy_listed:
+                continue  # recorded by an earlier sweep: its reference and rows exist
+            metadata = document.get("metadata")
+            if isinstance(metadata, Mapping) and domain.output_reference(metadata) is not None:
+                await self.book.record_first_of(document)
+                self._legacy_listed.add(document["_id"])
 
     @property
     def pending_stale_after(self) -> datetime.timedelta:
@@ -251,16 +282,18 @@ class GridFSStore:
                 # The two indexes the GridFS spec asks drivers to create.
                 await self.chunks.create_index([("files_id", 1), ("n", 1)], unique=True)
                 await self.files.create_index([("filename", 1), ("uploadDate", 1)])
-                # Listing newest first, keyset pagination, dedup and filters.
+                # Listing newest first, keyset pagination, dedup (a listing by
+                # service or replica reads the references: see ReferenceBook).
                 await self.files.create_index([("uploadDate", -1), ("_id", -1)])
                 await self.files.create_index([("metadata.sha256", 1)])
-                await self.files.create_index(
-                    [("metadata.service_id", 1), ("metadata.replica_index", 1)]
-                )
                 await self.claims.create_index([("file_id", 1)])
                 await self.pending.create_index([("heartbeat_at", 1)])
                 await self.book.ensure_indexes()
+                indexed = await self.book.index_unlisted()
+                if indexed:
+                    log.info("output references given listing rows", references=indexed)
             await self._check_legacy_files()
+            await self._list_legacy_outputs()
             self._indexes_ready = True
 
     async def get(self, file_id: str) -> domain.FileRecord:
@@ -272,12 +305,14 @@ class GridFSStore:
         return record_from_document(document)
 
     async def list(self, query: domain.ListQuery) -> tuple[list[domain.FileRecord], bool]:
-        """One page of records, newest first, and whether more follow."""
+        """One page of records, newest first, and whether more follow.
+
+        By service or replica, one row per recorded output, from the output
+        references (:meth:`_list_outputs`); otherwise one row per stored file.
+        """
+        if query.filter.by_output:
+            return await self._list_outputs(query)
         selector: dict[str, Any] = {}
-        if query.filter.service_id is not None:
-            selector["metadata.service_id"] = query.filter.service_id
-        if query.filter.replica_index is not None:
-            selector["metadata.replica_index"] = query.filter.replica_index
         if query.filter.filename is not None:
             selector["filename"] = query.filter.filename
         if query.after is not None:
@@ -296,6 +331,49 @@ class GridFSStore:
             documents = await cursor.to_list()
         records = [record_from_document(doc) for doc in documents[: query.limit]]
         return records, len(documents) > query.limit
+
+    async def _list_outputs(
+        self, query: domain.ListQuery
+    ) -> tuple[builtins.list[domain.FileRecord], bool]:
+        """One page of output rows (:func:`dtpoc_files.domain.output_row`), newest first.
+
+        Walks the listing's numbered rows from the page token's position
+        (:mod:`dtpoc_files.output_rows`) and reads each row's reference and
+        stored file by ``_id`` (the file once per page): point reads, the only
+        queries FerretDB 1.x pushes down. A reference whose file is not visible
+        (its first upload is finishing, or its delete was committed) is no row.
+        """
+        rows: builtins.list[domain.FileRecord] = []
+        skip = query.skip
+        files: dict[str, domain.FileRecord | None] = {}
+        before = query.after.row if query.after is not None else None
+        with database_errors():
+            async for n, document in self.book.listed(query.filter, before=before):
+                row = await self._output_row(document, files, n)
+                if row is None or query.filter.filename not in (None, row.filename):
+                    continue
+                if skip > 0:
+                    skip -= 1
+                    continue
+                rows.append(row)
+                if len(rows) > query.limit:
+                    break
+        return rows[: query.limit], len(rows) > query.limit
+
+    async def _output_row(
+        self, document: Mapping[str, Any], files: dict[str, domain.FileRecord | None], n: int
+    ) -> domain.FileRecord | None:
+        output = references.output_of(document)
+        file_id = str(document.get("file_id") or "")
+        if output is None or not domain.is_file_id(file_id):
+            return None
+        if file_id not in files:
+            found = await self.files.find_one({"_id": ObjectId(file_id)})
+            files[file_id] = record_from_document(found) if found is not None else None
+        stored = files[file_id]
+        if stored is None:
+            return None
+        return domain.output_row(stored, row=n, output=output, recorded_at=_utc(document.get("at")))
 
     async def read_range(
         self, record: domain.FileRecord, byte_range: domain.ByteRange, *, piece_bytes: int
@@ -506,6 +584,7 @@ class GridFSStore:
         with database_errors():
             if not self._legacy_files:
                 await self._check_legacy_files()
+            await self._list_legacy_outputs()
             stale = await self.pending.find({"heartbeat_at": {"$lt": cutoff}}).to_list()
             for record in stale:
                 file_id = record["_id"]
@@ -532,6 +611,13 @@ class PendingUpload:
         self._chunk_bytes = chunk_bytes
         self._buffer = bytearray()
         self._next_n = 0
+        #: What this upload wrote besides chunks, so that discard deletes those by ``_id``
+        #: (a ``{file_id}`` filter is a scan of the whole collection on FerretDB 1.x): the
+        #: content it claimed, whether it wrote its first reference, whether its files
+        #: document may exist (then others may hold it: every reference goes, as before).
+        self._claimed: str | None = None
+        self._recorded_first = False
+        self._visible = False
         self._heartbeat: asyncio.Task[None] | None = None
         self._inflight: asyncio.Future[Any] | None = None
 
@@ -619,7 +705,9 @@ class PendingUpload:
             if self._buffer:
                 await self._store.chunks.insert_one(self._chunk_document(bytes(self._buffer)))
                 self._buffer.clear()
-            existing = await self._claim_or_reference(metadata, digest.sha256, still_wanted)
+            existing = await self._claim_or_reference(
+                domain.output_reference(metadata, filename=filename), digest.sha256, still_wanted
+            )
             if existing is not None:
                 await self.discard()
                 return domain.UploadOutcome(record=existing, deduplicated=True)
@@ -627,23 +715,31 @@ class PendingUpload:
                 # Checked last, after the database round trips above, so that
                 # a client's cancel has had every chance to arrive.
                 raise UploadAbandoned(f"upload {self.file_id} was abandoned by its client")
+            uploaded = _now()
             document = {
                 "_id": self.file_id,
                 "length": Int64(digest.length),
                 "chunkSize": self._chunk_bytes,
-                "uploadDate": _now(),
+                "uploadDate": uploaded,
                 "filename": filename,
                 "metadata": dict(metadata),
                 references.MARK_FIELD: references.MARK_VERSION,
             }
-            await self._store.book.record_first(str(self.file_id), metadata)
+            self._recorded_first = True  # before the call: it may write and then raise
+            await self._store.book.record_first(
+                str(self.file_id), metadata, filename=filename, at=uploaded
+            )
+            self._visible = True
             await self._store.files.insert_one(document)
             await self._stop_heartbeat()
             await self._store.pending.delete_one({"_id": self.file_id})
         return domain.UploadOutcome(record=record_from_document(document), deduplicated=False)
 
     async def _claim_or_reference(
-        self, metadata: Mapping[str, Any], sha256: str, still_wanted: Callable[[], bool]
+        self,
+        output: domain.OutputReference | None,
+        sha256: str,
+        still_wanted: Callable[[], bool],
     ) -> domain.FileRecord | None:
         """Claim the content, or add this upload's reference to the file holding it.
 
@@ -657,7 +753,6 @@ class PendingUpload:
                 return None
             if not still_wanted():
                 raise UploadAbandoned(f"upload {self.file_id} was abandoned by its client")
-            output = domain.output_reference(metadata)
             if await self._store.add_reference(existing.file_id, output):
                 return existing
 
@@ -688,6 +783,8 @@ class PendingUpload:
                 if store.legacy_files_possible
                 else None
             )
+            if legacy is None:
+                self._claimed = sha256  # before the insert: it may be applied and then raise
             try:
                 await store.claims.insert_one(
                     {
@@ -697,8 +794,26 @@ class PendingUpload:
                     }
                 )
             except mongo_errors.DuplicateKeyError:
+                self._claimed = None  # not written: another upload holds the claim
                 continue
             return record_from_document(legacy) if legacy is not None else None
+
+    async def _discard_claim_and_references(self) -> None:
+        """Delete this upload's claim and references: by ``_id`` when it never became
+        visible (a deduplicated upload, the common case, wrote neither), else every one
+        naming it, as a visible file may have gained others' references meanwhile."""
+        store = self._store
+        if self._visible:
+            await store.claims.delete_many({"file_id": self.file_id})
+            await store.book.references.delete_many({"file_id": str(self.file_id)})
+            return
+        if self._claimed is not None:
+            # Only if still ours: a sweep may have given the content to another upload.
+            await store.claims.delete_one({"_id": self._claimed, "file_id": self.file_id})
+        if self._recorded_first:
+            await store.book.references.delete_one(
+                {"_id": references.first_reference_id(str(self.file_id))}
+            )
 
     async def discard(self) -> None:
         """Delete everything this upload stored; safe to call more than once.
@@ -723,8 +838,7 @@ class PendingUpload:
             # Its own chunks are named (chunk_id): point deletes, no scan of the chunks.
             for n in range(self._next_n):
                 await store.chunks.delete_one({"_id": chunk_id(self.file_id, n)})
-            await store.claims.delete_many({"file_id": self.file_id})
-            await store.book.references.delete_many({"file_id": str(self.file_id)})
+            await self._discard_claim_and_references()
             if outcome_unknown:
                 await store.pending.update_one(
                     {"_id": self.file_id}, {"$set": {"heartbeat_at": _EPOCH}}

@@ -16,7 +16,9 @@ and announced mounts advance it; a delete that read an older one fails).
 
 from __future__ import annotations
 
+import builtins
 import datetime
+import itertools
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +41,10 @@ class _Stored:
     data: bytes
     #: reference id -> the output it records (None: an upload), in the order added.
     references: dict[str, domain.OutputReference | None] = field(default_factory=dict)
+    #: reference id -> when it was recorded (a first upload's: the file's upload date).
+    recorded_at: dict[str, datetime.datetime] = field(default_factory=dict)
+    #: reference id -> its number in the order outputs were recorded (all files').
+    rows: dict[str, int] = field(default_factory=dict)
     generation: int = 0
 
 
@@ -49,6 +55,8 @@ class InMemoryFileStore:
         self.files: dict[str, _Stored] = {}
         self.claims: dict[str, str] = {}
         self.pending: set[str] = set()
+        #: Numbers the recorded references in order (GridFS numbers each listing's rows).
+        self._recorded = itertools.count(1)
         self._chunk_bytes = chunk_bytes
 
     def _stored(self, file_id: str) -> _Stored:
@@ -66,6 +74,8 @@ class InMemoryFileStore:
         return self._stored(file_id).record
 
     async def list(self, query: domain.ListQuery) -> tuple[list[domain.FileRecord], bool]:
+        if query.filter.by_output:
+            return self._list_outputs(query)
         wanted = query.filter
         found = [
             s.record
@@ -85,6 +95,29 @@ class InMemoryFileStore:
             after = (query.after.upload_date, query.after.file_id)
             found = [r for r in found if (r.upload_date, r.file_id) < after]
         page = found[query.skip : query.skip + query.limit + 1]
+        return page[: query.limit], len(page) > query.limit
+
+    def _list_outputs(
+        self, query: domain.ListQuery
+    ) -> tuple[builtins.list[domain.FileRecord], bool]:
+        """One row per recorded output, newest recorded first, as GridFSStore lists them."""
+        wanted = query.filter
+        rows = [
+            domain.output_row(
+                s.record, row=s.rows[ref], output=output, recorded_at=s.recorded_at[ref]
+            )
+            for s in self.files.values()
+            for ref, output in s.references.items()
+            if output is not None
+            and wanted.service_id in (None, output.service_id)
+            and wanted.replica_index in (None, output.replica_index)
+        ]
+        rows = [r for r in rows if wanted.filename in (None, r.filename)]
+        rows.sort(key=lambda r: r.row or 0, reverse=True)
+        if query.after is not None and query.after.row is not None:
+            before = query.after.row
+            rows = [r for r in rows if (r.row or 0) < before]
+        page = rows[query.skip : query.skip + query.limit + 1]
         return page[: query.limit], len(page) > query.limit
 
     async def read_range(
@@ -123,11 +156,20 @@ class InMemoryFileStore:
         self.claims = {sha: owner for sha, owner in self.claims.items() if owner != file_id}
         return True
 
+    def next_row(self) -> int:
+        """The number of the next recorded output reference."""
+        return next(self._recorded)
+
     def add_reference(self, file_id: str, output: domain.OutputReference | None) -> None:
         """One more upload (or recorded output) holds the file: a new generation."""
         stored = self.files[file_id]
         reference_id = output.reference_id(file_id) if output else str(ObjectId())
-        stored.references.setdefault(reference_id, output)
+        first = references.first_reference_id(file_id)
+        again = output is not None and stored.references.get(first) == output
+        if reference_id not in stored.references and not again:
+            stored.references[reference_id] = output
+            stored.recorded_at[reference_id] = _now()
+            stored.rows[reference_id] = self.next_row()
         stored.generation += 1
 
 
@@ -165,7 +207,7 @@ class InMemoryPendingUpload:
         if owner is not None and owner in store.files:
             if not still_wanted():
                 raise UploadAbandoned(f"upload {self.file_id} was abandoned by its client")
-            store.add_reference(owner, domain.output_reference(metadata))
+            store.add_reference(owner, domain.output_reference(metadata, filename=filename))
             await self.discard()
             return domain.UploadOutcome(record=store.files[owner].record, deduplicated=True)
         if not still_wanted():
@@ -183,7 +225,9 @@ class InMemoryPendingUpload:
         store.files[file_id] = _Stored(
             record=record,
             data=bytes(self._data),
-            references={first: domain.output_reference(metadata)},
+            references={first: domain.output_reference(metadata, filename=filename)},
+            recorded_at={first: record.upload_date},
+            rows={first: store.next_row()},
         )
         store.claims[digest.sha256] = file_id
         store.pending.discard(file_id)

@@ -16,7 +16,12 @@ Collections
 -----------
 ``<bucket>.references``
     One document per reference: ``{_id, file_id, kind: "upload"|"output",
-    service_id, replica_index, path, run, at}``. The first upload's is
+    service_id, replica_index, path, run, filename, metadata, at}`` (an
+    output's ``filename`` and ``metadata`` are what its upload asked to be
+    stored as, and a listing by service or replica shows them: each output
+    reference is one row; ``at`` of a first upload is the file's
+    ``uploadDate``; ``rows`` names its rows in ``<bucket>.output_rows``, see
+    :mod:`dtpoc_files.output_rows`). The first upload's is
     ``<file id>:first``; a deduplicated upload's a fresh ObjectId; an
     output's a digest of (file, service, replica, run, path), so collecting
     the same output again adds nothing. Removing an upload reference is a
@@ -40,8 +45,9 @@ replica's output, or one upload.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from bson import ObjectId
@@ -50,7 +56,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
 from dtpoc_common import errors
-from dtpoc_files import domain
+from dtpoc_files import domain, output_rows, sequences
 
 #: Field of the files document saying its references are kept here.
 MARK_FIELD = "references"
@@ -60,6 +66,10 @@ OUTPUT = "output"
 STEP_ADD = "add"
 STEP_MOUNT = "mount"
 STEP_DELETE = "delete"
+#: Files whose latest step is remembered (about 100 bytes each).
+SEEN_MAX = 10_000
+#: Field of an output reference naming its rows (:mod:`dtpoc_files.output_rows`).
+ROWS = "rows"
 
 
 def _now() -> datetime.datetime:
@@ -74,6 +84,19 @@ def _step_id(file_id: str, n: int) -> str:
     return f"{file_id}:{n:012d}"
 
 
+def output_of(document: Mapping[str, Any]) -> domain.OutputReference | None:
+    """The output a reference document records, with its upload's name and labels."""
+    output = domain.output_reference(document, keep_labels=False)
+    if output is None:
+        return None
+    labels = document.get("metadata")
+    return dataclasses.replace(
+        output,
+        filename=str(document.get("filename") or ""),
+        labels=dict(labels) if isinstance(labels, Mapping) else {},
+    )
+
+
 class ReferenceBook:
     """The references and change steps of the files of one bucket."""
 
@@ -81,6 +104,9 @@ class ReferenceBook:
         self.files: AsyncCollection[dict[str, Any]] = database[f"{bucket}.files"]
         self.references: AsyncCollection[dict[str, Any]] = database[f"{bucket}.references"]
         self.steps: AsyncCollection[dict[str, Any]] = database[f"{bucket}.generations"]
+        self.rows = output_rows.OutputRows(database[f"{bucket}.output_rows"])
+        #: The latest step seen of recently changed files (see _latest).
+        self._seen: dict[str, int] = {}
 
     async def ensure_indexes(self) -> None:
         await self.references.create_index([("file_id", 1)])
@@ -90,12 +116,30 @@ class ReferenceBook:
     # --- writing references -------------------------------------------------------------------
 
     async def record_first(
-        self, file_id: str, metadata: Mapping[str, Any], *, reference_id: str | None = None
+        self,
+        file_id: str,
+        metadata: Mapping[str, Any],
+        *,
+        filename: str,
+        at: datetime.datetime | None = None,
     ) -> None:
-        """The reference of a file's first upload; written before the file is visible."""
-        output = domain.output_reference(metadata)
+        """The reference of a file's first upload; written before the file is visible,
+        ``at`` its upload date (so that its row of a listing by output is the file's)."""
+        output = domain.output_reference(metadata, filename=filename)
         await self._insert_reference(
-            file_id, output, reference_id=reference_id or first_reference_id(file_id)
+            file_id, output, reference_id=first_reference_id(file_id), at=at
+        )
+
+    async def record_first_of(self, document: Mapping[str, Any]) -> None:
+        """The first reference of a file stored without one (before references existed,
+        or by another GridFS writer), from its files document."""
+        metadata = document.get("metadata")
+        uploaded = document.get("uploadDate")
+        await self.record_first(
+            str(document["_id"]),
+            metadata if isinstance(metadata, Mapping) else {},
+            filename=str(document.get("filename") or ""),
+            at=uploaded if isinstance(uploaded, datetime.datetime) else None,
         )
 
     async def add(self, file_id: str, output: domain.OutputReference | None) -> bool:
@@ -104,7 +148,8 @@ class ReferenceBook:
         if not await self._prepared(file_id):
             return False
         reference_id = output.reference_id(file_id) if output else str(ObjectId())
-        await self._insert_reference(file_id, output, reference_id=reference_id)
+        if output is None or not await self._first_records(file_id, output):
+            await self._insert_reference(file_id, output, reference_id=reference_id)
         if await self._step(file_id, STEP_ADD) and await self._still_there(file_id):
             return True
         await self.references.delete_one({"_id": reference_id})  # the file is gone
@@ -129,6 +174,7 @@ class ReferenceBook:
 
     async def forget(self, file_id: str) -> None:
         """After the file is gone: its references, then its steps (the delete mark last)."""
+        self._seen.pop(file_id, None)
         await self.references.delete_many({"file_id": file_id})
         await self.steps.delete_many({"file_id": file_id, "kind": {"$ne": STEP_DELETE}})
         await self.steps.delete_many({"file_id": file_id})
@@ -148,12 +194,30 @@ class ReferenceBook:
         documents = await self.references.find({"file_id": file_id}).to_list()
         uploads = tuple(str(d["_id"]) for d in documents if d.get("kind") == UPLOAD)
         outputs = tuple(
-            ref
-            for ref in (domain.output_reference(d) for d in documents if d.get("kind") == OUTPUT)
-            if ref is not None
+            ref for ref in (output_of(d) for d in documents if d.get("kind") == OUTPUT) if ref
         )
         generation = int(latest["n"]) if latest is not None else 0
         return domain.References(uploads=uploads, outputs=outputs, generation=generation)
+
+    async def listed(
+        self, file_filter: domain.FileFilter, *, before: int | None
+    ) -> AsyncIterator[tuple[int, dict[str, Any]]]:
+        """(row number, reference document) of a listing by service or replica, newest
+        first from row ``before - 1`` (:mod:`dtpoc_files.output_rows`): point reads only."""
+        scope = output_rows.scope_of(file_filter)
+        async for n, reference_id in self.rows.walk(scope, before=before):
+            document = await self.references.find_one({"_id": reference_id})
+            if document is not None and output_rows.row_id(scope, n) in document.get(ROWS, ()):
+                yield n, document
+
+    async def index_unlisted(self) -> int:
+        """Give output references recorded before listings had rows theirs (at start)."""
+        documents = await self.references.find({"kind": OUTPUT, ROWS: {"$exists": False}}).to_list()
+        for document in documents:
+            output = output_of(document)
+            if output is not None:
+                await self._index(str(document["_id"]), output)
+        return len(documents)
 
     async def interrupted_deletions(self) -> list[str]:
         """Files whose delete was committed but not finished (the server died)."""
@@ -165,17 +229,23 @@ class ReferenceBook:
     async def _prepared(self, file_id: str) -> bool:
         """True when the file exists; gives a file stored without references its first."""
         document = await self.files.find_one(
-            {"_id": ObjectId(file_id)}, projection={MARK_FIELD: 1, "metadata": 1}
+            {"_id": ObjectId(file_id)},
+            projection={MARK_FIELD: 1, "metadata": 1, "filename": 1, "uploadDate": 1},
         )
         if document is None:
             return False
         if MARK_FIELD not in document:
-            metadata = document.get("metadata")
-            await self.record_first(file_id, metadata if isinstance(metadata, Mapping) else {})
+            await self.record_first_of(document)
             await self.files.update_one(
                 {"_id": ObjectId(file_id)}, {"$set": {MARK_FIELD: MARK_VERSION}}
             )
         return True
+
+    async def _first_records(self, file_id: str, output: domain.OutputReference) -> bool:
+        """Whether the file's first upload recorded ``output`` already (the same output
+        collected again: one reference, one listing row)."""
+        first = await self.references.find_one({"_id": first_reference_id(file_id)})
+        return first is not None and first.get("kind") == OUTPUT and output_of(first) == output
 
     async def _still_there(self, file_id: str) -> bool:
         """After taking a step: the file was not deleted before it.
@@ -190,13 +260,18 @@ class ReferenceBook:
         return False
 
     async def _insert_reference(
-        self, file_id: str, output: domain.OutputReference | None, *, reference_id: str
+        self,
+        file_id: str,
+        output: domain.OutputReference | None,
+        *,
+        reference_id: str,
+        at: datetime.datetime | None = None,
     ) -> None:
         document: dict[str, Any] = {
             "_id": reference_id,
             "file_id": file_id,
             "kind": UPLOAD if output is None else OUTPUT,
-            "at": _now(),
+            "at": at or _now(),
         }
         if output is not None:
             document.update(
@@ -204,23 +279,76 @@ class ReferenceBook:
                 replica_index=output.replica_index,
                 path=output.path,
                 run=output.run,
+                filename=output.filename,
+                metadata=dict(output.labels),
             )
         try:
             await self.references.insert_one(document)
         except mongo_errors.DuplicateKeyError:
-            return  # recorded already (the same output collected again)
+            # Recorded already (the same output collected again); its rows too,
+            # unless the writer died before naming them.
+            if output is None:
+                return
+            existing = await self.references.find_one({"_id": reference_id})
+            if existing is None or ROWS in existing:
+                return
+        if output is not None:
+            await self._index(reference_id, output)
 
-    async def _latest(self, file_id: str) -> dict[str, Any] | None:
+    async def _index(self, reference_id: str, output: domain.OutputReference) -> None:
+        """The output's rows of the listings by service or replica, then its reference
+        names them (rows it does not name are passed over)."""
+        ids = await self.rows.add(reference_id, output)
+        await self.references.update_one({"_id": reference_id}, {"$set": {ROWS: ids}})
+
+    async def _latest(self, file_id: str, *, exact: bool = True) -> dict[str, Any] | None:
+        """The file's latest step, found by point reads of ``<file id>:<n>``.
+
+        A ``{file_id}`` query sorted by ``n`` decodes every step of every file on
+        FerretDB 1.x (only ``{_id}`` is answered from its index), so each reference
+        added cost O(all files' steps) (issue 18). Steps are numbered 1, 2, 3... without
+        holes (a step is taken as the latest + 1, by a unique insert) and only a finished
+        delete removes them, all at once before its mark; so any step that exists is a
+        lower bound of the latest, which is found by probing up from it in doubling
+        strides, then halving: from the latest step this process saw of the file, two
+        point reads when nothing changed since. Without that step or step 1 (no step
+        yet, or a delete removing them) the query answers, as before, unless ``exact``
+        is False: taking a step calls :meth:`_still_there` after it, which tells a
+        deleted file (its files document goes before its steps), so None is enough there.
+        """
+        for n in dict.fromkeys((self._seen.get(file_id, 1), 1)):
+            found = await self._step_at(file_id, n)
+            if found is not None:
+                latest = await self._climb(file_id, n, found)
+                self._remember(file_id, int(latest["n"]))
+                return latest
+        self._seen.pop(file_id, None)
+        if not exact:
+            return None
         return await self.steps.find_one({"file_id": file_id}, sort=[("n", -1)])
+
+    async def _climb(self, file_id: str, low: int, latest: dict[str, Any]) -> dict[str, Any]:
+        """The latest step, given that step ``low`` (``latest``) exists."""
+        _n, found = await sequences.climb(lambda n: self._step_at(file_id, n), low, latest)
+        return found
+
+    def _remember(self, file_id: str, n: int) -> None:
+        if len(self._seen) >= SEEN_MAX and file_id not in self._seen:
+            self._seen.clear()  # a hint only: forgetting costs a search from step 1
+        self._seen[file_id] = n
+
+    async def _step_at(self, file_id: str, n: int) -> dict[str, Any] | None:
+        return await self.steps.find_one({"_id": _step_id(file_id, n)})
 
     async def _step(self, file_id: str, kind: str) -> bool:
         """Take the next step after what was just written; False if the file was deleted."""
         while True:
-            latest = await self._latest(file_id)
+            latest = await self._latest(file_id, exact=False)
             if latest is not None and latest.get("kind") == STEP_DELETE:
                 return False
             n = int(latest["n"]) + 1 if latest is not None else 1
             if await self._take(file_id, n, kind):
+                self._remember(file_id, n)
                 return True
             taken = await self.steps.find_one({"_id": _step_id(file_id, n)})
             if taken is not None:

@@ -234,7 +234,11 @@ class FilesService:
         if more and records:
             last = records[-1]
             token = domain.encode_page_token(
-                domain.PagePosition(upload_date=last.upload_date, file_id=last.file_id),
+                domain.PagePosition(
+                    upload_date=last.upload_date,
+                    file_id=last.file_id,
+                    row=last.row,
+                ),
                 query.filter,
             )
         return Page(records=records, next_page_token=token)
@@ -259,7 +263,9 @@ class FilesService:
             except errors.NotFound:
                 if not dropped:
                     raise
-                return DeleteOutcome(message=f"File {record.file_id} deleted", deleted=True)
+                # Ours was not the last reference (a delete drops one only while
+                # others hold the file): a delete racing ours removed the last one.
+                return self._kept(record, domain.References(uploads=(), outputs=(), generation=0))
             if dropped and (references.uploads or references.outputs):
                 return self._kept(record, references)
             if not dropped:
@@ -303,6 +309,15 @@ class FilesService:
         return DeleteOutcome(message=domain.kept_message(record.file_id, after), deleted=False)
 
 
+def _held_by(
+    kind: str, service_id: str, description: str
+) -> error_details_pb2.PreconditionFailure.Violation:
+    """One service holding the file, as the violation a client reads (``services/<id>``)."""
+    return error_details_pb2.PreconditionFailure.Violation(
+        type=kind, subject=f"services/{service_id}", description=description
+    )
+
+
 def in_use(file_id: str, *, mounted: list[str], outputs: list[str]) -> errors.InUse:
     """The refusal of a delete, naming the services that hold the file."""
     parts = []
@@ -313,12 +328,8 @@ def in_use(file_id: str, *, mounted: list[str], outputs: list[str]) -> errors.In
             "(terminate them first, or delete with force)"
         )
         violations += [
-            error_details_pb2.PreconditionFailure.Violation(
-                type=MOUNTED_VIOLATION,
-                subject=f"services/{service_id}",
-                description=f"service {service_id} mounts the file as an input",
-            )
-            for service_id in sorted(mounted)
+            _held_by(MOUNTED_VIOLATION, sid, f"service {sid} mounts the file as an input")
+            for sid in sorted(mounted)
         ]
     if outputs:
         parts.append(
@@ -326,12 +337,10 @@ def in_use(file_id: str, *, mounted: list[str], outputs: list[str]) -> errors.In
             "(recorded outputs are never deleted, not even with force)"
         )
         violations += [
-            error_details_pb2.PreconditionFailure.Violation(
-                type=OUTPUT_VIOLATION,
-                subject=f"services/{service_id}",
-                description=f"a replica of service {service_id} recorded the file as its output",
+            _held_by(
+                OUTPUT_VIOLATION, sid, f"a replica of service {sid} recorded the file as its output"
             )
-            for service_id in outputs
+            for sid in outputs
         ]
     return errors.InUse(
         f"file {file_id} is still used: {'; '.join(parts)}; nothing was deleted",
