@@ -9,35 +9,25 @@ from the documents the orchestrator and the operator really write.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from bson import ObjectId
 from pymongo import AsyncMongoClient
 
 from dtpoc.analytics.v1alpha1 import analytics_pb2
-from dtpoc_local.databases import drop_databases, unique_db_name
 from dtpoc_operator import model
 from dtpoc_operator.local import poll
 from dtpoc_operator.local.store import MongoAnalyticsStore
 from dtpoc_orchestrator.adapters.local import LocalAnalyticsStore
 
 
-@pytest.fixture
-def database(mongodb_uri: str) -> Iterator[str]:
-    name = unique_db_name("resync")
-    yield name
-    drop_databases(mongodb_uri, {name})
-
-
 async def test_resync_after_the_first_skips_ended_ondemand_services(
-    mongodb_uri: str, database: str
+    mongodb_uri: str, mongo_db_name: str
 ) -> None:
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongodb_uri, tz_aware=True)
     try:
-        orchestrator = LocalAnalyticsStore(client[database]["analytics"], namespace="")
-        operator = MongoAnalyticsStore(client, database=database, collection="analytics")
+        orchestrator = LocalAnalyticsStore(client[mongo_db_name]["analytics"], namespace="")
+        operator = MongoAnalyticsStore(client, database=mongo_db_name, collection="analytics")
         ondemand = analytics_pb2.AnalyticsSpec(
             image="sim", version="1", job_type="ondemand", reps=1
         )

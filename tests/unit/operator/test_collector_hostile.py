@@ -245,7 +245,7 @@ def test_a_huge_sparse_file_is_reported_without_being_read(
         read.append(len(data))
         return data
 
-    monkeypatch.setattr(collector_mod.os, "read", counting_read)
+    monkeypatch.setattr(os, "read", counting_read)  # the collector reads through os.read
 
     found = collector_mod.scan_folder(folder, max_file_bytes=1024)
 

@@ -215,12 +215,8 @@ def test_a_new_jobs_first_status_waits_only_while_pods_are_still_coming() -> Non
     assert not coming(pod(0), spec={"completions": 3, "parallelism": 1}), "one runs at once"
     assert not coming(pod(0, "Running")), "a running replica is news"
     assert not coming(pod(0, "Failed")), "a failed attempt (retrying) is news"
-    waiting = {
-        "containerStatuses": [
-            {"name": "analytics", "state": {"waiting": {"reason": "ErrImagePull"}}}
-        ]
-    }
-    assert not coming(pod(0, **waiting)), "a waiting reason is news"
+    waiting = [{"name": "analytics", "state": {"waiting": {"reason": "ErrImagePull"}}}]
+    assert not coming(pod(0, containerStatuses=waiting)), "a waiting reason is news"
 
 
 def test_init_container_failure_is_an_input_fetch_failure() -> None:

@@ -10,6 +10,7 @@ through this module and nowhere else.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 from google.protobuf import descriptor, json_format
@@ -185,22 +186,23 @@ def unescape_key(key: str) -> str:
     return key.replace("%24", "$").replace("%2E", ".").replace("%25", "%")
 
 
+def _map_keys(value: Any, key: Callable[[str], str]) -> Any:
+    """``value`` with ``key`` applied to every dict key, at every depth (a new object)."""
+    if isinstance(value, dict):
+        return {key(str(k)): _map_keys(v, key) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_map_keys(v, key) for v in value]
+    return value
+
+
 def escape_keys(value: Any) -> Any:
     """``value`` with every dict key escaped, at every depth (a new object)."""
-    if isinstance(value, dict):
-        return {escape_key(str(k)): escape_keys(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [escape_keys(v) for v in value]
-    return value
+    return _map_keys(value, escape_key)
 
 
 def unescape_keys(value: Any) -> Any:
     """The inverse of :func:`escape_keys`."""
-    if isinstance(value, dict):
-        return {unescape_key(str(k)): unescape_keys(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [unescape_keys(v) for v in value]
-    return value
+    return _map_keys(value, unescape_key)
 
 
 def local_document(

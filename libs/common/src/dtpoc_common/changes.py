@@ -49,11 +49,30 @@ STATUS_SUFFIX = "_status_changes"
 DUPLICATE_KEY = 11000
 #: Entries one read of the journal takes at most (the rest on the next read).
 MAX_READ = 1000
+#: Point reads one round of a reader's catch-up sends at once, at most.
+READ_WIDTH = 64
 #: The head hint is written when an entry's number is a multiple of this.
 HEAD_EVERY = 32
 #: Entries kept (a multiple of HEAD_EVERY; about 80 bytes each): a reader more than this
 #: many changes behind resynchronises from a full listing.
 KEEP = 10_240
+
+
+async def _read_from(collection: AsyncCollection[Any], first: int, count: int) -> list[Any]:
+    """Entries ``first``, ``first + 1``... up to the first that does not exist (of
+    ``count`` point reads sent at once: no hole below the latest, see above)."""
+    answers = await asyncio.gather(
+        *(collection.find_one({"_id": entry_id(first + n)}) for n in range(count)),
+        return_exceptions=True,
+    )
+    entries: list[Any] = []
+    for answer in answers:
+        if isinstance(answer, BaseException):
+            raise answer
+        if answer is None:
+            break
+        entries.append(answer)
+    return entries
 
 
 class ChangesLost(Exception):
@@ -189,7 +208,15 @@ class ChangeWriter:
 
 
 class ChangeReader:
-    """The service ids changed since the last read, each read a point ``{_id}`` lookup."""
+    """The service ids changed since the last read, each read a point ``{_id}`` lookup.
+
+    Nothing new costs one read that misses. A reader behind by many entries (a
+    thousand launches at once each make one) reads them in rounds of point reads
+    sent at once, doubling from the third round up to ``READ_WIDTH`` a round, and
+    keeps the entries up to the first miss: read one after another, a thousand
+    round trips to a busy database took longer than a status read may wait for
+    its catch-up (issue 18).
+    """
 
     def __init__(
         self,
@@ -223,12 +250,17 @@ class ChangeReader:
             await self.start()
         assert self._cursor is not None
         found: list[str] = []
+        width, rounds = 1, 0
         while len(found) < MAX_READ:
-            entry = await self._collection.find_one({"_id": entry_id(self._cursor)})
-            if entry is None:
+            want = min(width, MAX_READ - len(found))
+            entries = await _read_from(self._collection, self._cursor, want)
+            found += [str(entry["service_id"]) for entry in entries]
+            self._cursor += len(entries)
+            if len(entries) < want:
                 break
-            found.append(str(entry["service_id"]))
-            self._cursor += 1
+            rounds += 1
+            # 1, 1, 2, 4... a round: one new entry costs two reads, as one at a time did.
+            width = 1 if rounds == 1 else min(width * 2, READ_WIDTH)
         if not found and self._clock() - self._checked >= self._trim_check:
             self._checked = self._clock()
             head = await _head(self._collection)

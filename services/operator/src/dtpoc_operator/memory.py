@@ -15,7 +15,7 @@ adapters, so a fake cannot drift from what the real ones do. Production wiring
 - :class:`InMemoryFiles`: the Files ``UploadFile`` call, content stored once
   per SHA-256 (the same content answers the same id), refusing what Files refuses.
 
-:class:`Faults` makes the next calls of a method fail, as an unreachable
+:class:`~dtpoc_common.faults.Faults` makes the next calls of a method fail, as an unreachable
 dependency would.
 """
 
@@ -34,28 +34,13 @@ from google.protobuf import json_format
 
 from dtpoc.files.v1alpha1 import files_pb2
 from dtpoc_common import analytics
+from dtpoc_common.faults import Faults
 from dtpoc_common.vocabulary import JobType, ReplicaState
 from dtpoc_operator import layout, model, ports, refusals
 from dtpoc_operator.model import AnalyticsResource, Observation, Replica, ServiceKey, Status
 
 #: The operator's finalizer (one constant for the whole platform).
 FINALIZER = analytics.FINALIZER
-
-
-class Faults:
-    """Errors armed for the next calls of a fake's methods (a dependency failing)."""
-
-    def __init__(self) -> None:
-        self._armed: dict[str, list[Exception]] = {}
-
-    def arm(self, method: str, error: Exception, *, times: int = 1) -> None:
-        """The next ``times`` calls of ``method`` raise ``error`` and change nothing."""
-        self._armed.setdefault(method, []).extend([error] * times)
-
-    def check(self, method: str) -> None:
-        armed = self._armed.get(method)
-        if armed:
-            raise armed.pop(0)
 
 
 def _round_trip(status: Status) -> Status:

@@ -200,15 +200,22 @@ def create(name: str, *, root: Path = CGROUP_ROOT) -> ProcessCgroup | None:
     return None
 
 
-def reap_children() -> None:
-    """Reap every dead child of the caller (never blocks)."""
+def dead_children() -> Iterator[tuple[int, int]]:
+    """Reap the caller's dead children (never blocks): each one's pid and wait status."""
     while True:
         try:
-            pid, _status = os.waitpid(-1, os.WNOHANG)
+            pid, status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
             return
         if pid == 0:
             return
+        yield pid, status
+
+
+def reap_children() -> None:
+    """Reap every dead child of the caller (never blocks)."""
+    for _pid, _status in dead_children():
+        pass
 
 
 def _own_cgroup(hierarchy: Path, *, unified: bool) -> Path:

@@ -54,7 +54,7 @@ import shutil
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -228,7 +228,13 @@ class LocalRuntime:
         self._max_processes = max_processes
         self._on_change = on_change
         self._clock = clock
-        self._alive: dict[str, int] = {}
+        #: Each service's running replicas (their run ids), from its last sync, less those
+        #: whose supervisor ended since (see _replica_exited); guarded by _alive_lock, as
+        #: syncs run in worker threads and exits are seen on the event loop.
+        self._alive: dict[str, set[str]] = {}
+        #: Replicas whose supervisor ended before the sync that started them recorded them.
+        self._ended: dict[str, set[str]] = {}
+        self._alive_lock = threading.Lock()
         #: Services with replicas to start and no capacity, oldest first (see _set_alive).
         self._waiting: dict[str, ServiceKey] = {}
         self._waiting_lock = threading.Lock()
@@ -327,17 +333,36 @@ class LocalRuntime:
     def _terminating(self, service_id: str) -> bool:
         return (self._service_dir(service_id) / "terminating").exists()
 
-    def _set_alive(self, key: ServiceKey, count: int) -> None:
+    def _set_alive(self, key: ServiceKey, replicas: Iterable[Replica]) -> None:
         """Record a service's running replicas; when it runs fewer, wake the oldest waiters.
 
         A service that could not start a replica for want of capacity is not
         polled: it waits in ``_waiting`` until a slot frees (O(1) work per
         replica, where polling every waiting service would cost O(services)).
         """
-        before = self._alive.get(key.name, 0)
-        self._alive[key.name] = count
-        if count < before:
+        observed = {r.pod_name for r in replicas if r.state == ReplicaState.RUNNING}
+        with self._alive_lock:
+            before = self._alive.get(key.name, set())
+            ended = self._ended.pop(key.name, set())
+            running = observed - ended
+            if ended & observed:  # seen ended, not yet by this sync's reading: keep them
+                self._ended[key.name] = ended & observed
+            self._alive[key.name] = running
+        if len(running) < len(before):
             self._wake_waiting()
+
+    def _replica_exited(self, key: ServiceKey, name: str) -> None:
+        """A supervisor this process started ended: its slot is free now, not only after
+        the service's next reconcile (which may wait behind hundreds of others in the
+        work queue, the slot idle meanwhile), and the service is reconciled."""
+        with self._alive_lock:
+            running = self._alive.get(key.name, set())
+            if name in running:
+                running.discard(name)
+            else:  # ended before the sync that started it recorded it (see _set_alive)
+                self._ended.setdefault(key.name, set()).add(name)
+        self._wake_waiting()
+        self._on_change(key)
 
     def _note_waiting(self, key: ServiceKey, *, blocked: bool) -> None:
         with self._waiting_lock:
@@ -355,7 +380,8 @@ class LocalRuntime:
             self._loop.call_soon_threadsafe(self._on_change, key)
 
     def _capacity(self, service_id: str) -> int:
-        others = sum(n for sid, n in self._alive.items() if sid != service_id)
+        with self._alive_lock:
+            others = sum(len(n) for sid, n in self._alive.items() if sid != service_id)
         return max(self._max_processes - others, 0)
 
     def _run_replicas(
@@ -521,7 +547,7 @@ class LocalRuntime:
         replicas = self._run_replicas(
             resource, run=sid, act=act, deadline_exceeded=deadline_exceeded, budget=budget
         )
-        self._set_alive(resource.key, sum(1 for r in replicas if r.state == ReplicaState.RUNNING))
+        self._set_alive(resource.key, replicas)
         return SyncResult(
             Observation(
                 replicas=tuple(replicas),
@@ -588,7 +614,7 @@ class LocalRuntime:
                     runs.append(Run(name=name, schedule_time=when, state=ReplicaState.RUNNING))
                     log.info("scheduled run started", service_id=sid, run=name)
             self._trim_history(resource, runs)
-        self._set_alive(resource.key, sum(1 for r in replicas if r.state == ReplicaState.RUNNING))
+        self._set_alive(resource.key, replicas)
         wait = (schedule.next_time(spec.schedule, after=now) - now).total_seconds()
         return SyncResult(
             Observation(
@@ -680,7 +706,7 @@ class LocalRuntime:
                     ready = True
                 else:
                     requeue = max(wait, 0.5)
-        self._set_alive(resource.key, 1 if entry.state == ReplicaState.RUNNING else 0)
+        self._set_alive(resource.key, (entry,))
         return SyncResult(
             Observation(replicas=(entry,), live_runs=frozenset({sid}), ready=ready),
             requeue_after=requeue,
@@ -741,7 +767,10 @@ class LocalRuntime:
         )
         # Runs in a worker thread: the event loop spawns (and later reaps) the supervisor.
         assert self._loop is not None, "sync() sets the loop before any start"
-        started = asyncio.run_coroutine_threadsafe(self._spawn(folder, resource.key), self._loop)
+        name = _run_id(resource, run, index, number)
+        started = asyncio.run_coroutine_threadsafe(
+            self._spawn(folder, resource.key, name=name), self._loop
+        )
         started.result(timeout=STARTING_GRACE_SECONDS)
         log.info(
             "replica started",
@@ -804,11 +833,13 @@ class LocalRuntime:
             "collector_uid": self._collector_uid,
         }
 
-    async def _spawn(self, attempt: Path, key: ServiceKey) -> None:
+    async def _spawn(self, attempt: Path, key: ServiceKey, *, name: str) -> None:
         """Start the attempt's supervisor: forked by the fork server, else as a process."""
         if self._fork_server is not None:
             try:
-                await self._fork_server.start(attempt, on_exit=lambda: self._on_change(key))
+                await self._fork_server.start(
+                    attempt, on_exit=lambda: self._replica_exited(key, name)
+                )
                 return
             except forkserver.ForkServerUnavailable as error:
                 log.warning("starting the supervisor as a process", error=str(error))
@@ -826,7 +857,7 @@ class LocalRuntime:
 
         async def reap() -> None:
             await process.wait()
-            self._on_change(key)
+            self._replica_exited(key, name)
 
         task = asyncio.create_task(reap())
         self._children.add(task)
@@ -925,7 +956,10 @@ class LocalRuntime:
 
     async def forget(self, resource: AnalyticsResource) -> None:
         self._note_waiting(resource.key, blocked=False)
-        if self._alive.pop(resource.service_id, 0):
+        with self._alive_lock:
+            running = self._alive.pop(resource.service_id, None)
+            self._ended.pop(resource.service_id, None)
+        if running:
             self._wake_waiting()
         if self._engine is not None:
             await asyncio.to_thread(self._remove_containers_of, resource.service_id)

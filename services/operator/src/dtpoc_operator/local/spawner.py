@@ -35,7 +35,7 @@ import traceback
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from dtpoc_operator.local import replica
+from dtpoc_operator.local import cgroups, replica
 
 LOG_NAME = "supervisor.log"
 
@@ -71,13 +71,7 @@ def _answer(out: BinaryIO, message: dict[str, Any]) -> None:
 
 
 def _reap(out: BinaryIO) -> None:
-    while True:
-        try:
-            pid, status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
+    for pid, status in cgroups.dead_children():
         _answer(out, {"exited": pid, "code": os.waitstatus_to_exitcode(status)})
 
 
