@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +32,6 @@ from pymongo import AsyncMongoClient, monitoring
 
 from dtpoc.analytics.v1alpha1 import analytics_pb2
 from dtpoc_common import changes
-from dtpoc_local.databases import drop_databases, unique_db_name
 from dtpoc_operator import model
 from dtpoc_operator.local.store import MongoAnalyticsStore
 from dtpoc_orchestrator import domain
@@ -116,13 +115,6 @@ class Rig:
         ]
 
 
-@pytest.fixture
-def database(mongodb_uri: str) -> Iterator[str]:
-    name = unique_db_name("pushdown")
-    yield name
-    drop_databases(mongodb_uri, {name})
-
-
 @contextlib.asynccontextmanager
 async def open_rig(mongodb_uri: str, database: str) -> AsyncIterator[Rig]:
     """Clients made in the test's own event loop (an async client is bound to its loop)."""
@@ -152,8 +144,10 @@ def _record(state: str = domain.STATE_CREATING) -> domain.ServiceRecord:
     )
 
 
-async def test_launch_and_status_queries_are_pushed_down(mongodb_uri: str, database: str) -> None:
-    async with open_rig(mongodb_uri, database) as rig:
+async def test_launch_and_status_queries_are_pushed_down(
+    mongodb_uri: str, mongo_db_name: str
+) -> None:
+    async with open_rig(mongodb_uri, mongo_db_name) as rig:
         await _launch_and_status(rig)
 
 
@@ -202,9 +196,9 @@ async def _launch_and_status(rig: Rig) -> None:
 
 
 async def test_operator_poll_and_status_writes_are_pushed_down(
-    mongodb_uri: str, database: str
+    mongodb_uri: str, mongo_db_name: str
 ) -> None:
-    async with open_rig(mongodb_uri, database) as rig:
+    async with open_rig(mongodb_uri, mongo_db_name) as rig:
         await _operator_poll(rig)
 
 
@@ -243,9 +237,9 @@ async def _operator_poll(rig: Rig) -> None:
     assert rig.not_pushed_down() == []
 
 
-async def test_explain_tells_a_scan_from_a_point_read(mongodb_uri: str, database: str) -> None:
+async def test_explain_tells_a_scan_from_a_point_read(mongodb_uri: str, mongo_db_name: str) -> None:
     """The check above can fail: the filter the operator once sent is a scan."""
-    async with open_rig(mongodb_uri, database) as rig:
+    async with open_rig(mongodb_uri, mongo_db_name) as rig:
         _scan_and_point(rig)
 
 
@@ -261,10 +255,10 @@ def _scan_and_point(rig: Rig) -> None:
 
 
 async def test_journal_is_trimmed_by_id_and_a_reader_left_behind_resyncs(
-    mongodb_uri: str, database: str
+    mongodb_uri: str, mongo_db_name: str
 ) -> None:
     """The change journal keeps its latest entries only; nobody misses a change."""
-    async with open_rig(mongodb_uri, database) as rig:
+    async with open_rig(mongodb_uri, mongo_db_name) as rig:
         await _journal_trim(rig)
 
 
@@ -289,11 +283,11 @@ async def _journal_trim(rig: Rig) -> None:
 
 
 async def test_appends_at_once_are_written_together_in_order_beside_another_writer(
-    mongodb_uri: str, database: str
+    mongodb_uri: str, mongo_db_name: str
 ) -> None:
     """Launches at once share journal writes; numbers stay unique and without holes, also
     when another writer takes some of them, so a reader misses none."""
-    async with open_rig(mongodb_uri, database) as rig:
+    async with open_rig(mongodb_uri, mongo_db_name) as rig:
         journal = rig.client[rig.database]["analytics_changes"]
         ours, theirs = changes.ChangeWriter(journal), changes.ChangeWriter(journal)
         reader = changes.ChangeReader(journal)
@@ -309,4 +303,34 @@ async def test_appends_at_once_are_written_together_in_order_beside_another_writ
         by_number = dict(zip(numbers, mine + other, strict=True))
         assert read == [by_number[n] for n in sorted(by_number)]
         assert [s for s in read if s.startswith("ours")] == mine  # in the order appended
+        assert rig.not_pushed_down() == []
+
+
+async def test_a_reader_far_behind_reads_every_entry_once_in_order_while_writes_go_on(
+    mongodb_uri: str, mongo_db_name: str
+) -> None:
+    """A reader hundreds of entries behind catches up in rounds of point reads sent at
+    once (a thousand launches at once make a thousand entries); entries appended during
+    its rounds are neither missed nor read twice."""
+    async with open_rig(mongodb_uri, mongo_db_name) as rig:
+        journal = rig.client[rig.database]["analytics_changes"]
+        writer = changes.ChangeWriter(journal)
+        reader = changes.ChangeReader(journal)
+        await reader.start()
+        first = [f"early-{n}" for n in range(300)]
+        for service_id in first:
+            await writer.append(service_id)
+        late = [f"late-{n}" for n in range(60)]
+        read: list[str] = []
+
+        async def keep_reading() -> None:
+            while len(read) < len(first) + len(late):
+                read.extend(await reader.changed())
+
+        async def keep_writing() -> None:
+            for service_id in late:
+                await writer.append(service_id)
+
+        await asyncio.wait_for(asyncio.gather(keep_reading(), keep_writing()), 120)
+        assert read == first + late
         assert rig.not_pushed_down() == []

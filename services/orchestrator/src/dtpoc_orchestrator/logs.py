@@ -38,6 +38,15 @@ Ended = Callable[[], Awaitable[bool]]
 
 
 @dataclass(frozen=True)
+class AttemptLog:
+    """Which log :meth:`LiveLogs.stream` reads: one attempt (from 1) of one replica."""
+
+    service_id: str
+    replica: analytics_pb2.ReplicaStatus
+    attempt: int
+
+
+@dataclass(frozen=True)
 class LogQuery:
     """What the caller asked for (see ``GetReplicaLogRequest``)."""
 
@@ -74,17 +83,9 @@ class LiveLogs(Protocol):
         """The attempts (from 1) whose log the runtime has, oldest first."""
         ...
 
-    def stream(
-        self,
-        *,
-        service_id: str,
-        replica: analytics_pb2.ReplicaStatus,
-        attempt: int,
-        follow: bool,
-        ended: Ended,
-    ) -> AsyncIterator[bytes]:
-        """The attempt's log from its start; with ``follow``, then what it prints
-        until it ends (``ended`` answers whether the replica's attempt is over)."""
+    def stream(self, log: AttemptLog, *, until: Ended | None) -> AsyncIterator[bytes]:
+        """The attempt's log from its start; to follow it, ``until``: then what it
+        prints until ``until()`` answers True (the replica's attempt is over)."""
         ...
 
 
@@ -95,15 +96,7 @@ class NoLiveLogs:
     async def attempts(self, *, service_id: str, replica: analytics_pb2.ReplicaStatus) -> list[int]:
         return []
 
-    async def stream(
-        self,
-        *,
-        service_id: str,
-        replica: analytics_pb2.ReplicaStatus,
-        attempt: int,
-        follow: bool,
-        ended: Ended,
-    ) -> AsyncIterator[bytes]:
+    async def stream(self, log: AttemptLog, *, until: Ended | None) -> AsyncIterator[bytes]:
         return
         yield b""  # pragma: no cover - makes this an async generator
 

@@ -436,11 +436,8 @@ class Orchestrator:
             return bool(newer) and max(newer) > attempt
 
         source = self._live_logs.stream(
-            service_id=service_id,
-            replica=replica,
-            attempt=attempt,
-            follow=query.follow,
-            ended=ended,
+            logs.AttemptLog(service_id=service_id, replica=replica, attempt=attempt),
+            until=ended if query.follow else None,
         )
         reader = logs.follow if query.follow else logs.whole
         async for chunk in reader(source, query=query, attempt=attempt, truncated=False):

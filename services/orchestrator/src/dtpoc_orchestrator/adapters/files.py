@@ -79,7 +79,7 @@ class FilesClient:
             ) from exc
 
     async def get_info(self, file_id: str) -> domain.StoredFile:
-        """The file's record; NotFound when there is no such file."""
+        """One ``GetFileInfo`` call."""
         with self._rpc_errors(f"look up file {file_id}", file_id=file_id):
             response = await self._stub.GetFileInfo(
                 files_pb2.GetFileInfoRequest(file_id=file_id), timeout=self._timeout
@@ -119,7 +119,7 @@ class FilesClient:
                 return found
 
     async def read(self, file_id: str, *, max_bytes: int) -> bytes | None:
-        """The file's bytes, None when it is larger than ``max_bytes``."""
+        """``GetFile``, given up as soon as the file is known to be larger than ``max_bytes``."""
         chunks: list[bytes] = []
         size = 0
         with self._rpc_errors(f"download file {file_id}", file_id=file_id):

@@ -25,7 +25,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from dtpoc.analytics.v1alpha1 import analytics_pb2
 from dtpoc_common import analytics, errors, replica_logs
-from dtpoc_orchestrator.logs import Ended
+from dtpoc_orchestrator.logs import AttemptLog, Ended
 
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 #: Seconds between looks at a container that has not started yet.
@@ -61,28 +61,19 @@ class KubeLiveLogs:
     async def attempts(self, *, service_id: str, replica: analytics_pb2.ReplicaStatus) -> list[int]:
         return [attempt for attempt, _pod in await self._pods(service_id, replica)]
 
-    async def stream(
-        self,
-        *,
-        service_id: str,
-        replica: analytics_pb2.ReplicaStatus,
-        attempt: int,
-        follow: bool,
-        ended: Ended,
-    ) -> AsyncIterator[bytes]:
-        tries = dict(await self._pods(service_id, replica)).get(attempt, [])
+    async def stream(self, log: AttemptLog, *, until: Ended | None) -> AsyncIterator[bytes]:
+        tries = dict(await self._pods(log.service_id, log.replica)).get(log.attempt, [])
         for position, pod in enumerate(tries):
             last = position == len(tries) - 1  # earlier tries under backoffLimitPerIndex ended
             name = pod["metadata"]["name"]
             for container in replica_logs.pod_containers(pod):
-                async for data in self._container(
-                    name, container, follow=follow and last, ended=ended
-                ):
+                async for data in self._container(name, container, until=until if last else None):
                     yield data
 
     async def _container(
-        self, pod: str, container: str, *, follow: bool, ended: Ended
+        self, pod: str, container: str, *, until: Ended | None
     ) -> AsyncIterator[bytes]:
+        follow = until is not None
         while True:
             try:
                 response: Any = await self._core.read_namespaced_pod_log(
@@ -95,7 +86,7 @@ class KubeLiveLogs:
                     _request_timeout=None if follow else self._timeout,
                 )
             except ApiException as exc:
-                if exc.status == 400 and follow and not await ended():
+                if exc.status == 400 and until is not None and not await until():
                     await asyncio.sleep(WAIT_SECONDS)  # not started yet
                     continue
                 if exc.status in (400, 404):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from dtpoc.analytics.v1alpha1 import analytics_pb2
 from dtpoc_common import replica_logs
-from dtpoc_orchestrator.logs import Ended
+from dtpoc_orchestrator.logs import AttemptLog, Ended
 
 READ_BYTES = 256 * 1024
 POLL_SECONDS = 0.2
@@ -46,24 +46,16 @@ class LocalLiveLogs:
     async def attempts(self, *, service_id: str, replica: analytics_pb2.ReplicaStatus) -> list[int]:
         return sorted(await self._tries(service_id, replica))
 
-    async def stream(
-        self,
-        *,
-        service_id: str,
-        replica: analytics_pb2.ReplicaStatus,
-        attempt: int,
-        follow: bool,
-        ended: Ended,
-    ) -> AsyncIterator[bytes]:
-        tries = (await self._tries(service_id, replica)).get(attempt, [])
+    async def stream(self, log: AttemptLog, *, until: Ended | None) -> AsyncIterator[bytes]:
+        tries = (await self._tries(log.service_id, log.replica)).get(log.attempt, [])
         for earlier in tries[:-1]:  # tries under backoffLimitPerIndex that ended
-            async for data in self._file(earlier, follow=False, ended=ended):
+            async for data in self._file(earlier, until=None):
                 yield data
         if tries:
-            async for data in self._file(tries[-1], follow=follow, ended=ended):
+            async for data in self._file(tries[-1], until=until):
                 yield data
 
-    async def _file(self, path: Path, *, follow: bool, ended: Ended) -> AsyncIterator[bytes]:
+    async def _file(self, path: Path, *, until: Ended | None) -> AsyncIterator[bytes]:
         handle = None
         checked = 0.0
         try:
@@ -72,7 +64,7 @@ class LocalLiveLogs:
                     try:
                         handle = await asyncio.to_thread(path.open, "rb")
                     except FileNotFoundError:
-                        if not follow or await ended():
+                        if until is None or await until():
                             return  # never started printing, or its folder is gone
                         await asyncio.sleep(POLL_SECONDS)
                         continue
@@ -80,12 +72,12 @@ class LocalLiveLogs:
                 if data:
                     yield data
                     continue
-                if not follow:
+                if until is None:
                     return
                 now = time.monotonic()
                 if now - checked >= ENDED_CHECK_SECONDS:
                     checked = now
-                    if await ended():
+                    if await until():
                         # Everything was written before the attempt counted as over.
                         while data := await asyncio.to_thread(handle.read, READ_BYTES):
                             yield data

@@ -10,13 +10,14 @@ builds them.
 
 Each fake keeps what the real store keeps (records, resources as the
 resource dicts the operator reads, files with their metadata) and answers
-with the same domain errors; :class:`Faults` lets a test make the next call
+with the same domain errors; :class:`~dtpoc_common.faults.Faults` lets a test make the next call
 of a method fail, as an unreachable dependency would.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -26,28 +27,16 @@ from bson import ObjectId
 
 from dtpoc.analytics.v1alpha1 import analytics_pb2
 from dtpoc_common import analytics, errors, replica_logs
-from dtpoc_orchestrator import domain, ports
+from dtpoc_common.faults import Faults
+from dtpoc_orchestrator import domain, logs, ports
 from dtpoc_orchestrator.adapters import resources
+
+#: How often a follow of :class:`InMemoryLiveLogs` asks whether the attempt is over while idle.
+ENDED_CHECK_SECONDS = 0.05
 
 #: Launch decisions, as in :mod:`dtpoc_orchestrator.adapters.records`.
 LAUNCHED = "launched"
 REMOVED = "removed"
-
-
-class Faults:
-    """Errors armed for the next calls of a fake's methods (a dependency failing)."""
-
-    def __init__(self) -> None:
-        self._armed: dict[str, list[errors.DomainError]] = {}
-
-    def arm(self, method: str, error: errors.DomainError, *, times: int = 1) -> None:
-        """The next ``times`` calls of ``method`` raise ``error`` and change nothing."""
-        self._armed.setdefault(method, []).extend([error] * times)
-
-    def check(self, method: str) -> None:
-        armed = self._armed.get(method)
-        if armed:
-            raise armed.pop(0)
 
 
 class InMemoryServiceRecords:
@@ -336,3 +325,66 @@ def _conforms(
 ) -> tuple[ports.Records, ports.AnalyticsStore, ports.Files]:
     """Never called: mypy checks here that each fake implements its port."""
     return records, store, files
+
+
+class InMemoryLiveLogs:
+    """:class:`dtpoc_orchestrator.logs.LiveLogs` over what a test has a replica print.
+
+    A replica is ``(service id, run, index)``; each attempt has one or more
+    tries (a try restarted under the same attempt, as ``backoffLimitPerIndex``
+    or a supervisor restart makes), each its own log. :meth:`print` appends to
+    an attempt's latest try, :meth:`restart` begins a new try. A follow reads
+    on until ``until`` answers True, then sends what was printed before that.
+    """
+
+    def __init__(self) -> None:
+        self._logs: dict[tuple[str, str, int], dict[int, list[bytearray]]] = {}
+        self._printed = asyncio.Condition()
+
+    def _tries(
+        self, service_id: str, replica: analytics_pb2.ReplicaStatus
+    ) -> dict[int, list[bytearray]]:
+        return self._logs.get((service_id, replica.run or service_id, replica.index), {})
+
+    async def print(
+        self, *, service_id: str, run: str, index: int, attempt: int, data: bytes
+    ) -> None:
+        """Append ``data`` to the attempt's latest try (its first, if it has none)."""
+        tries = self._logs.setdefault((service_id, run, index), {}).setdefault(attempt, [])
+        if not tries:
+            tries.append(bytearray())
+        tries[-1] += data
+        async with self._printed:
+            self._printed.notify_all()
+
+    def restart(self, *, service_id: str, run: str, index: int, attempt: int) -> None:
+        """Begin a new try of the attempt (its earlier tries have ended)."""
+        self._logs.setdefault((service_id, run, index), {}).setdefault(attempt, []).append(
+            bytearray()
+        )
+
+    async def attempts(self, *, service_id: str, replica: analytics_pb2.ReplicaStatus) -> list[int]:
+        return sorted(self._tries(service_id, replica))
+
+    async def stream(
+        self, log: logs.AttemptLog, *, until: logs.Ended | None
+    ) -> AsyncIterator[bytes]:
+        tries = self._tries(log.service_id, log.replica).get(log.attempt, [])
+        for earlier in tries[:-1]:
+            if earlier:
+                yield bytes(earlier)
+        if not tries:
+            return
+        latest, sent = tries[-1], 0
+        while True:
+            if len(latest) > sent:
+                data, sent = bytes(latest[sent:]), len(latest)
+                yield data
+                continue
+            if until is None or await until():
+                if len(latest) > sent:
+                    yield bytes(latest[sent:])
+                return
+            async with self._printed:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._printed.wait(), timeout=ENDED_CHECK_SECONDS)

@@ -171,7 +171,7 @@ class ServiceRecords:
             return [from_document(d) async for d in cursor]
 
     async def batches(self, *, size: int) -> AsyncIterator[list[domain.ServiceRecord]]:
-        """Every launched record, newest first, ``size`` at a time."""
+        """Consecutive :meth:`page` calls, until a short or empty page."""
         skip = 0
         while True:
             batch = await self.page(skip=skip, limit=size)
@@ -189,7 +189,6 @@ class ServiceRecords:
         at: float,
         last_status: analytics_pb2.AnalyticsStatus | None,
     ) -> bool:
-        """Set ``terminated_at`` and ``last_status`` once; False if already terminated."""
         with mongo.unavailable_on_failure("mark record terminated"):
             current = await self._collection.find_one({"_id": ObjectId(service_id)})
             if current is None or current.get("terminated_at") is not None:
