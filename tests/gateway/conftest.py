@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from dtpoc_local.servers import gateway
-from tests.gateway import doubles
+from tests.gateway import doubles, helpers
 
 
 @pytest.fixture(scope="module")
@@ -34,15 +34,12 @@ def double_gateway(
 ) -> Iterator[gateway.GatewayServer]:
     """One gateway in front of the orchestrator double, for one test module."""
     _double, address = orchestrator_double
-    server = gateway.start_gateway(
+    with helpers.gateway_before(
+        address,
         workdir=tmp_path_factory.mktemp("gateway-double"),
-        orchestrator_address=address,
         env={"DTPOC_GATEWAY_SSE_KEEPALIVE_SECONDS": "0.2"},
-    )
-    try:
+    ) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,8 @@ module (pytest loads conftest files itself; importing them by name is fragile).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +18,31 @@ from google.protobuf import descriptor_pb2
 
 import dtpoc
 from dtpoc_common.vocabulary import API_PREFIX
+from dtpoc_local.servers import gateway
 
 PREFIX = API_PREFIX
+DOC_URL = f"{PREFIX}/openapi.json"
+
+
+@contextlib.contextmanager
+def gateway_before(
+    address: str, *, workdir: Path, **options: Any
+) -> Iterator[gateway.GatewayServer]:
+    """A gateway process in front of the orchestrator at ``address`` (the double), with
+    ``options`` for :func:`dtpoc_local.servers.gateway.start_gateway`; stopped afterwards."""
+    server = gateway.start_gateway(workdir=workdir, orchestrator_address=address, **options)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def openapi_document(api: httpx.Client) -> dict[str, Any]:
+    """The OpenAPI document the gateway serves."""
+    answer = api.get(DOC_URL)
+    assert answer.status_code == 200
+    doc: dict[str, Any] = answer.json()
+    return doc
 
 
 def abort_id(code: grpc.StatusCode) -> str:

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from dtpoc_local.servers import gateway
-from tests.gateway import doubles
+from tests.gateway import doubles, helpers
 from tests.gateway.helpers import PREFIX
 
 TOKEN = "s3cret-token-for-tests"
@@ -38,19 +38,16 @@ def secured(
     tokens.write_text(
         f"# accepted bearer tokens (SHA-256)\n\n{sha256(TOKEN)}  # the lab's client\n"
     )
-    server = gateway.start_gateway(
+    with helpers.gateway_before(
+        address,
         workdir=folder,
-        orchestrator_address=address,
         token_hashes=[sha256(OTHER_TOKEN)],
         env={
             "DTPOC_GATEWAY_AUTH_TOKENS_FILE": str(tokens),
             "DTPOC_GATEWAY_CORS_ORIGINS": "https://console.example.org,https://other.example.org",
         },
-    )
-    try:
+    ) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def test_api_paths_need_a_token(secured: gateway.GatewayServer) -> None:

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from dtpoc_local.servers import gateway
-from tests.gateway import doubles
+from tests.gateway import doubles, helpers
 
 TOKEN = "token-of-a-dashboard-user"
 
@@ -28,15 +28,12 @@ def secured(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[gateway.GatewayServer]:
     _double, address = orchestrator_double
-    server = gateway.start_gateway(
+    with helpers.gateway_before(
+        address,
         workdir=tmp_path_factory.mktemp("auth-check"),
-        orchestrator_address=address,
         token_hashes=[hashlib.sha256(TOKEN.encode()).hexdigest()],
-    )
-    try:
+    ) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def test_an_accepted_token_passes_and_is_not_handed_on(secured: gateway.GatewayServer) -> None:

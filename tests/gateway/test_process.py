@@ -42,7 +42,11 @@ def test_every_request_is_one_json_access_line_with_its_request_id(
         lines = access_lines(server.log_path.read_text())
         return [line for line in lines if line["request_id"] in ("req-42", generated)]
 
-    lines = wait_for(lambda: len(logged()) == 2 and logged(), timeout=30.0, what="access lines")
+    def both_logged() -> list[dict[str, Any]] | None:
+        lines = logged()
+        return lines if len(lines) == 2 else None
+
+    lines = wait_for(both_logged, timeout=30.0, what="access lines")
     first = next(line for line in lines if line["request_id"] == "req-42")
     assert first["method"] == "GET" and first["status"] == 404
     assert first["path"] == f"{PREFIX}/service/{'0' * 24}/status"
@@ -74,10 +78,10 @@ def test_sigterm_lets_in_flight_requests_finish(
         timeout=10.0,
         what="the slow call to reach the backend",
     )
-    server.process._popen.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+    server.process._popen.send_signal(signal.SIGTERM)
     caller.join(timeout=30)
     assert result["answer"].status_code == 200
-    code = server.process._popen.wait(timeout=30)  # type: ignore[union-attr]
+    code = server.process._popen.wait(timeout=30)
     # uvicorn finishes the graceful stop, then ends by the signal it got (exit 0 or -15).
     assert code in (0, -signal.SIGTERM)
     log = server.log_path.read_text()

@@ -19,11 +19,8 @@ def double(
     orchestrator_double: tuple[doubles.OrchestratorDouble, str],
 ) -> Iterator[doubles.OrchestratorDouble]:
     found, _ = orchestrator_double
-    gap, fail_after = found.watch_gap, found.fail_after
-    try:
+    with found.watch_settings_restored():
         yield found
-    finally:
-        found.watch_gap, found.fail_after = gap, fail_after
 
 
 def test_a_client_that_leaves_cancels_the_backend_stream(api: httpx.Client, double: Any) -> None:

@@ -50,10 +50,6 @@ _PARAMETER = rf'\s*;\s*{_TCHARS}=(?:{_TCHARS}|"[\x20\x21\x23-\x5b\x5d-\x7e]*")'
 _MEDIA_TYPE = re.compile(rf"{_TCHARS}/{_TCHARS}(?:{_PARAMETER})*", re.ASCII)
 
 
-class DownloadAborted(Exception):
-    """The backend stream failed after the answer's headers were sent."""
-
-
 @dataclass(frozen=True)
 class _Shape:
     info_field: str
@@ -322,18 +318,14 @@ async def _bytes(
             try:
                 item = await call.read()
             except grpc.aio.AioRpcError as exc:
-                log.warning(
-                    "download stream failed after headers",
-                    method=method.grpc_path,
-                    grpc_code=exc.code().name,
-                    missing_bytes=remaining,
-                )
-                raise DownloadAborted(exc.code().name) from None
+                raise httperrors.stream_aborted(
+                    "download", exc, method=method.grpc_path, missing_bytes=remaining
+                ) from None
             if item is grpc.aio.EOF:
                 log.warning(
                     "download stream ended early", method=method.grpc_path, missing_bytes=remaining
                 )
-                raise DownloadAborted("stream ended early")
+                raise httperrors.StreamAborted("stream ended early")
             data = getattr(item, fields.chunk_field)
             if skip:
                 dropped = min(skip, len(data))

@@ -42,7 +42,10 @@ from google.protobuf import json_format
 from google.rpc import error_details_pb2, status_pb2  # type: ignore[import-untyped]
 from starlette.responses import Response
 
+from dtpoc_common import logging as dlog
 from dtpoc_gateway import redact
+
+log = dlog.get_logger(__name__)
 
 #: Longest ``Retry-After`` the gateway passes on from a backend's RetryInfo.
 MAX_RETRY_AFTER_SECONDS = 60
@@ -262,3 +265,20 @@ def _status_details(error: grpc.aio.AioRpcError) -> list[dict[str, Any]]:
 
 # Importing the module registers the google.rpc detail types for MessageToDict.
 _ = error_details_pb2
+
+
+class StreamAborted(Exception):
+    """The backend stream failed after the answer's headers were sent.
+
+    Raised out of the body, so the server cuts the connection: a body that
+    ended cleanly would pass for the whole file or log.
+    """
+
+
+def stream_aborted(
+    what: str, exc: grpc.aio.AioRpcError, *, method: str, **fields: Any
+) -> StreamAborted:
+    """Log that the ``what`` stream failed after its headers; the error to raise."""
+    code = exc.code().name
+    log.warning(f"{what} stream failed after headers", method=method, grpc_code=code, **fields)
+    return StreamAborted(code)

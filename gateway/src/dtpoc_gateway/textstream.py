@@ -24,18 +24,11 @@ from google.protobuf import descriptor
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from dtpoc_common import logging as dlog
-from dtpoc_gateway import catalog, context, sse, transcode
-
-log = dlog.get_logger(__name__)
+from dtpoc_gateway import catalog, context, httperrors, sse, transcode
 
 FD = descriptor.FieldDescriptor
 PLAIN_TEXT = "text/plain; charset=utf-8"
 FOLLOW_FIELD = "follow"
-
-
-class TextStreamAborted(Exception):
-    """The backend stream failed after the answer's headers were sent."""
 
 
 def _check_shape(ctx: context.RouteContext) -> str:
@@ -72,14 +65,9 @@ async def _texts(
                 yield text.encode()
             item = await call.read()
     except grpc.aio.AioRpcError as exc:
-        log.warning(
-            "text stream failed after headers",
-            method=method.grpc_path,
-            grpc_code=exc.code().name,
-            request_id=context.request_id(request),
-        )
-        # Cut the connection: a body that ends cleanly would pass for the whole log.
-        raise TextStreamAborted(exc.code().name) from None
+        raise httperrors.stream_aborted(
+            "text", exc, method=method.grpc_path, request_id=context.request_id(request)
+        ) from None
     finally:
         if not call.done():
             call.cancel()

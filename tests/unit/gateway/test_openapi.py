@@ -10,17 +10,12 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.gateway.helpers import PREFIX, project_bindings
-
-DOC_URL = f"{PREFIX}/openapi.json"
+from tests.gateway.helpers import DOC_URL, PREFIX, openapi_document, project_bindings
 
 
 @pytest.fixture(scope="module")
 def document(api: httpx.Client) -> dict[str, Any]:
-    answer = api.get(DOC_URL)
-    assert answer.status_code == 200
-    doc: dict[str, Any] = answer.json()
-    return doc
+    return openapi_document(api)
 
 
 def test_every_binding_is_documented(document: dict[str, Any]) -> None:

@@ -22,11 +22,8 @@ def double(
     orchestrator_double: tuple[doubles.OrchestratorDouble, str],
 ) -> Iterator[doubles.OrchestratorDouble]:
     found, _ = orchestrator_double
-    gap, fail_after = found.watch_gap, found.fail_after
-    try:
+    with found.watch_settings_restored():
         yield found
-    finally:
-        found.watch_gap, found.fail_after = gap, fail_after
 
 
 def events(text: str) -> list[dict[str, Any]]:
