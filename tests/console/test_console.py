@@ -29,6 +29,8 @@ RUN_TIMEOUT_MS = 240_000
 """Two short simulations on a shared two-core machine, plus output collection."""
 UI_TIMEOUT_MS = 30_000
 TOKEN = "console-browser-test-token-0123456789abcdef"
+TYPED_ENV = {"SIM_HOURS": 48, "SEED": 7}
+"""What the researcher types into the launch form's environment (the example says 168, 0)."""
 
 Opener = Callable[..., tuple[Any, Guarded]]
 
@@ -95,6 +97,7 @@ def launch_example(page: Any, origin: str) -> str:
     page.goto(origin + "/#/launch")
     page.get_by_role("button", name="Fill in the histolab example").click()
     page.get_by_label("Replicas").fill("2")
+    change_the_environment(page)
     page.get_by_label(re.compile(r"^input\.xlsx")).check()
     # The local runtime runs the example as a process of this environment.
     page.get_by_label(re.compile(r"^Command")).fill(f"{sys.executable}\n-m\nhistolab")
@@ -106,6 +109,33 @@ def launch_example(page: Any, origin: str) -> str:
     expect(page.locator("tr[data-replica]")).to_have_count(2, timeout=UI_TIMEOUT_MS)
     screenshot(page, "04-service-started")
     return service_id
+
+
+def change_the_environment(page: Any) -> None:
+    """Type, key by key, into the variables the example filled in, and add one."""
+    from playwright.sync_api import expect
+
+    expect(page.locator("#env-key-2")).to_have_value("SIM_HOURS")
+    hours = page.locator("#env-value-2")
+    hours.fill("")
+    hours.press_sequentially(str(TYPED_ENV["SIM_HOURS"]))
+    page.get_by_role("button", name="Add variable").click()
+    page.locator("#env-key-3").press_sequentially("SEED")
+    page.locator("#env-value-3").press_sequentially(str(TYPED_ENV["SEED"]))
+    expect(page.get_by_role("button", name="Remove variable SEED")).to_be_visible()
+
+
+def the_typed_environment_reached_the_replicas(page: Any, origin: str, service_id: str) -> None:
+    """Each replica's KPIs name the hours and the seed typed into the form."""
+    base = f"{origin}/api/orchestrator/v1alpha1/service/{service_id}/output"
+    for index in (0, 1):
+        answer = page.request.get(f"{base}/{index}")
+        assert answer.ok, answer.text()
+        kpis = answer.json()  # the replica's one JSON file, as the original answers
+        assert (kpis["sim_hours"], kpis["seed_base"]) == (
+            TYPED_ENV["SIM_HOURS"],
+            TYPED_ENV["SEED"],
+        ), kpis
 
 
 def see_replicas_succeed_live(page: Any) -> None:
@@ -232,6 +262,7 @@ def test_a_researcher_runs_the_histolab_example_in_the_console(
     file_id = upload_workbook(page, origin)
     service_id = launch_example(page, origin)
     see_replicas_succeed_live(page)
+    the_typed_environment_reached_the_replicas(page, origin, service_id)
     open_kpi_charts(page)
     invalid_cron_is_explained_beside_the_schedule(page, origin, guard)
     deleting_the_mounted_workbook_is_refused(

@@ -1,10 +1,11 @@
 """A service's daily tools in the console, in a real browser against the real platform.
 
 Replica logs (whole, followed live, the size cap's marker), retry of a failed
-replica, resubmission and its links both ways, suspend and resume of a
-scheduled service: each through the console's buttons only, on one
-``make run --no-demo`` platform with a small log cap. The services are
-launched through REST (the launch form has its own test in test_console.py).
+replica (ondemand, and of a scheduled service's latest run), resubmission and
+its links both ways, suspend and resume of a scheduled service: each through
+the console's buttons only, on one ``make run --no-demo`` platform with a
+small log cap. The services are launched through REST (the launch form has
+its own test in test_console.py).
 Screenshots go to ``test-artifacts/console/``; the run fails on any browser
 console error or request to another origin (see browser.py).
 """
@@ -29,6 +30,8 @@ pytestmark = pytest.mark.slow
 RUN_TIMEOUT_MS = 180_000
 """A few short processes on a shared two-core machine, plus output collection."""
 UI_TIMEOUT_MS = 30_000
+FIRST_TICK_TIMEOUT_MS = 150_000
+"""A ``* * * * *`` schedule's first run: the next minute boundary, on a loaded machine."""
 LOG_CAP = 65_536
 """The platform's log cap (DTPOC_OPERATOR_LOG_MAX_BYTES) in this module: small, to reach it."""
 
@@ -212,6 +215,53 @@ def test_retry_reruns_the_failed_replica_and_resubmit_links_both_ways(
     forward = page.get_by_test_id("resubmissions").get_by_role("link", name=copy)
     expect(forward).to_be_visible(timeout=UI_TIMEOUT_MS)
     assert_accessible_basics(page)
+    guard.assert_clean()
+
+
+def test_retry_of_a_scheduled_service_reruns_its_latest_runs_failed_replica(
+    platform: LocalPlatform, browser_page: Opener
+) -> None:
+    """A scheduled run with replica 1 failed: Retry runs that replica again as attempt 2
+    in the same run (no new run), and the run ends succeeded."""
+    from playwright.sync_api import expect
+
+    service_id = launch(platform, FLAKY_ONE, reps=3, schedule="* * * * *")
+    page, guard = browser_page(origin_of(platform))
+    open_service(page, platform, service_id)
+    first = page.locator("tr[data-replica]").first
+    expect(first).to_be_visible(timeout=FIRST_TICK_TIMEOUT_MS)  # the next minute boundary
+    with platform.http() as http:  # no second run meanwhile (Suspend has its own test)
+        assert http.post(f"/service/{service_id}/suspend", json={}).status_code == 200
+    run = first.get_attribute("data-run")
+    assert run, "a scheduled replica's row names its run"
+
+    def row(index: int) -> Any:
+        return page.locator(f"tr[data-replica='{index}'][data-run='{run}']")
+
+    expect(row(1).locator(".badge")).to_have_text("failed", timeout=RUN_TIMEOUT_MS)
+    for index in (0, 2):
+        expect(row(index).locator(".badge")).to_have_text("succeeded", timeout=RUN_TIMEOUT_MS)
+    retry = page.get_by_role("button", name="Retry failed replicas")
+    expect(retry).to_be_enabled(timeout=UI_TIMEOUT_MS)
+    assert [row(i).get_by_test_id("attempt").inner_text() for i in range(3)] == ["1"] * 3
+    screenshot(page, "30-scheduled-run-failed")
+
+    retry.click()
+    notice = page.locator(".notice")
+    expect(notice).to_contain_text(f"of run {run}", timeout=UI_TIMEOUT_MS)
+    expect(notice).to_contain_text("1 (attempt 2)")
+    expect(row(1).get_by_test_id("attempt")).to_have_text("2", timeout=RUN_TIMEOUT_MS)
+    expect(row(1).locator(".badge")).to_have_text("succeeded", timeout=RUN_TIMEOUT_MS)
+    for index in (0, 2):
+        expect(row(index).get_by_test_id("attempt")).to_have_text("1")
+        expect(row(index).locator(".badge")).to_have_text("succeeded")
+    expect(page.locator("tr[data-replica]")).to_have_count(3)  # the retry is no new run
+    expect(page.get_by_role("button", name="Retry failed replicas")).to_have_count(0)
+    row(1).get_by_role("button", name="Log of replica 1").click()
+    panel = page.get_by_test_id("replica-log")
+    expect(panel.locator("pre.log")).to_contain_text("replica 1 attempt 2", timeout=UI_TIMEOUT_MS)
+    assert_accessible_basics(page)
+    screenshot(page, "31-scheduled-run-retried")
     guard.assert_clean()
 
 

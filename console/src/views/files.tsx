@@ -2,6 +2,7 @@
 import { useEffect, useState } from "preact/hooks";
 import { ApiError, deleteFile, download, FileRecord, listFiles, upload } from "../api";
 import { bytes, date } from "../format";
+import { TableHead } from "./table";
 
 const PAGE = 10;
 
@@ -155,16 +156,10 @@ export function FilesView() {
         </p>
       ) : null}
       <table>
-        <caption class="visually-hidden">Stored files</caption>
-        <thead>
-          <tr>
-            <th scope="col">Name</th>
-            <th scope="col">Size</th>
-            <th scope="col">Uploaded</th>
-            <th scope="col">Metadata</th>
-            <th scope="col">Actions</th>
-          </tr>
-        </thead>
+        <TableHead
+          caption="Stored files"
+          columns={["Name", "Size", "Uploaded", "Metadata", "Actions"]}
+        />
         <tbody>
           {(files ?? []).map((file) => (
             <tr key={file.file_id} data-file-id={file.file_id}>

@@ -109,6 +109,12 @@ export function LaunchView() {
 
   const set = (patch: Partial<Form>) => setForm((old) => ({ ...old, ...patch }));
   const described = (name: string) => (errors[name]?.length ? `${name}-error` : undefined);
+  /** Change one field of environment row ``n`` to what its input now holds. */
+  const editEnv = (n: number, field: keyof EnvRow) => (e: Event) => {
+    const env = [...form.env];
+    env[n] = { ...env[n], [field]: (e.target as HTMLInputElement).value };
+    set({ env });
+  };
 
   const submit = async (event: Event) => {
     event.preventDefault();
@@ -198,25 +204,9 @@ export function LaunchView() {
           {form.env.map((row, n) => (
             <div class="env-row" key={n}>
               <label for={`env-key-${n}`}>Name</label>
-              <input
-                id={`env-key-${n}`}
-                value={row.key}
-                onInput={(e) => {
-                  const env = [...form.env];
-                  env[n] = { ...row, key: (e.target as HTMLInputElement).value };
-                  set({ env });
-                }}
-              />
+              <input id={`env-key-${n}`} value={row.key} onInput={editEnv(n, "key")} />
               <label for={`env-value-${n}`}>Value</label>
-              <input
-                id={`env-value-${n}`}
-                value={row.value}
-                onInput={(e) => {
-                  const env = [...form.env];
-                  env[n] = { ...row, value: (e.target as HTMLInputElement).value };
-                  set({ env });
-                }}
-              />
+              <input id={`env-value-${n}`} value={row.value} onInput={editEnv(n, "value")} />
               <button
                 type="button"
                 aria-label={`Remove variable ${row.key || n + 1}`}

@@ -19,6 +19,7 @@ import { ServiceActions } from "./actions";
 import { ReplicaLogPanel } from "./replicalog";
 import { Results, ReplicaDocument } from "./results";
 import { StatusBadge } from "./services";
+import { TableHead } from "./table";
 
 const FINAL = new Set(["succeeded", "failed", "terminated"]);
 
@@ -174,19 +175,10 @@ export function ServiceView(props: { id: string }) {
       {service ? <ServiceActions service={service} status={status} onChanged={changed} /> : null}
       <h2>Replicas</h2>
       <table aria-live="polite">
-        <caption class="visually-hidden">Replica states, updated live</caption>
-        <thead>
-          <tr>
-            <th scope="col">Replica</th>
-            <th scope="col">State</th>
-            <th scope="col">Attempt</th>
-            <th scope="col">Started</th>
-            <th scope="col">Finished</th>
-            <th scope="col">Detail</th>
-            <th scope="col">Log</th>
-            <th scope="col">Outputs</th>
-          </tr>
-        </thead>
+        <TableHead
+          caption="Replica states, updated live"
+          columns={["Replica", "State", "Attempt", "Started", "Finished", "Detail", "Log", "Outputs"]}
+        />
         <tbody>
           {replicas.map((r) => {
             const files = outputs.find((o) => o.idx === (r.index ?? 0))?.files ?? [];

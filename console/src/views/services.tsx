@@ -3,6 +3,7 @@ import { useEffect, useState } from "preact/hooks";
 import { listServices, ServiceRecord } from "../api";
 import { date } from "../format";
 import { Pager } from "./files";
+import { TableHead } from "./table";
 
 const PAGE = 10;
 const REFRESH_MS = 3000;
@@ -50,17 +51,10 @@ export function ServicesView() {
         </p>
       ) : null}
       <table>
-        <caption class="visually-hidden">Services, newest first, status refreshed live</caption>
-        <thead>
-          <tr>
-            <th scope="col">Service</th>
-            <th scope="col">Image</th>
-            <th scope="col">Type</th>
-            <th scope="col">Runs</th>
-            <th scope="col">Status</th>
-            <th scope="col">Created</th>
-          </tr>
-        </thead>
+        <TableHead
+          caption="Services, newest first, status refreshed live"
+          columns={["Service", "Image", "Type", "Runs", "Status", "Created"]}
+        />
         <tbody>
           {(services ?? []).map((s) => (
             <tr key={s.id} data-service-id={s.id}>

@@ -10,7 +10,7 @@ services check.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, cast
 
 import grpc
@@ -121,38 +121,28 @@ class GrpcTransport:
             call.cancel()
 
     @contextmanager
+    def _server_stream(self, rpc: Any, request: message.Message) -> Iterator[Iterator[Any]]:
+        """``rpc``'s messages, errors mapped; the call is cancelled on exit."""
+        call = rpc(request, timeout=STREAM_TIMEOUT_SECONDS, metadata=self._metadata)
+
+        def messages() -> Iterator[Any]:
+            with _mapped():
+                yield from call
+
+        try:
+            yield messages()
+        finally:
+            call.cancel()
+
     def watch(
         self, request: orchestrator_pb2.WatchServiceRequest
-    ) -> Iterator[Iterator[orchestrator_pb2.WatchServiceResponse]]:
-        call = self._orchestrator.WatchService(
-            request, timeout=STREAM_TIMEOUT_SECONDS, metadata=self._metadata
-        )
+    ) -> AbstractContextManager[Iterator[orchestrator_pb2.WatchServiceResponse]]:
+        return self._server_stream(self._orchestrator.WatchService, request)
 
-        def updates() -> Iterator[orchestrator_pb2.WatchServiceResponse]:
-            with _mapped():
-                yield from call
-
-        try:
-            yield updates()
-        finally:
-            call.cancel()
-
-    @contextmanager
     def logs(
         self, request: orchestrator_pb2.GetReplicaLogRequest
-    ) -> Iterator[Iterator[orchestrator_pb2.GetReplicaLogResponse]]:
-        call = self._orchestrator.GetReplicaLog(
-            request, timeout=STREAM_TIMEOUT_SECONDS, metadata=self._metadata
-        )
-
-        def pieces() -> Iterator[orchestrator_pb2.GetReplicaLogResponse]:
-            with _mapped():
-                yield from call
-
-        try:
-            yield pieces()
-        finally:
-            call.cancel()
+    ) -> AbstractContextManager[Iterator[orchestrator_pb2.GetReplicaLogResponse]]:
+        return self._server_stream(self._orchestrator.GetReplicaLog, request)
 
     def api_version(self) -> str:
         self.unary("Healthz", orchestrator_pb2.HealthzRequest(), orchestrator_pb2.HealthzResponse)

@@ -150,19 +150,15 @@ def list_files(
     output.emit(records, fmt, table=lambda console: console.print(files_table(records)))
 
 
-@files.command()
-@click.argument("file_id")
-@output.output_option()
-@click.pass_obj
-def info(state: State, file_id: str, fmt: str) -> None:
-    """Show one file's record.
-
-    \b
-    Example:
-      dtpoc files info 6b0e... -o json
-    """
-    record = state.client().files.info(file_id)
-    output.emit(record, fmt, table=lambda console: console.print(files_table([record])))
+info = output.by_id(
+    files,
+    "info",
+    argument="file_id",
+    summary="Show one file's record.",
+    fetch=lambda client, file_id: client.files.info(file_id),
+    view=lambda _file_id, record: files_table([record]),
+    example="6b0e... -o json",
+)
 
 
 @files.command()

@@ -11,13 +11,18 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from google.protobuf import descriptor, json_format, message
 
 if TYPE_CHECKING:
-    from rich.console import Console
+    from rich.console import Console, RenderableType
+
+    from dtpoc_client import Client
+    from dtpoc_client.cli.main import State
+
+Answer = TypeVar("Answer")
 
 FORMATS = ("table", "json", "yaml")
 _INT64 = {
@@ -40,6 +45,35 @@ def output_option(default: str = "table") -> Callable[[Callable[..., Any]], Call
         show_default=True,
         help="table for people; json or yaml: the API's own shape, for scripts.",
     )
+
+
+def by_id(
+    group: click.Group,
+    name: str,
+    *,
+    argument: str,
+    summary: str,
+    fetch: Callable[[Client, str], Answer],
+    view: Callable[[str, Answer], RenderableType],
+    example: str = "6b0e...",
+) -> click.Command:
+    """``dtpoc GROUP NAME ID [-o FORMAT]``: print the answer ``fetch`` gets for the id.
+
+    One shape for the commands that take one id (``argument`` names it in the
+    help) and print one answer, so their options, help layout and output stay
+    the same. ``view`` (of the id and the answer) is what the table prints; it
+    runs only for the table. ``example`` is the arguments of the help's example.
+    """
+
+    @click.argument("id_", metavar=argument.upper())
+    @output_option()
+    @click.pass_obj
+    def command(state: State, id_: str, fmt: str) -> None:
+        answer = fetch(state.client(), id_)
+        emit(answer, fmt, table=lambda console: console.print(view(id_, answer)))
+
+    command.__doc__ = f"{summary}\n\n\b\nExample:\n  dtpoc {group.name} {name} {example}\n"
+    return group.command(name=name)(command)
 
 
 def plain(value: Any) -> Any:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import shlex
 import sys
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -210,19 +209,15 @@ def _stamp(replica: Any, name: str) -> str:
     return str(moment.astimezone().strftime("%H:%M:%S"))
 
 
-@service.command()
-@click.argument("service_id")
-@output.output_option()
-@click.pass_obj
-def status(state: State, service_id: str, fmt: str) -> None:
-    """Show a service's status, one row per replica.
-
-    \b
-    Example:
-      dtpoc service status 6b0e... -o json
-    """
-    answer = state.client().services.status(service_id)
-    output.emit(answer, fmt, table=lambda console: console.print(status_view(service_id, answer)))
+status = output.by_id(
+    service,
+    "status",
+    argument="service_id",
+    summary="Show a service's status, one row per replica.",
+    fetch=lambda client, service_id: client.services.status(service_id),
+    view=status_view,
+    example="6b0e... -o json",
+)
 
 
 @service.command()
@@ -361,56 +356,47 @@ class _Said(Protocol):
     message: str
 
 
-def _said(answer: _Said) -> tuple[_Said, str]:
-    return answer, answer.message
+def _message(_service_id: str, answer: _Said) -> str:
+    return answer.message
 
 
-def _new_id(new_id: str) -> tuple[dict[str, str], str]:
-    return {"id": new_id}, new_id
-
-
-def _by_id(
-    name: str, summary: str, act: Callable[[api.Services, str], tuple[Any, str]]
-) -> click.Command:
-    """``dtpoc service NAME SERVICE_ID``: ``act`` gives the answer (json, yaml) and its line.
-
-    One shape for the commands that act on a service by its id and print one line,
-    so their options, help layout and output stay the same.
-    """
-
-    @click.argument("service_id")
-    @output.output_option()
-    @click.pass_obj
-    def command(state: State, service_id: str, fmt: str) -> None:
-        answer, line = act(state.client().services, service_id)
-        output.emit(answer, fmt, table=lambda console: console.print(line))
-
-    command.__doc__ = f"{summary}\n\n\b\nExample:\n  dtpoc service {name} 6b0e...\n"
-    return service.command(name=name)(command)
-
-
-terminate = _by_id(
+terminate = output.by_id(
+    service,
     "terminate",
-    "Stop a service's replicas; its record and outputs stay.",
-    lambda services, service_id: _said(services.terminate(service_id)),
+    argument="service_id",
+    summary="Stop a service's replicas; its record and outputs stay.",
+    fetch=lambda client, service_id: client.services.terminate(service_id),
+    view=_message,
 )
-retry = _by_id(
+retry = output.by_id(
+    service,
     "retry",
-    "Run a finished service's failed replicas again (scheduled: of its latest run).",
-    lambda services, service_id: _said(services.retry(service_id)),
+    argument="service_id",
+    summary="Run a finished service's failed replicas again (scheduled: of its latest run).",
+    fetch=lambda client, service_id: client.services.retry(service_id),
+    view=_message,
 )
-resubmit = _by_id(
+resubmit = output.by_id(
+    service,
     "resubmit",
-    "Launch a service's spec and inputs again as a new service; prints its id.",
-    lambda services, service_id: _new_id(services.resubmit(service_id)),
+    argument="service_id",
+    summary="Launch a service's spec and inputs again as a new service; prints its id.",
+    fetch=lambda client, service_id: {"id": client.services.resubmit(service_id)},
+    view=lambda _service_id, answer: answer["id"],
 )
-suspend = _by_id(
+suspend = output.by_id(
+    service,
     "suspend",
-    "Stop a scheduled service from starting new runs.",
-    lambda services, service_id: _said(services.suspend(service_id)),
+    argument="service_id",
+    summary="Stop a scheduled service from starting new runs.",
+    fetch=lambda client, service_id: client.services.suspend(service_id),
+    view=_message,
 )
-resume = _by_id(
+resume = output.by_id(
+    service,
     "resume",
-    "Let a suspended scheduled service run on schedule again.",
-    lambda services, service_id: _said(services.resume(service_id)),
+    argument="service_id",
+    summary="Let a suspended scheduled service run on schedule again.",
+    fetch=lambda client, service_id: client.services.resume(service_id),
+    view=_message,
 )
