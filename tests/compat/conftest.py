@@ -1,8 +1,10 @@
 """The whole REST platform as a client of the original sees it.
 
-``platform`` is started for each test; ``shared_platform`` once per module
-(the generated-request runs share one, so that 2,000 requests stay within a
-couple of minutes); both yield an HTTP client of the gateway.
+``shared_platform`` is started once per module (the generated-request runs
+share one, so that 2,000 requests stay within a couple of minutes);
+``platform`` is its HTTP client of the gateway. Once per module, not per
+test, because the start is most of these tests' time and each test works on
+uploads and services of its own (found by id, random contents).
 
 Real processes: a Files service, the Orchestrator with the Kubernetes
 backend (Analytics custom resources on the real apiserver; original clients
@@ -19,46 +21,18 @@ this module holds only fixtures, so tests import from there, never from here.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from dtpoc_local.databases import drop_databases
 from dtpoc_local.kube import KubeCluster
-from dtpoc_local.servers.files import FilesServer, start_files_server
+from dtpoc_local.servers.files import start_files_server
 from dtpoc_local.servers.gateway import start_gateway
 from dtpoc_local.servers.operator import install_analytics_crd
-from dtpoc_local.servers.orchestrator import OrchestratorServer, start_orchestrator_server
+from dtpoc_local.servers.orchestrator import start_orchestrator_server
 from tests.compat.helpers import SharedPlatform
-
-
-@pytest.fixture
-def platform(
-    files_server_factory: Callable[..., FilesServer],
-    orchestrator_server_factory: Callable[..., OrchestratorServer],
-    gateway_server: Callable[..., Any],
-    kube: KubeCluster,
-    kube_namespace: str,
-) -> Iterator[httpx.Client]:
-    """An HTTP client whose base URL is the gateway's root (no prefix)."""
-    install_analytics_crd(kube)
-    files_for_orchestrator = files_server_factory()
-    orchestrator = orchestrator_server_factory(
-        files_address=files_for_orchestrator.address,
-        backend="kubernetes",
-        kubeconfig_path=kube.kubeconfig_path,
-        namespace=kube_namespace,
-    )
-    files = files_server_factory(
-        DTPOC_FILES_DATABASE=files_for_orchestrator.database,
-        DTPOC_FILES_USAGE_CHECK="true",
-        DTPOC_FILES_ORCHESTRATOR_ADDRESS=orchestrator.address,
-    )
-    gateway = gateway_server(files_address=files.address, orchestrator_address=orchestrator.address)
-    with httpx.Client(base_url=gateway.base_url, timeout=60.0) as client:
-        yield client
 
 
 @pytest.fixture(scope="module")
@@ -107,3 +81,9 @@ def shared_platform(
         yield SharedPlatform(
             client=client, files_address=files.address, kube=kube, namespace=namespace
         )
+
+
+@pytest.fixture(scope="module")
+def platform(shared_platform: SharedPlatform) -> httpx.Client:
+    """An HTTP client whose base URL is the gateway's root (no prefix), for the module."""
+    return shared_platform.client

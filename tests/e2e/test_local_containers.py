@@ -124,18 +124,38 @@ def test_the_originals_body_runs_both_replicas_in_containers(
         assert containers_of(service_id) == []
 
 
+def diagnosis(client: Any, platform: e2e.LocalPlatform, service_id: str) -> str:
+    """What a failed wait reports: the service's status, the engine's containers and the
+    platform's log (the operator's and the orchestrator's lines among it)."""
+    engine = subprocess.run(
+        images.podman_argv("ps", "-a", "--format", "{{.Names}} {{.Status}} {{.Labels}}"),
+        env=images.podman_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return (
+        f"status: {e2e.status(client, service_id)}\n"
+        f"engine containers (exit {engine.returncode}):\n{engine.stdout}{engine.stderr}\n"
+        f"platform log tail:\n{platform.process.log_tail(120)}"
+    )
+
+
 def test_terminate_stops_the_running_containers(
     histolab_image: str, local_platform: e2e.LocalPlatform
 ) -> None:
     with local_platform.client() as client:
         file_id = e2e.upload_sample(client)
         body = original_body(file_id)
-        body["env"] = {**body["env"], "SIM_HOURS": "1000000"}  # minutes: longer than the test
+        # About ten minutes of simulation here (0.7 ms a simulated hour), longer than the test;
+        # the image refuses 1e6 hours or more, and exits 2 at once.
+        body["env"] = {**body["env"], "SIM_HOURS": "900000"}
         service_id = launch(local_platform, body)
         waiting.wait_for(
             lambda: len(containers_of(service_id)) == 2,
             timeout=RUN_TIMEOUT,
             what="both containers to exist",
+            details=lambda: diagnosis(client, local_platform, service_id),
         )
         running = e2e.wait_for_status(
             client,
@@ -144,7 +164,7 @@ def test_terminate_stops_the_running_containers(
             timeout=RUN_TIMEOUT,
             what="both replicas running",
         )
-        assert running["phase"] == "running", running
+        assert running["phase"] == "running", diagnosis(client, local_platform, service_id)
         terminated = client.services.terminate(service_id)
         assert terminated.service.phase == "terminated", terminated
         assert e2e.status(client, service_id)["phase"] == "terminated"
@@ -153,7 +173,7 @@ def test_terminate_stops_the_running_containers(
             lambda: containers_of(service_id) == [],
             timeout=RUN_TIMEOUT,
             what="nothing of the service left in the engine after terminate",
-            details=lambda: f"containers: {containers_of(service_id)}",
+            details=lambda: diagnosis(client, local_platform, service_id),
         )
 
 

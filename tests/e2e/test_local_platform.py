@@ -1,6 +1,6 @@
 """The platform on one machine, used through its REST API only (with the Python client).
 
-Each test gets a fresh platform from ``python -m dtpoc_local.up --no-demo`` (see
+The tests share a platform from ``python -m dtpoc_local.up --no-demo`` (see
 conftest.py): FerretDB, files, orchestrator, operator (local runtime) and
 gateway, exactly what ``make run`` starts.
 """

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from dtpoc_local import images
@@ -79,17 +82,49 @@ def test_bad_entry_point_fails_with_a_clear_message(histolab_image: str, tmp_pat
     assert "executable file not found" in result.stderr
 
 
+def _scratch_podman(scratch: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """podman on a store wholly inside ``scratch``, sharing nothing with the host's engine.
+
+    ``--root``/``--runroot`` alone are not enough: libpod's tmp dir (default /run/libpod),
+    its network configs and its lock table (shared memory, /libpod_lock) stay the host's.
+    A fresh store "refreshes" on first use and frees every lock in that table, and
+    ``system reset`` deletes the tmp dir: both pull the state from under the containers
+    other tests (other pytest-xdist workers, other sessions) are running at that moment.
+    So: its own tmp dir, network config dir, and file locks kept in that tmp dir.
+    """
+    conf = scratch / "containers.conf"
+    project = images.containers_conf().read_text()
+    conf.write_text(project.replace("[engine]\n", '[engine]\nlock_type = "file"\n', 1))
+    assert 'lock_type = "file"' in conf.read_text(), "the project's containers.conf has [engine]"
+    store = [
+        *("--root", str(scratch / "root"), "--runroot", str(scratch / "run")),
+        *("--tmpdir", str(scratch / "tmp"), "--network-config-dir", str(scratch / "net")),
+    ]
+
+    def podman(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            images.podman_argv(*store, *args),
+            env={**os.environ, "CONTAINERS_CONF": str(conf)},
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=timeout,
+        )
+
+    return podman
+
+
 def test_oci_archive_loads_under_the_original_name(histolab_image: str, tmp_path: Path) -> None:
     """The archive a cluster node imports carries the name clients launch."""
     archive = images.archive_path("histolab")
     # A store of its own (podman wants its runroot path short: under /tmp).
     with tempfile.TemporaryDirectory(prefix="dtpoc-store-", dir="/tmp") as scratch:
-        store = ["--root", f"{scratch}/root", "--runroot", f"{scratch}/run"]
+        podman = _scratch_podman(Path(scratch))
         try:
-            loaded = _containers.podman(*store, "load", "--input", str(archive), timeout=300)
+            loaded = podman("load", "--input", str(archive), timeout=300)
             assert loaded.returncode == 0, loaded.stderr
             assert ORIGINAL_NAME in loaded.stdout
-            listed = _containers.podman(*store, "images", "--format", "{{.Repository}}:{{.Tag}}")
+            listed = podman("images", "--format", "{{.Repository}}:{{.Tag}}")
             assert listed.stdout.split() == [ORIGINAL_NAME]
         finally:
-            _containers.podman(*store, "system", "reset", "--force")
+            podman("system", "reset", "--force")

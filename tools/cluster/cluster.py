@@ -14,8 +14,6 @@ import shutil
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +23,7 @@ import urllib3
 import yaml
 from kubernetes.client.exceptions import ApiException
 
-from dtpoc_local import binaries, controlplane, processes, waiting
+from dtpoc_local import binaries, controlplane, probes, processes, waiting
 from dtpoc_local.kube import KubeCluster
 from dtpoc_local.pki import issue_client_certificate
 from tools.cluster import addons, layout, network, node, registry
@@ -177,15 +175,6 @@ def _credentials(lay: layout.Layout, plane: controlplane.ControlPlane) -> node.N
     )
 
 
-def _http_ok(url: str) -> bool:
-    """GET an http:// health URL on the node's address."""
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - http only
-            return bool(response.status == 200)
-    except (urllib.error.URLError, ConnectionError, TimeoutError):
-        return False
-
-
 def _node_ready(kube: KubeCluster) -> bool:
     try:
         status = kube.request("GET", f"/api/v1/nodes/{layout.NODE_NAME}").get("status") or {}
@@ -281,23 +270,19 @@ def _start_node(running: Node, watch: _Stopwatch, archives: Sequence[Path]) -> N
     running.servers.append(proxy)
     coredns = node.start_coredns(lay, credentials)
     running.servers.append(coredns)
-    proxy.wait_ready(
-        lambda: _http_ok(f"http://{layout.NODE_IP}:10256/healthz"), timeout=60, what="/healthz"
-    )
-    coredns.wait_ready(
-        lambda: _http_ok(f"http://{layout.NODE_IP}:8181/ready"),
-        timeout=DNS_READY_TIMEOUT,
-        what="/ready",
-    )
+    _wait_healthy(proxy, port=10256, path="/healthz", timeout=60)
+    _wait_healthy(coredns, port=8181, path="/ready", timeout=DNS_READY_TIMEOUT)
     router = node.start_kube_router(lay, credentials)
     running.servers.append(router)
-    router.wait_ready(
-        lambda: _http_ok(f"http://{layout.NODE_IP}:{node.KUBE_ROUTER_HEALTH_PORT}/healthz"),
-        timeout=60,
-        what="/healthz",
-    )
+    _wait_healthy(router, port=node.KUBE_ROUTER_HEALTH_PORT, path="/healthz", timeout=60)
     apply(lay, [addons.storage_class(), *addons.local_volumes(lay.volumes)])
     watch.lap("kube-proxy, CoreDNS, kube-router, storage")
+
+
+def _wait_healthy(server: processes.ServerProcess, *, port: int, path: str, timeout: float) -> None:
+    """Wait until a node add-on's health endpoint, ``http://<node>:<port><path>``, answers 200."""
+    url = f"http://{layout.NODE_IP}:{port}{path}"
+    server.wait_ready(lambda: probes.http_ok(url), timeout=timeout, what=path)
 
 
 def import_archive(lay: layout.Layout, archive: Path) -> None:

@@ -13,12 +13,15 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
 import yaml
 
 from dtpoc_local import binaries, processes
 from tools.cluster import layout, network
 
 CONTAINERD_READY_TIMEOUT = 30.0
+#: One CRI call of the readiness check.
+CRI_CALL_TIMEOUT = 2.0
 KUBELET_READY_TIMEOUT = 120.0
 CNI_BIN_DIR = Path("/usr/lib/cni")
 RUNC = "runc"
@@ -150,11 +153,30 @@ def start_containerd(
         log_path=lay.logs / "containerd.log",
     ).start()
     server.wait_ready(
-        lambda: ctr(lay, "version", check=False).returncode == 0,
+        lambda: ctr(lay, "version", check=False).returncode == 0 and cri_ready(lay),
         timeout=CONTAINERD_READY_TIMEOUT,
-        what=f"{lay.containerd_socket}",
+        what=f"{lay.containerd_socket} (CRI)",
     )
     return server
+
+
+def cri_ready(lay: layout.Layout) -> bool:
+    """Whether the CRI answers what the kubelet asks first (``runtime.v1.RuntimeService/Version``).
+
+    containerd answers ``ctr version`` before its CRI plugin is initialised;
+    until then every CRI call fails with "server is not initialized yet", and
+    a kubelet started in that moment exits ("validate CRI v1 runtime API").
+    The request is an empty ``VersionRequest`` (no fields set: no bytes).
+    """
+    with grpc.insecure_channel(f"unix://{lay.containerd_socket}") as channel:
+        version: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
+            "/runtime.v1.RuntimeService/Version"
+        )
+        try:
+            version(b"", timeout=CRI_CALL_TIMEOUT)
+        except grpc.RpcError:
+            return False
+    return True
 
 
 def ctr(lay: layout.Layout, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -15,15 +15,13 @@ from __future__ import annotations
 import hashlib
 import secrets
 import subprocess
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from dtpoc_local import binaries, images, processes
+from dtpoc_local import binaries, images, probes, processes
 from tools.cluster import cluster, layout, node
 
 IMAGES = (
@@ -183,14 +181,6 @@ def diagnosis(lay: layout.Layout) -> str:
     return "\n".join(parts)
 
 
-def _gateway_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/livez", timeout=2) as response:  # noqa: S310 - http
-            return bool(response.status == 200)
-    except (urllib.error.URLError, ConnectionError, TimeoutError):
-        return False
-
-
 def port_forward(lay: layout.Layout, *, port: int = layout.GATEWAY_PORT) -> processes.ServerProcess:
     """``kubectl port-forward`` 127.0.0.1:port to the gateway Service (through the kubelet)."""
     forward = processes.ServerProcess(
@@ -207,7 +197,9 @@ def port_forward(lay: layout.Layout, *, port: int = layout.GATEWAY_PORT) -> proc
         log_path=lay.logs / "port-forward.log",
     ).start()
     url = f"http://127.0.0.1:{port}"
-    forward.wait_ready(lambda: _gateway_ok(url), timeout=PORT_FORWARD_TIMEOUT, what=url)
+    forward.wait_ready(
+        lambda: probes.http_ok(f"{url}/livez"), timeout=PORT_FORWARD_TIMEOUT, what=url
+    )
     return forward
 
 

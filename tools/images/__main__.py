@@ -2,7 +2,7 @@
 
 Run from the repository root (``make images``, or ``tools/images/build``).
 NAME is any of: base uv dtpoc histolab ferretdb mosquitto telegraf influxdb
-node-red mongo-express (default: all); the images a name is built on are
+node node-red mongo-express (default: all); the images a name is built on are
 built first. Builds with Docker when ``docker info`` answers, else buildah
 (``--builder`` or DTPOC_IMAGE_BUILDER picks one). Cached by content: an image
 whose inputs did not change is not rebuilt, so a second run takes seconds.

@@ -8,7 +8,7 @@
   Dockerfile's ``UV_IMAGE`` default, checked against PyPI's sha256 and the
   wheel's RECORD;
 - Go binaries built from source by the project's existing scripts (FerretDB
-  by tools/testbin/build, Telegraf by tests/chart/build-telegraf).
+  by tools/testbin/build, Telegraf by tools/testbin/build-telegraf).
 
 Each function returns the inputs that go into the image's digest cheaply
 (``*_inputs``) separately from the work that makes the file (``write_*``),
@@ -177,7 +177,7 @@ def write_uv(*, version: str, downloads: Path, dest: Path) -> None:
 def go_binary(repo: Path, name: str, version: str) -> Path:
     """A Go binary built (or found cached) by the project's build scripts."""
     if name == "telegraf":
-        argv = [str(repo / "tests/chart/build-telegraf"), version]
+        argv = [str(repo / "tools/testbin/build-telegraf"), version]
         out = subprocess.run(argv, capture_output=True, text=True, check=False)
         path = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
     else:

@@ -15,15 +15,13 @@ from __future__ import annotations
 
 import base64
 import ssl
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from dtpoc_local import binaries, ports, processes
+from dtpoc_local import binaries, ports, probes, processes
 from dtpoc_local.pki import (
     CertPair,
     ControlPlanePki,
@@ -138,22 +136,6 @@ def write_kubeconfig(path: Path, *, server: str, ca: Path, client: CertPair, use
     return path
 
 
-def _https_ok(url: str, context: ssl.SSLContext) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2, context=context) as response:  # noqa: S310
-            return bool(response.status == 200)
-    except (urllib.error.URLError, ConnectionError, TimeoutError, ssl.SSLError):
-        return False
-
-
-def _http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback
-            return bool(response.status == 200)
-    except (urllib.error.URLError, ConnectionError, TimeoutError):
-        return False
-
-
 def _start_etcd(workdir: Path, options: ControlPlaneOptions) -> tuple[processes.ServerProcess, str]:
     client_port, peer_port = ports.free_ports(2)
     client_url = f"http://{ports.LOOPBACK}:{client_port}"
@@ -175,7 +157,7 @@ def _start_etcd(workdir: Path, options: ControlPlaneOptions) -> tuple[processes.
         log_path=workdir / "etcd.log",
     ).start()
     etcd.wait_ready(
-        lambda: _http_ok(f"{client_url}/health"),
+        lambda: probes.http_ok(f"{client_url}/health"),
         timeout=ETCD_READY_TIMEOUT,
         what=f"{client_url}/health",
     )
@@ -218,7 +200,7 @@ def _start_apiserver(
     context = ssl.create_default_context(cafile=str(pki.ca.cert_path))
     context.load_cert_chain(str(pki.admin.cert_path), str(pki.admin.key_path))
     apiserver.wait_ready(
-        lambda: _https_ok(f"{server}/readyz", context),
+        lambda: probes.http_ok(f"{server}/readyz", context=context),
         timeout=APISERVER_READY_TIMEOUT,
         what=f"{server}/readyz",
     )
@@ -249,16 +231,31 @@ def _insecure_https_ok(url: str) -> bool:
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
-    return _https_ok(url, context)
+    return probes.http_ok(url, context=context)
 
 
 def _start_component(
-    workdir: Path, *, name: str, kubeconfig: Path, args: list[str]
+    workdir: Path,
+    *,
+    name: str,
+    pki: ControlPlanePki,
+    server: str,
+    client: CertPair,
+    args: list[str],
 ) -> processes.ServerProcess:
-    """Start the kube-scheduler or kube-controller-manager binary ``name`` as the
-    kubeconfig's user, serving /healthz on a free loopback port, and wait for it.
+    """Start the kube-scheduler or kube-controller-manager binary ``name`` as ``client``
+    (user ``system:<name>`` of ``<name less kube->.kubeconfig`` in ``workdir``), serving
+    /healthz on a free loopback port, and wait for it.
 
     Its serving certificate is self-signed; /healthz is all that is read here."""
+    short = name.removeprefix("kube-")
+    kubeconfig = write_kubeconfig(
+        workdir / f"{short}.kubeconfig",
+        server=server,
+        ca=pki.ca.cert_path,
+        client=client,
+        user=f"system:{name}",
+    )
     port = ports.free_port()
     component = processes.ServerProcess(
         name=name,
@@ -269,7 +266,7 @@ def _start_component(
             f"--authorization-kubeconfig={kubeconfig}",
             f"--bind-address={ports.LOOPBACK}",
             f"--secure-port={port}",
-            f"--cert-dir={workdir / (name.removeprefix('kube-') + '-certs')}",
+            f"--cert-dir={workdir / f'{short}-certs'}",
             "--leader-elect=false",
             "--profiling=false",
             "--v=1",
@@ -291,30 +288,20 @@ def _start_scheduler(
     client = issue_client_certificate(
         pki.ca, directory=workdir / "pki", stem="scheduler", common_name="system:kube-scheduler"
     )
-    kubeconfig = write_kubeconfig(
-        workdir / "scheduler.kubeconfig",
-        server=server,
-        ca=pki.ca.cert_path,
-        client=client,
-        user="system:kube-scheduler",
+    return _start_component(
+        workdir, name="kube-scheduler", pki=pki, server=server, client=client, args=[]
     )
-    return _start_component(workdir, name="kube-scheduler", kubeconfig=kubeconfig, args=[])
 
 
 def _start_controller_manager(
     workdir: Path, *, pki: ControlPlanePki, server: str, options: ControlPlaneOptions
 ) -> processes.ServerProcess:
-    kubeconfig = write_kubeconfig(
-        workdir / "controller-manager.kubeconfig",
-        server=server,
-        ca=pki.ca.cert_path,
-        client=pki.controller_manager,
-        user="system:kube-controller-manager",
-    )
     return _start_component(
         workdir,
         name="kube-controller-manager",
-        kubeconfig=kubeconfig,
+        pki=pki,
+        server=server,
+        client=pki.controller_manager,
         args=[
             f"--controllers={','.join(options.controllers)}",
             f"--service-account-private-key-file={pki.service_account_key_path}",

@@ -9,7 +9,6 @@ answers SERVING. Used by :mod:`dtpoc_local.servers`.
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,14 +16,6 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from dtpoc_local import processes
-
-
-def executable(name: str) -> str:
-    """The console script ``name`` of the running Python environment (the workspace's)."""
-    script = Path(sys.executable).parent / name
-    if not script.exists():
-        raise RuntimeError(f"{script} is missing: run `uv sync` in the workspace")
-    return str(script)
 
 
 def listening_address(log_path: Path) -> str | None:

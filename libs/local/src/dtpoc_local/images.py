@@ -12,7 +12,8 @@ Interface (everything a caller needs; no pytest here, no fixtures):
     ``ensure_image("histolab") == "ghcr.io/cam-digital-hospitals/digital-hosp-des:latest"``
     (also tagged ``localhost/dtpoc-histolab:<version>``) or
     ``ensure_image("dtpoc") == "ghcr.io/cam-digital-hospitals/dtpoc:0.1.0"``.
-    Names: base, uv, dtpoc, histolab, ferretdb, mosquitto, telegraf, node-red.
+    Names: base, uv, dtpoc, histolab, ferretdb, mosquitto, telegraf, influxdb,
+    node, node-red, mongo-express.
     Raises :class:`ImageBuildFailed` with the build's output tail.
 ``archive_path(name: str) -> Path``
     The image's OCI archive (``ctr -n k8s.io images import`` / ``podman load``);

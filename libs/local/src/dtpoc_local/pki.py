@@ -85,7 +85,7 @@ def _builder(
     )
 
 
-def _make_ca(directory: Path) -> tuple[CertPair, ec.EllipticCurvePrivateKey, x509.Certificate]:
+def _make_ca(directory: Path) -> tuple[CertPair, _Signer]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = _name("dtpoc-test-ca")
     cert = (
@@ -112,38 +112,50 @@ def _make_ca(directory: Path) -> tuple[CertPair, ec.EllipticCurvePrivateKey, x50
         cert_path=_write(directory / "ca.crt", cert.public_bytes(serialization.Encoding.PEM)),
         key_path=_write(directory / "ca.key", _key_pem(key)),
     )
-    return pair, key, cert
+    return pair, _Signer(key=key, cert=cert, directory=directory)
 
 
-def _issue(
-    *,
-    directory: Path,
-    stem: str,
-    subject: x509.Name,
-    ca_key: ec.EllipticCurvePrivateKey,
-    ca_cert: x509.Certificate,
-    usage: x509.ObjectIdentifier,
-    dns_names: tuple[str, ...] = (),
-    ip_addresses: tuple[str, ...] = (),
-) -> CertPair:
-    key = ec.generate_private_key(ec.SECP256R1())
-    builder = (
-        _builder(subject, ca_cert.subject, key.public_key())
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+@dataclass(frozen=True)
+class _Signer:
+    """The CA's key and certificate, issuing certificates into ``directory``."""
+
+    key: ec.EllipticCurvePrivateKey
+    cert: x509.Certificate
+    directory: Path
+
+    def issue(
+        self,
+        *,
+        stem: str,
+        subject: x509.Name,
+        usage: x509.ObjectIdentifier,
+        dns_names: tuple[str, ...] = (),
+        ip_addresses: tuple[str, ...] = (),
+    ) -> CertPair:
+        """A certificate for ``usage`` (server or client auth), valid for the names given."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        builder = (
+            _builder(subject, self.cert.subject, key.public_key())
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
+                critical=False,
+            )
         )
-    )
-    if dns_names or ip_addresses:
-        names: list[x509.GeneralName] = [x509.DNSName(d) for d in dns_names]
-        names += [x509.IPAddress(ipaddress.ip_address(a)) for a in ip_addresses]
-        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
-    cert = builder.sign(ca_key, hashes.SHA256())
-    return CertPair(
-        cert_path=_write(directory / f"{stem}.crt", cert.public_bytes(serialization.Encoding.PEM)),
-        key_path=_write(directory / f"{stem}.key", _key_pem(key)),
-    )
+        if dns_names or ip_addresses:
+            names: list[x509.GeneralName] = [x509.DNSName(d) for d in dns_names]
+            names += [x509.IPAddress(ipaddress.ip_address(a)) for a in ip_addresses]
+            builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+        cert_pem = builder.sign(self.key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+        return CertPair(
+            cert_path=_write(self.directory / f"{stem}.crt", cert_pem),
+            key_path=_write(self.directory / f"{stem}.key", _key_pem(key)),
+        )
+
+    def client(self, *, stem: str, subject: x509.Name) -> CertPair:
+        """A client certificate: the apiserver reads the user and group from ``subject``."""
+        return self.issue(stem=stem, subject=subject, usage=ExtendedKeyUsageOID.CLIENT_AUTH)
 
 
 def generate_control_plane_pki(
@@ -156,13 +168,10 @@ def generate_control_plane_pki(
     of ``kubernetes.default`` (a name in the certificate, never contacted).
     """
     directory.mkdir(parents=True, exist_ok=True)
-    ca, ca_key, ca_cert = _make_ca(directory)
-    apiserver = _issue(
-        directory=directory,
+    ca, signer = _make_ca(directory)
+    apiserver = signer.issue(
         stem="apiserver",
         subject=_name("kube-apiserver"),
-        ca_key=ca_key,
-        ca_cert=ca_cert,
         usage=ExtendedKeyUsageOID.SERVER_AUTH,
         dns_names=(
             "localhost",
@@ -173,21 +182,9 @@ def generate_control_plane_pki(
         ),
         ip_addresses=(host_ip, service_ip),
     )
-    admin = _issue(
-        directory=directory,
-        stem="admin",
-        subject=_name("dtpoc-test-admin", "system:masters"),
-        ca_key=ca_key,
-        ca_cert=ca_cert,
-        usage=ExtendedKeyUsageOID.CLIENT_AUTH,
-    )
-    controller_manager = _issue(
-        directory=directory,
-        stem="controller-manager",
-        subject=_name("system:kube-controller-manager"),
-        ca_key=ca_key,
-        ca_cert=ca_cert,
-        usage=ExtendedKeyUsageOID.CLIENT_AUTH,
+    admin = signer.client(stem="admin", subject=_name("dtpoc-test-admin", "system:masters"))
+    controller_manager = signer.client(
+        stem="controller-manager", subject=_name("system:kube-controller-manager")
     )
     sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     sa_pub = sa_key.public_key().public_bytes(
@@ -216,11 +213,5 @@ def issue_client_certificate(
         raise TypeError(f"the CA key {ca.key_path} is not the EC key this module writes")
     ca_cert = x509.load_pem_x509_certificate(ca.cert_pem())
     directory.mkdir(parents=True, exist_ok=True)
-    return _issue(
-        directory=directory,
-        stem=stem,
-        subject=_name(common_name, organization),
-        ca_key=ca_key,
-        ca_cert=ca_cert,
-        usage=ExtendedKeyUsageOID.CLIENT_AUTH,
-    )
+    signer = _Signer(key=ca_key, cert=ca_cert, directory=directory)
+    return signer.client(stem=stem, subject=_name(common_name, organization))

@@ -17,8 +17,6 @@ import os
 import secrets
 import socket
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +25,7 @@ import httpx
 
 from dtpoc_common import grpcauth
 from dtpoc_common.vocabulary import API_PREFIX
-from dtpoc_local import ferretdb, grpcprocess, ports, processes
+from dtpoc_local import ferretdb, grpcprocess, ports, probes, processes
 from dtpoc_local.paths import REPO_ROOT
 from dtpoc_operator.local import containers
 
@@ -110,14 +108,6 @@ def ensure_credentials(folder: Path) -> Path:
             path.touch(mode=0o600)
             path.write_text(secrets.token_urlsafe(size) + "\n")
     return folder
-
-
-def _http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback URL
-            return bool(response.status == 200)
-    except (urllib.error.URLError, ConnectionError, TimeoutError):
-        return False
 
 
 def choose_engine(state_root: Path) -> containers.Engine | None:
@@ -309,7 +299,7 @@ class Platform:
                 "DTPOC_OPERATOR_GRPC_TOKEN_FILE": self.token_file(grpcauth.OPERATOR),
                 "DTPOC_OPERATOR_FETCH_KEY_FILE": self.fetch_key,
             },
-            probe=lambda: _http_ok(readyz),
+            probe=lambda: probes.http_ok(readyz),
             what=readyz,
         )
 
@@ -326,7 +316,7 @@ class Platform:
                 "DTPOC_GATEWAY_AUTH_DISABLED": "true",
                 "DTPOC_GATEWAY_GRPC_TOKEN_FILE": self.token_file(grpcauth.GATEWAY),
             },
-            probe=lambda: _http_ok(healthz),
+            probe=lambda: probes.http_ok(healthz),
             what=healthz,
         )
 

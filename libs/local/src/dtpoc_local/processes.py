@@ -158,6 +158,14 @@ class ServerProcess:
         return "\n".join(data.decode(errors="replace").splitlines()[-lines:])
 
 
+def console_script(name: str) -> str:
+    """The console script ``name`` of the running Python environment (the workspace's)."""
+    script = Path(sys.executable).parent / name
+    if not script.exists():
+        raise RuntimeError(f"{script} is missing: run `uv sync` in the workspace")
+    return str(script)
+
+
 def running_servers() -> list[ServerProcess]:
     """Servers started and not yet stopped, oldest first.
 

@@ -14,7 +14,7 @@ changed only where a pod's world differs from a test's:
   chart runs 2.7, see docs/dependencies.md): set up on first start with the
   admin, bucket and retention (2.x: also organisation and token) of the
   image's ``DOCKER_INFLUXDB_INIT_*`` variables.
-- **Telegraf** (``tests/chart/build-telegraf``, the chart's version): the
+- **Telegraf** (``tools/testbin/build-telegraf``, the chart's version): the
   rendered ``telegraf.conf`` byte for byte except the in-cluster broker
   address, with the environment its Deployment gives it.
 
@@ -44,7 +44,7 @@ from dtpoc_local.paths import REPO_ROOT
 from dtpoc_local.sensors.chartparts import ChartParts, InfluxSetup, Sensor
 
 READY_TIMEOUT = 180.0
-TELEGRAF_BUILD_SCRIPT = REPO_ROOT / "tests" / "chart" / "build-telegraf"
+TELEGRAF_BUILD_SCRIPT = REPO_ROOT / "tools" / "testbin" / "build-telegraf"
 # The InfluxDB image's 1.x config (tools/images/influxdb/entrypoint.py fills it the same way).
 INFLUXDB_V1_CONFIG = REPO_ROOT / "tools" / "images" / "influxdb" / "influxdb.conf.template"
 

@@ -46,7 +46,7 @@ class FilesServer:
 
 def files_executable() -> str:
     """The ``dtpoc-files`` console script of the environment running the tests."""
-    return grpcprocess.executable("dtpoc-files")
+    return processes.console_script("dtpoc-files")
 
 
 def start_files_server(

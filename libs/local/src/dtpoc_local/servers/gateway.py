@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import functools
 import json
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,10 +57,7 @@ class GatewayServer:
 
 def gateway_executable() -> str:
     """The ``dtpoc-gateway`` console script of the environment running the tests."""
-    script = Path(sys.executable).parent / "dtpoc-gateway"
-    if not script.exists():
-        raise RuntimeError(f"{script} is missing: run `uv sync` in the workspace")
-    return str(script)
+    return processes.console_script("dtpoc-gateway")
 
 
 def _ready(base_url: str) -> bool:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import base64
 import os
 import signal
-import sys
 import urllib.error
 import urllib.request
 import uuid
@@ -35,7 +34,7 @@ from typing import Any
 import yaml
 from kubernetes.client.exceptions import ApiException
 
-from dtpoc_local import ports, processes, waiting
+from dtpoc_local import ports, probes, processes, waiting
 from dtpoc_local.kube import KubeCluster
 from dtpoc_local.paths import REPO_ROOT
 
@@ -46,20 +45,8 @@ READY_TIMEOUT = 180.0
 
 
 def operator_executable() -> str:
-    script = Path(sys.executable).parent / "dtpoc-operator"
-    if not script.exists():
-        raise RuntimeError(f"{script} is missing: run `uv sync` in the workspace")
-    return str(script)
-
-
-def _http_status(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback URL
-            return int(response.status)
-    except urllib.error.HTTPError as error:
-        return int(error.code)
-    except (urllib.error.URLError, ConnectionError, TimeoutError):
-        return 0
+    """The ``dtpoc-operator`` console script of the environment running the tests."""
+    return processes.console_script("dtpoc-operator")
 
 
 @dataclass
@@ -81,7 +68,7 @@ class OperatorProcess:
         return self.process.pid
 
     def ready(self) -> bool:
-        return _http_status(f"http://{self.health_address}/readyz") == 200
+        return probes.http_ok(f"http://{self.health_address}/readyz")
 
     def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
         self.process.wait_ready(self.ready, timeout=timeout, what="/readyz 200")

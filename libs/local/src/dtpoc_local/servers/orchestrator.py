@@ -53,7 +53,7 @@ class OrchestratorServer:
 
 def orchestrator_executable() -> str:
     """The ``dtpoc-orchestrator`` console script of the environment running the tests."""
-    return grpcprocess.executable("dtpoc-orchestrator")
+    return processes.console_script("dtpoc-orchestrator")
 
 
 def start_orchestrator_server(
