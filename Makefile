@@ -8,7 +8,7 @@ CACHE ?= $(or $(DTPOC_CACHE_DIR),$(HOME)/.cache/dtpoc)
 
 help:
 	@echo "make run        start the platform on this machine and run the sample analysis"
-	@echo "make test       install what is missing, build the test servers, run the tests (TEST_WORKERS=4: in 4 processes)"
+	@echo "make test       install what is missing, build the test servers, run the tests (in TEST_WORKERS=2 processes; 0: this one)"
 	@echo "make test-fast  the unit tier only (tests/unit: use cases and rules on in-memory fakes, no servers)"
 	@echo "make cluster    a real one-node Kubernetes here with the chart; gateway on 127.0.0.1:8000"
 	@echo "make cluster-down   remove that node and its data"
@@ -69,7 +69,7 @@ format: sync
 	@$(UV) run ruff check --fix .
 
 typecheck: sync
-	@$(UV) run mypy libs/common/src services/files/src services/orchestrator/src services/operator/src gateway/src examples/histolab/src tools/generate.py tools/values_schema.py tools/longest_functions.py tools/cluster tools/images libs/local/src clients/python/src
+	@$(UV) run mypy libs/common/src services/files/src services/orchestrator/src services/operator/src gateway/src examples/histolab/src tools/generate.py tools/values_schema.py tools/longest_functions.py tools/cluster tools/images libs/local/src clients/python/src tests/unit
 
 buf-lint: generate
 	@tools/testbin/build buf >&2
@@ -90,11 +90,14 @@ check: lint typecheck buf-lint helm-lint check-generated check-schema check-leng
 test-fast: sync
 	@GRPC_ENABLE_FORK_SUPPORT=false $(UV) run pytest tests/unit --confcutdir=tests/unit -p no:schemathesis -p no:hypothesispytest -p no:anyio $(PYTEST_ARGS)
 
-# TEST_WORKERS=4: the suite in 4 pytest-xdist processes, a file per worker at a time, the slow
-# tiers first (tests/realdeps/parallel.py); 0 (the default until a whole parallel run is green): one.
-TEST_WORKERS ?= 0
+# TEST_WORKERS=N: the suite in N pytest-xdist processes, a file per worker at a time, the slow
+# tiers first (tests/realdeps/parallel.py). 2 by default: on two cores the suite waits (schedule
+# ticks, containers, server starts) more than it computes, and two workers took 21 min 46 s where
+# one took 36 min 30 s (docs/testing.md); TEST_WORKERS=0 runs it in this one process.
+# --durations=30: every log ends with the 30 slowest setups, calls and teardowns (docs/testing.md).
+TEST_WORKERS ?= 2
 test: sync testbin hostpkgs console
-	@GRPC_ENABLE_FORK_SUPPORT=false $(UV) run pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
+	@GRPC_ENABLE_FORK_SUPPORT=false $(UV) run pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=30 $(PYTEST_ARGS)
 
 # IMAGES="dtpoc histolab" builds only those (and their bases); default: all of them.
 images: sync hostpkgs

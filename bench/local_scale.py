@@ -13,7 +13,9 @@ the timeout); those are counted apart ("retried 503"), not as failures. Prints:
 - replicas finished per second (from the first launch to the last final phase);
 - p50 / p99 latency of the status reads;
 - database CPU seconds per replica (the FerretDB process's utime + stime
-  from ``/proc``, over the launches and the polling);
+  from ``/proc``, over the launches and the polling), and every stack
+  process's (the operator with its supervisors and replicas) and this
+  client's, so that what the machine's two cores spend per replica shows;
 - non-2xx answers (launch and status), by code;
 - database commands per replica ("work" leaves out the orchestrator's reads,
   which are the status reads' cost and grow with the run's duration;
@@ -92,6 +94,8 @@ class Result:
     #: 503 + Retry-After answers the client waited out and retried (not failures).
     retried: Counter[str] = field(default_factory=Counter)
     db_cpu_seconds: float | None = None
+    #: CPU seconds of each stack process over the workload (see :func:`components_cpu`).
+    cpu: dict[str, float] = field(default_factory=dict)
     commands: Counter[str] = field(default_factory=Counter)
     #: The orchestrator's reads (``find``): what status reads (and gets) cost.
     orchestrator_reads: int = 0
@@ -125,7 +129,7 @@ def stack_argv(tree: Path) -> list[str]:
 
 @contextlib.contextmanager
 def local_stack(tree: Path, data_dir: Path, *, port: int, counts_dir: Path) -> Iterator[int]:
-    """Start the stack of ``tree``; yield the FerretDB pid once the gateway answers."""
+    """Start the stack of ``tree``; yield its root pid once the gateway answers."""
     env = {
         **os.environ,
         "DTPOC_DATA_DIR": str(data_dir),
@@ -147,7 +151,7 @@ def local_stack(tree: Path, data_dir: Path, *, port: int, counts_dir: Path) -> I
     )
     try:
         wait_serving(port, process, data_dir / "stack.out")
-        yield ferretdb_pid(process.pid)
+        yield process.pid
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(process.pid, signal.SIGINT)
@@ -194,9 +198,56 @@ def ferretdb_pid(root: int) -> int:
     raise RuntimeError("no FerretDB process under the stack (DTPOC_MONGODB_URI set?)")
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int, *, children: bool = False) -> float:
+    """utime + stime of ``pid`` (with ``children``: and of its children it waited for)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    ticks = int(fields[11]) + int(fields[12])
+    if children:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def component(pid: int) -> str:
+    """A stack process's short name: ``ferretdb`` or its Python module's last part."""
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    words = [w.decode(errors="replace") for w in argv if w]
+    if words and "ferretdb" in Path(words[0]).name:
+        return "ferretdb"
+    if "-m" in words[:-1]:
+        return words[words.index("-m") + 1].removeprefix("dtpoc_")
+    return Path(words[0]).name if words else "?"
+
+
+def components_cpu(root: int) -> dict[str, float]:
+    """CPU seconds of each process ``root`` started, and apart (``<name> children``)
+    of every process under it (the operator's supervisors and replicas, once waited
+    for)."""
+    total: dict[str, float] = {}
+    for child in (int(c) for c in _children(root)):
+        with contextlib.suppress(OSError, ValueError):
+            name = component(child)
+            total[name] = total.get(name, 0.0) + cpu_seconds(child)
+            below = cpu_seconds(child, children=True) - cpu_seconds(child)
+            below += sum(cpu_seconds(p, children=True) for p in descendants(child))
+            if below:
+                total[f"{name} children"] = total.get(f"{name} children", 0.0) + below
+    return total
+
+
+def cpu_spent(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {k: v - before.get(k, 0.0) for k, v in after.items() if v - before.get(k, 0.0) > 0}
+
+
+def _children(pid: int) -> list[str]:
+    found: list[str] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            found += (task / "children").read_text().split()
+    return found
 
 
 def read_counts(folder: Path, *, process: str = "") -> Counter[str]:
@@ -343,12 +394,19 @@ def measure(tree: Path, count: int, *, poll: float, timeout: float) -> Result:
         data_dir.mkdir()
         port = free_port()
         try:
-            with local_stack(tree, data_dir, port=port, counts_dir=counts_dir) as db_pid:
+            with local_stack(tree, data_dir, port=port, counts_dir=counts_dir) as root:
+                db_pid = ferretdb_pid(root)
                 before_cpu = cpu_seconds(db_pid)
+                up = parent(db_pid)  # the stack's launcher: every service is its child
+                before_components = components_cpu(up)
                 before_counts = read_counts(counts_dir)
                 before_reads = reads(read_counts(counts_dir, process=ORCHESTRATOR))
+                client_before = time.process_time()
                 asyncio.run(workload(port, count, poll=poll, budget=timeout, result=result))
+                client_cpu = time.process_time() - client_before
                 result.db_cpu_seconds = cpu_seconds(db_pid) - before_cpu
+                result.cpu = cpu_spent(before_components, components_cpu(up))
+                result.cpu["bench client"] = client_cpu
                 time.sleep(1.5)  # one more flush of the counters
                 result.commands = read_counts(counts_dir) - before_counts
                 after_reads = reads(read_counts(counts_dir, process=ORCHESTRATOR))
@@ -378,6 +436,7 @@ def figures(r: Result) -> dict[str, float | None]:
         "p50 ms": _ms(percentile(r.status_latencies, 50)),
         "p99 ms": _ms(percentile(r.status_latencies, 99)),
         "db cpu s/rep": r.db_cpu_seconds / r.replicas if r.db_cpu_seconds is not None else None,
+        "stack cpu s/rep": sum(r.cpu.values()) / r.replicas if r.cpu else None,
         "cmds/rep": total / r.replicas if total is not None else None,
         "work cmds/rep": (
             (total - r.orchestrator_reads) / r.replicas if total is not None else None
@@ -411,6 +470,11 @@ def describe(label: str, r: Result) -> str:
     if r.retried:
         waited = ", ".join(f"{k}: {v}" for k, v in r.retried.most_common())
         lines.append(f"  503 + Retry-After, waited out and retried: {waited}")
+    if r.cpu:
+        spent = sorted(r.cpu.items(), key=lambda kv: -kv[1])
+        per = ", ".join(f"{k} {v / r.replicas:.3f}" for k, v in spent)
+        total = sum(r.cpu.values()) / r.replicas
+        lines.append(f"  CPU seconds per replica: {per} (total {total:.3f})")
     if r.commands:
         busiest = ", ".join(f"{k} {v / r.replicas:.1f}" for k, v in r.commands.most_common(8))
         lines.append(f"  commands per replica, busiest: {busiest}")

@@ -30,7 +30,9 @@ and Argo's controller: 20 QPS, burst 30); ``--client-qps N`` gives both N
 (burst 2N), to see them when the apiserver, not their clients, sets the pace.
 
 Run: ``uv run python -m bench.operator_vs_argo [--count 200] [--workers 8]
-[--only dtpoc|argo] [--client-qps N]``. The machine is shared; run it twice
+[--only dtpoc|argo] [--client-qps N]``. ``--node`` measures instead create ->
+all replicas succeeded on the real node, for a trivial container
+(:mod:`bench.argo_node`). The machine is shared; run it twice
 before trusting a figure (the load average is printed first).
 """
 
@@ -46,7 +48,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -460,58 +462,88 @@ def service_account_kubeconfig(kube: KubeCluster, ns: str, account: str, path: P
     return target
 
 
-def argo_phase(
-    kube: KubeCluster, workdir: Path, *, client_qps: int
-) -> tuple[Phase, processes.ServerProcess]:
-    binary, manifests = argo_paths()
-    ns = kube.create_namespace(prefix="bench-argo")
-    kubeconfig = install_argo(kube, manifests, ns, metrics_port=ports.free_port())
+def argo_workflow(name: str) -> dict[str, Any]:
+    """One container template fanned out to 3 parallel pods: the equivalent of an Analytics."""
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Workflow",
+        "metadata": {"name": name},
+        "spec": {
+            "entrypoint": "main",
+            "templates": [
+                {
+                    "name": "main",
+                    "steps": [
+                        [
+                            {
+                                "name": "replica",
+                                "template": "sim",
+                                "withSequence": {"count": str(REPLICAS)},
+                            }
+                        ]
+                    ],
+                },
+                {"name": "sim", "container": {"image": IMAGE, "command": ["run"]}},
+            ],
+        },
+    }
+
+
+def start_argo_controller(
+    binary: Path,
+    *,
+    kubeconfig: Path,
+    namespace: str,
+    log_path: Path,
+    extra_args: Sequence[str],
+) -> processes.ServerProcess:
+    """Argo's workflow-controller, namespaced to ``namespace``, started and healthy."""
     controller = processes.ServerProcess(
         name="workflow-controller",
         argv=[
             str(binary),
             f"--kubeconfig={kubeconfig}",
             "--namespaced",
-            f"--managed-namespace={ns}",
-            f"--namespace={ns}",
+            f"--managed-namespace={namespace}",
+            f"--namespace={namespace}",
             f"--configmap={ARGO_CONFIGMAP}",
-            f"--executor-image={IMAGE}-argoexec",
             "--loglevel=warn",
-            *((f"--qps={client_qps}", f"--burst={2 * client_qps}") if client_qps else ()),
+            *extra_args,
         ],
-        log_path=workdir / "workflow-controller.log",
+        log_path=log_path,
         env={**os.environ, "LEADER_ELECTION_DISABLE": "true"},
     ).start()
-    controller.wait_ready(
-        lambda: _http_ok("http://127.0.0.1:6060/healthz"),
-        timeout=READY_TIMEOUT,
-        what="Argo /healthz",
+    try:
+        controller.wait_ready(
+            lambda: _http_ok("http://127.0.0.1:6060/healthz"),
+            timeout=READY_TIMEOUT,
+            what="Argo /healthz",
+        )
+    except BaseException:
+        controller.stop()
+        raise
+    return controller
+
+
+def argo_phase(
+    kube: KubeCluster, workdir: Path, *, client_qps: int
+) -> tuple[Phase, processes.ServerProcess]:
+    binary, manifests = argo_paths()
+    ns = kube.create_namespace(prefix="bench-argo")
+    kubeconfig = install_argo(kube, manifests, ns, metrics_port=ports.free_port())
+    controller = start_argo_controller(
+        binary,
+        kubeconfig=kubeconfig,
+        namespace=ns,
+        log_path=workdir / "workflow-controller.log",
+        extra_args=[
+            f"--executor-image={IMAGE}-argoexec",
+            *((f"--qps={client_qps}", f"--burst={2 * client_qps}") if client_qps else ()),
+        ],
     )
 
     def body(name: str) -> dict[str, Any]:
-        return {
-            "apiVersion": "argoproj.io/v1alpha1",
-            "kind": "Workflow",
-            "metadata": {"name": name},
-            "spec": {
-                "entrypoint": "main",
-                "templates": [
-                    {
-                        "name": "main",
-                        "steps": [
-                            [
-                                {
-                                    "name": "replica",
-                                    "template": "sim",
-                                    "withSequence": {"count": str(REPLICAS)},
-                                }
-                            ]
-                        ],
-                    },
-                    {"name": "sim", "container": {"image": IMAGE, "command": ["run"]}},
-                ],
-            },
-        }
+        return argo_workflow(name)
 
     def workflow_of(obj: dict[str, Any]) -> str:
         labels = (obj.get("metadata") or {}).get("labels") or {}
@@ -603,9 +635,20 @@ def main() -> None:
         help="client rate limit of kube-controller-manager and of Argo's controller alike "
         "(burst twice that); 0: each one's default (20 QPS, burst 30)",
     )
+    parser.add_argument(
+        "--node",
+        action="store_true",
+        help="on the real node (make cluster's, node only): create -> all replicas succeeded "
+        "for a trivial container (bench/argo_node.py; inside flock /tmp/dtpoc-cluster.lock)",
+    )
     args = parser.parse_args()
     load = os.getloadavg()
     print(f"load average before the run: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}", flush=True)
+    if args.node:
+        from bench import argo_node
+
+        argo_node.run_on_node(count=args.count, only=args.only)
+        return
     with tempfile.TemporaryDirectory(prefix="bench-vs-argo-") as tmp:
         workdir = Path(tmp)
         audit_path, audit_args = audit_to(workdir)
