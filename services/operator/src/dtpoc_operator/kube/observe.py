@@ -186,37 +186,22 @@ def job_replicas(job: Obj, pods: Iterable[Obj], *, run: str) -> list[Replica]:
             else Replica(run=run, index=index, state=ReplicaState.PENDING)
         )
         if index in completed:
-            replica = Replica(
-                run=run,
-                index=index,
-                state=ReplicaState.SUCCEEDED,
-                start_time=base.start_time,
-                finish_time=base.finish_time,
-                exit_code=0 if base.exit_code is None else base.exit_code,
-                pod_name=base.pod_name,
-            )
+            replica = _succeeded(base)
         elif index in failed:
             replica = _failed(base, "Failed", "")
         elif job_failed is not None:
-            reason = str(job_failed.get("reason") or "Failed")
-            if base.state == ReplicaState.FAILED:
-                replica = _failed(base, reason, str(job_failed.get("message") or ""))
-            else:
-                replica = _failed(base, reason, str(job_failed.get("message") or ""), override=True)
+            # The Job's reason stands unless the pod itself failed with one of its own.
+            replica = _failed(
+                base,
+                str(job_failed.get("reason") or "Failed"),
+                str(job_failed.get("message") or ""),
+                override=base.state != ReplicaState.FAILED,
+            )
         elif base.state == ReplicaState.SUCCEEDED:
             # The Job controller has not counted it yet.
             replica = _replace_state(base, ReplicaState.RUNNING)
         elif base.state == ReplicaState.FAILED:
-            replica = Replica(
-                run=run,
-                index=index,
-                state=ReplicaState.PENDING,
-                start_time=base.start_time,
-                exit_code=base.exit_code,
-                reason=base.reason,
-                message=f"attempt failed; retrying. {base.message}".strip(),
-                pod_name=base.pod_name,
-            )
+            replica = _retrying(base)
         else:
             replica = base
         result.append(replica)
@@ -245,6 +230,29 @@ def pods_only_replicas(pods: Iterable[Obj], *, run: str) -> list[Replica]:
 
 def _replace_state(replica: Replica, state: str) -> Replica:
     return replace(replica, state=state)
+
+
+def _succeeded(base: Replica) -> Replica:
+    """An index the Job counts as completed: its pod's times and name, no failure text,
+    exit code 0 unless the pod said otherwise."""
+    return replace(
+        base,
+        state=ReplicaState.SUCCEEDED,
+        exit_code=0 if base.exit_code is None else base.exit_code,
+        reason="",
+        message="",
+    )
+
+
+def _retrying(base: Replica) -> Replica:
+    """An attempt that failed while the Job will run the index again: pending, not
+    finished, the attempt's failure kept in the reason and message."""
+    return replace(
+        base,
+        state=ReplicaState.PENDING,
+        finish_time=None,
+        message=f"attempt failed; retrying. {base.message}".strip(),
+    )
 
 
 def _failed(base: Replica, reason: str, message: str, *, override: bool = False) -> Replica:
