@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shlex
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -360,21 +361,29 @@ def _message(_service_id: str, answer: _Said) -> str:
     return answer.message
 
 
-terminate = output.by_id(
-    service,
+def _lifecycle(
+    name: str, *, summary: str, call: Callable[[api.Services, str], _Said]
+) -> click.Command:
+    """``dtpoc service NAME SERVICE_ID``: one lifecycle call; the table view prints its message."""
+    return output.by_id(
+        service,
+        name,
+        argument="service_id",
+        summary=summary,
+        fetch=lambda client, service_id: call(client.services, service_id),
+        view=_message,
+    )
+
+
+terminate = _lifecycle(
     "terminate",
-    argument="service_id",
     summary="Stop a service's replicas; its record and outputs stay.",
-    fetch=lambda client, service_id: client.services.terminate(service_id),
-    view=_message,
+    call=api.Services.terminate,
 )
-retry = output.by_id(
-    service,
+retry = _lifecycle(
     "retry",
-    argument="service_id",
     summary="Run a finished service's failed replicas again (scheduled: of its latest run).",
-    fetch=lambda client, service_id: client.services.retry(service_id),
-    view=_message,
+    call=api.Services.retry,
 )
 resubmit = output.by_id(
     service,
@@ -384,19 +393,13 @@ resubmit = output.by_id(
     fetch=lambda client, service_id: {"id": client.services.resubmit(service_id)},
     view=lambda _service_id, answer: answer["id"],
 )
-suspend = output.by_id(
-    service,
+suspend = _lifecycle(
     "suspend",
-    argument="service_id",
     summary="Stop a scheduled service from starting new runs.",
-    fetch=lambda client, service_id: client.services.suspend(service_id),
-    view=_message,
+    call=api.Services.suspend,
 )
-resume = output.by_id(
-    service,
+resume = _lifecycle(
     "resume",
-    argument="service_id",
     summary="Let a suspended scheduled service run on schedule again.",
-    fetch=lambda client, service_id: client.services.resume(service_id),
-    view=_message,
+    call=api.Services.resume,
 )
