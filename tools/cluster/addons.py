@@ -21,85 +21,70 @@ VOLUME_CAPACITY = "100Gi"
 Obj = dict[str, Any]
 
 
-def coredns_rbac() -> list[Obj]:
-    """Read access to what the kubernetes plugin watches, for CoreDNS's client certificate."""
+def _user_role(user: str, rules: list[Obj]) -> list[Obj]:
+    """A ClusterRole named after ``user`` (a client certificate's name) and its binding to it."""
     return [
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "ClusterRole",
-            "metadata": {"name": "dtpoc:coredns"},
-            "rules": [
-                {
-                    "apiGroups": [""],
-                    "resources": ["endpoints", "services", "pods", "namespaces"],
-                    "verbs": ["list", "watch"],
-                },
-                {
-                    "apiGroups": ["discovery.k8s.io"],
-                    "resources": ["endpointslices"],
-                    "verbs": ["list", "watch"],
-                },
-            ],
+            "metadata": {"name": user},
+            "rules": rules,
         },
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "ClusterRoleBinding",
-            "metadata": {"name": "dtpoc:coredns"},
+            "metadata": {"name": user},
             "roleRef": {
                 "apiGroup": "rbac.authorization.k8s.io",
                 "kind": "ClusterRole",
-                "name": "dtpoc:coredns",
+                "name": user,
             },
-            "subjects": [
-                {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "dtpoc:coredns"}
-            ],
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
         },
     ]
+
+
+def coredns_rbac() -> list[Obj]:
+    """Read access to what the kubernetes plugin watches, for CoreDNS's client certificate."""
+    return _user_role(
+        "dtpoc:coredns",
+        [
+            {
+                "apiGroups": [""],
+                "resources": ["endpoints", "services", "pods", "namespaces"],
+                "verbs": ["list", "watch"],
+            },
+            {
+                "apiGroups": ["discovery.k8s.io"],
+                "resources": ["endpointslices"],
+                "verbs": ["list", "watch"],
+            },
+        ],
+    )
 
 
 def kube_router_rbac() -> list[Obj]:
     """What kube-router's firewall controller reads (its own daemonset's role, trimmed)."""
-    return [
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRole",
-            "metadata": {"name": "dtpoc:kube-router"},
-            "rules": [
-                {
-                    "apiGroups": [""],
-                    "resources": ["namespaces", "pods", "services", "nodes", "endpoints"],
-                    "verbs": ["get", "list", "watch"],
-                },
-                {
-                    "apiGroups": ["networking.k8s.io"],
-                    "resources": ["networkpolicies"],
-                    "verbs": ["get", "list", "watch"],
-                },
-                {
-                    "apiGroups": ["discovery.k8s.io"],
-                    "resources": ["endpointslices"],
-                    "verbs": ["get", "list", "watch"],
-                },
-            ],
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRoleBinding",
-            "metadata": {"name": "dtpoc:kube-router"},
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "ClusterRole",
-                "name": "dtpoc:kube-router",
+    return _user_role(
+        "dtpoc:kube-router",
+        [
+            {
+                "apiGroups": [""],
+                "resources": ["namespaces", "pods", "services", "nodes", "endpoints"],
+                "verbs": ["get", "list", "watch"],
             },
-            "subjects": [
-                {
-                    "apiGroup": "rbac.authorization.k8s.io",
-                    "kind": "User",
-                    "name": "dtpoc:kube-router",
-                }
-            ],
-        },
-    ]
+            {
+                "apiGroups": ["networking.k8s.io"],
+                "resources": ["networkpolicies"],
+                "verbs": ["get", "list", "watch"],
+            },
+            {
+                "apiGroups": ["discovery.k8s.io"],
+                "resources": ["endpointslices"],
+                "verbs": ["get", "list", "watch"],
+            },
+        ],
+    )
 
 
 def storage_class() -> Obj:
