@@ -27,7 +27,8 @@ from dtpoc_common import grpcauth, grpcclient
 
 @dataclass(frozen=True)
 class Credentials:
-    """Where this run's tokens and key are, and channels that present them."""
+    """Where one set of tokens and key is (this test run's, or a local platform's:
+    :func:`dtpoc_local.platform.ensure_credentials`), and channels that present them."""
 
     root: Path
 
@@ -83,8 +84,9 @@ def credentials() -> Credentials:
     root = Path(tempfile.mkdtemp(prefix="dtpoc-credentials-"))
     os.environ[ENV_ROOT] = str(root)
     atexit.register(shutil.rmtree, root, ignore_errors=True)
-    (root / "callers").mkdir(mode=0o700)
+    made = Credentials(root)
+    made.callers_dir.mkdir(mode=0o700)
     for component in sorted(grpcauth.COMPONENTS):
-        (root / "callers" / component).write_text(secrets.token_urlsafe(32) + "\n")
-    (root / "fetch.key").write_text(secrets.token_urlsafe(48) + "\n")
-    return Credentials(root)
+        made.token_file(component).write_text(secrets.token_urlsafe(32) + "\n")
+    made.fetch_key_file.write_text(secrets.token_urlsafe(48) + "\n")
+    return made

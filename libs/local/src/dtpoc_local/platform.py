@@ -26,6 +26,7 @@ import httpx
 from dtpoc_common import grpcauth
 from dtpoc_common.vocabulary import API_PREFIX
 from dtpoc_local import ferretdb, grpcprocess, ports, probes, processes
+from dtpoc_local.credentials import Credentials
 from dtpoc_local.paths import REPO_ROOT
 from dtpoc_operator.local import containers
 
@@ -95,15 +96,14 @@ def ensure_credentials(folder: Path) -> Path:
     Kept in the data dir, so replicas adopted by the next run's operator still
     reach Files with the same key.
     """
-    callers = folder / "callers"
-    callers.mkdir(parents=True, exist_ok=True, mode=0o700)
+    layout = Credentials(folder)
+    layout.callers_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     folder.chmod(0o700)
-    callers.chmod(0o700)
-    for name, size in [
-        *((f"callers/{c}", 32) for c in sorted(grpcauth.COMPONENTS)),
-        ("fetch.key", 48),
+    layout.callers_dir.chmod(0o700)
+    for path, size in [
+        *((layout.token_file(c), 32) for c in sorted(grpcauth.COMPONENTS)),
+        (layout.fetch_key_file, 48),
     ]:
-        path = folder / name
         if not path.exists():
             path.touch(mode=0o600)
             path.write_text(secrets.token_urlsafe(size) + "\n")
@@ -174,16 +174,9 @@ class Platform:
         return self.data_dir / "outputs"
 
     @property
-    def credentials_dir(self) -> Path:
-        return self.data_dir / "credentials"
-
-    @property
-    def callers_dir(self) -> Path:
-        return self.credentials_dir / "callers"
-
-    @property
-    def fetch_key(self) -> str:
-        return str(self.credentials_dir / "fetch.key")
+    def credentials(self) -> Credentials:
+        """The gRPC tokens and fetch key (:func:`ensure_credentials`), kept in the data dir."""
+        return Credentials(self.data_dir / "credentials")
 
     @property
     def api_url(self) -> str:
@@ -191,10 +184,6 @@ class Platform:
 
     def all_processes(self) -> list[processes.ServerProcess]:
         return ([self.mongo.process] if self.mongo else []) + self.children
-
-    def token_file(self, component: str) -> str:
-        """The client token file of ``component`` (each process reads only its own)."""
-        return str(self.callers_dir / component)
 
     def start(self) -> None:
         """Start MongoDB (unless given), Files, Orchestrator, Operator and Gateway, in order.
@@ -214,7 +203,7 @@ class Platform:
         self.orchestrator_address = f"{ports.LOOPBACK}:{orchestrator_port}"
         self.operator_health = f"{ports.LOOPBACK}:{health_port}"
         self.engine = choose_engine(self.outputs_dir / ".local-runtime")
-        ensure_credentials(self.credentials_dir)
+        ensure_credentials(self.credentials.root)
         self._start_files()
         self._start_orchestrator()
         self._start_operator()
@@ -252,9 +241,8 @@ class Platform:
             env={
                 "DTPOC_FILES_LISTEN": address,
                 "DTPOC_FILES_ORCHESTRATOR_ADDRESS": self.orchestrator_address,
-                "DTPOC_FILES_CALLER_TOKENS_DIR": str(self.callers_dir),
-                "DTPOC_FILES_GRPC_TOKEN_FILE": self.token_file(grpcauth.FILES),
-                "DTPOC_FILES_FETCH_KEY_FILE": self.fetch_key,
+                **self.credentials.server_env("DTPOC_FILES", grpcauth.FILES),
+                "DTPOC_FILES_FETCH_KEY_FILE": str(self.credentials.fetch_key_file),
             },
             probe=lambda: grpcprocess.health_serving(address),
             what=f"gRPC health at {address}",
@@ -274,8 +262,7 @@ class Platform:
                 "DTPOC_ORCHESTRATOR_LOCAL_CONTAINERS": "true" if self.engine else "false",
                 # Running replicas' logs are read where the operator's supervisors write them.
                 "DTPOC_ORCHESTRATOR_LOCAL_STATE_ROOT": str(self.outputs_dir / ".local-runtime"),
-                "DTPOC_ORCHESTRATOR_CALLER_TOKENS_DIR": str(self.callers_dir),
-                "DTPOC_ORCHESTRATOR_GRPC_TOKEN_FILE": self.token_file(grpcauth.ORCHESTRATOR),
+                **self.credentials.server_env("DTPOC_ORCHESTRATOR", grpcauth.ORCHESTRATOR),
             },
             probe=lambda: grpcprocess.health_serving(address),
             what=f"gRPC health at {address}",
@@ -296,8 +283,10 @@ class Platform:
                 "DTPOC_OPERATOR_LOCAL_CONTAINER_ENGINE": (
                     self.engine.name if self.engine else "none"
                 ),
-                "DTPOC_OPERATOR_GRPC_TOKEN_FILE": self.token_file(grpcauth.OPERATOR),
-                "DTPOC_OPERATOR_FETCH_KEY_FILE": self.fetch_key,
+                "DTPOC_OPERATOR_GRPC_TOKEN_FILE": str(
+                    self.credentials.token_file(grpcauth.OPERATOR)
+                ),
+                "DTPOC_OPERATOR_FETCH_KEY_FILE": str(self.credentials.fetch_key_file),
             },
             probe=lambda: probes.http_ok(readyz),
             what=readyz,
@@ -314,7 +303,7 @@ class Platform:
                 "DTPOC_GATEWAY_ORCHESTRATOR_ADDRESS": self.orchestrator_address,
                 # A local run on a trusted machine: explicitly no authentication.
                 "DTPOC_GATEWAY_AUTH_DISABLED": "true",
-                "DTPOC_GATEWAY_GRPC_TOKEN_FILE": self.token_file(grpcauth.GATEWAY),
+                "DTPOC_GATEWAY_GRPC_TOKEN_FILE": str(self.credentials.token_file(grpcauth.GATEWAY)),
             },
             probe=lambda: probes.http_ok(healthz),
             what=healthz,
