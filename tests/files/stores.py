@@ -34,5 +34,7 @@ async def store_bytes(
     for start in range(0, len(content), piece_bytes):
         await pending.write(content[start : start + piece_bytes])
     return await pending.commit(
-        filename=filename, metadata=dict(metadata or {}), digest=digest_of(content)
+        domain.VerifiedUpload(
+            filename=filename, metadata=dict(metadata or {}), digest=digest_of(content)
+        )
     )

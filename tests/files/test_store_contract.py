@@ -93,9 +93,9 @@ async def test_an_abandoned_or_discarded_upload_leaves_nothing(store: ports.File
     await pending.write(b"abc")
     with pytest.raises(gridfs_store.UploadAbandoned):
         await pending.commit(
-            filename="gone.bin",
-            metadata={},
-            digest=stores.digest_of(b"abc"),
+            domain.VerifiedUpload(
+                filename="gone.bin", metadata={}, digest=stores.digest_of(b"abc")
+            ),
             still_wanted=lambda: False,
         )
     await pending.discard()

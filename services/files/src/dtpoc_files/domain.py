@@ -246,6 +246,23 @@ def stored_metadata(header: UploadHeader, digest: Digest) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
+class VerifiedUpload:
+    """An upload whose bytes all arrived as its header promised: what a store commits.
+
+    ``metadata`` is the new files document's (:func:`stored_metadata`).
+    """
+
+    filename: str
+    metadata: Mapping[str, Any]
+    digest: Digest
+
+    @property
+    def output(self) -> OutputReference | None:
+        """The output reference the upload records, None for a plain upload."""
+        return output_reference(self.metadata, filename=self.filename)
+
+
+@dataclass(frozen=True)
 class UploadOutcome:
     """The stored file an upload resulted in, and whether it existed already."""
 

@@ -687,12 +687,7 @@ class PendingUpload:
         return document
 
     async def commit(
-        self,
-        *,
-        filename: str,
-        metadata: Mapping[str, Any],
-        digest: domain.Digest,
-        still_wanted: Callable[[], bool] = lambda: True,
+        self, upload: domain.VerifiedUpload, *, still_wanted: Callable[[], bool] = lambda: True
     ) -> domain.UploadOutcome:
         """Make the upload visible, or answer the identical file already stored.
 
@@ -706,7 +701,7 @@ class PendingUpload:
                 await self._store.chunks.insert_one(self._chunk_document(bytes(self._buffer)))
                 self._buffer.clear()
             existing = await self._claim_or_reference(
-                domain.output_reference(metadata, filename=filename), digest.sha256, still_wanted
+                upload.output, upload.digest.sha256, still_wanted
             )
             if existing is not None:
                 await self.discard()
@@ -718,16 +713,16 @@ class PendingUpload:
             uploaded = _now()
             document = {
                 "_id": self.file_id,
-                "length": Int64(digest.length),
+                "length": Int64(upload.digest.length),
                 "chunkSize": self._chunk_bytes,
                 "uploadDate": uploaded,
-                "filename": filename,
-                "metadata": dict(metadata),
+                "filename": upload.filename,
+                "metadata": dict(upload.metadata),
                 references.MARK_FIELD: references.MARK_VERSION,
             }
             self._recorded_first = True  # before the call: it may write and then raise
             await self._store.book.record_first(
-                str(self.file_id), metadata, filename=filename, at=uploaded
+                str(self.file_id), upload.metadata, filename=upload.filename, at=uploaded
             )
             self._visible = True
             await self._store.files.insert_one(document)

@@ -19,9 +19,8 @@ from __future__ import annotations
 import builtins
 import datetime
 import itertools
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from bson import ObjectId
 
@@ -195,19 +194,14 @@ class InMemoryPendingUpload:
         self._data += data
 
     async def commit(
-        self,
-        *,
-        filename: str,
-        metadata: Mapping[str, Any],
-        digest: domain.Digest,
-        still_wanted: Callable[[], bool] = lambda: True,
+        self, upload: domain.VerifiedUpload, *, still_wanted: Callable[[], bool] = lambda: True
     ) -> domain.UploadOutcome:
         store = self._store
-        owner = store.claims.get(digest.sha256)
+        owner = store.claims.get(upload.digest.sha256)
         if owner is not None and owner in store.files:
             if not still_wanted():
                 raise UploadAbandoned(f"upload {self.file_id} was abandoned by its client")
-            store.add_reference(owner, domain.output_reference(metadata, filename=filename))
+            store.add_reference(owner, upload.output)
             await self.discard()
             return domain.UploadOutcome(record=store.files[owner].record, deduplicated=True)
         if not still_wanted():
@@ -215,21 +209,21 @@ class InMemoryPendingUpload:
         file_id = str(self.file_id)
         record = domain.FileRecord(
             file_id=file_id,
-            filename=filename,
-            length=digest.length,
+            filename=upload.filename,
+            length=upload.digest.length,
             upload_date=_now(),
-            metadata=dict(metadata),
+            metadata=dict(upload.metadata),
             chunk_size=self._chunk_bytes,
         )
         first = references.first_reference_id(file_id)
         store.files[file_id] = _Stored(
             record=record,
             data=bytes(self._data),
-            references={first: domain.output_reference(metadata, filename=filename)},
+            references={first: upload.output},
             recorded_at={first: record.upload_date},
             rows={first: store.next_row()},
         )
-        store.claims[digest.sha256] = file_id
+        store.claims[upload.digest.sha256] = file_id
         store.pending.discard(file_id)
         return domain.UploadOutcome(record=record, deduplicated=False)
 

@@ -15,8 +15,8 @@ away and :class:`~dtpoc_files.gridfs_store.CorruptFile` from a read of a broken 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any, Protocol
+from collections.abc import AsyncIterator, Callable
+from typing import Protocol
 
 from dtpoc_files import domain
 from dtpoc_files.usage import FileUsage
@@ -35,12 +35,7 @@ class PendingUpload(Protocol):
         ...
 
     async def commit(
-        self,
-        *,
-        filename: str,
-        metadata: Mapping[str, Any],
-        digest: domain.Digest,
-        still_wanted: Callable[[], bool] = ...,
+        self, upload: domain.VerifiedUpload, *, still_wanted: Callable[[], bool] = ...
     ) -> domain.UploadOutcome:
         """Make the upload visible, or answer the identical file already stored (adding
         this upload's reference to it)."""

@@ -162,12 +162,12 @@ class FilesService:
         still_wanted: Callable[[], bool],
     ) -> domain.UploadOutcome:
         try:
-            return await upload.commit(
+            verified = domain.VerifiedUpload(
                 filename=header.filename,
                 metadata=domain.stored_metadata(header, digest),
                 digest=digest,
-                still_wanted=still_wanted,
             )
+            return await upload.commit(verified, still_wanted=still_wanted)
         except BaseException as exc:
             await self._discard(upload, reason=exc, received=digest.length)
             raise
