@@ -124,10 +124,7 @@ class FilesService:
         record = outcome.record
         log.info(
             "file deduplicated" if outcome.deduplicated else "file uploaded",
-            file_id=record.file_id,
-            filename=record.filename,
-            size=record.length,
-            sha256=record.sha256,
+            **_file_fields(record),
             deduplicated=outcome.deduplicated,
             **_labels(header),
         )
@@ -284,14 +281,7 @@ class FilesService:
             if await self._store.delete_if_unchanged(
                 record.file_id, generation=references.generation
             ):
-                log.info(
-                    "file deleted",
-                    file_id=record.file_id,
-                    filename=record.filename,
-                    size=record.length,
-                    sha256=record.sha256,
-                    forced=force,
-                )
+                log.info("file deleted", **_file_fields(record), forced=force)
                 return DeleteOutcome(message=f"File {record.file_id} deleted", deleted=True)
         raise errors.Aborted(
             f"file {record.file_id} kept changing while it was being deleted (new uploads or "
@@ -389,6 +379,16 @@ async def read_ahead(source: AsyncIterator[T], *, depth: int) -> AsyncIterator[T
         aclose = getattr(source, "aclose", None)
         if aclose is not None:
             await aclose()
+
+
+def _file_fields(record: domain.FileRecord) -> dict[str, object]:
+    """A stored file as the upload and delete log lines name it."""
+    return {
+        "file_id": record.file_id,
+        "filename": record.filename,
+        "size": record.length,
+        "sha256": record.sha256,
+    }
 
 
 def _labels(header: domain.UploadHeader) -> dict[str, object]:
