@@ -1,6 +1,8 @@
 """The service records port (:class:`dtpoc_orchestrator.ports.Records`): the same tests for
-the MongoDB adapter (FerretDB) and its in-memory fake (``InMemoryServiceRecords``), so a
-use-case test on the fake (``tests/unit/orchestrator``) says what MongoDB would do."""
+the MongoDB adapter (FerretDB), its read cache (``CachedServiceRecords``: every write must
+drop the cached copy, and each test reads after writing) and its in-memory fake
+(``InMemoryServiceRecords``), so a use-case test on the fake (``tests/unit/orchestrator``)
+says what MongoDB would do."""
 
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ FILE_A = "0123456789abcdef01234567"
 FILE_B = "0123456789abcdef01234568"
 
 
-@pytest.fixture(params=["mongodb", "memory"])
+@pytest.fixture(params=["mongodb", "mongodb-cached", "memory"])
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[ports.Records]:
     if request.param == "memory":
         yield memory.InMemoryServiceRecords()
@@ -31,7 +33,12 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[ports.Records]:
     mongodb_uri: str = request.getfixturevalue("mongodb_uri")
     database = unique_db_name("records")
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongodb_uri)
-    adapter = records.ServiceRecords(client[database]["services"])
+    records_class = (
+        records.CachedServiceRecords
+        if request.param == "mongodb-cached"
+        else records.ServiceRecords
+    )
+    adapter = records_class(client[database]["services"])
     await adapter.ensure_indexes()
     try:
         yield adapter

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pymongo.errors
@@ -106,6 +106,13 @@ class ServiceRecords:
         self._collection = collection
         self._decisions = collection.database[collection.name + "_launch"]
 
+    @contextlib.contextmanager
+    def _writing(self, service_id: str, action: str) -> Iterator[None]:
+        """Around every write of the record ``service_id`` (``action`` names it in the log):
+        a database failure is UNAVAILABLE. The one place a subclass sees every write."""
+        with mongo.unavailable_on_failure(action):
+            yield
+
     async def _decide(self, service_id: str, outcome: str) -> str:
         """Take ``outcome`` for the launch of ``service_id`` unless one was taken; answer it."""
         try:
@@ -126,7 +133,7 @@ class ServiceRecords:
             await self._collection.create_index([("state", ASCENDING)], name="state")
 
     async def insert(self, record: domain.ServiceRecord) -> None:
-        with mongo.unavailable_on_failure("insert record"):
+        with self._writing(record.id, "insert record"):
             await self._collection.insert_one(to_document(record))
 
     async def get(self, service_id: str) -> domain.ServiceRecord | None:
@@ -136,7 +143,7 @@ class ServiceRecords:
 
     async def mark_launched(self, service_id: str) -> bool:
         """``creating`` -> ``launched``; False when the record is gone or not creating."""
-        with mongo.unavailable_on_failure("mark record launched"):
+        with self._writing(service_id, "mark record launched"):
             if await self._decide(service_id, LAUNCHED) != LAUNCHED:
                 # Settled away: finish the removal a crash may have interrupted.
                 await self._collection.delete_one({"_id": ObjectId(service_id)})
@@ -148,7 +155,7 @@ class ServiceRecords:
 
     async def delete_creating(self, service_id: str) -> bool:
         """Remove a record that never got its resource; only while ``creating``."""
-        with mongo.unavailable_on_failure("delete record"):
+        with self._writing(service_id, "delete record"):
             if await self._decide(service_id, REMOVED) != REMOVED:
                 return False
             result = await self._collection.delete_one({"_id": ObjectId(service_id)})
@@ -189,7 +196,7 @@ class ServiceRecords:
         at: float,
         last_status: analytics_pb2.AnalyticsStatus | None,
     ) -> bool:
-        with mongo.unavailable_on_failure("mark record terminated"):
+        with self._writing(service_id, "mark record terminated"):
             current = await self._collection.find_one({"_id": ObjectId(service_id)})
             if current is None or current.get("terminated_at") is not None:
                 return False
@@ -205,7 +212,7 @@ class ServiceRecords:
         self, service_id: str, status: analytics_pb2.AnalyticsStatus
     ) -> None:
         """Refresh the kept copy of the operator's status (terminated services)."""
-        with mongo.unavailable_on_failure("keep last status"):
+        with self._writing(service_id, "keep last status"):
             await self._collection.update_one(
                 {"_id": ObjectId(service_id)},
                 {"$set": {"last_status": _status_document(status)}},
@@ -213,7 +220,7 @@ class ServiceRecords:
 
     async def set_spec(self, service_id: str, spec: analytics_pb2.AnalyticsSpec) -> None:
         """Keep the record's copy of the desired state in step with the resource's."""
-        with mongo.unavailable_on_failure("update record spec"):
+        with self._writing(service_id, "update record spec"):
             await self._collection.update_one(
                 {"_id": ObjectId(service_id)},
                 {"$set": {"spec": analytics.escape_keys(analytics.spec_to_dict(spec))}},
@@ -221,7 +228,7 @@ class ServiceRecords:
 
     async def add_resubmission(self, service_id: str, resubmission_id: str) -> None:
         """Name a resubmission on the record it was made from (once)."""
-        with mongo.unavailable_on_failure("link resubmission"):
+        with self._writing(service_id, "link resubmission"):
             await self._collection.update_one(
                 {"_id": ObjectId(service_id)}, {"$addToSet": {"resubmissions": resubmission_id}}
             )
@@ -237,8 +244,9 @@ class CachedServiceRecords(ServiceRecords):
     """Records read once and kept in memory: only for the one orchestrator of a store.
 
     This process writes every record, so each of its writes drops the cached
-    copy (after the write, whatever its outcome) and a read served from memory
-    is what the database holds (:mod:`dtpoc_orchestrator.adapters.readcache`).
+    copy (after the write, whatever its outcome: every write of the base class
+    runs inside ``_writing``) and a read served from memory is what the database
+    holds (:mod:`dtpoc_orchestrator.adapters.readcache`).
     Lists and queries other than by id read the database as before.
     """
 
@@ -250,45 +258,10 @@ class CachedServiceRecords(ServiceRecords):
         read = super().get
         return await self._cache.get(service_id, lambda: read(service_id))
 
-    @contextlib.asynccontextmanager
-    async def _writing(self, service_id: str) -> AsyncIterator[None]:
+    @contextlib.contextmanager
+    def _writing(self, service_id: str, action: str) -> Iterator[None]:
         try:
-            yield
+            with super()._writing(service_id, action):
+                yield
         finally:
             self._cache.invalidate(service_id)
-
-    async def insert(self, record: domain.ServiceRecord) -> None:
-        async with self._writing(record.id):
-            await super().insert(record)
-
-    async def mark_launched(self, service_id: str) -> bool:
-        async with self._writing(service_id):
-            return await super().mark_launched(service_id)
-
-    async def delete_creating(self, service_id: str) -> bool:
-        async with self._writing(service_id):
-            return await super().delete_creating(service_id)
-
-    async def mark_terminated(
-        self,
-        service_id: str,
-        *,
-        at: float,
-        last_status: analytics_pb2.AnalyticsStatus | None,
-    ) -> bool:
-        async with self._writing(service_id):
-            return await super().mark_terminated(service_id, at=at, last_status=last_status)
-
-    async def keep_last_status(
-        self, service_id: str, status: analytics_pb2.AnalyticsStatus
-    ) -> None:
-        async with self._writing(service_id):
-            await super().keep_last_status(service_id, status)
-
-    async def set_spec(self, service_id: str, spec: analytics_pb2.AnalyticsSpec) -> None:
-        async with self._writing(service_id):
-            await super().set_spec(service_id, spec)
-
-    async def add_resubmission(self, service_id: str, resubmission_id: str) -> None:
-        async with self._writing(service_id):
-            await super().add_resubmission(service_id, resubmission_id)
