@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from importlib import metadata
-from typing import Any
+from typing import Any, TypedDict
 
 from google.protobuf import json_format, struct_pb2
 
@@ -55,8 +55,20 @@ def launch_request(message: orchestrator_pb2.LaunchServiceRequest) -> domain.Lau
     )
 
 
-def status_message(derived: status.DerivedStatus) -> orchestrator_pb2.ServiceStatus:
-    message = orchestrator_pb2.ServiceStatus(
+class _RunSummary(TypedDict):
+    """The fields a Service and its ServiceStatus both carry, from the same derived status."""
+
+    active_runs: int
+    succeeded_runs: int
+    failed_runs: int
+    total_runs: int
+    status: str
+    output_files: tuple[str, ...]
+    phase: str
+
+
+def _run_summary(derived: status.DerivedStatus) -> _RunSummary:
+    return _RunSummary(
         active_runs=derived.active,
         succeeded_runs=derived.succeeded,
         failed_runs=derived.failed,
@@ -64,6 +76,12 @@ def status_message(derived: status.DerivedStatus) -> orchestrator_pb2.ServiceSta
         status=derived.status,
         output_files=derived.output_files,
         phase=derived.phase,
+    )
+
+
+def status_message(derived: status.DerivedStatus) -> orchestrator_pb2.ServiceStatus:
+    message = orchestrator_pb2.ServiceStatus(
+        **_run_summary(derived),
         replicas=derived.source.replicas,
         conditions=derived.source.conditions,
         message=derived.message,
@@ -83,20 +101,14 @@ def service_message(view: service.ServiceView) -> orchestrator_pb2.Service:
     record, derived = view.record, view.status
     spec = record.spec
     message = orchestrator_pb2.Service(
+        **_run_summary(derived),
         id=record.id,
         image=spec.image,
         version=spec.version,
         description=spec.description,
         reps=spec.reps,
         mount_files=dict(spec.input_files),
-        output_files=derived.output_files,
         created_at=record.created_at,
-        active_runs=derived.active,
-        succeeded_runs=derived.succeeded,
-        failed_runs=derived.failed,
-        total_runs=derived.total,
-        status=derived.status,
-        phase=derived.phase,
         job_type=spec.job_type,
         schedule=spec.schedule,
         env=dict(spec.env),
