@@ -25,7 +25,11 @@ from tests.files import helpers
 
 MIB = helpers.MIB
 ROUND_TRIP_BYTES = 200 * MIB
-RSS_GROWTH_LIMIT = 64 * MIB
+# The server must never hold the file: its memory may grow by less than half of it. Its
+# buffers are one message in flight plus one arriving, but what the allocator and gRPC keep
+# on top varies with the machine's load: 24-29 MiB on a quiet machine, 67 MiB once in a
+# two-worker CI run (load 5-7), which a 64 MiB limit failed though nothing held the file.
+RSS_GROWTH_LIMIT = ROUND_TRIP_BYTES // 2
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
