@@ -8,7 +8,7 @@ CACHE ?= $(or $(DTPOC_CACHE_DIR),$(HOME)/.cache/dtpoc)
 
 help:
 	@echo "make run        start the platform on this machine and run the sample analysis"
-	@echo "make test       install what is missing, build the test servers, run the tests (in TEST_WORKERS=2 processes; 0: this one)"
+	@echo "make test       install what is missing, build the test servers, run the tests (in TEST_WORKERS=3 processes; 0: this one)"
 	@echo "make test-fast  the unit tier only (tests/unit: use cases and rules on in-memory fakes, no servers)"
 	@echo "make cluster    a real one-node Kubernetes here with the chart; gateway on 127.0.0.1:8000"
 	@echo "make cluster-down   remove that node and its data"
@@ -91,11 +91,11 @@ test-fast: sync
 	@GRPC_ENABLE_FORK_SUPPORT=false $(UV) run pytest tests/unit --confcutdir=tests/unit -p no:schemathesis -p no:hypothesispytest -p no:anyio $(PYTEST_ARGS)
 
 # TEST_WORKERS=N: the suite in N pytest-xdist processes, a file per worker at a time, the slow
-# tiers first (tests/realdeps/parallel.py). 2 by default: on two cores the suite waits (schedule
-# ticks, containers, server starts) more than it computes, and two workers took 21 min 46 s where
-# one took 36 min 30 s (docs/testing.md); TEST_WORKERS=0 runs it in this one process.
+# tiers first (tests/realdeps/parallel.py). 3 by default: on two cores the suite waits (schedule
+# ticks, containers, server starts) more than it computes; on a quiet machine three workers took
+# 13 min 38 s, two 15 min 28 s, one 36 min 30 s (docs/testing.md); TEST_WORKERS=0: this one process.
 # --durations=30: every log ends with the 30 slowest setups, calls and teardowns (docs/testing.md).
-TEST_WORKERS ?= 2
+TEST_WORKERS ?= 3
 test: sync testbin hostpkgs console
 	@GRPC_ENABLE_FORK_SUPPORT=false $(UV) run pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=30 $(PYTEST_ARGS)
 
