@@ -125,12 +125,7 @@ def run_node_phase(kube: KubeCluster, phase: NodePhase, count: int) -> NodeResul
     done = bench.Watch(kube, phase.collection, _done_run(phase.done_phase))
     names = [f"r{uuid.uuid4().hex[:20]}" for _ in range(count)]
     before = bench.proc_sample(phase.pid)
-    since = time.time()
-    created: dict[str, float] = {}
-    for name in names:
-        created[name] = time.time()
-        kube.request("POST", phase.collection, body=phase.body(name))
-    create_seconds = time.time() - since
+    since, created, create_seconds = bench.create_burst(kube, phase.collection, phase.body, names)
     waiting.wait_for(
         lambda: (
             all(n in done.first for n in names)

@@ -274,6 +274,22 @@ class Phase:
     children: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = field(default_factory=dict)
 
 
+def create_burst(
+    kube: KubeCluster,
+    collection: str,
+    body: Callable[[str], dict[str, Any]],
+    names: list[str],
+) -> tuple[float, dict[str, float], float]:
+    """POST ``body(name)`` to ``collection`` for each name, one after the other: when the
+    burst began, when each create was sent, and the seconds it took to send them all."""
+    since = time.time()
+    created: dict[str, float] = {}
+    for name in names:
+        created[name] = time.time()
+        kube.request("POST", collection, body=body(name))
+    return since, created, time.time() - since
+
+
 def run_phase(
     kube: KubeCluster, plane: controlplane.ControlPlane, audit: AuditLog, phase: Phase, count: int
 ) -> PhaseResult:
@@ -290,12 +306,7 @@ def run_phase(
     audit.wait_quiet(since=time.time() - DEADLINE, users=phase.users)
     before = proc_sample(phase.pid)
     others_before = {k: proc_sample(pid).cpu_seconds for k, pid in servers.items()}
-    since = time.time()
-    created: dict[str, float] = {}
-    for name in names:
-        created[name] = time.time()
-        kube.request("POST", phase.collection, body=phase.body(name))
-    create_seconds = time.time() - since
+    since, created, create_seconds = create_burst(kube, phase.collection, phase.body, names)
     waiting.wait_for(
         lambda: all(len(pods.first.get(n, {})) >= REPLICAS for n in names),
         timeout=DEADLINE,
